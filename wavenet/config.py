@@ -1,0 +1,111 @@
+"""Dataclass schemas for the command-line tools, registered in Hydra's ConfigStore.
+
+The trainer's YAML files in conf/ are merged onto `Config`, so an unknown key or a wrong type
+fails at composition, before any work starts. Entry points convert the composed config to these
+dataclasses once (`OmegaConf.to_object`), which runs the `__post_init__` range checks; the rest of
+the package only sees plain typed objects.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from wavenet.model import WaveNetConfig
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class DataConfig:
+    root: str = MISSING  # folder of wav/flac/ogg files (recursive) or with a metadata.csv
+    sample_rate: int = 16000
+    crop: int = 4000  # predicted samples per training crop, on top of the receptive field
+    trim_db: float | None = None  # trim edge frames quieter than this (dB below the peak)
+    val_fraction: float = 0.1  # share of files held out for validation (split by file)
+    val_crops: int = 32  # validation crops evaluated at each validation
+    cache_dir: str | None = None  # decoded-audio cache (default ~/.cache/wavenet)
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ValueError(f"data.sample_rate must be > 0, got {self.sample_rate}")
+        if self.crop < 1:
+            raise ValueError(f"data.crop must be >= 1, got {self.crop}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_crops < 1:
+            raise ValueError(f"data.val_crops must be >= 1, got {self.val_crops}")
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 20000
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200  # linear warmup, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    log_every: int = 10
+    val_every: int = 500  # validation, checkpoint and a generated sample every this many steps
+    sample_seconds: float = 1.0  # length of the sample generated at each validation; 0 disables
+    sample_temperature: float = 1.0
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    resume: str = "auto"  # auto: continue from the run dir's last checkpoint; never; or a path
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "log_every", "val_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "grad_clip", "sample_seconds", "sample_temperature",
+                     "threads", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class Config:
+    name: str = "default"  # experiment name, part of the run directory
+    model: WaveNetConfig = field(default_factory=WaveNetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class GenerateConfig:
+    checkpoint: str = MISSING  # a .pt file written by wavenet-train
+    seconds: float = 2.0  # length of each generated file
+    batch: int = 1  # number of files generated at once
+    temperature: float = 1.0  # softmax temperature; 0 is greedy
+    seed: int = 0
+    prime: str | None = None  # wav/flac file whose samples start every output
+    prime_seconds: float = 1.0  # how much of the prime's end is used (it is also kept in the output)
+    out: str = "generated"  # output folder
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0:
+            raise ValueError(f"seconds must be > 0, got {self.seconds}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.prime_seconds <= 0:
+            raise ValueError(f"prime_seconds must be > 0, got {self.prime_seconds}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+def register() -> None:
+    """Register the schemas and the `project_dir` resolver (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    if not OmegaConf.has_resolver("project_dir"):
+        # ${project_dir:data/demo} -> absolute path inside the project, whatever the cwd.
+        OmegaConf.register_new_resolver("project_dir", lambda rel="": str(PROJECT_DIR / rel))

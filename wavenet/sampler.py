@@ -1,0 +1,185 @@
+"""Cached-queue autoregressive generation.
+
+Each residual layer of dilation d and kernel k needs its own inputs from d, 2d, ..., (k-1)d steps
+ago. The sampler keeps exactly those in one ring buffer per layer (an explicit `SamplerState`), so
+one step costs O(layers) small matmuls instead of a forward pass over the receptive field.
+Training and sampling share the model's weights; the sampler reads them once, merged for speed.
+"""
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from wavenet.model import WaveNet
+
+
+@dataclass
+class SamplerState:
+    """Everything a generation run carries from one step to the next.
+
+    queues[l]: (span_l, batch, residual) ring buffer of layer l's past inputs, span_l = (k-1)*d_l;
+      the input at time s lives at row s % span_l.
+    position: the time index the next `step` computes (samples consumed so far + 1).
+    """
+
+    queues: list[torch.Tensor]
+    position: int
+
+    @property
+    def batch(self) -> int:
+        return self.queues[0].shape[1]
+
+
+class CachedSampler:
+    """Step-by-step WaveNet evaluation equal to `model.forward`, one sample per call.
+
+    >>> sampler = CachedSampler(model)
+    >>> state, logits = sampler.start(batch=2)          # logits for t = 0: (2, classes)
+    >>> logits = sampler.step(state, logits.argmax(1))  # feed sample 0, get logits for t = 1
+    """
+
+    def __init__(self, model: WaveNet):
+        self.model = model
+        c = model.config
+        self.kernel_size = c.kernel_size
+        self.dilations = c.dilations
+        self.residual = c.residual_channels
+        self.skip_scale = model.skip_scale
+        with torch.no_grad():
+            # Conv taps ordered [current, t-d, t-2d, ...] so one matmul takes the concatenation.
+            self.conv_w = [
+                torch.cat([layer.dilated.weight[:, :, c.kernel_size - 1 - m]
+                           for m in range(c.kernel_size)], dim=1).t().contiguous()
+                for layer in model.layers
+            ]
+            self.conv_b = [layer.dilated.bias.clone() for layer in model.layers]
+            self.rs_w = [layer.res_skip.weight[:, :, 0].t().contiguous() for layer in model.layers]
+            self.rs_b = [layer.res_skip.bias.clone() for layer in model.layers]
+
+    @property
+    def spans(self) -> list[int]:
+        """Ring-buffer length of every layer: (k-1) * dilation."""
+        return [(self.kernel_size - 1) * d for d in self.dilations]
+
+    def _zeros(self, batch: int) -> list[torch.Tensor]:
+        like = self.conv_w[0]
+        return [like.new_zeros(span, batch, self.residual) for span in self.spans]
+
+    @torch.no_grad()
+    def start(self, batch: int = 1, prime: torch.Tensor | None = None
+              ) -> tuple[SamplerState, torch.Tensor]:
+        """A fresh state, optionally primed, and the logits of the first sample to generate.
+
+        prime: (batch, P) int class indices or None. With a prime, the queues hold the layer
+        inputs of positions 0..P (computed in one teacher-forced pass) and the logits predict
+        sample P; without, they predict sample 0 from silence.
+        Returns (state, logits (batch, classes)).
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        if prime is None or prime.shape[-1] == 0:
+            prime = torch.zeros(batch, 0, dtype=torch.long, device=self.conv_w[0].device)
+        if prime.dim() != 2 or prime.shape[0] != batch:
+            raise ValueError(f"prime must be (batch={batch}, time), got {tuple(prime.shape)}")
+        length = prime.shape[1]
+        # One placeholder sample at position P: layer inputs and logits at P see only x[<P].
+        x = torch.cat([prime.long(), prime.new_zeros(batch, 1, dtype=torch.long)], dim=1)
+        tail = max(self.spans) + 1
+        logits, inputs = self.model.run(x, tail=tail)
+        queues = self._zeros(batch)
+        first = length + 1 - inputs[0].shape[-1]  # time index of the first kept input
+        for queue, h, span in zip(queues, inputs, self.spans, strict=True):
+            times = torch.arange(first, length + 1)
+            keep = times > length - span  # the last `span` positions, ending at P
+            queue[times[keep] % span] = h[:, :, keep].permute(2, 0, 1).to(queue.dtype)
+        return SamplerState(queues, length + 1), logits[:, :, -1]
+
+    @torch.no_grad()
+    def step(self, state: SamplerState, x: torch.Tensor) -> torch.Tensor:
+        """Feed the newest sample and return the logits of the next one.
+
+        x: (batch,) int class indices of sample `state.position - 1`.
+        Returns (batch, classes) logits for sample `state.position`; advances the state.
+        """
+        t = state.position
+        h = self.model.embed.weight[x.long()]
+        skips = None
+        for queue, span, dil, cw, cb, rw, rb in zip(
+            state.queues, self.spans, self.dilations, self.conv_w, self.conv_b, self.rs_w,
+            self.rs_b, strict=True,
+        ):
+            taps = [h] + [queue[(t - m * dil) % span] for m in range(1, self.kernel_size)]
+            a = torch.addmm(cb, torch.cat(taps, dim=1), cw)
+            filt, gate = a.chunk(2, dim=1)
+            out = torch.addmm(rb, torch.tanh(filt) * torch.sigmoid(gate), rw)
+            queue[t % span] = h  # the oldest tap was read above; its row is free
+            skip = out[:, self.residual:]
+            skips = skip if skips is None else skips + skip
+            h = (h + out[:, : self.residual]) * math.sqrt(0.5)
+        state.position = t + 1
+        return self.model.head((skips * self.skip_scale).unsqueeze(-1)).squeeze(-1)
+
+
+def draw(logits: torch.Tensor, temperature: float = 1.0,
+         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample class indices from (batch, classes) logits at a temperature -> (batch,) int64.
+
+    temperature 0 means greedy (argmax); below 1 sharpens, above 1 flattens.
+    """
+    if temperature < 0 or not math.isfinite(temperature):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(dim=1)
+    probs = torch.softmax(logits.float() / temperature, dim=1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def generate(model: WaveNet, samples: int, batch: int = 1, temperature: float = 1.0,
+             prime: torch.Tensor | None = None, generator: torch.Generator | None = None,
+             chunk: int = 16000, progress: bool = False) -> Iterator[torch.Tensor]:
+    """Generate `samples` new class indices per item with the cached sampler, in chunks.
+
+    prime: (batch, P) int class indices to continue from, or None to start from silence.
+    Yields (batch, <= chunk) int64 tensors, so long outputs can be streamed to disk.
+    """
+    if samples < 0:
+        raise ValueError(f"samples must be >= 0, got {samples}")
+    model.eval()
+    sampler = CachedSampler(model)
+    state, logits = sampler.start(batch, prime)
+    out = []
+    with tqdm(total=samples, unit="sample", disable=not progress, dynamic_ncols=True) as bar:
+        for i in range(samples):
+            x = draw(logits, temperature, generator)
+            out.append(x)
+            if i + 1 < samples:
+                logits = sampler.step(state, x)
+            if len(out) == chunk or i + 1 == samples:
+                yield torch.stack(out, dim=1)
+                bar.update(len(out))
+                out = []
+
+
+@torch.no_grad()
+def generate_naive(model: WaveNet, samples: int, batch: int = 1, temperature: float = 1.0,
+                   prime: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Reference generator: a full forward pass over the receptive-field window per sample.
+
+    Same contract and random draws as `generate`; O(receptive field) per sample, for tests and
+    benchmarks. Returns (batch, samples) int64.
+    """
+    model.eval()
+    window = model.receptive_field
+    seq = prime.long() if prime is not None else torch.zeros(batch, 0, dtype=torch.long)
+    start = seq.shape[1]
+    for _ in range(samples):
+        # Left context shorter than the window is padded exactly as the forward pass pads.
+        ctx = torch.cat([seq[:, -window:], seq.new_zeros(batch, 1)], dim=1)
+        logits = model(ctx)[:, :, -1]
+        seq = torch.cat([seq, draw(logits, temperature, generator)[:, None]], dim=1)
+    return seq[:, start:]
