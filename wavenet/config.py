@@ -84,7 +84,7 @@ class GenerateConfig:
     temperature: float = 1.0  # softmax temperature; 0 is greedy
     seed: int = 0
     prime: str | None = None  # wav/flac file whose samples start every output
-    prime_seconds: float = 1.0  # how much of the prime's end is used (it is also kept in the output)
+    prime_seconds: float = 1.0  # length of the prime's end that is used (and kept in the output)
     out: str = "generated"  # output folder
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True

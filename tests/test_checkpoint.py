@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from wavenet import WaveNet, checkpoint
+from wavenet.checkpoint import CheckpointError
+
+
+def payload(model: WaveNet) -> dict:
+    from dataclasses import asdict
+    return {"model": model.state_dict(), "model_config": asdict(model.config),
+            "sample_rate": 16000, "step": 7}
+
+
+def test_round_trip_rebuilds_the_same_model(tmp_path):
+    torch.manual_seed(0)
+    model = WaveNet(blocks=1, layers_per_block=3, residual_channels=4, gate_channels=8,
+                    skip_channels=8)
+    checkpoint.save(tmp_path / "c.pt", payload(model))
+    ckpt = checkpoint.load(tmp_path / "c.pt")
+    assert ckpt["step"] == 7 and ckpt["version"] == checkpoint.VERSION
+    rebuilt = checkpoint.build_model(ckpt)
+    x = torch.randint(0, 256, (1, 50))
+    assert torch.equal(rebuilt(x), model.eval()(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = WaveNet(blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8,
+                    skip_channels=8)
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, payload(model))
+    before = path.read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        checkpoint.save(path, payload(model))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_unusable_files_give_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        checkpoint.load(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        checkpoint.load(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(CheckpointError, match="not a wavenet checkpoint"):
+        checkpoint.load(other)
+    newer = tmp_path / "newer.pt"
+    torch.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION + 1}, newer)
+    with pytest.raises(CheckpointError, match="newer"):
+        checkpoint.load(newer)
+
+
+def test_truncated_checkpoint_is_rejected(tmp_path):
+    model = WaveNet(blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8,
+                    skip_channels=8)
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, payload(model))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="c.pt"):
+        checkpoint.load(path)
+
+
+class _Payload:
+    """Pickles to a call that would create a file when unpickled."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+def test_malicious_pickle_never_runs(tmp_path):
+    target = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "version": 1, "model": _Payload(target)}, evil)
+    assert not target.exists()
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        checkpoint.load(evil)
+    assert not target.exists()

@@ -1,0 +1,78 @@
+"""Every config group option and experiment composes and validates against the schema."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from wavenet.config import PROJECT_DIR, Config, register
+from wavenet.model import WaveNetConfig
+
+CONF = PROJECT_DIR / "conf"
+register()
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def load(*overrides: str) -> Config:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return OmegaConf.to_object(cfg)
+
+
+def test_defaults_compose_to_the_paper_model_on_demo_data():
+    cfg = load()
+    assert isinstance(cfg, Config)
+    assert cfg.model == WaveNetConfig()  # conf/model/wavenet.yaml restates the schema defaults
+    assert Path(cfg.data.root) == PROJECT_DIR / "data" / "demo"
+    assert cfg.train.resume == "auto"
+
+
+@pytest.mark.parametrize("group", ["model", "data", "train"])
+def test_every_group_option_composes(group):
+    found = options(group)
+    assert found, f"conf/{group} is empty"
+    for name in found:
+        cfg = load(f"{group}={name}")
+        assert isinstance(getattr(cfg, group), type(getattr(Config(), group)))
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_names_its_run(experiment):
+    cfg = load(f"experiment={experiment}")
+    assert cfg.name == experiment
+
+
+def test_demo_experiment_uses_the_small_model_on_the_bundled_data():
+    cfg = load("experiment=demo")
+    assert cfg.model == WaveNetConfig(**OmegaConf.load(CONF / "model" / "small.yaml"))
+    assert Path(cfg.data.root).is_dir()
+
+
+def test_overrides_apply_with_types():
+    cfg = load("model=tiny", "train.max_steps=3", "data.crop=100", "train.lr=0.01")
+    assert (cfg.train.max_steps, cfg.data.crop, cfg.train.lr) == (3, 100, 0.01)
+    assert cfg.model.blocks == 1
+
+
+def test_unknown_key_and_wrong_type_are_rejected_at_composition():
+    with pytest.raises(ConfigCompositionException):
+        load("train.max_stpes=3")
+    with pytest.raises(ConfigCompositionException):
+        load("model.blocks=three")
+
+
+@pytest.mark.parametrize("override,match", [
+    ("model.residual_channels=0", "residual_channels"),
+    ("data.sample_rate=-1", "sample_rate"),
+    ("train.batch_size=0", "batch_size"),
+    ("data.val_fraction=1.5", "val_fraction"),
+])
+def test_out_of_range_values_are_rejected_by_the_schema(override, match):
+    with pytest.raises((ValueError, ValidationError, ConfigKeyError), match=match):
+        load(override)

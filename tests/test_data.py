@@ -1,0 +1,604 @@
+"""Tests for wavenet.data: finding, reading, trimming, caching, splitting and cropping audio."""
+
+import csv
+import hashlib
+import io
+import os
+import random
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from wavenet import data
+from wavenet.data import (
+    CropSampler,
+    DataError,
+    Utterance,
+    find_audio,
+    load_dataset,
+    read_audio,
+    split_by_file,
+    trim_silence,
+    validation_crops,
+)
+
+SR = 16000
+
+
+def sine(freq: float, seconds: float, sr: int = SR, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(round(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write(path: Path, audio: np.ndarray, sr: int = SR, subtype: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio, sr, subtype=subtype)
+    return path
+
+
+def peak_hz(audio: torch.Tensor, sr: int) -> float:
+    spectrum = torch.fft.rfft(audio.double()).abs()
+    return float(spectrum.argmax()) * sr / audio.numel()
+
+
+def metadata_rows(root: Path) -> list[dict[str, str]]:
+    with open(root / "metadata.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def real_files(demo_root: Path, tmp_path: Path) -> Path:
+    """A folder with copies of three real demo files (two speakers), no metadata."""
+    root = tmp_path / "real"
+    rows = metadata_rows(demo_root)
+    for row in (rows[0], rows[1], rows[-1]):
+        (root / row["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(demo_root / row["file"], root / row["file"])
+    return root
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+# ---------------------------------------------------------------------------- find_audio
+
+
+def test_find_audio_recursive_sorted_case_insensitive(tmp_path: Path) -> None:
+    for name in ["b.WAV", "sub/a.flac", "sub/deeper/c.Ogg", "a.wav"]:
+        write(tmp_path / name, sine(440, 0.01))
+    (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "sub" / "cover.png").write_bytes(b"\x89PNG")
+    (tmp_path / "folder.wav").mkdir()  # a directory with an audio suffix is not a file
+    assert find_audio(tmp_path) == [
+        ("a.wav", ""),
+        ("b.WAV", ""),
+        ("sub/a.flac", ""),
+        ("sub/deeper/c.Ogg", ""),
+    ]
+
+
+def test_find_audio_metadata_keeps_row_order_and_speakers(tmp_path: Path) -> None:
+    write(tmp_path / "wavs" / "z.flac", sine(440, 0.01))
+    write(tmp_path / "wavs" / "a.flac", sine(440, 0.01))
+    write(tmp_path / "unlisted.wav", sine(440, 0.01))  # metadata decides, not the folder
+    (tmp_path / "metadata.csv").write_text(
+        "file,speaker,duration\n"
+        "wavs/z.flac,june,0.01\n"
+        "wavs/missing.flac,carlo,1.0\n"
+        "wavs/a.flac,allison,0.01\n"
+    )
+    assert find_audio(tmp_path) == [
+        ("wavs/z.flac", "june"),
+        ("wavs/missing.flac", "carlo"),
+        ("wavs/a.flac", "allison"),
+    ]
+
+
+def test_find_audio_metadata_without_speaker_column(tmp_path: Path) -> None:
+    (tmp_path / "metadata.csv").write_text("file\nb.wav\na.wav\n")
+    assert find_audio(tmp_path) == [("b.wav", ""), ("a.wav", "")]
+
+
+def test_find_audio_metadata_without_file_column(tmp_path: Path) -> None:
+    (tmp_path / "metadata.csv").write_text("path,speaker\na.wav,x\n")
+    with pytest.raises(DataError, match="file"):
+        find_audio(tmp_path)
+
+
+def test_find_audio_missing_or_empty_dir_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(DataError, match="does not exist") as err:
+        find_audio(missing)
+    assert str(missing) in str(err.value)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no audio here")
+    with pytest.raises(DataError, match="no audio files") as err:
+        find_audio(empty)
+    assert str(empty) in str(err.value)
+
+    not_dir = tmp_path / "file.wav"
+    write(not_dir, sine(440, 0.01))
+    with pytest.raises(DataError, match="not a directory") as err:
+        find_audio(not_dir)
+    assert str(not_dir) in str(err.value)
+
+
+# ---------------------------------------------------------------------------- read_audio
+
+
+def test_read_audio_downmixes_stereo_to_channel_mean(tmp_path: Path) -> None:
+    left, right = sine(440, 0.2), sine(1000, 0.2, amp=0.3)
+    path = write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), subtype="FLOAT")
+    audio = read_audio(path, SR)
+    assert audio.dtype == torch.float32 and audio.shape == (len(left),)
+    torch.testing.assert_close(audio, torch.from_numpy((left + right) / 2), atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("file_rate", [8000, 44100])
+def test_read_audio_resamples_and_keeps_frequency(tmp_path: Path, file_rate: int) -> None:
+    seconds, freq = 1.0, 1000.0
+    path = write(tmp_path / "tone.wav", sine(freq, seconds, sr=file_rate), sr=file_rate)
+    audio = read_audio(path, SR)
+    assert audio.dtype == torch.float32 and audio.dim() == 1
+    assert abs(audio.numel() - seconds * SR) <= 1
+    assert peak_hz(audio, SR) == pytest.approx(freq, abs=2.0)
+    # the tone's amplitude survives (not attenuated or amplified by the resampler)
+    assert float(audio[1000:-1000].abs().max()) == pytest.approx(0.5, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "subtype", "atol"),
+    [
+        (".wav", "PCM_24", 1e-6),
+        (".wav", "FLOAT", 0.0),
+        (".wav", "PCM_U8", 1e-2),
+        (".flac", "PCM_24", 1e-6),
+    ],
+)
+def test_read_audio_sample_formats(tmp_path: Path, suffix: str, subtype: str, atol: float) -> None:
+    tone = sine(440, 0.1)
+    path = write(tmp_path / f"tone{suffix}", tone, subtype=subtype)
+    audio = read_audio(path, SR)
+    assert audio.dtype == torch.float32
+    torch.testing.assert_close(audio, torch.from_numpy(tone), atol=atol, rtol=0)
+
+
+def test_read_audio_ogg_vorbis(tmp_path: Path) -> None:
+    path = write(tmp_path / "tone.ogg", sine(440, 0.5), subtype="VORBIS")
+    audio = read_audio(path, SR)
+    assert audio.numel() == 8000  # lossy, but the length and the pitch survive
+    assert peak_hz(audio, SR) == pytest.approx(440, abs=2.0)
+
+
+def test_read_audio_clips_beyond_full_scale(tmp_path: Path) -> None:
+    path = write(tmp_path / "hot.wav", 1.5 * sine(440, 0.1, amp=1.0), subtype="FLOAT")
+    audio = read_audio(path, SR)
+    assert float(audio.abs().max()) == 1.0
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(random.Random(0).randbytes(4096))
+
+
+def _empty_file(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _text(path: Path) -> None:
+    path.write_text("this is not audio\nsecond line\n")
+
+
+def _no_frames(path: Path) -> None:
+    sf.write(path, np.zeros((0, 1), dtype=np.float32), SR, subtype="PCM_16")
+
+
+def _truncated_header(path: Path) -> None:
+    buf = io.BytesIO()
+    sf.write(buf, sine(440, 0.1), SR, format="WAV")
+    path.write_bytes(buf.getvalue()[:20])
+
+
+def _nan(path: Path) -> None:
+    tone = sine(440, 0.1)
+    tone[100] = np.nan
+    sf.write(path, tone, SR, subtype="FLOAT")
+
+
+def _inf(path: Path) -> None:
+    tone = sine(440, 0.1)
+    tone[5] = np.inf
+    sf.write(path, tone, SR, subtype="FLOAT")
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "reason"),
+    [
+        ("garbage.flac", _garbage, "cannot read audio"),
+        ("empty.wav", _empty_file, "cannot read audio"),
+        ("text.wav", _text, "cannot read audio"),
+        ("truncated.wav", _truncated_header, "cannot read audio"),
+        ("no_frames.wav", _no_frames, "no audio samples"),
+        ("nan.wav", _nan, "NaN"),
+        ("inf.wav", _inf, "infinite"),
+    ],
+)
+def test_read_audio_bad_files_raise_one_line_data_error(
+    tmp_path: Path, name: str, make, reason: str
+) -> None:
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(DataError, match=reason) as err:
+        read_audio(path, SR)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ")
+    assert "\n" not in message
+
+
+# ---------------------------------------------------------------------------- trim_silence
+
+
+def test_trim_silence_removes_edges_and_keeps_middle() -> None:
+    voice = torch.from_numpy(sine(440, 2000 / SR, amp=0.8))
+    audio = torch.cat([torch.zeros(1000), voice, torch.zeros(1500)])
+    trimmed = trim_silence(audio, -40.0, frame=256)
+    # frame-granular: from the frame holding sample 1000 to the end of the frame holding 2999
+    torch.testing.assert_close(trimmed, audio[768:3072])
+    assert trimmed.abs().sum() == pytest.approx(float(voice.abs().sum()), rel=1e-6)
+
+
+def test_trim_silence_threshold_is_relative_to_peak() -> None:
+    voice = torch.from_numpy(sine(440, 1536 / SR, amp=0.8))  # whole 256-sample frames
+    hiss = 0.8 * 10 ** (-50 / 20) * torch.ones(1024)  # -50 dB below the peak
+    audio = torch.cat([hiss, voice, hiss])
+    assert trim_silence(audio, -40.0).numel() == voice.numel()  # hiss under -40 dB: trimmed
+    assert trim_silence(audio, -60.0).numel() == audio.numel()  # hiss above -60 dB: kept
+
+
+def test_trim_silence_all_silent_is_empty() -> None:
+    assert trim_silence(torch.zeros(5000), -40.0).numel() == 0
+    assert trim_silence(torch.zeros(0), -40.0).numel() == 0
+
+
+# ---------------------------------------------------------------------------- load_dataset
+
+
+def test_load_dataset_skips_bad_file_and_loads_good_ones(real_files: Path, tmp_path: Path) -> None:
+    _text(real_files / "broken.wav")
+    write(real_files / "extra" / "tone.flac", sine(440, 0.25, sr=22050), sr=22050)
+    ds = load_dataset(real_files, cache_dir=tmp_path / "cache")
+    names = [u.name for u in ds.utterances]
+    assert names == sorted(n for n, _ in find_audio(real_files) if n != "broken.wav")
+    assert len(ds.skipped) == 1
+    name, reason = ds.skipped[0]
+    assert name == "broken.wav" and "cannot read audio" in reason
+    assert ds.sample_rate == SR
+    tone = next(u for u in ds.utterances if u.name == "extra/tone.flac")
+    assert abs(tone.audio.numel() - 4000) <= 1  # resampled from 22.05 kHz
+    for u in ds.utterances:
+        assert u.audio.dtype == torch.float32 and u.audio.dim() == 1 and u.speaker == ""
+        assert float(u.audio.abs().max()) <= 1.0
+
+
+def test_load_dataset_skips_missing_metadata_file(tmp_path: Path) -> None:
+    write(tmp_path / "wavs" / "a.flac", sine(440, 0.1))
+    (tmp_path / "metadata.csv").write_text("file,speaker\nwavs/gone.flac,x\nwavs/a.flac,y\n")
+    ds = load_dataset(tmp_path, cache_dir=tmp_path.parent / "cache")
+    assert [(u.name, u.speaker) for u in ds.utterances] == [("wavs/a.flac", "y")]
+    assert ds.skipped == [("wavs/gone.flac", "file not found")]
+
+
+def test_load_dataset_min_samples_and_silence_are_skipped(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write(root / "long.wav", sine(440, 0.1))
+    write(root / "short.wav", sine(440, 0.001))
+    write(root / "silent.wav", np.zeros(1600, dtype=np.float32))
+    ds = load_dataset(root, trim_db=-40.0, min_samples=800, cache_dir=tmp_path / "cache")
+    assert [u.name for u in ds.utterances] == ["long.wav"]
+    reasons = dict(ds.skipped)
+    assert set(reasons) == {"short.wav", "silent.wav"}
+    assert "too short" in reasons["short.wav"] and "silent" in reasons["silent.wav"]
+
+
+def test_load_dataset_nothing_usable_names_root_and_reasons(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    for i in range(5):
+        _text(root / f"bad{i}.wav")
+    with pytest.raises(DataError) as err:
+        load_dataset(root, cache_dir=tmp_path / "cache")
+    message = str(err.value)
+    assert str(root) in message and "bad0.wav" in message and "2 more" in message
+    assert "\n" not in message
+
+
+def test_load_dataset_cache_avoids_second_decode(
+    real_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    first = load_dataset(real_files, cache_dir=cache)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("read_audio called although the dataset is cached")
+
+    monkeypatch.setattr(data, "read_audio", fail)
+    second = load_dataset(real_files, cache_dir=cache)
+    assert [u.name for u in second.utterances] == [u.name for u in first.utterances]
+    for a, b in zip(first.utterances, second.utterances, strict=True):
+        assert torch.equal(a.audio, b.audio)
+    assert second.skipped == first.skipped and second.sample_rate == first.sample_rate
+    assert not list(cache.glob("*.tmp"))  # the atomic write left no temp file behind
+
+
+def test_load_dataset_default_cache_dir_from_env(
+    real_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "env-cache"
+    monkeypatch.setenv("WAVENET_CACHE_DIR", str(cache))
+    load_dataset(real_files)
+    assert len(list(cache.glob("*.pt"))) == 1
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = data.read_audio
+
+    def counting(path, sample_rate):
+        calls.append(str(path))
+        return real(path, sample_rate)
+
+    monkeypatch.setattr(data, "read_audio", counting)
+    return calls
+
+
+def test_load_dataset_cache_invalidated_by_settings_and_file_changes(
+    real_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    calls = _count_reads(monkeypatch)
+    n = len(find_audio(real_files))
+    load_dataset(real_files, cache_dir=cache)
+    assert len(calls) == n
+    load_dataset(real_files, cache_dir=cache)
+    assert len(calls) == n  # cached
+
+    at_8k = load_dataset(real_files, sample_rate=8000, cache_dir=cache)
+    assert len(calls) == 2 * n and at_8k.sample_rate == 8000
+    load_dataset(real_files, trim_db=-40.0, cache_dir=cache)
+    assert len(calls) == 3 * n
+
+    touched = next(real_files.rglob("*.flac"))
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    load_dataset(real_files, cache_dir=cache)
+    assert len(calls) == 4 * n
+
+
+def test_load_dataset_rebuilds_corrupt_cache(real_files: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = load_dataset(real_files, cache_dir=cache)
+    (cache_file,) = cache.glob("*.pt")
+    cache_file.write_bytes(b"definitely not a torch file")
+    second = load_dataset(real_files, cache_dir=cache)
+    for a, b in zip(first.utterances, second.utterances, strict=True):
+        assert torch.equal(a.audio, b.audio)
+    torch.load(cache_file, weights_only=True)  # rewritten as a valid cache
+
+
+def test_load_dataset_read_only_root_is_never_written(real_files: Path, tmp_path: Path) -> None:
+    before = tree_snapshot(real_files)
+    paths = [real_files, *real_files.rglob("*")]
+    for p in paths:
+        p.chmod(stat.S_IRUSR | stat.S_IXUSR if p.is_dir() else stat.S_IRUSR)
+    try:
+        ds = load_dataset(real_files, trim_db=-40.0, cache_dir=tmp_path / "cache")
+    finally:
+        for p in paths:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    assert len(ds.utterances) == 3
+    assert tree_snapshot(real_files) == before
+
+
+def test_load_dataset_progress_bar(real_files: Path, tmp_path: Path, capsys) -> None:
+    load_dataset(real_files, cache_dir=tmp_path / "cache", progress=True)
+    assert "file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- split_by_file
+
+
+def names(utterances: list[Utterance]) -> list[str]:
+    return [u.name for u in utterances]
+
+
+def _utterances(n: int, samples: int = 10) -> list[Utterance]:
+    return [Utterance(f"wavs/{i:03d}.flac", "", torch.zeros(samples)) for i in range(n)]
+
+
+def test_split_by_file_deterministic_disjoint_and_order_independent() -> None:
+    utts = _utterances(40)
+    train, val = split_by_file(utts, 0.25)
+    assert len(val) == 10 and len(train) == 30
+    assert {u.name for u in train}.isdisjoint(u.name for u in val)
+    assert {u.name for u in train} | {u.name for u in val} == {u.name for u in utts}
+    # each part keeps the input order
+    assert [u.name for u in val] == sorted(u.name for u in val)
+    assert [u.name for u in train] == sorted(u.name for u in train)
+
+    shuffled = utts[:]
+    random.Random(1).shuffle(shuffled)
+    train2, val2 = split_by_file(shuffled, 0.25)
+    assert {u.name for u in val2} == {u.name for u in val}
+    assert [u.name for u in val2] == [u.name for u in shuffled if u.name in {v.name for v in val}]
+    again = split_by_file(utts, 0.25)
+    assert (names(again[0]), names(again[1])) == (names(train), names(val))
+
+    # ranking really is by sha1 of the name
+    ranked = sorted(utts, key=lambda u: hashlib.sha1(u.name.encode()).hexdigest())
+    assert {u.name for u in val} == {u.name for u in ranked[:10]}
+
+
+def test_split_by_file_sizes() -> None:
+    assert len(split_by_file(_utterances(50), 0.14)[1]) == 7  # 0.14 * 50 is 7.000000000000001
+    assert len(split_by_file(_utterances(20), 0.01)[1]) == 1  # at least one
+    assert len(split_by_file(_utterances(20), 1e-12)[1]) == 1
+    train, val = split_by_file(_utterances(2), 0.9)
+    assert len(train) == 1 and len(val) == 1  # never all files
+    train, val = split_by_file(_utterances(1), 0.5)
+    assert len(train) == 1 and val == []
+    train, val = split_by_file(_utterances(5), 0.0)
+    assert names(train) == names(_utterances(5)) and val == []
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])
+def test_split_by_file_rejects_bad_fraction(fraction: float) -> None:
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_by_file(_utterances(4), fraction)
+
+
+# ---------------------------------------------------------------------------- CropSampler
+
+
+def _noise_utterances(lengths: list[int], seed: int = 0) -> list[Utterance]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        Utterance(f"{i}.wav", "", (torch.rand(n, generator=g) * 2 - 1).float())
+        for i, n in enumerate(lengths)
+    ]
+
+
+def test_crop_sampler_shapes_dtype_range_and_real_substrings() -> None:
+    utts = _noise_utterances([3000, 1200, 5000])
+    length = 1000
+    sampler = CropSampler(utts, length, classes=256, seed=0)
+    batch = sampler.sample(16)
+    assert batch.shape == (16, length) and batch.dtype == torch.int64
+    assert int(batch.min()) >= 0 and int(batch.max()) < 256
+    windows = torch.cat([AF.mu_law_encoding(u.audio, 256).unfold(0, length, 1) for u in utts])
+    for row in batch:
+        assert (windows == row).all(dim=1).any(), "crop is not a window of any encoded file"
+
+
+def test_crop_sampler_other_class_counts() -> None:
+    batch = CropSampler(_noise_utterances([500]), 100, classes=16).sample(8)
+    assert int(batch.min()) >= 0 and int(batch.max()) < 16
+
+
+def test_crop_sampler_left_pads_short_files_with_silence() -> None:
+    (utt,) = _noise_utterances([100])
+    batch = CropSampler([utt], 300, classes=256).sample(4)
+    assert batch.shape == (4, 300)
+    expected = torch.cat([torch.full((200,), 128), AF.mu_law_encoding(utt.audio, 256)])
+    assert (batch == expected).all()
+    assert int(AF.mu_law_encoding(torch.zeros(1), 256)) == 128  # silence is classes // 2
+
+
+def test_crop_sampler_covers_every_offset() -> None:
+    ramp = Utterance("ramp.wav", "", torch.linspace(-0.9, 0.9, 10))
+    first = CropSampler([ramp], 8, seed=0).sample(300)[:, 0]
+    encoded = AF.mu_law_encoding(ramp.audio, 256)
+    assert set(first.tolist()) == set(encoded[:3].tolist())  # offsets 0, 1 and 2, no more
+
+
+def test_crop_sampler_picks_files_in_proportion_to_length() -> None:
+    quiet = Utterance("quiet.wav", "", torch.full((1000,), -0.5))
+    loud = Utterance("loud.wav", "", torch.full((9000,), 0.5))
+    batch = CropSampler([quiet, loud], 1, seed=0).sample(4000)
+    quiet_class = int(AF.mu_law_encoding(torch.tensor([-0.5]), 256))
+    share = float((batch[:, 0] == quiet_class).double().mean())
+    assert share == pytest.approx(0.1, abs=0.02)
+
+
+def test_crop_sampler_state_dict_resumes_exactly(tmp_path: Path) -> None:
+    utts = _noise_utterances([3000, 1200, 5000])
+    sampler = CropSampler(utts, 500, seed=3)
+    sampler.sample(4)
+    path = tmp_path / "state.pt"
+    torch.save(sampler.state_dict(), path)
+    expected = [sampler.sample(4) for _ in range(3)]
+
+    resumed = CropSampler(utts, 500, seed=999)
+    resumed.load_state_dict(torch.load(path, weights_only=True))
+    for want in expected:
+        assert torch.equal(resumed.sample(4), want)
+
+    # same seed, same stream; another seed, another stream
+    a, b = CropSampler(utts, 500, seed=7), CropSampler(utts, 500, seed=7)
+    assert torch.equal(a.sample(8), b.sample(8))
+    assert not torch.equal(CropSampler(utts, 500, seed=8).sample(8), a.sample(8))
+
+
+def test_crop_sampler_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        CropSampler([], 100)
+    with pytest.raises(ValueError, match="length"):
+        CropSampler(_noise_utterances([100]), 0)
+    with pytest.raises(ValueError, match="batch"):
+        CropSampler(_noise_utterances([100]), 10).sample(0)
+
+
+# ---------------------------------------------------------------------------- validation_crops
+
+
+def test_validation_crops_round_robin_windows() -> None:
+    length = 100
+    utts = _noise_utterances([250, 100, 30])
+    enc = [AF.mu_law_encoding(u.audio, 256) for u in utts]
+    crops = validation_crops(utts, length, max_crops=100)
+    assert crops.shape == (4, length) and crops.dtype == torch.int64
+    padded_short = torch.cat([torch.full((70,), 128), enc[2]])
+    expected = torch.stack([enc[0][:100], enc[1], padded_short, enc[0][100:200]])
+    assert torch.equal(crops, expected)
+    assert torch.equal(validation_crops(utts, length, max_crops=100), crops)  # deterministic
+
+    limited = validation_crops(utts, length, max_crops=3)
+    assert torch.equal(limited, expected[:3])  # every file contributes before any repeats
+
+
+def test_validation_crops_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="max_crops"):
+        validation_crops(_noise_utterances([100]), 10, max_crops=0)
+    with pytest.raises(ValueError, match="empty"):
+        validation_crops([], 10, max_crops=4)
+
+
+# ---------------------------------------------------------------------------- real speech
+
+
+def test_demo_subset_matches_its_metadata(demo_root: Path, tmp_path: Path) -> None:
+    rows = metadata_rows(demo_root)
+    ds = load_dataset(demo_root, sample_rate=SR, cache_dir=tmp_path / "cache")
+    assert ds.skipped == []
+    assert [(u.name, u.speaker) for u in ds.utterances] == [(r["file"], r["speaker"]) for r in rows]
+    assert {u.speaker for u in ds.utterances} == {"allison", "june", "carlo", "ivrvoice_ru"}
+    for u, row in zip(ds.utterances, rows, strict=True):
+        assert u.audio.numel() / SR == pytest.approx(float(row["duration"]), abs=1e-3), u.name
+        assert float(u.audio.abs().max()) > 0.05, f"{u.name} is nearly silent"
+    seconds = sum(u.audio.numel() for u in ds.utterances) / SR
+    assert 200 < seconds < 330  # about a minute per speaker
+
+
+def test_demo_subset_is_an_unchanged_copy_of_asterisk4(
+    demo_root: Path, asterisk_root: Path
+) -> None:
+    full = {r["file"]: r for r in metadata_rows(asterisk_root)}
+    for row in metadata_rows(demo_root):
+        assert full[row["file"]] == row
+        demo_bytes = (demo_root / row["file"]).read_bytes()
+        assert demo_bytes == (asterisk_root / row["file"]).read_bytes(), row["file"]
+    assert (asterisk_root / "CREDITS.md").read_text() in (demo_root / "CREDITS.md").read_text()
+
+
+def test_asterisk4_layout_is_found(asterisk_root: Path) -> None:
+    entries = find_audio(asterisk_root)
+    assert len(entries) == len(metadata_rows(asterisk_root))
+    assert all((asterisk_root / name).is_file() for name, _ in entries)
+    assert {speaker for _, speaker in entries} == {"allison", "june", "carlo", "ivrvoice_ru"}

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from wavenet import WaveNet, WaveNetConfig
+from wavenet.model import CausalConv1d
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return WaveNet(blocks=2, layers_per_block=5, residual_channels=8, gate_channels=16,
+                   skip_channels=16).double()
+
+
+def test_shapes(model):
+    x = torch.randint(0, 256, (3, 123))
+    assert model(x).shape == (3, 256, 123)
+
+
+def test_default_architecture_matches_the_paper_setup():
+    c = WaveNetConfig()
+    assert c.dilations == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] * 3
+    model = WaveNet(c)
+    layer = model.layers[0]
+    assert layer.dilated.out_channels == 128  # 64 tanh + 64 sigmoid
+    assert layer.res_skip.in_channels == 64
+    assert layer.res_skip.out_channels == 64 + 256
+    assert model.head[-1].out_channels == 256
+
+
+def test_causality_gradient_of_logits_ignores_present_and_future(model):
+    """d logits[t] / d embedding[s] is exactly zero for every s >= t."""
+    x = torch.randint(0, 256, (1, 200))
+    emb = model.embed(x).detach().requires_grad_(True)
+    handle = model.embed.register_forward_hook(lambda m, a, o: emb)
+    try:
+        for t in (0, 1, 50, 199):
+            emb.grad = None
+            model(x)[0, :, t].sum().backward()
+            assert torch.all(emb.grad[0, t:] == 0), f"logits at {t} see samples >= {t}"
+            if t > 0:
+                assert emb.grad[0, t - 1].abs().sum() > 0, "the previous sample must matter"
+    finally:
+        handle.remove()
+
+
+def test_changing_future_samples_leaves_past_logits_unchanged(model):
+    x = torch.randint(0, 256, (2, 300))
+    y = x.clone()
+    y[:, 150:] = torch.randint(0, 256, (2, 150))
+    assert torch.equal(model(x)[:, :, :151], model(y)[:, :, :151])
+
+
+def test_batch_equals_item_by_item(model):
+    x = torch.randint(0, 256, (4, 100))
+    whole = model(x)
+    for i in range(4):
+        torch.testing.assert_close(model(x[i: i + 1])[0], whole[i])
+
+
+def test_causal_conv_pads_left_only():
+    conv = CausalConv1d(1, 1, kernel_size=2, dilation=4)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+    x = torch.arange(10.0).view(1, 1, 10)
+    assert conv(x).flatten().tolist() == [0, 1, 2, 3, 4, 6, 8, 10, 12, 14]  # x[t] + x[t-4]
+
+
+@pytest.mark.parametrize("bad", [{"residual_channels": 0}, {"gate_channels": 7},
+                                 {"blocks": -1}, {"kernel_size": 1}, {"classes": 1}])
+def test_bad_architecture_is_rejected(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        WaveNetConfig(**bad)
+
+
+def test_float_input_is_rejected(model):
+    with pytest.raises(ValueError, match="integer class indices"):
+        model(torch.zeros(1, 10))

@@ -1,0 +1,419 @@
+"""Finding, reading, resampling, trimming, caching and cropping speech for WaveNet training.
+
+A dataset is a folder: either one with a ``metadata.csv`` (columns ``file,speaker,...``) or any
+tree of wav/flac/ogg files. ``load_dataset`` decodes it once to mono float32 at one sample rate,
+caches the result outside the dataset folder, and reports every file it could not use.
+``CropSampler`` and ``validation_crops`` turn utterances into fixed-length μ-law class crops.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from tqdm import tqdm
+
+from wavenet import mulaw
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+METADATA_FILE = "metadata.csv"
+# Bump when the cached content or its meaning changes, so old caches are never reused.
+CACHE_VERSION = 1
+
+
+class DataError(ValueError):
+    """A user-facing data problem; str() is one line naming the file/dir and the problem."""
+
+
+@dataclass
+class Utterance:
+    """One usable audio file.
+
+    name: path relative to the dataset root, posix style, e.g. "wavs/a.flac".
+    speaker: from metadata.csv's ``speaker`` column; "" when the layout has none.
+    audio: (time,) float32 mono in [-1, 1] at the dataset sample rate.
+    """
+
+    name: str
+    speaker: str
+    audio: torch.Tensor
+
+
+@dataclass
+class Dataset:
+    """Usable utterances, every (name, reason) that was skipped, and their common sample rate."""
+
+    utterances: list[Utterance]
+    skipped: list[tuple[str, str]]
+    sample_rate: int
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def find_audio(root: str | Path) -> list[tuple[str, str]]:
+    """(relative posix name, speaker) for every audio file under root.
+
+    With root/metadata.csv: its rows in file order (columns file,speaker,...; speaker optional).
+    Otherwise every file with an AUDIO_EXTENSIONS suffix (any case) found recursively, sorted,
+    speaker "". A metadata row whose file is missing is returned; load_dataset skips it.
+    Raises DataError when root is missing, not a directory, or holds nothing.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: dataset directory does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset path is not a directory")
+
+    metadata = root / METADATA_FILE
+    if metadata.is_file():
+        entries = _read_metadata(metadata)
+        if not entries:
+            raise DataError(f"{metadata}: no rows, so no audio files in {root}")
+        return entries
+
+    names = [
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+    ]
+    if not names:
+        exts = "/".join(AUDIO_EXTENSIONS)
+        raise DataError(f"{root}: no audio files ({exts}) and no {METADATA_FILE} found")
+    return [(name, "") for name in sorted(names)]
+
+
+def _read_metadata(path: Path) -> list[tuple[str, str]]:
+    """Rows of a metadata.csv as (name, speaker), in file order."""
+    try:
+        # utf-8-sig: spreadsheets often save CSV with a byte-order mark before "file".
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or "file" not in reader.fieldnames:
+                raise DataError(
+                    f"{path}: needs a header with a 'file' column, got {reader.fieldnames}"
+                )
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read metadata ({_one_line(e)})") from e
+    entries = []
+    for row in rows:
+        name = (row.get("file") or "").strip()
+        if not name:  # blank line or empty cell: nothing to load
+            continue
+        # Names are posix so they hash and cache identically on every OS.
+        name = PurePosixPath(name.replace("\\", "/")).as_posix()
+        entries.append((name, (row.get("speaker") or "").strip()))
+    return entries
+
+
+def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+    """Read one file as (time,) float32 mono in [-1, 1] at sample_rate.
+
+    Channels are averaged; other sample rates are resampled. Raises DataError(f"{path}: ...")
+    when the file is unreadable or not audio, has zero samples, or has NaN/inf samples.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    try:
+        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: cannot read audio ({_one_line(e)})") from e
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: no audio samples")
+    audio = torch.from_numpy(data)  # (time, channels)
+    if not torch.isfinite(audio).all():
+        raise DataError(f"{path}: contains NaN or infinite samples")
+    audio = audio.mean(dim=1)
+    if file_rate != sample_rate:
+        audio = AF.resample(audio, int(file_rate), sample_rate)
+    # Float files may exceed full scale and resampling can overshoot slightly; μ-law encoding
+    # maps anything beyond ±1 outside [0, classes), so clip here once.
+    return audio.clamp_(-1.0, 1.0).contiguous()
+
+
+def trim_silence(audio: torch.Tensor, threshold_db: float, frame: int = 256) -> torch.Tensor:
+    """Drop leading/trailing frames whose peak is below threshold_db relative to the clip's peak.
+
+    audio: (time,) float. Returns a (time',) view of audio; frames are `frame` samples long,
+    so up to frame-1 quiet samples may remain at each edge. All-silent input gives (0,).
+    """
+    if audio.dim() != 1:
+        raise ValueError(f"audio must be 1-D (time,), got shape {tuple(audio.shape)}")
+    if frame < 1:
+        raise ValueError(f"frame must be >= 1, got {frame}")
+    if threshold_db > 0:
+        raise ValueError(
+            f"threshold_db is relative to the peak, so must be <= 0, got {threshold_db}"
+        )
+    magnitude = audio.abs()
+    peak = magnitude.max() if audio.numel() else audio.new_zeros(())
+    if peak <= 0:
+        return audio[:0]
+    n_frames = math.ceil(audio.numel() / frame)
+    padded = torch.nn.functional.pad(magnitude, (0, n_frames * frame - audio.numel()))
+    frame_peaks = padded.view(n_frames, frame).amax(dim=1)
+    loud = torch.nonzero(frame_peaks >= peak * 10.0 ** (threshold_db / 20.0)).flatten()
+    start = int(loud[0]) * frame
+    end = min((int(loud[-1]) + 1) * frame, audio.numel())
+    return audio[start:end]
+
+
+def default_cache_dir() -> Path:
+    """$WAVENET_CACHE_DIR, else ~/.cache/wavenet."""
+    env = os.environ.get("WAVENET_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "wavenet"
+
+
+def _cache_key(
+    root: Path,
+    entries: list[tuple[str, str]],
+    sample_rate: int,
+    trim_db: float | None,
+    min_samples: int,
+) -> str:
+    """Hash of everything the decoded dataset depends on; any file edit changes size or mtime."""
+    files = []
+    for name, speaker in entries:
+        try:
+            stat = (root / name).stat()
+            files.append([name, speaker, stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            files.append([name, speaker, None, None])  # missing now; appearing later changes it
+    blob = json.dumps(
+        [CACHE_VERSION, str(root.resolve()), files, sample_rate, trim_db, min_samples]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _load_cache(path: Path, key: str) -> Dataset | None:
+    """The cached Dataset, or None when absent, corrupt or not for this key."""
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, weights_only=True)
+        if blob["key"] != key or blob["version"] != CACHE_VERSION:
+            return None
+        names, speakers, audios = blob["names"], blob["speakers"], blob["audio"]
+        if not (len(names) == len(speakers) == len(audios)):
+            return None
+        utterances = [
+            Utterance(str(n), str(s), a) for n, s, a in zip(names, speakers, audios, strict=True)
+        ]
+        skipped = [(str(n), str(r)) for n, r in blob["skipped"]]
+        return Dataset(utterances, skipped, int(blob["sample_rate"]))
+    except Exception:  # any unreadable cache is simply rebuilt from the audio
+        return None
+
+
+def _save_cache(path: Path, key: str, dataset: Dataset) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a half-written cache."""
+    blob = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "sample_rate": dataset.sample_rate,
+        "names": [u.name for u in dataset.utterances],
+        "speakers": [u.speaker for u in dataset.utterances],
+        "audio": [u.audio for u in dataset.utterances],
+        "skipped": [list(s) for s in dataset.skipped],
+    }
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=path.name, suffix=".tmp", delete=False
+        ) as f:
+            tmp = f.name
+            torch.save(blob, f)
+        os.replace(tmp, path)
+    except OSError as e:
+        # A cache we cannot write only costs time on the next run; training can go on.
+        warnings.warn(f"{path}: cannot write dataset cache ({_one_line(e)})", stacklevel=3)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_dataset(
+    root: str | Path,
+    sample_rate: int = 16000,
+    trim_db: float | None = None,
+    min_samples: int = 1,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Dataset:
+    """Decode every file under root (see find_audio) to (time,) float32 mono at sample_rate.
+
+    trim_db: trim edge silence quieter than this (dB re. the clip's peak), None to keep it.
+    Files that fail, or have fewer than min_samples samples after trimming, are listed in
+    Dataset.skipped with a reason. Raises DataError when no file is usable. Results are cached
+    in cache_dir (default: $WAVENET_CACHE_DIR or ~/.cache/wavenet); root is never written to.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if min_samples < 1:
+        raise ValueError(f"min_samples must be >= 1, got {min_samples}")
+    root = Path(root)
+    entries = find_audio(root)
+    key = _cache_key(root, entries, sample_rate, trim_db, min_samples)
+    cache_path = Path(cache_dir or default_cache_dir()) / f"dataset-{key[:40]}.pt"
+    cached = _load_cache(cache_path, key)
+    if cached is not None:
+        return cached
+
+    utterances: list[Utterance] = []
+    skipped: list[tuple[str, str]] = []
+    for name, speaker in tqdm(entries, desc=f"decoding {root}", unit="file", disable=not progress):
+        path = root / name
+        if not path.is_file():
+            skipped.append((name, "file not found"))
+            continue
+        try:
+            audio = read_audio(path, sample_rate)
+        except DataError as e:
+            skipped.append((name, str(e).removeprefix(f"{path}: ")))
+            continue
+        if trim_db is not None:
+            audio = trim_silence(audio, trim_db)
+            if audio.numel() == 0:
+                skipped.append((name, "silent (all samples are zero)"))
+                continue
+        if audio.numel() < min_samples:
+            skipped.append((name, f"too short: {audio.numel()} samples < {min_samples}"))
+            continue
+        # clone: a trimmed view would otherwise save (and keep) the whole untrimmed storage.
+        utterances.append(Utterance(name, speaker, audio.clone()))
+
+    if not utterances:
+        reasons = "; ".join(f"{n}: {r}" for n, r in skipped[:3])
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        raise DataError(
+            f"{root}: no usable audio, all {len(skipped)} files skipped ({reasons}{more})"
+        )
+    dataset = Dataset(utterances, skipped, sample_rate)
+    _save_cache(cache_path, key, dataset)
+    return dataset
+
+
+def split_by_file(
+    utterances: list[Utterance], val_fraction: float
+) -> tuple[list[Utterance], list[Utterance]]:
+    """Deterministic (train, val) split by file name, each in the input's order.
+
+    Files are ranked by sha1 of their name; the lowest ceil(val_fraction * n) go to validation,
+    at least one when val_fraction > 0 and n >= 2, never all of them. Reordering the input
+    does not change which files land where.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    names = sorted({u.name for u in utterances})  # a name listed twice is still one file
+    n = len(names)
+    # round() first: 0.14 * 50 is 7.000000000000001 in floating point, and ceil would give 8.
+    n_val = math.ceil(round(val_fraction * n, 9))
+    if val_fraction > 0 and n >= 2:
+        n_val = max(n_val, 1)
+    n_val = min(n_val, max(n - 1, 0))
+    ranked = sorted(names, key=lambda name: (hashlib.sha1(name.encode()).hexdigest(), name))
+    val_names = set(ranked[:n_val])
+    train = [u for u in utterances if u.name not in val_names]
+    val = [u for u in utterances if u.name in val_names]
+    return train, val
+
+
+def _encode(audio: torch.Tensor, length: int, classes: int) -> torch.Tensor:
+    """(time,) float -> (max(time, length),) compact-int μ-law classes, left-padded with silence."""
+    # uint8 holds 256 classes in a quarter of int32's memory; wider quantizations need int32.
+    dtype = torch.uint8 if classes <= 256 else torch.int32
+    encoded = mulaw.encode(audio, classes).to(dtype)
+    pad = length - encoded.numel()
+    if pad > 0:
+        silence = torch.full((pad,), mulaw.silence_class(classes), dtype=dtype)
+        encoded = torch.cat([silence, encoded])
+    return encoded
+
+
+def _check_crop_args(utterances: list[Utterance], length: int, classes: int) -> None:
+    if not utterances:
+        raise ValueError("utterances is empty: need at least one utterance to crop from")
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    if classes < 2:
+        raise ValueError(f"classes must be >= 2, got {classes}")
+
+
+class CropSampler:
+    """Random training crops of `length` μ-law class indices.
+
+    Every utterance is μ-law encoded once (files shorter than `length` are left-padded with
+    the silence class). sample() picks files with probability proportional to their length and
+    a uniform offset inside each, from its own generator seeded with `seed`; state_dict() and
+    load_state_dict() let a resumed run draw exactly the batches the original would have.
+    """
+
+    def __init__(
+        self, utterances: list[Utterance], length: int, classes: int = 256, seed: int = 0
+    ) -> None:
+        _check_crop_args(utterances, length, classes)
+        self.length = length
+        self.classes = classes
+        encoded = [_encode(u.audio, length, classes) for u in utterances]
+        # One flat buffer + start offsets so a batch is a single vectorised gather.
+        self._flat = torch.cat(encoded)
+        lengths = torch.tensor([e.numel() for e in encoded], dtype=torch.int64)
+        self._starts = torch.cumsum(lengths, 0) - lengths
+        self._n_offsets = lengths - length + 1  # valid crop starts per file, always >= 1
+        self._weights = lengths.to(torch.float64)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, batch: int) -> torch.Tensor:
+        """(batch, length) int64 class indices in [0, classes)."""
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        files = torch.multinomial(self._weights, batch, replacement=True, generator=self.generator)
+        # float64 uniform * count, floored: exact for any realistic file length (< 2**53).
+        u = torch.rand(batch, dtype=torch.float64, generator=self.generator)
+        offsets = (u * self._n_offsets[files]).long()
+        index = (self._starts[files] + offsets)[:, None] + torch.arange(self.length)
+        return self._flat[index].long()
+
+    def state_dict(self) -> dict:
+        """{"generator": ByteTensor}; round-trips through torch.save/torch.load(weights_only)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the generator so sample() continues exactly as the saved sampler would."""
+        self.generator.set_state(state["generator"])
+
+
+def validation_crops(
+    utterances: list[Utterance], length: int, max_crops: int, classes: int = 256
+) -> torch.Tensor:
+    """Deterministic (n, length) int64 μ-law crops, n <= max_crops, for validation.
+
+    Consecutive non-overlapping windows from the start of each file (short files left-padded
+    with silence), taken round-robin across files so each file contributes before any file
+    gives a second window.
+    """
+    _check_crop_args(utterances, length, classes)
+    if max_crops < 1:
+        raise ValueError(f"max_crops must be >= 1, got {max_crops}")
+    encoded = [_encode(u.audio, length, classes) for u in utterances]
+    n_windows = [e.numel() // length for e in encoded]
+    crops: list[torch.Tensor] = []
+    for k in range(max(n_windows)):
+        for e, n in zip(encoded, n_windows, strict=True):
+            if k < n:
+                crops.append(e[k * length : (k + 1) * length])
+                if len(crops) == max_crops:
+                    return torch.stack(crops).long()
+    return torch.stack(crops).long()
