@@ -1,28 +1,37 @@
-"""Benchmark autoregressive generation speed on CPU; prints one JSON line per implementation.
+"""Benchmark autoregressive generation speed; prints one JSON line per implementation.
 
-    python scripts/bench_generate.py                                  # wavenet, batch 1, both impls
-    python scripts/bench_generate.py --model small --batch 16 --threads 2
-    python scripts/bench_generate.py --impl cached --samples 16000
-    python scripts/bench_generate.py --checkpoint outputs/.../checkpoints/last.pt --impl naive
+    python scripts/bench_generate.py                           # wavenet, batch 1, every impl
+    python scripts/bench_generate.py --batch 16 --threads 2
+    python scripts/bench_generate.py --impl compiled --seconds 600   # 10 min streamed to disk
+    python scripts/bench_generate.py --checkpoint runs/demo/.../checkpoints/best.pt
 
-"cached" is `wavenet.sampler.generate` (per-layer queues, O(layers) per sample); "naive" is
-`generate_naive` (a forward pass over the whole receptive field per sample). samples_per_s is the
-aggregate over the batch: batch * samples / seconds. Weights are random unless --checkpoint.
+Implementations (`impl` / `path` in the JSON):
+  cached / compiled   the cached-queue sampler's numba loop (wavenet.fast), CPU only
+  cached / reference  the cached-queue sampler in PyTorch ops, one step per call
+  naive / forward     a forward pass over the whole receptive field per sample
+samples_per_s is the aggregate over the batch (batch * samples / seconds); weights are random
+unless --checkpoint. peak_rss_mb is the process's peak resident memory so far; with --seconds,
+rss_first_chunk_mb and rss_last_chunk_mb show whether streaming kept memory flat.
 """
 
 import argparse
 import json
+import resource
+import tempfile
 import time
 from pathlib import Path
 
+import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
-from wavenet import checkpoint
+from wavenet import checkpoint, fast, mulaw
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.sampler import generate, generate_naive
 
 CONF_MODEL = Path(__file__).resolve().parents[1] / "conf" / "model"
+PATHS = {"compiled": "cached", "reference": "cached", "naive": "naive"}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
 def build(model_name: str, checkpoint_path: str | None) -> tuple[str, WaveNet]:
@@ -38,70 +47,84 @@ def build(model_name: str, checkpoint_path: str | None) -> tuple[str, WaveNet]:
     return model_name, WaveNet(config).eval()
 
 
-def run(model: WaveNet, impl: str, samples: int, batch: int) -> None:
-    """Generate `samples` per item with one implementation, discarding the output."""
+def rss_mb() -> float:
+    """Current resident memory of this process in MiB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def run(model: WaveNet, impl: str, samples: int, batch: int, threads: int,
+        sink: Path | None = None) -> dict:
+    """Generate `samples` per item; with a sink, stream them to a wav file as generate.py does."""
     generator = torch.Generator().manual_seed(0)
-    if impl == "cached":
-        for _ in generate(model, samples, batch, temperature=1.0, generator=generator):
-            pass
-    else:
-        generate_naive(model, samples, batch, temperature=1.0, generator=generator)
+    if impl == "naive":
+        generate_naive(model, samples, batch, generator=generator)
+        return {}
+    rss = []
+    with sf.SoundFile(sink, "w", 16000, batch, "PCM_16") if sink else _null() as f:
+        for chunk in generate(model, samples, batch, generator=generator, impl=impl,
+                              threads=threads):
+            if f is not None:
+                f.write(mulaw.decode(chunk.cpu()).t().numpy())
+            rss.append(rss_mb())
+    return {"rss_first_chunk_mb": round(rss[0], 1), "rss_last_chunk_mb": round(rss[-1], 1)}
 
 
-def bench(model: WaveNet, impl: str, samples: int, batch: int, warmup: int) -> float:
-    """Seconds of wall time for one timed run of `samples` per item, after an untimed warmup."""
-    if warmup > 0:
-        run(model, impl, warmup, batch)
-    start = time.perf_counter()
-    run(model, impl, samples, batch)
-    return time.perf_counter() - start
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--samples", type=int, default=2000, help="per item, cached impl")
-    parser.add_argument("--naive-samples", type=int, default=50, help="per item, naive impl")
+    parser.add_argument("--threads", type=int, default=2, help="torch and numba threads")
+    parser.add_argument("--samples", type=int, default=4000, help="per item, cached impls")
+    parser.add_argument("--naive-samples", type=int, default=30, help="per item, naive impl")
+    parser.add_argument("--seconds", type=float, help="long mode: this much 16 kHz audio per "
+                        "item, streamed to a temporary wav (cached impls only)")
     parser.add_argument("--model", default="wavenet", help="conf/model/NAME.yaml, random weights")
     parser.add_argument("--checkpoint", help="benchmark a trained checkpoint instead of --model")
-    parser.add_argument("--impl", choices=["cached", "naive", "all"], default="all")
-    parser.add_argument("--warmup", type=int, default=50, help="untimed steps before timing")
+    parser.add_argument("--impl", choices=[*PATHS, "all"], default="all")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed steps before timing")
     args = parser.parse_args()
     for name in ("batch", "threads", "samples", "naive_samples"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0, got {args.warmup}")
 
     torch.set_num_threads(args.threads)
     name, model = build(args.model, args.checkpoint)
-    params = sum(p.numel() for p in model.parameters())
-    impls = ["cached", "naive"] if args.impl == "all" else [args.impl]
-    with torch.inference_mode():
+    model = model.to(args.device, DTYPES[args.dtype])
+    compiled_ok = fast.available() and args.device == "cpu" and args.dtype != "bfloat16"
+    impls = [i for i in PATHS if i != "compiled" or compiled_ok] if args.impl == "all" \
+        else [args.impl]
+    with torch.inference_mode(), tempfile.TemporaryDirectory() as tmp:
         for impl in impls:
-            samples = args.samples if impl == "cached" else args.naive_samples
-            # The naive warmup never runs longer than its (short) timed run.
-            warmup = args.warmup if impl == "cached" else min(args.warmup, samples)
-            seconds = bench(model, impl, samples, args.batch, warmup)
-            print(
-                json.dumps(
-                    {
-                        "impl": impl,
-                        "model": name,
-                        "batch": args.batch,
-                        "threads": args.threads,
-                        "samples": samples,
-                        "samples_per_s": round(args.batch * samples / seconds, 1),
-                        "seconds": round(seconds, 4),
-                        "device": "cpu",
-                        "torch": torch.__version__,
-                        "receptive_field": model.receptive_field,
-                        "params": params,
-                    }
-                ),
-                flush=True,
-            )
+            if impl == "naive":
+                samples = args.naive_samples
+            elif args.seconds:
+                samples = int(args.seconds * 16000)
+            else:
+                samples = args.samples
+            run(model, impl, min(args.warmup, samples), args.batch, args.threads)
+            start = time.perf_counter()
+            extra = run(model, impl, samples, args.batch, args.threads,
+                        Path(tmp) / "out.wav" if args.seconds and impl != "naive" else None)
+            seconds = time.perf_counter() - start
+            print(json.dumps({
+                "impl": PATHS[impl], "path": "forward" if impl == "naive" else impl,
+                "model": name, "batch": args.batch, "threads": args.threads,
+                "samples": samples, "samples_per_s": round(args.batch * samples / seconds, 1),
+                "seconds": round(seconds, 3), "device": args.device, "dtype": args.dtype,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                **extra, "torch": torch.__version__, "receptive_field": model.receptive_field,
+                "params": sum(p.numel() for p in model.parameters()),
+            }), flush=True)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     log_every: int = 10
     val_every: int = 500  # validation, checkpoint and a generated sample every this many steps
+    # last.pt is also written every checkpoint_every steps or checkpoint_minutes of wall-clock
+    # time, whichever comes first (0 turns either off), so a crash loses little work.
+    checkpoint_every: int = 100
+    checkpoint_minutes: float = 0.5
+    max_bad_steps: int = 10  # stop after this many non-finite losses/gradients in a row
     sample_seconds: float = 1.0  # length of the sample generated at each validation; 0 disables
     sample_temperature: float = 1.0
     seed: int = 0
@@ -57,11 +62,11 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "log_every", "val_every"):
+        for name in ("max_steps", "batch_size", "log_every", "val_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "grad_clip", "sample_seconds", "sample_temperature",
-                     "threads", "weight_decay"):
+                     "threads", "weight_decay", "checkpoint_every", "checkpoint_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -86,6 +91,7 @@ class GenerateConfig:
     prime: str | None = None  # wav/flac file whose samples start every output
     prime_seconds: float = 1.0  # length of the prime's end that is used (and kept in the output)
     out: str = "generated"  # output folder
+    impl: str = "auto"  # sampler: auto (fastest available), compiled (numba) or reference
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True
 
@@ -100,6 +106,8 @@ class GenerateConfig:
             raise ValueError(f"prime_seconds must be > 0, got {self.prime_seconds}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.impl not in ("auto", "compiled", "reference"):
+            raise ValueError(f"impl must be auto, compiled or reference, got {self.impl!r}")
 
 
 def register() -> None:

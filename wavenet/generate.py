@@ -19,7 +19,8 @@ from wavenet.data import read_audio
 from wavenet.sampler import generate
 
 USAGE = """usage: wavenet-generate checkpoint=PATH [seconds=2] [batch=1] [temperature=1.0] [seed=0]
-                        [prime=WAV] [prime_seconds=1.0] [out=DIR] [threads=0] [progress=true]"""
+                        [prime=WAV] [prime_seconds=1.0] [out=DIR] [impl=auto|compiled|reference]
+                        [threads=0] [progress=true]"""
 
 
 def parse_args(argv: list[str]) -> GenerateConfig:
@@ -58,7 +59,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
             for f in files:
                 f.write(mulaw.decode(prime[0], classes).numpy())
         for chunk in generate(model, int(cfg.seconds * rate), cfg.batch, cfg.temperature, prime,
-                              gen, progress=cfg.progress):
+                              gen, progress=cfg.progress, impl=cfg.impl):
             for f, row in zip(files, mulaw.decode(chunk, classes).numpy(), strict=True):
                 f.write(row)
     return paths

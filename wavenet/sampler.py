@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from wavenet import fast
 from wavenet.model import WaveNet
 
 
@@ -20,17 +21,19 @@ from wavenet.model import WaveNet
 class SamplerState:
     """Everything a generation run carries from one step to the next.
 
-    queues[l]: (span_l, batch, residual) ring buffer of layer l's past inputs, span_l = (k-1)*d_l;
-      the input at time s lives at row s % span_l.
+    buffer: (sum of spans, batch, residual), all layers' ring buffers in one tensor; layer l
+      owns rows offsets[l] .. offsets[l] + span_l, span_l = (k-1) * d_l, and its input at time s
+      lives at row offsets[l] + s % span_l. queues[l] is that slice (a view).
     position: the time index the next `step` computes (samples consumed so far + 1).
     """
 
+    buffer: torch.Tensor
     queues: list[torch.Tensor]
     position: int
 
     @property
     def batch(self) -> int:
-        return self.queues[0].shape[1]
+        return self.buffer.shape[1]
 
 
 class CachedSampler:
@@ -59,14 +62,14 @@ class CachedSampler:
             self.rs_w = [layer.res_skip.weight[:, :, 0].t().contiguous() for layer in model.layers]
             self.rs_b = [layer.res_skip.bias.clone() for layer in model.layers]
 
-    @property
-    def spans(self) -> list[int]:
-        """Ring-buffer length of every layer: (k-1) * dilation."""
-        return [(self.kernel_size - 1) * d for d in self.dilations]
+        self.spans = [(c.kernel_size - 1) * d for d in self.dilations]
+        self.offsets = [sum(self.spans[:i]) for i in range(len(self.spans))]
 
-    def _zeros(self, batch: int) -> list[torch.Tensor]:
-        like = self.conv_w[0]
-        return [like.new_zeros(span, batch, self.residual) for span in self.spans]
+    def new_state(self, batch: int) -> SamplerState:
+        """All-zero queues (the causal padding of the forward pass), position 0."""
+        buffer = self.conv_w[0].new_zeros(sum(self.spans), batch, self.residual)
+        queues = list(buffer.split(self.spans))
+        return SamplerState(buffer, queues, 0)
 
     @torch.no_grad()
     def start(self, batch: int = 1, prime: torch.Tensor | None = None
@@ -89,13 +92,14 @@ class CachedSampler:
         x = torch.cat([prime.long(), prime.new_zeros(batch, 1, dtype=torch.long)], dim=1)
         tail = max(self.spans) + 1
         logits, inputs = self.model.run(x, tail=tail)
-        queues = self._zeros(batch)
+        state = self.new_state(batch)
         first = length + 1 - inputs[0].shape[-1]  # time index of the first kept input
-        for queue, h, span in zip(queues, inputs, self.spans, strict=True):
+        for queue, h, span in zip(state.queues, inputs, self.spans, strict=True):
             times = torch.arange(first, length + 1)
             keep = times > length - span  # the last `span` positions, ending at P
             queue[times[keep] % span] = h[:, :, keep].permute(2, 0, 1).to(queue.dtype)
-        return SamplerState(queues, length + 1), logits[:, :, -1]
+        state.position = length + 1
+        return state, logits[:, :, -1]
 
     @torch.no_grad()
     def step(self, state: SamplerState, x: torch.Tensor) -> torch.Tensor:
@@ -123,45 +127,97 @@ class CachedSampler:
         return self.model.head((skips * self.skip_scale).unsqueeze(-1)).squeeze(-1)
 
 
-def draw(logits: torch.Tensor, temperature: float = 1.0,
-         generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample class indices from (batch, classes) logits at a temperature -> (batch,) int64.
+class UniformStream:
+    """The uniform numbers behind the random draws: one per (step, batch row), in blocks.
 
-    temperature 0 means greedy (argmax); below 1 sharpens, above 1 flattens.
+    Every generator path takes its draws from here, so the same seed gives the same audio
+    whichever path runs and however the output is chunked.
+    """
+
+    def __init__(self, batch: int, generator: torch.Generator | None = None):
+        self.batch, self.generator = batch, generator
+        self.block = max(16, 2**16 // batch)  # steps per draw from the generator
+        self._left = torch.empty(0, batch, dtype=torch.float64)
+
+    def take(self, n: int) -> torch.Tensor:
+        """(n, batch) float64 uniforms in [0, 1)."""
+        while len(self._left) < n:
+            block = torch.rand(self.block, self.batch, dtype=torch.float64,
+                               generator=self.generator)
+            self._left = torch.cat([self._left, block])
+        out, self._left = self._left[:n], self._left[n:]
+        return out
+
+
+def draw(logits: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
+    """Sample from softmax(logits / temperature) by inverse CDF -> (batch,) int64.
+
+    logits: (batch, classes); uniform: (batch,) in [0, 1). temperature 0 means greedy (argmax);
+    below 1 sharpens, above 1 flattens.
     """
     if temperature < 0 or not math.isfinite(temperature):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     if temperature == 0:
         return logits.argmax(dim=1)
-    probs = torch.softmax(logits.float() / temperature, dim=1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    probs = torch.softmax(logits.double() / temperature, dim=1)
+    cdf = probs.cumsum(dim=1)
+    target = (uniform.to(cdf) * cdf[:, -1])[:, None]
+    return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_(max=logits.shape[1] - 1)
+
+
+IMPLS = ("auto", "compiled", "reference")
+
+
+def resolve_impl(impl: str, model: WaveNet) -> str:
+    """'auto' -> 'compiled' where it runs (numba, CPU, float32/64), else 'reference'."""
+    if impl not in IMPLS:
+        raise ValueError(f"sampler impl must be one of {IMPLS}, got {impl!r}")
+    weight = model.embed.weight
+    usable = (fast.available() and weight.device.type == "cpu"
+              and weight.dtype in (torch.float32, torch.float64))
+    if impl == "compiled" and not usable:
+        raise ValueError("the compiled sampler needs numba and a float32/float64 model on the CPU")
+    if impl == "auto":
+        return "compiled" if usable else "reference"
+    return impl
 
 
 @torch.no_grad()
 def generate(model: WaveNet, samples: int, batch: int = 1, temperature: float = 1.0,
              prime: torch.Tensor | None = None, generator: torch.Generator | None = None,
-             chunk: int = 16000, progress: bool = False) -> Iterator[torch.Tensor]:
+             chunk: int = 16000, progress: bool = False, impl: str = "auto",
+             threads: int | None = None) -> Iterator[torch.Tensor]:
     """Generate `samples` new class indices per item with the cached sampler, in chunks.
 
     prime: (batch, P) int class indices to continue from, or None to start from silence.
+    impl: 'compiled' (numba), 'reference' (PyTorch ops per step) or 'auto' (the fastest that
+    runs here). threads: threads for the compiled path (default: torch.get_num_threads()).
     Yields (batch, <= chunk) int64 tensors, so long outputs can be streamed to disk.
     """
     if samples < 0:
         raise ValueError(f"samples must be >= 0, got {samples}")
+    if temperature < 0 or not math.isfinite(temperature):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    impl = resolve_impl(impl, model)
     model.eval()
     sampler = CachedSampler(model)
     state, logits = sampler.start(batch, prime)
-    out = []
+    uniforms = UniformStream(batch, generator)
+    compiled = fast.CompiledWeights(sampler) if impl == "compiled" else None
+    threads = threads or torch.get_num_threads()
     with tqdm(total=samples, unit="sample", disable=not progress, dynamic_ncols=True) as bar:
-        for i in range(samples):
-            x = draw(logits, temperature, generator)
-            out.append(x)
-            if i + 1 < samples:
-                logits = sampler.step(state, x)
-            if len(out) == chunk or i + 1 == samples:
-                yield torch.stack(out, dim=1)
-                bar.update(len(out))
-                out = []
+        for start in range(0, samples, chunk):
+            n = min(chunk, samples - start)
+            u = uniforms.take(n)
+            if compiled is not None:
+                out = fast.generate_chunk(compiled, state, logits, u, temperature, threads)
+            else:
+                out = torch.empty(batch, n, dtype=torch.long)
+                for i in range(n):
+                    out[:, i] = draw(logits, temperature, u[i])
+                    logits = sampler.step(state, out[:, i])
+            bar.update(n)
+            yield out
 
 
 @torch.no_grad()
@@ -175,11 +231,13 @@ def generate_naive(model: WaveNet, samples: int, batch: int = 1, temperature: fl
     """
     model.eval()
     window = model.receptive_field
-    seq = prime.long() if prime is not None else torch.zeros(batch, 0, dtype=torch.long)
+    device = model.embed.weight.device
+    seq = (prime if prime is not None else torch.zeros(batch, 0)).long().to(device)
     start = seq.shape[1]
+    uniforms = UniformStream(batch, generator)
     for _ in range(samples):
-        # Left context shorter than the window is padded exactly as the forward pass pads.
+        # The window's left edge is never read; shorter contexts are zero-padded like forward.
         ctx = torch.cat([seq[:, -window:], seq.new_zeros(batch, 1)], dim=1)
         logits = model(ctx)[:, :, -1]
-        seq = torch.cat([seq, draw(logits, temperature, generator)[:, None]], dim=1)
+        seq = torch.cat([seq, draw(logits, temperature, uniforms.take(1)[0])[:, None]], dim=1)
     return seq[:, start:]

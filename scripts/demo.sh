@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job on the bundled demo speech: install if needed, train experiment=demo
+# (~8 minutes on 2 CPU cores), generate 2 s of speech-like audio, print the wav's path.
+# Extra arguments go to wavenet-train, e.g. `bash scripts/demo.sh train.max_steps=200`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+run_dir=runs/demo/$(date +%Y-%m-%d_%H-%M-%S)
+.venv/bin/wavenet-train experiment=demo hydra.run.dir="$run_dir" "$@"
+.venv/bin/wavenet-generate checkpoint="$run_dir/checkpoints/best.pt" seconds=2 \
+  out="$run_dir/generated"

@@ -1,0 +1,50 @@
+"""A tiny WaveNet trained for about a minute on real speech beats a previous-sample model."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from wavenet import checkpoint, mulaw
+from wavenet.baseline import bigram_bits_per_sample, unigram_bits_per_sample
+from wavenet.config import PROJECT_DIR, register
+from wavenet.data import load_dataset, split_by_file
+from wavenet.train import train
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_real_speech_better_than_a_bigram(asterisk_root, tmp_path):
+    register()
+    overrides = ["model=tiny", "data=asterisk4", f"data.root={asterisk_root}", "data.crop=2000",
+                 "train.max_steps=600", "train.batch_size=8", "train.lr=5e-3",
+                 "train.warmup_steps=50", "train.val_every=600", "train.sample_seconds=0",
+                 "train.threads=2", "train.progress=false"]
+    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+        dcfg = compose("config", overrides=overrides)
+    cfg = OmegaConf.to_object(dcfg)
+    train(cfg, tmp_path, OmegaConf.to_container(dcfg, resolve=True))
+    torch.set_num_threads(1)
+
+    # Score whole validation files, every sample after the first, for both models.
+    data = load_dataset(asterisk_root, cfg.data.sample_rate, min_samples=cfg.model.classes)
+    train_set, val_set = split_by_file(data.utterances, cfg.data.val_fraction)
+    train_seqs = [mulaw.encode(u.audio) for u in train_set]
+    val_seqs = [mulaw.encode(u.audio) for u in val_set]
+    bigram = bigram_bits_per_sample(train_seqs, val_seqs)
+    unigram = unigram_bits_per_sample(val_seqs)
+
+    model = checkpoint.build_model(checkpoint.load(tmp_path / "checkpoints" / "last.pt"))
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for seq in val_seqs:
+            logits = model(seq[None])[0, :, 1:]
+            total += F.cross_entropy(logits.t(), seq[1:], reduction="sum").item()
+            count += len(seq) - 1
+    wavenet_bits = total / count / math.log(2)
+    print(f"validation bits/sample: wavenet {wavenet_bits:.3f}, bigram {bigram:.3f}, "
+          f"unigram {unigram:.3f}")
+    assert 4.5 < bigram < 6.0 < unigram < 8.0  # the reference points this speech should give
+    assert wavenet_bits < bigram
