@@ -84,7 +84,9 @@ class CachedSampler:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         if prime is None or prime.shape[-1] == 0:
-            prime = torch.zeros(batch, 0, dtype=torch.long, device=self.conv_w[0].device)
+            # Position 0 sees only the zero padding: one step with a zero input, no forward pass.
+            state = self.new_state(batch)
+            return state, self._advance(state, self.conv_w[0].new_zeros(batch, self.residual))
         if prime.dim() != 2 or prime.shape[0] != batch:
             raise ValueError(f"prime must be (batch={batch}, time), got {tuple(prime.shape)}")
         length = prime.shape[1]
@@ -108,8 +110,11 @@ class CachedSampler:
         x: (batch,) int class indices of sample `state.position - 1`.
         Returns (batch, classes) logits for sample `state.position`; advances the state.
         """
+        return self._advance(state, self.model.embed.weight[x.long()])
+
+    def _advance(self, state: SamplerState, h: torch.Tensor) -> torch.Tensor:
+        """Run position `state.position` on first-layer input h (batch, residual) -> logits."""
         t = state.position
-        h = self.model.embed.weight[x.long()]
         skips = None
         for queue, span, dil, cw, cb, rw, rb in zip(
             state.queues, self.spans, self.dilations, self.conv_w, self.conv_b, self.rs_w,
