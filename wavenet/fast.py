@@ -97,12 +97,13 @@ def _sample_row(logits, u, temperature, scratch):
 
 
 def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, buffer, offsets,
-              spans, dilations, embed, conv_w, conv_b, rs_w, rs_b, skip_scale, w1, b1_, w2, b2):
+              spans, dilations, embed, conv_w, conv_b, res_w, res_b, skip_w, skip_b, skip_scale,
+              w1, b1_, w2, b2):
     """Generate n samples for batch rows b0..b1-1; see `generate_chunk` for the arrays."""
     n_layers, gate, taps_c = conv_w.shape
     res = embed.shape[1]
     half = gate // 2
-    skip_c = rs_w.shape[1] - res
+    skip_c = skip_w.shape[0]
     classes = w2.shape[0]
     kernel = taps_c // res
     rows = b1 - b0
@@ -111,7 +112,8 @@ def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, bu
     xcat = np.empty((rows, taps_c), dt)  # [current input, input d ago, 2d ago, ...]
     a = np.empty((rows, gate), dt)
     g = np.empty((rows, half), dt)
-    o = np.empty((rows, res + skip_c), dt)
+    gates = np.empty((rows, n_layers * half), dt)  # every layer's gated output, for the skips
+    o = np.empty((rows, res), dt)
     skip = np.empty((rows, skip_c), dt)
     hidden = np.empty((rows, skip_c), dt)
     logits = np.empty((rows, classes), dt)
@@ -126,7 +128,6 @@ def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, bu
             x = _sample_row(logits[r], uniforms[i, b0 + r], temperature, scratch)
             out[b0 + r, i] = x
             h[r] = embed[x]
-        skip[:] = 0
         for layer in range(n_layers):
             span = spans[layer]
             base = offsets[layer]
@@ -146,12 +147,14 @@ def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, bu
                 else:  # sigmoid(y) = (1 + tanh(y / 2)) / 2
                     for j in range(half):
                         g[r, j] = _tanh(a[r, j]) * (_HALF + _HALF * _tanh(_HALF * a[r, half + j]))
-            _linear(g, rs_w[layer], rs_b[layer], o)
-            for r in range(rows):
-                for j in range(res):
-                    h[r, j] = (h[r, j] + o[r, j]) * root_half
-                for j in range(skip_c):
-                    skip[r, j] += o[r, res + j]
+                gates[r, layer * half:(layer + 1) * half] = g[r]
+            if layer + 1 < n_layers:  # the last layer's residual output feeds nothing
+                _linear(g, res_w[layer], res_b[layer], o)
+                for r in range(rows):
+                    for j in range(res):
+                        h[r, j] = (h[r, j] + o[r, j]) * root_half
+        # All skip projections as one long matmul: sum_l W_l g_l = [W_1 .. W_L] [g_1; ..; g_L].
+        _linear(gates, skip_w, skip_b, skip)
         for r in range(rows):
             for j in range(skip_c):
                 skip[r, j] = max(skip[r, j] * scale, _ZERO)
@@ -165,16 +168,16 @@ def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, bu
 
 
 def _run_parallel(parts, n, t0, first_logits, uniforms, temperature, exact, out, buffer, offsets,
-                  spans, dilations, embed, conv_w, conv_b, rs_w, rs_b, skip_scale, w1, b1_, w2,
-                  b2):
+                  spans, dilations, embed, conv_w, conv_b, res_w, res_b, skip_w, skip_b,
+                  skip_scale, w1, b1_, w2, b2):
     """Split the batch into `parts` contiguous row ranges, one thread each."""
     batch = out.shape[0]
     for p in numba.prange(parts):
         lo = p * batch // parts
         hi = (p + 1) * batch // parts
         _run_rows(lo, hi, n, t0, first_logits, uniforms, temperature, exact, out, buffer, offsets,
-                  spans, dilations, embed, conv_w, conv_b, rs_w, rs_b, skip_scale, w1, b1_, w2,
-                  b2)
+                  spans, dilations, embed, conv_w, conv_b, res_w, res_b, skip_w, skip_b,
+                  skip_scale, w1, b1_, w2, b2)
 
 
 if numba is not None:
@@ -195,8 +198,13 @@ class CompiledWeights:
         # (out, in) layouts: row j holds every weight that output j reads.
         self.conv_w = as_np(torch.stack(sampler.conv_w).transpose(1, 2))
         self.conv_b = as_np(torch.stack(sampler.conv_b))
-        self.rs_w = as_np(torch.stack(sampler.rs_w).transpose(1, 2))
-        self.rs_b = as_np(torch.stack(sampler.rs_b))
+        res = model.config.residual_channels
+        rs_w = torch.stack(sampler.rs_w).transpose(1, 2)  # (layers, residual + skip, gate / 2)
+        rs_b = torch.stack(sampler.rs_b)
+        self.res_w, self.res_b = as_np(rs_w[:, :res]), as_np(rs_b[:, :res])
+        # Skip weights side by side, (skip, layers * gate / 2); their biases summed.
+        self.skip_w = as_np(torch.cat(list(rs_w[:, res:]), dim=1))
+        self.skip_b = as_np(rs_b[:, res:].sum(dim=0))
         self.w1 = as_np(model.head[1].weight[:, :, 0])
         self.b1 = as_np(model.head[1].bias)
         self.w2 = as_np(model.head[3].weight[:, :, 0])
@@ -223,8 +231,9 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
     args = (n, state.position, lg, uniforms.numpy().astype(lg.dtype), float(temperature), exact,
             out,
             state.buffer.numpy(), weights.offsets, weights.spans, weights.dilations,
-            weights.embed, weights.conv_w, weights.conv_b, weights.rs_w, weights.rs_b,
-            weights.skip_scale, weights.w1, weights.b1, weights.w2, weights.b2)
+            weights.embed, weights.conv_w, weights.conv_b, weights.res_w, weights.res_b,
+            weights.skip_w, weights.skip_b, weights.skip_scale, weights.w1, weights.b1,
+            weights.w2, weights.b2)
     if parts == 1:
         _run_rows(0, batch, *args)
     else:
