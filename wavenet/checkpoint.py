@@ -5,6 +5,7 @@ A checkpoint is a plain dict of tensors and Python primitives, so it loads with
 architecture, sample rate and μ-law classes next to the weights, so generation needs nothing else.
 """
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -22,18 +23,24 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; str() is one line naming the file and the problem."""
 
 
-def save(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write `payload` (+ format tag and version) to `path` atomically.
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written (disk full, no permission, ...); the previous file
+    at that path is unchanged. str() is one line naming the file and the cause."""
 
-    The bytes go to a temporary file in the same directory, are flushed to disk, and are renamed
-    over `path` in one step: a crash leaves either the old checkpoint or the new one, never half.
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash at any moment leaves the old file or the new one.
+
+    The bytes go to a temporary file in the same directory (`.<name>.<random>.tmp`), are flushed
+    to disk, and are renamed over `path` in one step; the rename is then made durable too.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -42,9 +49,37 @@ def save(path: str | Path, payload: dict[str, Any]) -> None:
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # make the rename itself durable
+        os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files a killed `atomic_write` left in `directory`; returns them.
+
+    Only call this when no other process is writing into `directory`.
+    """
+    found = sorted(Path(directory).glob(".*.tmp")) if Path(directory).is_dir() else []
+    for tmp in found:
+        tmp.unlink(missing_ok=True)
+    return found
+
+
+def save(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write `payload` (+ format tag and version) to `path` atomically (see `atomic_write`).
+
+    Raises CheckpointWriteError naming the file and the cause (e.g. no space left on device);
+    the checkpoint previously at `path`, if any, is then unchanged.
+    """
+    # Serialise in memory first: torch.save turns a failing file write into an opaque
+    # RuntimeError, while our own write reports the OS error (errno and reason) as it is.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buffer)
+    try:
+        atomic_write(path, buffer.getvalue())
+    except OSError as e:
+        raise CheckpointWriteError(f"{path}: cannot write checkpoint ({_one_line(e)}); "
+                                   "the previous checkpoint is unchanged") from e
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -73,3 +108,13 @@ def build_model(ckpt: dict[str, Any]) -> WaveNet:
     model = WaveNet(WaveNetConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval()
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask

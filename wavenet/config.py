@@ -6,11 +6,11 @@ dataclasses once (`OmegaConf.to_object`), which runs the `__post_init__` range c
 the package only sees plain typed objects.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from wavenet.model import WaveNetConfig
 
@@ -108,6 +108,17 @@ class GenerateConfig:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.impl not in ("auto", "compiled", "reference"):
             raise ValueError(f"impl must be auto, compiled or reference, got {self.impl!r}")
+
+
+def check_known_keys(node: DictConfig, schema: type = Config, prefix: str = "") -> None:
+    """Raise ValueError naming a key that `schema` lacks, such as one added with `+key=value`
+    (Hydra rejects other unknown keys at composition)."""
+    types = {f.name: f.type for f in fields(schema)}
+    for key in node:
+        if key not in types:
+            raise ValueError(f"unknown config key '{prefix}{key}'")
+        if is_dataclass(types[key]):
+            check_known_keys(node[key], types[key], f"{prefix}{key}.")
 
 
 def register() -> None:

@@ -7,7 +7,10 @@ dataclasses and calls `train`, which knows nothing of Hydra beyond the run direc
 import json
 import logging
 import math
+import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,13 +19,22 @@ import hydra
 import soundfile as sf
 import torch
 import torch.nn.functional as F
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
 from wavenet import checkpoint, mulaw
 from wavenet.baseline import bigram_bits_per_sample
-from wavenet.config import PROJECT_DIR, Config, register
-from wavenet.data import CropSampler, load_dataset, split_by_file, validation_crops
+from wavenet.config import PROJECT_DIR, Config, check_known_keys, register
+from wavenet.data import (
+    CropSampler,
+    Dataset,
+    Utterance,
+    load_dataset,
+    split_by_file,
+    validation_crops,
+)
 from wavenet.model import WaveNet
 from wavenet.sampler import generate
 
@@ -65,11 +77,100 @@ def write_wav(path: Path, indices: torch.Tensor, sample_rate: int, classes: int)
     sf.write(path, mulaw.decode(indices, classes).numpy(), sample_rate, subtype="PCM_16")
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped training after last.pt was saved; exit with `exit_code`."""
+
+    def __init__(self, signum: int, step: int, path: Path):
+        self.exit_code = 130 if signum == signal.SIGINT else 0
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; "
+                         f"checkpoint saved to {path}")
+
+
+class TrainingStopped(RuntimeError):
+    """Training cannot go on (non-finite losses in a row); str() is one line."""
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM set `received` instead of stopping the process at once.
+
+    The loop checks `received` at the end of each step, so it saves a checkpoint and exits
+    between steps, never in the middle of one or of a checkpoint write. A second SIGINT raises
+    KeyboardInterrupt as usual, for when the user will not wait. The previous handlers are
+    restored on exit. Outside the main thread (where Python cannot set handlers) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        log.warning("%s received: stopping after this step", signal.Signals(signum).name)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class CheckpointSchedule:
+    """When last.pt is due: every `every` steps or `minutes` of wall-clock time since the last
+    save, whichever comes first; 0 turns either trigger off."""
+
+    def __init__(self, every: int, minutes: float, clock=time.monotonic):
+        self.every, self.seconds, self.clock = every, 60.0 * minutes, clock
+        self.last_time = clock()
+
+    def due(self, step: int) -> bool:
+        return bool((self.every and step % self.every == 0)
+                    or (self.seconds and self.clock() - self.last_time >= self.seconds))
+
+    def saved(self) -> None:
+        self.last_time = self.clock()
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep metrics.jsonl records of steps <= `step` (a resumed run logs the later ones again)
+    and drop lines a killed process left unreadable. Rewritten atomically, only if needed."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass
+    if kept != lines:
+        checkpoint.atomic_write(path, "".join(f"{line}\n" for line in kept).encode())
+
+
+def write_data_report(path: Path, root: str, dataset: Dataset, train_set: list[Utterance],
+                      val_set: list[Utterance]) -> None:
+    """data_report.json: the files used (train / validation) and the files skipped, with why."""
+    report = {"root": str(root), "sample_rate": dataset.sample_rate,
+              "train": [u.name for u in train_set],
+              "validation": [u.name for u in val_set],
+              "skipped": [{"file": name, "reason": reason} for name, reason in dataset.skipped]}
+    checkpoint.atomic_write(path, (json.dumps(report, indent=1) + "\n").encode())
+
+
 def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     """Train per `cfg`, writing into `run_dir`; returns the final metrics record.
 
-    run_dir receives metrics.jsonl, checkpoints/{last,best}.pt and samples/step_*.wav.
-    `resolved` is the full resolved config, stored in every checkpoint.
+    run_dir receives data_report.json, metrics.jsonl, checkpoints/{last,best}.pt and
+    samples/step_*.wav. `resolved` is the full resolved config, stored in every checkpoint.
+    Raises Interrupted after SIGINT/SIGTERM (last.pt saved), TrainingStopped after
+    `max_bad_steps` non-finite steps in a row, and ValueError/OSError for bad data, config or
+    checkpoints, each with a one-line message.
     """
     tc, dc, mc = cfg.train, cfg.data, cfg.model
     if tc.threads:
@@ -83,11 +184,14 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     for name, reason in dataset.skipped:
         log.warning("skipped %s: %s", name, reason)
     train_set, val_set = split_by_file(dataset.utterances, dc.val_fraction)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_data_report(run_dir / "data_report.json", dc.root, dataset, train_set, val_set)
     if not val_set:
         val_set = train_set  # val_fraction=0: report fit to the training data
     crops = CropSampler(train_set, r + dc.crop, mc.classes, seed=tc.seed)
     val_batch = validation_crops(val_set, r + dc.crop, dc.val_crops, mc.classes)
-    log.info("data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio",
+    log.info("data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio; "
+             "see data_report.json",
              len(dataset.utterances), len(train_set), len(val_set), len(dataset.skipped),
              sum(len(u.audio) for u in dataset.utterances) / dc.sample_rate)
     bigram = bigram_bits_per_sample(
@@ -102,6 +206,8 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
         optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio))
 
     ckpt_dir = run_dir / "checkpoints"
+    for tmp in checkpoint.remove_temporaries(ckpt_dir):
+        log.info("removed %s, left by an interrupted checkpoint write", tmp.name)
     step, best = 0, math.inf
     resume_path = {"auto": ckpt_dir / "last.pt", "never": None}.get(tc.resume, Path(tc.resume))
     if resume_path is not None and (resume_path.exists() or tc.resume != "auto"):
@@ -117,6 +223,12 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
         torch.set_rng_state(ckpt["torch_rng"])
         step, best = ckpt["step"], ckpt.get("best_val_bits") or math.inf
         log.info("resumed from %s at step %d", resume_path, step)
+    else:
+        log.info("starting from step 0")
+    truncate_metrics(run_dir / "metrics.jsonl", step)
+
+    last_path = ckpt_dir / "last.pt"
+    saved_step = step if resume_path == last_path and step else None
 
     def save(path: Path) -> None:
         checkpoint.save(path, {
@@ -127,56 +239,87 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
             "step": step, "best_val_bits": None if math.isinf(best) else best,
         })
 
+    def save_last() -> None:
+        nonlocal saved_step
+        save(last_path)
+        saved_step = step
+        schedule.saved()
+
+    schedule = CheckpointSchedule(tc.checkpoint_every, tc.checkpoint_minutes)
     metrics = (run_dir / "metrics.jsonl").open("a")
     model.train()
     bar = tqdm(total=tc.max_steps, initial=step, unit="step", disable=not tc.progress,
                dynamic_ncols=True, file=sys.stderr)
     record: dict = {}
+    bad = 0  # non-finite steps in a row
     seen, clock = 0, time.perf_counter()
-    while step < tc.max_steps:
-        batch = crops.sample(tc.batch_size)
-        loss = bits_per_sample(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        seen += batch.shape[0] * (batch.shape[1] - r)
-        bar.update(1)
-        bar.set_postfix(bits=f"{loss.item():.3f}")
+    with StopSignals() as signals, metrics, bar:
+        while step < tc.max_steps:
+            batch = crops.sample(tc.batch_size)
+            loss = bits_per_sample(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            problem = None if torch.isfinite(loss) else f"loss {loss.item()}"
+            if problem is None:
+                loss.backward()
+                # max_norm=inf measures without clipping (the scale factor is clamped to 1).
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
+                problem = None if torch.isfinite(norm) else f"gradient norm {norm.item()}"
+            if problem is not None:
+                # Skip the update: weights, optimizer and schedule stay at the last good step.
+                bad += 1
+                log.warning("step %d: non-finite %s, update skipped (%d in a row)",
+                            step + 1, problem, bad)
+                if bad >= tc.max_bad_steps:
+                    save_last()
+                    raise TrainingStopped(
+                        f"{bad} steps in a row with a non-finite loss or gradient (last: "
+                        f"{problem}) after step {step}: stopped; the last good state is in "
+                        f"{last_path}; try a lower train.lr")
+            else:
+                bad = 0
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                seen += batch.shape[0] * (batch.shape[1] - r)
+                bar.update(1)
+                bar.set_postfix(bits=f"{loss.item():.3f}")
 
-        validate = step % tc.val_every == 0 or step == tc.max_steps
-        if step % tc.log_every == 0 or validate:
-            now = time.perf_counter()
-            record = {"step": step, "train_bits": round(loss.item(), 5),
-                      "lr": scheduler.get_last_lr()[0],
-                      "samples_per_s": round(seen / (now - clock), 1)}
-            if validate:
-                record["val_bits"] = round(evaluate(model, val_batch, tc.batch_size), 5)
-                record["bigram_val_bits"] = round(bigram, 5)
-                bar.write(f"step {step}: train {loss.item():.3f}, validation "
-                          f"{record['val_bits']:.3f} bits/sample (bigram {bigram:.3f})")
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-            seen, clock = 0, time.perf_counter()
-        if validate:
-            if record["val_bits"] < best:
-                best = record["val_bits"]
-                save(ckpt_dir / "best.pt")
-            save(ckpt_dir / "last.pt")
-            if tc.sample_seconds:
-                n = int(tc.sample_seconds * dc.sample_rate)
-                gen = torch.Generator().manual_seed(tc.seed + step)
-                audio = torch.cat(list(generate(model, n, temperature=tc.sample_temperature,
-                                                generator=gen)), dim=1)
-                write_wav(run_dir / "samples" / f"step_{step:07d}.wav", audio[0],
-                          dc.sample_rate, mc.classes)
-                model.train()
-            clock = time.perf_counter()  # keep validation out of the throughput figure
-    bar.close()
-    metrics.close()
+                validate = step % tc.val_every == 0 or step == tc.max_steps
+                if step % tc.log_every == 0 or validate:
+                    now = time.perf_counter()
+                    record = {"step": step, "train_bits": round(loss.item(), 5),
+                              "lr": scheduler.get_last_lr()[0],
+                              "samples_per_s": round(seen / (now - clock), 1)}
+                    if validate:
+                        record["val_bits"] = round(evaluate(model, val_batch, tc.batch_size), 5)
+                        record["bigram_val_bits"] = round(bigram, 5)
+                        bar.write(f"step {step}: train {loss.item():.3f}, validation "
+                                  f"{record['val_bits']:.3f} bits/sample (bigram {bigram:.3f})")
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                    seen, clock = 0, time.perf_counter()
+                if validate:
+                    if record["val_bits"] < best:
+                        best = record["val_bits"]
+                        save(ckpt_dir / "best.pt")
+                    save_last()
+                    if tc.sample_seconds:
+                        n = int(tc.sample_seconds * dc.sample_rate)
+                        gen = torch.Generator().manual_seed(tc.seed + step)
+                        audio = torch.cat(list(generate(model, n, temperature=tc.sample_temperature,
+                                                        generator=gen)), dim=1)
+                        write_wav(run_dir / "samples" / f"step_{step:07d}.wav", audio[0],
+                                  dc.sample_rate, mc.classes)
+                        model.train()
+                    clock = time.perf_counter()  # keep validation out of the throughput figure
+                elif schedule.due(step):
+                    save_last()
+            if signals.received is not None:
+                if saved_step != step:
+                    save_last()
+                log.info("stopped by %s at step %d; resume with the same command",
+                         signal.Signals(signals.received).name, step)
+                raise Interrupted(signals.received, step, last_path)
     log.info("done: step %d, best validation %.3f bits/sample; checkpoints in %s",
              step, best, ckpt_dir)
     return record
@@ -186,23 +329,54 @@ register()
 
 
 @hydra.main(config_path=str(PROJECT_DIR / "conf"), config_name="config", version_base="1.3")
-def main(dcfg: DictConfig) -> None:
-    """wavenet-train: Hydra entry point. User errors print one line and exit 2."""
+def hydra_main(dcfg: DictConfig) -> None:
+    """The Hydra task: typed config in, training run out. User errors print one line."""
     from hydra.core.hydra_config import HydraConfig
 
     try:
+        check_known_keys(dcfg)
         cfg: Config = OmegaConf.to_object(dcfg)
         resolved = OmegaConf.to_container(dcfg, resolve=True)
         train(cfg, Path(HydraConfig.get().runtime.output_dir), resolved)
+    except Interrupted as e:  # SIGINT: 130 like any Ctrl-C'd tool; SIGTERM: a requested stop
+        print(f"wavenet-train: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before training started, or a second one
+        print("wavenet-train: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except TrainingStopped as e:
+        print(f"wavenet-train: error: {one_line(e)}", file=sys.stderr)
+        sys.exit(1)
     except (ValueError, OSError) as e:  # DataError, CheckpointError and bad values
         print(f"wavenet-train: error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
 
 
+def main() -> None:
+    """wavenet-train: Hydra's command line, with config errors as one line and exit status 2.
+
+    Hydra prints a composition error (unknown key, wrong type, missing option) over several
+    lines and exits 1; with HYDRA_FULL_ERROR set it raises instead, so we can print one line.
+    Set HYDRA_FULL_ERROR=1 yourself to get Hydra's full traceback.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        hydra_main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_main()
+    except (HydraException, OmegaConfBaseException) as e:
+        cause = f" ({one_line(e.__cause__)})" if e.__cause__ else ""
+        print(f"wavenet-train: error: {one_line(e)}{cause}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        del os.environ["HYDRA_FULL_ERROR"]
+
+
 def one_line(e: BaseException) -> str:
-    """An exception as one line, for user-facing errors."""
+    """An exception as one line, for user-facing errors, without OmegaConf's and Hydra's
+    diagnostic tails (full_key, object_type, the config search path)."""
     text = " ".join(str(e).split())
+    for tail in (" full_key:", " Config search path:"):
+        text = text.split(tail)[0]
     return text or type(e).__name__
-
-
-

@@ -1,0 +1,260 @@
+"""The training loop's guarantees, in process: checkpoint schedule, exact resume after a crash,
+signals, non-finite losses, failing checkpoint writes and the data report."""
+
+import errno
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from wavenet import checkpoint, train
+from wavenet.config import PROJECT_DIR, register
+from wavenet.data import CropSampler
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory, demo_root) -> Path:
+    """Four real demo utterances in a plain folder."""
+    root = tmp_path_factory.mktemp("speech")
+    for path in sorted((demo_root / "wavs").glob("*.flac"))[:4]:
+        shutil.copy(path, root / path.name)
+    return root
+
+
+def run(run_dir: Path, data: Path, *overrides: str) -> dict:
+    """train.train with a tiny config (validation only at the end, log every step)."""
+    register()
+    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+        dcfg = compose("config", overrides=[
+            "model=tiny", f"data.root={data}", "data.crop=100", "data.val_crops=2",
+            "train.batch_size=2", "train.max_steps=8", "train.val_every=1000",
+            "train.log_every=1", "train.sample_seconds=0", "train.checkpoint_minutes=0",
+            "train.checkpoint_every=3", "train.threads=1", "train.progress=false", *overrides])
+    try:
+        return train.train(OmegaConf.to_object(dcfg), run_dir, OmegaConf.to_container(dcfg))
+    finally:
+        torch.set_num_threads(1)
+
+
+def losses(run_dir: Path) -> list[tuple[int, float, float]]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(m["step"], m["train_bits"], m["lr"]) for m in map(json.loads, lines)]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load(path)["model"]
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def sample_hook(monkeypatch, action) -> list[int]:
+    """Call action(n) before the n-th training batch is drawn (1-based); returns the call log."""
+    calls: list[int] = []
+    original = CropSampler.sample
+
+    def sample(self, batch):
+        calls.append(len(calls) + 1)
+        action(len(calls))
+        return original(self, batch)
+
+    monkeypatch.setattr(CropSampler, "sample", sample)
+    return calls
+
+
+def test_checkpoint_schedule_fires_on_steps_or_minutes():
+    now = [0.0]
+    by_steps = train.CheckpointSchedule(every=3, minutes=0, clock=lambda: now[0])
+    assert [s for s in range(1, 10) if by_steps.due(s)] == [3, 6, 9]
+    by_time = train.CheckpointSchedule(every=0, minutes=0.5, clock=lambda: now[0])
+    now[0] = 29.0
+    assert not by_time.due(1)
+    now[0] = 30.0
+    assert by_time.due(2)
+    by_time.saved()
+    now[0] = 59.0
+    assert not by_time.due(3)
+    assert not train.CheckpointSchedule(every=0, minutes=0).due(100)
+
+
+def test_defaults_lose_under_a_minute_on_the_demo_config():
+    register()
+    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("config", overrides=["experiment=demo"]))
+    seconds_per_step = 0.35  # the demo on 2 CPU cores
+    worst = min(cfg.train.checkpoint_every * seconds_per_step, 60 * cfg.train.checkpoint_minutes)
+    assert 0 < worst < 60
+
+
+def test_last_checkpoint_every_n_steps_and_at_the_end(tmp_path, speech, monkeypatch):
+    saved: list[tuple[str, int]] = []
+    real_save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda path, payload: (
+        saved.append((Path(path).name, payload["step"])), real_save(path, payload)))
+    run(tmp_path, speech, "train.max_steps=7")
+    assert saved == [("last.pt", 3), ("last.pt", 6), ("best.pt", 7), ("last.pt", 7)]
+    report = json.loads((tmp_path / "data_report.json").read_text())
+    used = sorted(report["train"] + report["validation"])
+    assert used == sorted(p.name for p in speech.iterdir()) and report["skipped"] == []
+
+
+def test_resume_after_a_crash_is_exact(tmp_path, speech, monkeypatch):
+    reference = tmp_path / "reference"
+    run(reference, speech)
+
+    crashed = tmp_path / "crashed"
+
+    def crash_at_step_6(n):
+        if n == 6:  # steps 1-5 done and logged; last.pt holds step 3
+            raise RuntimeError("simulated crash")
+
+    sample_hook(monkeypatch, crash_at_step_6)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(crashed, speech)
+    monkeypatch.undo()
+    assert checkpoint.load(crashed / "checkpoints" / "last.pt")["step"] == 3
+    assert [s for s, _, _ in losses(crashed)] == [1, 2, 3, 4, 5]
+    stale = crashed / "checkpoints" / ".last.pt.abc123.tmp"  # as a kill during a write leaves
+    stale.write_bytes(b"half a checkpoint")
+
+    run(crashed, speech)
+    assert not stale.exists()
+    assert losses(crashed) == losses(reference)  # steps 4-5 logged once, identically
+    for name in ("last.pt", "best.pt"):
+        assert same_weights(weights(crashed / "checkpoints" / name),
+                            weights(reference / "checkpoints" / name))
+    resumed = checkpoint.load(crashed / "checkpoints" / "last.pt")
+    expected = checkpoint.load(reference / "checkpoints" / "last.pt")
+    assert torch.equal(resumed["crops"]["generator"], expected["crops"]["generator"])
+    assert resumed["scheduler"] == expected["scheduler"]
+
+
+@pytest.mark.parametrize("signum,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, signum, exit_code):
+    before = signal.getsignal(signum)
+    sample_hook(monkeypatch, lambda n: n == 5 and signal.raise_signal(signum))
+    with pytest.raises(train.Interrupted) as stop:
+        run(tmp_path, speech)
+    assert stop.value.exit_code == exit_code
+    assert "step 5" in str(stop.value)
+    assert checkpoint.load(tmp_path / "checkpoints" / "last.pt")["step"] == 5  # after step 5
+    assert signal.getsignal(signum) == before
+
+
+def nan_hook(monkeypatch, bad_calls) -> None:
+    """Make the loss NaN on the given (1-based) training forward passes."""
+    original = train.bits_per_sample
+    calls = [0]
+
+    def bits(model, batch):
+        loss = original(model, batch)
+        if model.training:
+            calls[0] += 1
+            if calls[0] in bad_calls:
+                return loss * math.nan
+        return loss
+
+    monkeypatch.setattr(train, "bits_per_sample", bits)
+
+
+def test_non_finite_losses_are_skipped_and_reported(tmp_path, speech, monkeypatch, caplog):
+    nan_hook(monkeypatch, {3, 4})
+    calls = sample_hook(monkeypatch, lambda n: None)
+    with caplog.at_level(logging.WARNING, logger="wavenet.train"):
+        record = run(tmp_path, speech, "train.max_steps=5", "train.max_bad_steps=3")
+    assert record["step"] == 5 and len(calls) == 7  # two batches skipped, five steps taken
+    warnings = [r.getMessage() for r in caplog.records if "non-finite" in r.getMessage()]
+    assert warnings == ["step 3: non-finite loss nan, update skipped (1 in a row)",
+                        "step 3: non-finite loss nan, update skipped (2 in a row)"]
+    assert all(torch.isfinite(w).all() for w in weights(tmp_path / "checkpoints/last.pt").values())
+
+
+def test_too_many_non_finite_losses_stop_with_the_last_good_checkpoint(
+        tmp_path, speech, monkeypatch):
+    nan_hook(monkeypatch, set(range(3, 100)))
+    states: list[tuple[int, dict]] = []
+    real_save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda path, payload: (
+        states.append((payload["step"], payload["model"])), real_save(path, payload)))
+    with pytest.raises(train.TrainingStopped, match="3 steps in a row") as stop:
+        run(tmp_path, speech, "train.checkpoint_every=1", "train.max_bad_steps=3")
+    assert "after step 2" in str(stop.value) and "last.pt" in str(stop.value)
+    assert "\n" not in str(stop.value)
+    last = checkpoint.load(tmp_path / "checkpoints" / "last.pt")
+    assert last["step"] == 2
+    good = dict(states)[2]  # saved by the schedule right after step 2
+    assert same_weights(last["model"], good)
+
+
+def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path, speech, monkeypatch):
+    real_fdopen = os.fdopen
+    writes = [0]
+
+    class FullDisk:
+        """A file that takes half of what it is given, then reports a full disk."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fdopen(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        writes[0] += 1
+        return FullDisk(f) if writes[0] > 2 else f  # data_report.json, last.pt at 3, then full
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    with pytest.raises(checkpoint.CheckpointWriteError) as err:
+        run(tmp_path, speech)
+    monkeypatch.undo()
+    message = str(err.value)
+    assert "last.pt" in message and "No space left on device" in message, message
+    assert checkpoint.load(tmp_path / "checkpoints" / "last.pt")["step"] == 3
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.pt"]
+
+
+def test_unreadable_file_is_skipped_and_reported(tmp_path, speech, monkeypatch):
+    # Tests run as root, where chmod 000 does not stop reads: simulate the permission error.
+    data = tmp_path / "data"
+    shutil.copytree(speech, data)
+    locked = sorted(data.iterdir())[0]
+    real_read = soundfile.read
+
+    def read(path, *args, **kwargs):
+        if Path(path) == locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile, "read", read)
+    run(tmp_path / "run", data, "train.max_steps=1")
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert [s["file"] for s in report["skipped"]] == [locked.name]
+    assert "Permission denied" in report["skipped"][0]["reason"]
+    assert len(report["train"] + report["validation"]) == 3
+
+
+def test_truncate_metrics_drops_later_and_torn_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"st')
+    train.truncate_metrics(path, 2)
+    assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
+    train.truncate_metrics(path, 0)
+    assert path.read_text() == ""
