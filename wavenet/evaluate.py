@@ -1,0 +1,196 @@
+"""Exact bits/sample of a checkpoint on every file of a dataset: `wavenet-evaluate`.
+
+    wavenet-evaluate checkpoint=PATH data.root=DIR [batch=8] [chunk=65536] [json_out=FILE]
+
+Every file is scored at every position t >= 1 (position 0 has no past), with the same zero
+padding of the past as one forward pass over the whole file. Long files are cut into chunks of
+`chunk` predicted positions, each fed `receptive_field` samples of left context (fewer at the
+start of the file), so the result equals the whole-file pass; chunks of several files are
+batched together, right-padded and masked.
+"""
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from tqdm import tqdm
+
+from wavenet import checkpoint, mulaw
+from wavenet.baseline import unigram_bits_per_sample
+from wavenet.data import Utterance, load_dataset
+from wavenet.model import WaveNet
+
+LN2 = math.log(2.0)
+
+USAGE = """usage: wavenet-evaluate checkpoint=PATH data.root=DIR [batch=8] [chunk=65536]
+                        [json_out=FILE] [progress=true] [threads=0]
+                        [data.trim_db=null] [data.cache_dir=null]
+Prints one JSON line: bits_per_sample, per_speaker, samples, files, uniform_bits_per_sample,
+unigram_bits_per_sample (and checkpoint, step, data_root)."""
+
+
+@dataclass
+class EvalDataConfig:
+    root: str = MISSING  # folder of wav/flac/ogg files (recursive) or with a metadata.csv
+    trim_db: float | None = None  # trim edge frames quieter than this (dB below the peak)
+    cache_dir: str | None = None  # decoded-audio cache (default ~/.cache/wavenet)
+
+
+@dataclass
+class EvaluateConfig:
+    checkpoint: str = MISSING  # a .pt file written by wavenet-train
+    data: EvalDataConfig = field(default_factory=EvalDataConfig)
+    batch: int = 8  # chunks scored at once
+    chunk: int = 65536  # predicted positions per chunk (plus the receptive field of context)
+    json_out: str | None = None  # also write the JSON result to this file
+    progress: bool = True
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+def chunk_windows(length: int, chunk: int, context: int) -> list[tuple[int, int, int]]:
+    """(window start, first scored position, end) of every chunk of a file of `length` samples.
+
+    Positions 1 .. length-1 are scored, `chunk` per window; each window starts `context` samples
+    before its first scored position, or at 0 at the start of the file.
+    """
+    return [(max(0, s - context), s, min(length, s + chunk)) for s in range(1, length, chunk)]
+
+
+@torch.no_grad()
+def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk: int = 65536,
+             progress: bool = False) -> dict:
+    """Negative log-likelihood in bits per μ-law sample of `utterances` under `model`.
+
+    utterances: their .audio is (time,) float in [-1, 1] at the model's sample rate; each is
+    μ-law encoded with the model's classes and scored at every position t >= 1, exactly as one
+    forward pass over the whole file would score it. Files with fewer than 2 samples have no
+    scored position and are not counted. Runs on the model's device; float64 accumulation.
+
+    Returns {"bits_per_sample": float, "per_speaker": {speaker: float}, "samples": int (scored
+    positions), "files": int, "uniform_bits_per_sample": log2(classes),
+    "unigram_bits_per_sample": entropy of the class histogram of the scored samples}.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    classes = model.config.classes
+    seqs = [mulaw.encode(u.audio, classes) for u in utterances]
+    used = [i for i, s in enumerate(seqs) if s.numel() >= 2]
+    if not used:
+        raise ValueError(f"nothing to score: {len(utterances)} utterances, none with >= 2 samples")
+    device = next(model.parameters()).device
+    context = model.receptive_field
+
+    # (file, window start, first scored, end); longest first so each batch pads little.
+    windows = [(i, *w) for i in used for w in chunk_windows(len(seqs[i]), chunk, context)]
+    windows.sort(key=lambda w: w[3] - w[1], reverse=True)
+    totals = torch.zeros(len(seqs), dtype=torch.float64)
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=sum(len(seqs[i]) - 1 for i in used), unit="sample", unit_scale=True,
+               desc="evaluating", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    with bar:
+        for b in range(0, len(windows), batch):
+            group = windows[b : b + batch]
+            width = group[0][3] - group[0][1]
+            x = torch.full((len(group), width), mulaw.silence_class(classes), dtype=torch.long)
+            mask = torch.zeros(len(group), width, dtype=torch.bool)
+            for row, (i, start, first, end) in enumerate(group):
+                x[row, : end - start] = seqs[i][start:end]
+                mask[row, first - start : end - start] = True
+            x, mask = x.to(device), mask.to(device)
+            # Right padding cannot reach earlier positions (the model is causal); it is masked.
+            nll = F.cross_entropy(model(x), x, reduction="none").double() * mask
+            totals.index_add_(0, torch.tensor([w[0] for w in group]), nll.sum(dim=1).cpu())
+            bar.update(int(mask.sum()))
+    model.train(was_training)
+
+    counts = torch.tensor([max(len(s) - 1, 0) for s in seqs], dtype=torch.float64)
+    per_speaker = {}
+    for speaker in sorted({utterances[i].speaker for i in used}):
+        idx = torch.tensor([i for i in used if utterances[i].speaker == speaker])
+        per_speaker[speaker] = float(totals[idx].sum() / counts[idx].sum()) / LN2
+    return {
+        "bits_per_sample": float(totals.sum() / counts.sum()) / LN2,
+        "per_speaker": per_speaker,
+        "samples": int(counts.sum()),
+        "files": len(used),
+        "uniform_bits_per_sample": math.log2(classes),
+        "unigram_bits_per_sample": unigram_bits_per_sample([seqs[i][1:] for i in used], classes),
+    }
+
+
+def parse_args(argv: list[str]) -> EvaluateConfig:
+    """key=value arguments -> a checked EvaluateConfig. Raises ValueError with one line."""
+    bad = [a for a in argv if "=" not in a]
+    if bad:
+        raise ValueError(f"expected key=value arguments, got {bad[0]!r}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(EvaluateConfig),
+                                 OmegaConf.from_dotlist(argv))
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            raise ValueError(f"missing required argument {missing[0]}=...")
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ValueError(str(e).splitlines()[0]) from e
+
+
+def run(cfg: EvaluateConfig) -> dict:
+    """Load the checkpoint and the dataset, evaluate, write `cfg.json_out`; returns the result."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ckpt = checkpoint.load(cfg.checkpoint)
+    try:
+        model = checkpoint.build_model(ckpt)
+    except (RuntimeError, TypeError, ValueError) as e:  # weights that do not fit the config
+        reason = " ".join(str(e).split())[:200]
+        raise checkpoint.CheckpointError(f"{cfg.checkpoint}: cannot build the model ({reason})"
+                                         ) from e
+    dataset = load_dataset(cfg.data.root, ckpt["sample_rate"], cfg.data.trim_db, min_samples=2,
+                           cache_dir=cfg.data.cache_dir, progress=cfg.progress)
+    for name, reason in dataset.skipped:
+        print(f"wavenet-evaluate: skipped {name}: {reason}", file=sys.stderr)
+    result = evaluate(model, dataset.utterances, cfg.batch, cfg.chunk, cfg.progress)
+    result = {
+        **{k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()},
+        "per_speaker": {k: round(v, 5) for k, v in result["per_speaker"].items()},
+        "checkpoint": str(cfg.checkpoint), "step": ckpt["step"], "data_root": str(cfg.data.root),
+    }
+    if cfg.json_out:
+        out = Path(cfg.json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """wavenet-evaluate: prints one JSON line; user errors print one line, exit 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return
+    try:
+        print(json.dumps(run(parse_args(argv))))
+    except (ValueError, OSError) as e:
+        print(f"wavenet-evaluate: error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
