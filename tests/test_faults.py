@@ -1,0 +1,316 @@
+"""Faults and bad input through the real command-line tools: every one either survived or a
+one-line error with a non-zero exit and no traceback."""
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from wavenet import WaveNet, checkpoint
+from wavenet.config import PROJECT_DIR
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # see conftest.py on spin-waits
+TRAIN = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.batch_size=2",
+         "train.sample_seconds=0", "train.threads=1", "train.progress=false"]
+
+
+def exe(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{path} not installed: run `pip install -e .`")
+    return str(path)
+
+
+def cli(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([exe(name), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=120)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *names: str, code: int = 2) -> str:
+    """Assert the process failed with `code` and one stderr line naming all of `names`."""
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def speech(demo_root) -> tuple[np.ndarray, int]:
+    """One real utterance, (time,) float32 at 16 kHz."""
+    audio, rate = sf.read(sorted((demo_root / "wavs").glob("*.flac"))[0], dtype="float32")
+    return audio, rate
+
+
+def resampled(speech: tuple[np.ndarray, int], rate: int) -> np.ndarray:
+    audio, old = speech
+    return AF.resample(torch.from_numpy(audio), old, rate).numpy()
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory, demo_root) -> Path:
+    """Four real demo utterances in a plain folder: quick to decode."""
+    root = tmp_path_factory.mktemp("speech")
+    for path in sorted((demo_root / "wavs").glob("*.flac"))[:4]:
+        (root / path.name).write_bytes(path.read_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = WaveNet(blocks=1, layers_per_block=3, residual_channels=4, gate_channels=8,
+                    skip_channels=8)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    checkpoint.save(path, {"model": model.state_dict(), "model_config": asdict(model.config),
+                           "sample_rate": 16000, "classes": 256, "step": 0})
+    return path
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize("override,names", [
+    ("train.max_stpes=3", ["max_stpes"]),
+    ("model.blocks=three", ["model.blocks", "three"]),
+    ("+train.colour=red", ["train.colour"]),
+    ("model=huge", ["model/huge"]),
+    ("model.residual_channels=0", ["model.residual_channels", "0"]),
+    ("model.skip_channels=-8", ["model.skip_channels", "-8"]),
+    ("model.layers_per_block=0", ["model.layers_per_block"]),  # no dilations at all
+    ("data.crop=0", ["data.crop"]),
+    ("data.sample_rate=0", ["data.sample_rate"]),
+    ("train.max_bad_steps=0", ["train.max_bad_steps"]),
+])
+def test_bad_config_is_one_line_before_any_work(tmp_path, demo_root, override, names):
+    run = tmp_path / "run"
+    proc = cli("wavenet-train", *TRAIN, "train.max_steps=2", override, f"data.root={demo_root}",
+               f"hydra.run.dir={run}", cwd=tmp_path)
+    one_line_error(proc, "wavenet-train: error:", *names)
+    assert not (run / "data_report.json").exists()  # the data were never read
+
+
+def test_help_and_printing_the_config_still_work(tmp_path):
+    proc = cli("wavenet-train", "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "Configuration groups" in proc.stdout
+    proc = cli("wavenet-train", "model=tiny", "train.checkpoint_every=7", "--cfg", "job",
+               cwd=tmp_path)
+    assert proc.returncode == 0 and "checkpoint_every: 7" in proc.stdout, proc.stderr
+
+
+# -------------------------------------------------------------------------------------- data
+
+
+def test_mixed_dataset_trains_on_the_usable_files_and_reports_the_rest(tmp_path, speech):
+    data = tmp_path / "data"
+    data.mkdir()
+    good = {
+        "stereo_44k.wav": (np.stack([resampled(speech, 44100)] * 2, axis=1), 44100, "PCM_16"),
+        "u8_8k.wav": (resampled(speech, 8000), 8000, "PCM_U8"),
+        "s24_22k.flac": (resampled(speech, 22050), 22050, "PCM_24"),
+        "s32_48k.wav": (resampled(speech, 48000), 48000, "PCM_32"),
+        "float_16k.wav": (speech[0], 16000, "FLOAT"),
+    }
+    for name, (audio, rate, subtype) in good.items():
+        sf.write(data / name, audio, rate, subtype=subtype)
+    nan = speech[0].copy()
+    nan[1000] = np.nan
+    sf.write(data / "nan.wav", nan, 16000, subtype="FLOAT")
+    sf.write(data / "short.wav", speech[0][:30], 16000)  # tiny's receptive field is 64
+    (data / "corrupt.flac").write_bytes(random.Random(0).randbytes(4096))
+    (data / "empty.wav").write_bytes(b"")
+    (data / "notes.wav").write_text("not audio, despite the name\n")
+    bad = {"nan.wav": "NaN", "short.wav": "too short", "corrupt.flac": "cannot read audio",
+           "empty.wav": "cannot read audio", "notes.wav": "cannot read audio",
+           "missing.wav": "file not found"}
+    names = sorted(good) + sorted(bad)
+    (data / "metadata.csv").write_text("file,speaker\n" + "".join(f"{n},s\n" for n in names))
+
+    run = tmp_path / "run"
+    proc = cli("wavenet-train", *TRAIN, "train.max_steps=2", f"data.root={data}",
+               f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert checkpoint.load(run / "checkpoints" / "last.pt")["step"] == 2
+    report = json.loads((run / "data_report.json").read_text())
+    assert sorted(report["train"] + report["validation"]) == sorted(good)
+    reasons = {s["file"]: s["reason"] for s in report["skipped"]}
+    assert reasons.keys() == bad.keys()
+    for name, reason in bad.items():
+        assert reason in reasons[name], (name, reasons[name])
+    for name in bad:
+        assert f"skipped {name}" in proc.stdout  # also in the log
+
+
+@pytest.mark.parametrize("layout,names", [
+    ("empty", ["no audio files"]),
+    ("corrupt", ["no usable audio", "bad.wav", "cannot read audio"]),
+    ("missing", ["no usable audio", "gone.wav", "file not found"]),
+])
+def test_dataset_with_nothing_usable_is_one_line(tmp_path, layout, names):
+    data = tmp_path / "data"
+    data.mkdir()
+    if layout == "corrupt":
+        (data / "bad.wav").write_bytes(random.Random(1).randbytes(1000))
+    elif layout == "missing":
+        (data / "metadata.csv").write_text("file,speaker\ngone.wav,a\n")
+    proc = cli("wavenet-train", *TRAIN, f"data.root={data}", f"hydra.run.dir={tmp_path / 'run'}",
+               cwd=tmp_path)
+    one_line_error(proc, "wavenet-train: error:", str(data), *names)
+
+
+# ------------------------------------------------------------------------------- checkpoints
+
+
+class _Payload:
+    """Pickles to a call that would create a file when unpickled."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+def evil_checkpoint(path: Path, target: Path) -> Path:
+    torch.save({"format": checkpoint.FORMAT, "version": 1, "model": _Payload(target),
+                "model_config": {}, "sample_rate": 16000, "step": 0}, path)
+    return path
+
+
+def test_malicious_checkpoint_never_runs_through_either_tool(tmp_path, small_data):
+    live = tmp_path / "live"  # the payload is real: an unsafe load runs it
+    torch.load(evil_checkpoint(tmp_path / "live.pt", live), weights_only=False)
+    assert live.exists()
+    target = tmp_path / "pwned"
+    evil = evil_checkpoint(tmp_path / "evil.pt", target)
+    with pytest.raises(pickle.UnpicklingError):  # weights_only refuses it, as the tools do
+        torch.load(evil, weights_only=True)
+    proc = cli("wavenet-generate", f"checkpoint={evil}", "seconds=0.01", f"out={tmp_path}",
+               cwd=tmp_path)
+    one_line_error(proc, "wavenet-generate: error:", "evil.pt")
+    proc = cli("wavenet-train", *TRAIN, f"data.root={small_data}", f"train.resume={evil}",
+               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    one_line_error(proc, "wavenet-train: error:", "evil.pt")
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("damage,names", [
+    ("truncated", ["truncated.pt", "not a readable wavenet checkpoint"]),
+    ("newer", ["newer.pt", "newer than this wavenet reads"]),
+])
+def test_damaged_or_newer_checkpoint_is_one_line(tmp_path, tiny_checkpoint, damage, names):
+    path = tmp_path / f"{damage}.pt"
+    if damage == "truncated":
+        data = tiny_checkpoint.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        ckpt = checkpoint.load(tiny_checkpoint)
+        torch.save({**ckpt, "version": checkpoint.VERSION + 1}, path)
+    proc = cli("wavenet-generate", f"checkpoint={path}", "seconds=0.01", f"out={tmp_path}",
+               cwd=tmp_path)
+    one_line_error(proc, "wavenet-generate: error:", *names)
+
+
+# -------------------------------------------------------------------------------- generation
+
+
+def test_prime_at_another_rate_and_layout_is_resampled(tmp_path, tiny_checkpoint, speech):
+    prime = tmp_path / "prime_8k_stereo.wav"
+    sf.write(prime, np.stack([resampled(speech, 8000)] * 2, axis=1), 8000, subtype="PCM_16")
+    proc = cli("wavenet-generate", f"checkpoint={tiny_checkpoint}", f"prime={prime}",
+               "prime_seconds=0.1", "seconds=0.05", f"out={tmp_path / 'out'}", "progress=false",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    audio, rate = sf.read(proc.stdout.split()[0])
+    assert rate == 16000 and len(audio) == 1600 + 800
+    expected = resampled((resampled(speech, 8000), 8000), 16000)[-1600:]
+    assert np.abs(audio[:1600] - expected).max() < 0.05  # μ-law quantized, else the same
+
+
+@pytest.mark.parametrize("args,names", [
+    (["temperature=-0.5"], ["temperature", "-0.5"]),
+    (["seconds=0"], ["seconds", "0"]),
+    (["batch=-2"], ["batch", "-2"]),
+    (["prime=/nonexistent/prime.wav"], ["/nonexistent/prime.wav"]),
+    (["prime=README.md"], ["README.md", "cannot read audio"]),
+])
+def test_bad_generation_arguments_are_one_line(tmp_path, tiny_checkpoint, args, names):
+    proc = cli("wavenet-generate", f"checkpoint={tiny_checkpoint}", *args,
+               f"out={tmp_path / 'out'}", cwd=PROJECT_DIR)
+    one_line_error(proc, "wavenet-generate: error:", *names)
+
+
+# ------------------------------------------------------------------------ signals and losses
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_signal_saves_last_checkpoint_and_exits_cleanly(tmp_path, small_data, signum, code):
+    run = tmp_path / "run"
+    args = [*TRAIN, f"data.root={small_data}", "train.log_every=1", "train.checkpoint_every=0",
+            "train.checkpoint_minutes=0", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen([exe("wavenet-train"), *args, "train.max_steps=100000"],
+                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        metrics = run / "metrics.jsonl"
+        deadline = time.monotonic() + 60
+        while not (metrics.is_file() and metrics.read_text().count("\n") >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    completed = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+    line = one_line_error(completed, f"stopped by {signal.Signals(signum).name}", code=code)
+    step = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
+    assert f"at step {step};" in line
+    assert json.loads(metrics.read_text().splitlines()[-1])["step"] == step
+    if signum == signal.SIGINT:
+        return  # resuming is the same either way; once is enough
+    proc = cli("wavenet-train", *args, f"train.max_steps={step + 2}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"at step {step}" in proc.stdout and "resumed from" in proc.stdout
+
+
+def test_diverging_run_stops_after_max_bad_steps(tmp_path, small_data):
+    run = tmp_path / "run"
+    proc = cli("wavenet-train", *TRAIN, f"data.root={small_data}", "train.lr=1e30",
+               "train.warmup_steps=0", "train.max_steps=50", "train.max_bad_steps=3",
+               f"hydra.run.dir={run}", cwd=tmp_path)
+    one_line_error(proc, "3 steps in a row with a non-finite loss", "last.pt", code=1)
+    assert proc.stdout.count("update skipped") == 3
+    step = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
+    assert f"after step {step}:" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------ kill -9
+
+
+@pytest.mark.slow
+def test_kill_drill_five_rounds(tmp_path):
+    """scripts/fault_drill.py: SIGKILL at random moments and during checkpoint writes."""
+    proc = subprocess.run([sys.executable, str(PROJECT_DIR / "scripts" / "fault_drill.py"),
+                           "--runs", "5", "--workdir", str(tmp_path)], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert counts["kills"] == 5, counts
+    assert counts["corrupt_checkpoints"] == counts["corrupt_files"] == 0, counts
+    assert counts["resume_mismatches"] == 0 and counts["resumes"] >= 1, counts
+    assert counts["matches_uninterrupted"], counts
