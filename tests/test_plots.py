@@ -1,0 +1,196 @@
+"""Learning curves and spectrograms: valid images of a sensible size, one-line errors, the CLI."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from matplotlib.image import imread
+from omegaconf import OmegaConf
+
+from wavenet.config import PROJECT_DIR, register
+from wavenet.data import read_audio
+from wavenet.plots import (
+    learning_curves_figure,
+    main,
+    plot_learning_curves,
+    plot_spectrograms,
+    read_metrics,
+    spectrograms_figure,
+)
+from wavenet.train import train
+
+BIN = Path(sys.executable).parent
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(run: Path, steps: int = 100, val_every: int = 20, wall: bool = False,
+              speed: float = 1.0) -> Path:
+    """A run directory with a metrics.jsonl in wavenet-train's format (optionally wall_s)."""
+    run.mkdir(parents=True)
+    lines = []
+    for step in range(5, steps + 1, 5):
+        record = {"step": step, "train_bits": 5 + 3 * math.exp(-step * speed / 40), "lr": 1e-3,
+                  "samples_per_s": 1e4}
+        if wall:
+            record["wall_s"] = 0.7 * step
+        if step % val_every == 0:
+            record["val_bits"] = record["train_bits"] + 0.1
+            record["bigram_val_bits"] = 5.2
+        lines.append(json.dumps(record))
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def read_png(path: Path):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = imread(path)  # (height, width, channels) floats in [0, 1]
+    height, width = pixels.shape[:2]
+    assert 300 <= height <= 2000 and 500 <= width <= 3000, pixels.shape
+    assert pixels[..., :3].std() > 0.05  # something is drawn, not a blank canvas
+    return pixels
+
+
+def legend_texts(fig) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def test_learning_curves_png(tmp_path):
+    run = write_run(tmp_path / "runs" / "demo")
+    out = plot_learning_curves([run], tmp_path / "plots" / "curves.png")
+    assert out == tmp_path / "plots" / "curves.png"
+    read_png(out)
+    assert not list(out.parent.glob(".*.tmp"))  # the temporary file was renamed into place
+
+
+def test_several_runs_in_one_figure_with_wall_time(tmp_path):
+    sweep = tmp_path / "multirun"
+    runs = [write_run(sweep / "0_train.lr=0.001", wall=True),
+            write_run(sweep / "1_train.lr=0.01", wall=True, speed=2.0),
+            write_run(sweep / "2_train.lr=0.1", steps=40, speed=3.0)]  # older run: no wall_s
+    fig = learning_curves_figure(runs)
+    assert len(fig.axes) == 2  # against step, and against wall time
+    assert fig.axes[1].get_xlabel() == "wall-clock time (s)"
+    labels = legend_texts(fig)
+    assert {"0_train.lr=0.001", "1_train.lr=0.01", "2_train.lr=0.1"} <= set(labels)
+    assert {"train", "validation", "bigram baseline"} <= set(labels)
+    # One colour per run: train, validation and bigram lines of run k share colour Ck.
+    step_axes = fig.axes[0]
+    colors = {line.get_color() for line in step_axes.get_lines()}
+    assert colors == {"C0", "C1", "C2"}
+    assert sum(line.get_linestyle() == "--" for line in step_axes.get_lines()) == 3
+
+    wide = read_png(plot_learning_curves(runs, tmp_path / "sweep.png"))
+    narrow = read_png(plot_learning_curves(runs[2:], tmp_path / "single.png"))
+    assert wide.shape[1] > narrow.shape[1]  # the second panel
+
+
+def test_same_names_get_their_parent_in_the_legend(tmp_path):
+    runs = [write_run(tmp_path / "a" / "run"), write_run(tmp_path / "b" / "run")]
+    assert {"a/run", "b/run"} <= set(legend_texts(learning_curves_figure(runs)))
+
+
+def test_metrics_reading_tolerates_a_cut_line_and_resumes(tmp_path):
+    run = write_run(tmp_path / "run", steps=20)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 20, "train_bits": 4.0}\n{"step": 25, "train_bi')
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    assert records[-1]["train_bits"] == 4.0  # the later record of a step wins
+
+
+def test_missing_or_empty_metrics_are_clear_errors(tmp_path):
+    good = write_run(tmp_path / "good")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty: no metrics\.jsonl"):
+        plot_learning_curves([good, tmp_path / "empty"], tmp_path / "x.png")
+    (tmp_path / "empty" / "metrics.jsonl").write_text("")
+    with pytest.raises(ValueError, match="no metrics records"):
+        plot_learning_curves([tmp_path / "empty"], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="unsupported image format"):
+        plot_learning_curves([good], tmp_path / "x.bmpx")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_curves_of_a_real_training_run(tmp_path, demo_root):
+    """The format wavenet-train writes today, read back: a guard against drift."""
+    register()
+    overrides = ["model=tiny", f"data.root={demo_root}", "data.crop=200", "data.val_crops=2",
+                 "train.max_steps=4", "train.log_every=1", "train.val_every=2",
+                 "train.batch_size=2", "train.sample_seconds=0", "train.threads=1",
+                 "train.progress=false"]
+    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+        dcfg = compose("config", overrides=overrides)
+    train(OmegaConf.to_object(dcfg), tmp_path / "run", OmegaConf.to_container(dcfg, resolve=True))
+    torch.set_num_threads(1)
+    fig = learning_curves_figure([tmp_path / "run"])
+    lines = fig.axes[0].get_lines()
+    assert [len(line.get_xdata()) for line in lines] == [4, 2, 2]  # train, validation, bigram
+    read_png(plot_learning_curves([tmp_path / "run"], tmp_path / "curves.png"))
+
+
+def test_spectrograms_png(tmp_path, demo_root):
+    real = read_audio(next((demo_root / "wavs").glob("*.flac")), 16000)
+    generated = 0.1 * torch.randn(1, 8000)  # (1, time) is accepted too
+    out = plot_spectrograms(real, generated, 16000, tmp_path / "spec.png")
+    pixels = read_png(out)
+    assert pixels.shape[1] > pixels.shape[0]  # two panels side by side
+
+    fig = spectrograms_figure(real, generated, 16000)
+    real_ax, generated_ax = fig.axes[:2]
+    assert real_ax.get_xlabel() == "time (s)" and "Hz" in real_ax.get_ylabel()
+    assert real_ax.get_xlim() == pytest.approx((0, len(real) / 16000))
+    assert generated_ax.get_xlim() == pytest.approx((0, 0.5))
+    assert [t.get_text() for t in real_ax.get_yticklabels()][-1] == "8k"  # Nyquist
+
+
+@pytest.mark.parametrize("real,match", [
+    (torch.zeros(16000, dtype=torch.long), "float waveform"),
+    (torch.zeros(2, 16000), "float waveform"),
+    (torch.zeros(100), "too short"),
+    (torch.full((16000,), math.nan), "NaN"),
+])
+def test_spectrogram_bad_input(real, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        plot_spectrograms(real, torch.zeros(16000), 16000, tmp_path / "spec.png")
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe = BIN / "wavenet-plot"
+    if not exe.exists():
+        pytest.fail(f"{exe} not installed: run `pip install -e .`")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see tests/conftest.py on spin-waits
+    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_end_to_end(tmp_path):
+    runs = [write_run(tmp_path / "r1", wall=True), write_run(tmp_path / "r2")]
+    proc = cli(str(runs[0]), str(runs[1]), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "learning_curves.png"  # default: in the current directory
+    read_png(tmp_path / "learning_curves.png")
+
+
+def test_main_names_a_dir_without_metrics_in_one_line(tmp_path, capsys):
+    run = write_run(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run), str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "nothing" in lines[0] and "metrics.jsonl" in lines[0], lines
+    assert lines[0].startswith("wavenet-plot: error:") and captured.out == ""
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_main_writes_where_told(tmp_path, capsys):
+    run = write_run(tmp_path / "run")
+    main([str(run), "--out", str(tmp_path / "figs" / "lc.svg")])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "figs" / "lc.svg")
+    assert (tmp_path / "figs" / "lc.svg").read_text().lstrip().startswith("<?xml")

@@ -1,0 +1,238 @@
+"""Figures of training runs: learning curves from metrics.jsonl, real vs generated spectrograms.
+
+    wavenet-plot RUN_DIR [RUN_DIR ...] [--out learning_curves.png]
+
+Figures are drawn with matplotlib's object API on an Agg canvas: no pyplot, so no display, no
+global figure registry to leak from a long training loop, and no backend switch imposed on a
+notebook that imports this module. Files are written atomically (temporary file, then rename),
+so a viewer never shows a half-written image while training redraws it.
+"""
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torchaudio.transforms as T
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+METRICS_FILE = "metrics.jsonl"
+DPI = 120
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of `run_dir`/metrics.jsonl, one per step, in step order.
+
+    Unreadable lines (a line cut short by a killed process) are skipped; when a step appears
+    twice (a resumed run), the later record wins. Raises ValueError naming the directory when
+    it has no metrics.jsonl or no record.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise ValueError(f"{run_dir}: no {METRICS_FILE} (not a wavenet-train run directory?)")
+    by_step: dict[float, dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int | float):
+            by_step[record["step"]] = record
+    if not by_step:
+        raise ValueError(f"{path}: no metrics records")
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def run_labels(run_dirs: list[Path]) -> list[str]:
+    """Legend labels: each directory's name (a sweep's subdir name holds its overrides), or
+    parent/name where two runs share a name."""
+    names = [Path(d).resolve().name for d in run_dirs]
+    return [f"{Path(d).resolve().parent.name}/{name}" if names.count(name) > 1 else name
+            for d, name in zip(run_dirs, names, strict=True)]
+
+
+def _time_unit(seconds: float) -> tuple[float, str]:
+    if seconds < 120:
+        return 1.0, "s"
+    if seconds < 2 * 3600:
+        return 60.0, "min"
+    return 3600.0, "h"
+
+
+def learning_curves_figure(run_dirs: list[Path]) -> Figure:
+    """Train and validation bits/sample against step, one colour per run, each run's bigram
+    baseline dashed; a second panel against wall time when the records carry `wall_s`."""
+    if not run_dirs:
+        raise ValueError("no run directories given")
+    runs = list(zip(run_labels(run_dirs), [read_metrics(d) for d in run_dirs], strict=True))
+    walls = [r["wall_s"] for _, records in runs for r in records if "wall_s" in r]
+    panels = [("step", 1.0, "step")]
+    if walls:
+        scale, unit = _time_unit(max(walls))
+        panels.append(("wall_s", scale, f"wall-clock time ({unit})"))
+
+    fig = Figure(figsize=(5.5 * len(panels) + 3, 4.5), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for k, (_, records) in enumerate(runs):
+        color = f"C{k % 10}"
+        for ax, (key, scale, _) in zip(axes, panels, strict=True):
+            for metric, style in (("train_bits", dict(lw=1, alpha=0.45)),
+                                  ("val_bits", dict(lw=2, marker="o", ms=3))):
+                points = [(r[key] / scale, r[metric]) for r in records if key in r and metric in r]
+                if points:
+                    ax.plot(*zip(*points, strict=True), color=color, **style)
+            bigram = [r["bigram_val_bits"] for r in records if "bigram_val_bits" in r]
+            if bigram:
+                ax.axhline(bigram[-1], color=color, lw=1, ls="--")
+    for ax, (_, _, xlabel) in zip(axes, panels, strict=True):
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("bits / μ-law sample")
+
+    styles = [Line2D([], [], color="gray", lw=1, alpha=0.45, label="train"),
+              Line2D([], [], color="gray", lw=2, marker="o", ms=3, label="validation"),
+              Line2D([], [], color="gray", lw=1, ls="--", label="bigram baseline")]
+    colors = [Line2D([], [], color=f"C{k % 10}", lw=2, label=label)
+              for k, (label, _) in enumerate(runs)]
+    fig.legend(handles=styles + colors, loc="outside right upper", fontsize="small")
+    fig.suptitle("learning curves (lower is better)")
+    return fig
+
+
+def plot_learning_curves(run_dirs: list[Path], out: Path) -> Path:
+    """Draw the learning curves of `run_dirs` (see learning_curves_figure) into `out`.
+
+    The format follows out's suffix (.png, .pdf, .svg, ...). Returns `out`. Raises ValueError
+    naming a directory without metrics.jsonl, or an unsupported suffix.
+    """
+    return save_figure(learning_curves_figure([Path(d) for d in run_dirs]), out)
+
+
+def log_mel(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(time,) float waveform -> (n_mels, frames) float32 power in dB (ref 1.0).
+
+    25 ms windows (rounded up to a power of two), 10 ms hop, 80 mel bands (fewer at low rates)
+    from 0 to sample_rate / 2 on torchaudio's (HTK) mel scale.
+    """
+    n_fft, n_mels = _mel_settings(sample_rate)
+    if len(audio) < n_fft:
+        raise ValueError(f"clip too short for a spectrogram: {len(audio)} samples < {n_fft}")
+    mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=sample_rate // 100,
+                           n_mels=n_mels, f_min=0.0, f_max=sample_rate / 2)
+    return T.AmplitudeToDB(stype="power")(mel(audio.float()))
+
+
+def _mel_settings(sample_rate: int) -> tuple[int, int]:
+    """(n_fft, n_mels) for 25 ms windows."""
+    n_fft = 2 ** math.ceil(math.log2(0.025 * sample_rate))
+    return n_fft, min(80, n_fft // 4)
+
+
+def _hz_to_mel(hz: float) -> float:
+    return 2595.0 * math.log10(1.0 + hz / 700.0)  # HTK, torchaudio's default
+
+
+def _as_waveform(name: str, audio: torch.Tensor) -> torch.Tensor:
+    if audio.dim() == 2 and audio.shape[0] == 1:
+        audio = audio[0]
+    if audio.dim() != 1 or not audio.is_floating_point():
+        raise ValueError(f"{name} must be a float waveform (time,) or (1, time), got "
+                         f"{tuple(audio.shape)} {audio.dtype} (decode μ-law classes first)")
+    if not torch.isfinite(audio).all():
+        raise ValueError(f"{name} has NaN or infinite samples")
+    return audio.detach().cpu()
+
+
+def spectrograms_figure(real: torch.Tensor, generated: torch.Tensor, sample_rate: int,
+                        titles: tuple[str, str] = ("real", "generated")) -> Figure:
+    """Log-mel spectrograms of two clips side by side, on one colour scale (80 dB range)."""
+    if sample_rate < 1000:
+        raise ValueError(f"sample_rate must be >= 1000 Hz for a spectrogram, got {sample_rate}")
+    clips = [_as_waveform("real", real), _as_waveform("generated", generated)]
+    specs = [log_mel(c, sample_rate) for c in clips]
+    top = max(float(s.max()) for s in specs)
+    durations = [len(c) / sample_rate for c in clips]
+    # Panel widths follow the durations, so one second looks the same in both.
+    widths = [max(d, 0.25 * max(durations)) for d in durations]
+
+    fig = Figure(figsize=(12, 4), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True, width_ratios=widths)
+    n_mels = specs[0].shape[0]
+    top_mel = _hz_to_mel(sample_rate / 2)
+    ticks = [hz for hz in (0, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000)
+             if hz <= sample_rate / 2]
+    for ax, spec, duration, title in zip(axes, specs, durations, titles, strict=True):
+        image = ax.imshow(spec.numpy(), origin="lower", aspect="auto", cmap="magma",
+                          extent=(0, duration, 0, n_mels), vmin=top - 80, vmax=top)
+        ax.set_title(title)
+        ax.set_xlabel("time (s)")
+    axes[0].set_yticks([n_mels * _hz_to_mel(hz) / top_mel for hz in ticks],
+                       [f"{hz // 1000}k" if hz >= 1000 else str(hz) for hz in ticks])
+    axes[0].set_ylabel("frequency (Hz, mel scale)")
+    fig.colorbar(image, ax=axes, label="power (dB)")
+    return fig
+
+
+def plot_spectrograms(real: torch.Tensor, generated: torch.Tensor, sample_rate: int,
+                      out: Path) -> Path:
+    """Log-mel spectrograms of a real clip beside a generated one, written to `out`.
+
+    real, generated: float waveforms in [-1, 1], (time,) or (1, time), any lengths of at least
+    one FFT window (32 ms at 16 kHz); decode μ-law class indices with wavenet.mulaw.decode
+    first. Returns `out`; raises ValueError for other input.
+    """
+    return save_figure(spectrograms_figure(real, generated, sample_rate), out)
+
+
+def save_figure(fig: Figure, out: str | Path) -> Path:
+    """Render `fig` in the format of out's suffix and write it atomically; returns out."""
+    out = Path(out)
+    fmt = out.suffix.lower().lstrip(".")
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"{out}: unsupported image format {out.suffix!r} "
+                         f"(use one of {', '.join('.' + f for f in sorted(supported))})")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getvalue())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """wavenet-plot: learning curves of runs in one figure; prints the written path."""
+    parser = argparse.ArgumentParser(
+        prog="wavenet-plot",
+        description="Plot train and validation bits/sample of wavenet-train runs (their "
+                    "metrics.jsonl) in one figure, with each run's bigram baseline.")
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="run directories holding metrics.jsonl (e.g. a sweep's subdirs)")
+    parser.add_argument("--out", type=Path, default=Path("learning_curves.png"),
+                        help="image file; format from the suffix (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        print(plot_learning_curves(args.run_dirs, args.out))
+    except (ValueError, OSError) as e:
+        print(f"wavenet-plot: error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
