@@ -46,7 +46,18 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 200  # linear warmup, then cosine decay to lr * min_lr_ratio
     min_lr_ratio: float = 0.1
+    lr_schedule: str = "cosine"  # after warmup: cosine (to lr * min_lr_ratio at max_steps) or
+    # inverse_sqrt (lr * sqrt(warmup_steps / step), floored at lr * min_lr_ratio)
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    # Crops per optimizer step: batch_size x accumulate (micro-batches) x processes (torchrun).
+    accumulate: int = 1
+    # EMA of the weights, used for validation, best.pt, samples and the checkpoint's `model`
+    # (so wavenet-generate uses it) unless ema_eval=false; decay 0 turns it off.
+    ema_decay: float = 0.999
+    ema_eval: bool = True
+    device: str = "auto"  # auto (cuda:LOCAL_RANK when CUDA is available, else cpu), cpu or cuda
+    precision: str = "fp32"  # bf16: bfloat16 autocast of forward and loss; weights stay fp32
+    compile: bool = False  # torch.compile the model for the training step
     log_every: int = 10
     val_every: int = 500  # validation, checkpoint and a generated sample every this many steps
     # last.pt is also written every checkpoint_every steps or checkpoint_minutes of wall-clock
@@ -62,7 +73,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "log_every", "val_every", "max_bad_steps"):
+        for name in ("max_steps", "batch_size", "log_every", "val_every", "max_bad_steps",
+                     "accumulate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "grad_clip", "sample_seconds", "sample_temperature",
@@ -71,6 +83,14 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        choices = {"lr_schedule": ("cosine", "inverse_sqrt"), "device": ("auto", "cpu", "cuda"),
+                   "precision": ("fp32", "bf16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
 
 
 @dataclass

@@ -358,14 +358,24 @@ class CropSampler:
     the silence class). sample() picks files with probability proportional to their length and
     a uniform offset inside each, from its own generator seeded with `seed`; state_dict() and
     load_state_dict() let a resumed run draw exactly the batches the original would have.
+
+    Data-parallel training: every rank builds the sampler with the same seed and its own
+    `rank` of `world_size`. Each sample(batch) draws the choices of all world_size * batch crops
+    from the shared stream and gathers only this rank's contiguous slice, so the ranks' crops
+    are disjoint draws, together exactly the batch one process would draw with world_size * batch,
+    and every rank's sampler state is the same (one state resumes any number of ranks).
     """
 
     def __init__(
-        self, utterances: list[Utterance], length: int, classes: int = 256, seed: int = 0
+        self, utterances: list[Utterance], length: int, classes: int = 256, seed: int = 0,
+        rank: int = 0, world_size: int = 1,
     ) -> None:
         _check_crop_args(utterances, length, classes)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.length = length
         self.classes = classes
+        self.rank, self.world_size = rank, world_size
         encoded = [_encode(u.audio, length, classes) for u in utterances]
         # One flat buffer + start offsets so a batch is a single vectorised gather.
         self._flat = torch.cat(encoded)
@@ -376,12 +386,16 @@ class CropSampler:
         self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, batch: int) -> torch.Tensor:
-        """(batch, length) int64 class indices in [0, classes)."""
+        """(batch, length) int64 class indices in [0, classes): this rank's share of a global
+        draw of world_size * batch crops."""
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
-        files = torch.multinomial(self._weights, batch, replacement=True, generator=self.generator)
+        total = batch * self.world_size
+        files = torch.multinomial(self._weights, total, replacement=True, generator=self.generator)
         # float64 uniform * count, floored: exact for any realistic file length (< 2**53).
-        u = torch.rand(batch, dtype=torch.float64, generator=self.generator)
+        u = torch.rand(total, dtype=torch.float64, generator=self.generator)
+        mine = slice(self.rank * batch, (self.rank + 1) * batch)
+        files, u = files[mine], u[mine]
         offsets = (u * self._n_offsets[files]).long()
         index = (self._starts[files] + offsets)[:, None] + torch.arange(self.length)
         return self._flat[index].long()

@@ -4,6 +4,8 @@
 dataclasses and calls `train`, which knows nothing of Hydra beyond the run directory it is given.
 """
 
+import copy
+import hashlib
 import json
 import logging
 import math
@@ -12,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,9 +25,11 @@ import torch.nn.functional as F
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from wavenet import checkpoint, mulaw
+from wavenet import checkpoint, distributed, mulaw
 from wavenet.baseline import bigram_bits_per_sample
 from wavenet.config import PROJECT_DIR, Config, check_known_keys, register
 from wavenet.data import (
@@ -35,6 +40,7 @@ from wavenet.data import (
     split_by_file,
     validation_crops,
 )
+from wavenet.ema import EMA
 from wavenet.model import WaveNet
 from wavenet.sampler import generate
 
@@ -47,26 +53,32 @@ def bits_per_sample(model: WaveNet, batch: torch.Tensor) -> torch.Tensor:
 
     batch: (batch, receptive_field + n) int64 -> scalar tensor (differentiable).
     """
-    r = model.receptive_field
+    r = distributed.unwrap(model).receptive_field
     logits = model(batch)[:, :, r:]
-    return F.cross_entropy(logits, batch[:, r:]) / LN2
+    return F.cross_entropy(logits.float(), batch[:, r:]) / LN2
 
 
 @torch.no_grad()
 def evaluate(model: WaveNet, crops: torch.Tensor, batch_size: int) -> float:
-    """Validation bits/sample over fixed crops (n, length), weighted by predicted samples."""
+    """Validation bits/sample over fixed crops (n, length), weighted by predicted samples, in
+    fp32; the model's train/eval mode is restored afterwards."""
+    was_training = model.training
     model.eval()
     total = 0.0
     for batch in crops.split(batch_size):
         total += bits_per_sample(model, batch).item() * len(batch)
-    model.train()
+    model.train(was_training)
     return total / len(crops)
 
 
-def lr_factor(step: int, warmup: int, max_steps: int, min_ratio: float) -> float:
-    """Linear warmup to 1 over `warmup` steps, then cosine decay to `min_ratio` at max_steps."""
+def lr_factor(step: int, warmup: int, max_steps: int, min_ratio: float,
+              schedule: str = "cosine") -> float:
+    """Linear warmup to 1 over `warmup` steps, then "cosine" decay to `min_ratio` at max_steps,
+    or "inverse_sqrt": sqrt(warmup / (step + 1)), never below `min_ratio`."""
     if step < warmup:
         return (step + 1) / warmup
+    if schedule == "inverse_sqrt":
+        return max(min_ratio, math.sqrt(max(1, warmup) / (step + 1)))
     progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -171,73 +183,164 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     Raises Interrupted after SIGINT/SIGTERM (last.pt saved), TrainingStopped after
     `max_bad_steps` non-finite steps in a row, and ValueError/OSError for bad data, config or
     checkpoints, each with a one-line message.
+
+    Under torchrun every process calls this: they join one process group (see
+    wavenet.distributed), train their own share of each batch with DistributedDataParallel, and
+    only rank 0 logs, validates, samples and writes into run_dir (its run_dir is the one used).
     """
+    world = distributed.setup(cfg.train.device)
+    try:
+        return _train(cfg, run_dir, resolved, world)
+    finally:
+        distributed.teardown(world)
+
+
+def autocast(device: torch.device, precision: str):
+    """The forward pass's autocast context: bfloat16 for precision="bf16", off for "fp32"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of every parameter's bytes: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World) -> dict:
     tc, dc, mc = cfg.train, cfg.data, cfg.model
+    if not world.main:  # one voice: the other ranks only report problems
+        log.setLevel(logging.WARNING)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
+    device = world.device
+    precision = tc.precision
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        log.warning("this GPU has no bfloat16: training in fp32")
+        precision = "fp32"
 
     model = WaveNet(mc)
     r = model.receptive_field
+    # Rank 0 decodes the data first and fills the cache; the other ranks then read the cache.
+    if not world.main:
+        world.barrier()
     dataset = load_dataset(dc.root, dc.sample_rate, dc.trim_db, min_samples=r + 1,
-                           cache_dir=dc.cache_dir, progress=tc.progress)
+                           cache_dir=dc.cache_dir, progress=tc.progress and world.main)
+    if world.main:
+        world.barrier()
     for name, reason in dataset.skipped:
         log.warning("skipped %s: %s", name, reason)
     train_set, val_set = split_by_file(dataset.utterances, dc.val_fraction)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_data_report(run_dir / "data_report.json", dc.root, dataset, train_set, val_set)
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_data_report(run_dir / "data_report.json", dc.root, dataset, train_set, val_set)
     if not val_set:
         val_set = train_set  # val_fraction=0: report fit to the training data
-    crops = CropSampler(train_set, r + dc.crop, mc.classes, seed=tc.seed)
-    val_batch = validation_crops(val_set, r + dc.crop, dc.val_crops, mc.classes)
+    crops = CropSampler(train_set, r + dc.crop, mc.classes, seed=tc.seed, rank=world.rank,
+                        world_size=world.size)
+    val_batch = validation_crops(val_set, r + dc.crop, dc.val_crops, mc.classes).to(device)
     log.info("data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio; "
              "see data_report.json",
              len(dataset.utterances), len(train_set), len(val_set), len(dataset.skipped),
              sum(len(u.audio) for u in dataset.utterances) / dc.sample_rate)
-    bigram = bigram_bits_per_sample(
-        [mulaw.encode(u.audio, mc.classes) for u in train_set],
-        [mulaw.encode(u.audio, mc.classes) for u in val_set], mc.classes)
+    bigram = math.nan
+    if world.main:
+        bigram = bigram_bits_per_sample(
+            [mulaw.encode(u.audio, mc.classes) for u in train_set],
+            [mulaw.encode(u.audio, mc.classes) for u in val_set], mc.classes)
     log.info("model: %.2f M parameters, receptive field %d samples (%.1f ms); "
              "bigram baseline %.3f bits/sample on validation",
              sum(p.numel() for p in model.parameters()) / 1e6, r, 1000 * r / dc.sample_rate, bigram)
+    log.info("scale: %d process(es) on %s, %s, %d crops per step (batch %d x accumulate %d x "
+             "%d), EMA %s%s", world.size, device, precision,
+             tc.batch_size * tc.accumulate * world.size, tc.batch_size, tc.accumulate,
+             world.size, tc.ema_decay or "off", ", compiled" if tc.compile else "")
 
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+        s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio, tc.lr_schedule))
+    # Only rank 0 validates and saves, so only rank 0 keeps the average.
+    ema = EMA(model, tc.ema_decay) if tc.ema_decay and world.main else None
 
     ckpt_dir = run_dir / "checkpoints"
-    for tmp in checkpoint.remove_temporaries(ckpt_dir):
-        log.info("removed %s, left by an interrupted checkpoint write", tmp.name)
+    last_path = ckpt_dir / "last.pt"
     step, best = 0, math.inf
-    resume_path = {"auto": ckpt_dir / "last.pt", "never": None}.get(tc.resume, Path(tc.resume))
-    if resume_path is not None and (resume_path.exists() or tc.resume != "auto"):
-        ckpt = checkpoint.load(resume_path)
+    resume_path = {"auto": last_path, "never": None}.get(tc.resume, Path(tc.resume))
+    # Rank 0 reads the checkpoint and hands it to the others, so only rank 0 needs the run dir.
+    found: object = None
+    if world.main:
+        for tmp in checkpoint.remove_temporaries(ckpt_dir):
+            log.info("removed %s, left by an interrupted checkpoint write", tmp.name)
+        try:
+            if resume_path is not None and (resume_path.exists() or tc.resume != "auto"):
+                found = checkpoint.load(resume_path)
+        except (ValueError, OSError) as e:
+            found = e
+    found = world.broadcast(found)
+    if isinstance(found, Exception):
+        raise found
+    if found is not None:
+        ckpt: dict = found
         if ckpt["model_config"] != asdict(mc):
             raise checkpoint.CheckpointError(
                 f"{resume_path}: model {ckpt['model_config']} differs from the configured "
                 f"{asdict(mc)}; use another hydra.run.dir or train.resume=never")
-        model.load_state_dict(ckpt["model"])
+        # `model` holds the EMA when `train_model` is there (see save below).
+        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         crops.load_state_dict(ckpt["crops"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
+        if ema is not None:
+            if ckpt.get("ema"):
+                in_model = "train_model" in ckpt
+                ema.load_state_dict({"weights": ckpt["model"] if in_model
+                                     else ckpt["ema"]["weights"],
+                                     "updates": ckpt["ema"]["updates"]})
+            else:  # the run had no EMA so far: start it from the resumed weights
+                ema = EMA(model, tc.ema_decay)
         step, best = ckpt["step"], ckpt.get("best_val_bits") or math.inf
         log.info("resumed from %s at step %d", resume_path, step)
+        del found, ckpt
     else:
         log.info("starting from step 0")
-    truncate_metrics(run_dir / "metrics.jsonl", step)
+    if world.main:
+        truncate_metrics(run_dir / "metrics.jsonl", step)
+    # Validation, best.pt, samples and the checkpoint's `model` use these weights.
+    eval_model = ema.module if ema is not None and tc.ema_eval else model
 
-    last_path = ckpt_dir / "last.pt"
+    # The module the training step runs: DDP (gradient all-reduce) and/or compiled.
+    ddp = None
+    net: nn.Module = model
+    if world.size > 1:
+        ddp = net = DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None)
+    if tc.compile:
+        net = torch.compile(net)
+
     saved_step = step if resume_path == last_path and step else None
 
     def save(path: Path) -> None:
-        checkpoint.save(path, {
-            "model": model.state_dict(), "model_config": asdict(mc),
+        # Plain module state dicts (never DDP's or torch.compile's wrappers), so wavenet-generate
+        # and wavenet-evaluate read `model` as it is. With the EMA on and ema_eval, `model` is the
+        # EMA and `train_model` the raw weights; otherwise `model` is raw and `ema` holds the EMA.
+        payload = {
+            "model": eval_model.state_dict(), "model_config": asdict(mc),
             "sample_rate": dc.sample_rate, "classes": mc.classes, "config": resolved,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "crops": crops.state_dict(), "torch_rng": torch.get_rng_state(),
             "step": step, "best_val_bits": None if math.isinf(best) else best,
-        })
+        }
+        if ema is not None:
+            if eval_model is model:
+                payload["ema"] = ema.state_dict()
+            else:
+                payload["train_model"] = model.state_dict()
+                payload["ema"] = {"updates": ema.updates}
+        checkpoint.save(path, payload)
 
     def save_last() -> None:
         nonlocal saved_step
@@ -246,21 +349,34 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
         schedule.saved()
 
     schedule = CheckpointSchedule(tc.checkpoint_every, tc.checkpoint_minutes)
-    metrics = (run_dir / "metrics.jsonl").open("a")
+    metrics = (run_dir / "metrics.jsonl").open("a") if world.main else nullcontext()
     model.train()
-    bar = tqdm(total=tc.max_steps, initial=step, unit="step", disable=not tc.progress,
-               dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=tc.max_steps, initial=step, unit="step",
+               disable=not (tc.progress and world.main), dynamic_ncols=True, file=sys.stderr)
     record: dict = {}
     bad = 0  # non-finite steps in a row
     seen, clock = 0, time.perf_counter()
     with StopSignals() as signals, metrics, bar:
         while step < tc.max_steps:
-            batch = crops.sample(tc.batch_size)
-            loss = bits_per_sample(model, batch)
+            # One draw per optimizer step, split into micro-batches: batch b x accumulate k
+            # trains on exactly the crops of batch k*b x accumulate 1, in the same order.
+            micro = crops.sample(tc.batch_size * tc.accumulate).to(device, non_blocking=True)
+            micro = micro.split(tc.batch_size)
             optimizer.zero_grad(set_to_none=True)
-            problem = None if torch.isfinite(loss) else f"loss {loss.item()}"
+            problem, bits = None, 0.0
+            for i, batch in enumerate(micro):
+                # Gradients are all-reduced once, on the last micro-batch.
+                sync = ddp.no_sync() if ddp is not None and i < len(micro) - 1 else nullcontext()
+                with sync:
+                    with autocast(device, precision):
+                        loss = bits_per_sample(net, batch)
+                    finite = bool(torch.isfinite(loss))
+                    if not world.all_true(finite):  # every rank skips, or none does
+                        problem = f"loss {loss.item()}" if not finite else "loss on another rank"
+                        break
+                    (loss / len(micro)).backward()
+                bits += loss.item() / len(micro)
             if problem is None:
-                loss.backward()
                 # max_norm=inf measures without clipping (the scale factor is clamped to 1).
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
                 problem = None if torch.isfinite(norm) else f"gradient norm {norm.item()}"
@@ -270,7 +386,8 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
                 log.warning("step %d: non-finite %s, update skipped (%d in a row)",
                             step + 1, problem, bad)
                 if bad >= tc.max_bad_steps:
-                    save_last()
+                    if world.main:
+                        save_last()
                     raise TrainingStopped(
                         f"{bad} steps in a row with a non-finite loss or gradient (last: "
                         f"{problem}) after step {step}: stopped; the last good state is in "
@@ -279,26 +396,31 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
                 bad = 0
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 step += 1
-                seen += batch.shape[0] * (batch.shape[1] - r)
+                seen += world.size * sum(b.shape[0] for b in micro) * (micro[0].shape[1] - r)
                 bar.update(1)
-                bar.set_postfix(bits=f"{loss.item():.3f}")
+                bar.set_postfix(bits=f"{bits:.3f}")
 
                 validate = step % tc.val_every == 0 or step == tc.max_steps
                 if step % tc.log_every == 0 or validate:
+                    bits = world.mean(bits)  # over every rank's crops
                     now = time.perf_counter()
-                    record = {"step": step, "train_bits": round(loss.item(), 5),
+                    record = {"step": step, "train_bits": round(bits, 5),
                               "lr": scheduler.get_last_lr()[0],
                               "samples_per_s": round(seen / (now - clock), 1)}
-                    if validate:
-                        record["val_bits"] = round(evaluate(model, val_batch, tc.batch_size), 5)
+                    if validate and world.main:
+                        val_bits = evaluate(eval_model, val_batch, tc.batch_size)
+                        record["val_bits"] = round(val_bits, 5)
                         record["bigram_val_bits"] = round(bigram, 5)
-                        bar.write(f"step {step}: train {loss.item():.3f}, validation "
+                        bar.write(f"step {step}: train {bits:.3f}, validation "
                                   f"{record['val_bits']:.3f} bits/sample (bigram {bigram:.3f})")
-                    metrics.write(json.dumps(record) + "\n")
-                    metrics.flush()
+                    if world.main:
+                        metrics.write(json.dumps(record) + "\n")
+                        metrics.flush()
                     seen, clock = 0, time.perf_counter()
-                if validate:
+                if validate and world.main:
                     if record["val_bits"] < best:
                         best = record["val_bits"]
                         save(ckpt_dir / "best.pt")
@@ -306,20 +428,29 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
                     if tc.sample_seconds:
                         n = int(tc.sample_seconds * dc.sample_rate)
                         gen = torch.Generator().manual_seed(tc.seed + step)
-                        audio = torch.cat(list(generate(model, n, temperature=tc.sample_temperature,
-                                                        generator=gen)), dim=1)
+                        sampler_model = eval_model if device.type == "cpu" else (
+                            copy.deepcopy(eval_model).cpu())
+                        audio = torch.cat(list(generate(sampler_model, n, generator=gen,
+                                                        temperature=tc.sample_temperature)), dim=1)
                         write_wav(run_dir / "samples" / f"step_{step:07d}.wav", audio[0],
                                   dc.sample_rate, mc.classes)
                         model.train()
                     clock = time.perf_counter()  # keep validation out of the throughput figure
-                elif schedule.due(step):
+                elif world.main and schedule.due(step):
                     save_last()
-            if signals.received is not None:
-                if saved_step != step:
+            # Every rank stops at the same step, whichever of them got the signal.
+            if world.any_true(signals.received is not None):
+                signum = signals.received or signal.SIGTERM
+                if world.main and saved_step != step:
                     save_last()
                 log.info("stopped by %s at step %d; resume with the same command",
-                         signal.Signals(signals.received).name, step)
-                raise Interrupted(signals.received, step, last_path)
+                         signal.Signals(signum).name, step)
+                raise Interrupted(signum, step, last_path)
+    if world.size > 1:
+        digests = world.gather(weights_digest(model))
+        if len(set(digests)) > 1:
+            raise RuntimeError(f"ranks ended with different weights: {digests}")
+        log.info("all %d ranks hold identical weights (sha256 %s)", world.size, digests[0])
     log.info("done: step %d, best validation %.3f bits/sample; checkpoints in %s",
              step, best, ckpt_dir)
     return record
