@@ -5,11 +5,11 @@
 Each round restarts `wavenet-train model=tiny` in the same run directory (train.resume=auto),
 kills it with SIGKILL, then checks that every checkpoint still loads, that metrics.jsonl and
 data_report.json parse, and that the next start resumes from exactly the step last.pt holds.
-Kills land at a random moment (often during start-up), at a random moment of training, or as
-soon as a checkpoint's temporary file appears, i.e. during the write. After the last kill the run
-is finished without interruption and compared with an uninterrupted reference run: the weights
-and the logged losses must be identical. Prints one JSON line of counts; exits 1 if any check
-failed.
+Kills land at a random moment (often during start-up: imports, data loading), at a random
+moment of training, or as soon as a checkpoint's temporary file appears, i.e. during the write.
+After the last kill the run is finished without interruption and compared with an uninterrupted
+reference run: the weights and the logged losses must be identical. Prints one JSON line of
+counts; exits 1 if any check failed.
 """
 
 import argparse
@@ -43,7 +43,7 @@ def train_args(data: Path, run: Path, steps: int) -> list[str]:
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # the log survives
     with log.open("w") as out:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
 
@@ -66,12 +66,16 @@ def metric_steps(run: Path) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
-def logged_past(run: Path, step: int) -> bool:
-    """Whether metrics.jsonl holds a step after `step` (polled while the trainer writes it)."""
+def last_logged(run: Path) -> int:
+    """The last step in metrics.jsonl, 0 if none or unreadable (it is polled while written)."""
     try:
-        return max(metric_steps(run), default=0) > step
+        return max(metric_steps(run), default=0)
     except (ValueError, KeyError):
-        return False
+        return 0
+
+
+def logged_past(run: Path, step: int) -> bool:
+    return last_logged(run) > step
 
 
 def temporaries(ckpt_dir: Path) -> set[str]:
@@ -141,7 +145,7 @@ def drill(runs: int, workdir: Path, steps: int | None = None, seed: int = 0) -> 
     logs.mkdir(exist_ok=True)
     run, reference = workdir / "run", workdir / "reference"
     counts = {"runs": runs, "kills": 0, "kills_during_checkpoint_write": 0,
-              "kills_before_training": 0, "resumes": 0, "resume_mismatches": 0,
+              "kills_during_startup": 0, "resumes": 0, "resume_mismatches": 0,
               "corrupt_checkpoints": 0, "corrupt_files": 0}
     t0 = time.monotonic()
 
@@ -153,18 +157,20 @@ def drill(runs: int, workdir: Path, steps: int | None = None, seed: int = 0) -> 
     finished = False
     for i in range(runs):
         log = logs / f"round_{i:03d}.log"
-        proc = start(train_args(data, run, steps), log)
         ckpt_dir = run / "checkpoints"
         left_before = temporaries(ckpt_dir)
+        # Steps logged after last.pt by the killed run are logged again: wait for new ones.
+        trained = partial(logged_past, run, max(last_logged(run), expected))
+        proc = start(train_args(data, run, steps), log)
         mode = i % 3
         if mode == 0:  # anywhere: start-up, data loading, resuming or training
             time.sleep(rng.uniform(0.5, 4.5))
         elif mode == 1:  # during a checkpoint write: kill as soon as a temporary file appears
-            # ... of the first to fourth checkpoint after the resume (one every 5 steps)
-            wait_for(proc, partial(logged_past, run, expected + rng.randrange(0, 20)), timeout=60)
+            wait_for(proc, trained, timeout=60)
+            time.sleep(rng.uniform(0.0, 0.3))  # not always the first write after the resume
             wait_for(proc, partial(new_temporary, ckpt_dir, left_before), timeout=10, poll=0)
         else:  # during training: a random moment after the first new step was logged
-            wait_for(proc, partial(logged_past, run, expected), timeout=60)
+            wait_for(proc, trained, timeout=60)
             time.sleep(rng.uniform(0.0, 0.5))
         if proc.poll() is not None:  # ran to the end before the kill
             finished = proc.returncode == 0
@@ -179,7 +185,7 @@ def drill(runs: int, workdir: Path, steps: int | None = None, seed: int = 0) -> 
 
         said = resumed_step(log)
         if said is None:
-            counts["kills_before_training"] += 1
+            counts["kills_during_startup"] += 1
         elif said == expected:
             counts["resumes"] += said > 0
         else:
