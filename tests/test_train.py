@@ -151,6 +151,22 @@ def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, sign
     assert signal.getsignal(signum) == before
 
 
+def test_second_sigint_stops_at_once_without_a_partial_checkpoint(tmp_path, speech, monkeypatch):
+    before = signal.getsignal(signal.SIGINT)
+
+    def impatient(n):
+        if n == 5:
+            signal.raise_signal(signal.SIGINT)  # stop after this step, please
+            signal.raise_signal(signal.SIGINT)  # now!
+
+    sample_hook(monkeypatch, impatient)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, speech)
+    assert checkpoint.load(tmp_path / "checkpoints" / "last.pt")["step"] == 3  # the scheduled one
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.pt"]
+    assert signal.getsignal(signal.SIGINT) == before
+
+
 def nan_hook(monkeypatch, bad_calls) -> None:
     """Make the loss NaN on the given (1-based) training forward passes."""
     original = train.bits_per_sample
