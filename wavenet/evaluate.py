@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 from tqdm import tqdm
 
 from wavenet import checkpoint, mulaw
 from wavenet.baseline import unigram_bits_per_sample
+from wavenet.cli import parse_key_values, run_tool
 from wavenet.data import Utterance, load_dataset
 from wavenet.model import WaveNet
 
@@ -135,22 +135,6 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
     }
 
 
-def parse_args(argv: list[str]) -> EvaluateConfig:
-    """key=value arguments -> a checked EvaluateConfig. Raises ValueError with one line."""
-    bad = [a for a in argv if "=" not in a]
-    if bad:
-        raise ValueError(f"expected key=value arguments, got {bad[0]!r}")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(EvaluateConfig),
-                                 OmegaConf.from_dotlist(argv))
-        missing = sorted(OmegaConf.missing_keys(merged))
-        if missing:
-            raise ValueError(f"missing required argument {missing[0]}=...")
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        raise ValueError(str(e).splitlines()[0]) from e
-
-
 def run(cfg: EvaluateConfig) -> dict:
     """Load the checkpoint and the dataset, evaluate, write `cfg.json_out`; returns the result."""
     if cfg.threads:
@@ -179,17 +163,13 @@ def run(cfg: EvaluateConfig) -> dict:
     return result
 
 
+def _main(argv: list[str]) -> None:
+    print(json.dumps(run(parse_key_values(EvaluateConfig, argv))))
+
+
 def main(argv: list[str] | None = None) -> None:
-    """wavenet-evaluate: prints one JSON line; user errors print one line, exit 2."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(USAGE)
-        return
-    try:
-        print(json.dumps(run(parse_args(argv))))
-    except (ValueError, OSError) as e:
-        print(f"wavenet-evaluate: error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
+    """wavenet-evaluate: prints one JSON line; user errors print one line and exit 2."""
+    run_tool("wavenet-evaluate", USAGE, _main, argv)
 
 
 if __name__ == "__main__":

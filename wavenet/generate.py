@@ -4,16 +4,14 @@ Arguments are key=value pairs checked against `GenerateConfig`. Output is stream
 wav files chunk by chunk, so long generations run in flat memory.
 """
 
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
 import soundfile as sf
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from wavenet import checkpoint, mulaw
+from wavenet.cli import parse_key_values, run_tool
 from wavenet.config import GenerateConfig
 from wavenet.data import read_audio
 from wavenet.sampler import generate
@@ -21,18 +19,6 @@ from wavenet.sampler import generate
 USAGE = """usage: wavenet-generate checkpoint=PATH [seconds=2] [batch=1] [temperature=1.0] [seed=0]
                         [prime=WAV] [prime_seconds=1.0] [out=DIR] [impl=auto|compiled|reference]
                         [threads=0] [progress=true]"""
-
-
-def parse_args(argv: list[str]) -> GenerateConfig:
-    """key=value arguments -> a checked GenerateConfig. Raises ValueError with one line."""
-    bad = [a for a in argv if "=" not in a]
-    if bad:
-        raise ValueError(f"expected key=value arguments, got {bad[0]!r}")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(GenerateConfig), OmegaConf.from_dotlist(argv))
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        raise ValueError(str(e).splitlines()[0]) from e
 
 
 def run(cfg: GenerateConfig) -> list[Path]:
@@ -65,18 +51,14 @@ def run(cfg: GenerateConfig) -> list[Path]:
     return paths
 
 
+def _main(argv: list[str]) -> None:
+    for path in run(parse_key_values(GenerateConfig, argv)):
+        print(path)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """wavenet-generate: prints one path per generated file; user errors print one line, exit 2."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(USAGE)
-        return
-    try:
-        for path in run(parse_args(argv)):
-            print(path)
-    except (ValueError, OSError) as e:
-        print(f"wavenet-generate: error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
+    """wavenet-generate: prints each generated path; user errors print one line, exit 2."""
+    run_tool("wavenet-generate", USAGE, _main, argv)
 
 
 if __name__ == "__main__":
