@@ -89,3 +89,16 @@ def test_malicious_pickle_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match="evil.pt"):
         checkpoint.load(evil)
     assert not target.exists()
+
+
+def test_export_keeps_what_generation_needs_and_drops_training_state(tmp_path):
+    model = WaveNet(blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8,
+                    skip_channels=8)
+    full = {**payload(model), "optimizer": {"state": {}, "param_groups": []},
+            "torch_rng": torch.get_rng_state()}
+    checkpoint.save(tmp_path / "last.pt", full)
+    checkpoint.export(tmp_path / "last.pt", tmp_path / "slim.pt")
+    slim = checkpoint.load(tmp_path / "slim.pt")
+    assert "optimizer" not in slim and "torch_rng" not in slim
+    x = torch.randint(0, 256, (1, 40))
+    assert torch.equal(checkpoint.build_model(slim)(x), model.eval()(x))

@@ -55,9 +55,11 @@ def test_train_resume_generate(tmp_path, small_data):
     assert [m["step"] for m in first if "val_bits" in m] == [3, 6]
     assert all(k in first[-1] for k in ("step", "train_bits", "val_bits", "lr", "samples_per_s"))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000003.wav",
-                                                                   "step_0000006.wav"]
+    assert sorted(p.name for p in (run / "samples").glob("*.wav")) == ["step_0000003.wav",
+                                                                      "step_0000006.wav"]
     assert (run / ".hydra" / "config.yaml").is_file()
+    assert (run / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "samples" / "step_0000006.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Same run dir, more steps: resume=auto continues at step 6.
     proc = cli("wavenet-train", *args, "train.max_steps=10", "train.val_every=5", cwd=tmp_path)
@@ -123,3 +125,4 @@ def test_train_on_a_missing_folder_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if "error" in ln]
     assert len(errors) == 1 and "nowhere" in errors[0], proc.stderr
+

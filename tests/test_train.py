@@ -274,3 +274,20 @@ def test_truncate_metrics_drops_later_and_torn_lines(tmp_path):
     assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
     train.truncate_metrics(path, 0)
     assert path.read_text() == ""
+
+
+def test_tensorboard_logger_writes_scalars_audio_and_spectrograms(tmp_path, speech):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install "
+                        "'wavenet[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tmp_path, speech, "logger=tensorboard", "train.max_steps=4", "train.val_every=4",
+        "data.crop=600",  # a validation clip long enough for a spectrogram
+        "train.sample_seconds=0.1")
+    events = EventAccumulator(str(tmp_path / "tensorboard"),
+                              size_guidance={"scalars": 0, "audio": 0, "images": 0}).Reload()
+    tags = events.Tags()
+    assert {"train_bits", "val_bits", "lr"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("train_bits")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Scalars("val_bits")] == [4]
+    assert tags["audio"] == ["sample"] and tags["images"] == ["spectrograms"]

@@ -103,6 +103,20 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     return ckpt
 
 
+# What generation and evaluation read; `export` keeps only these (no optimizer, RNG, ...).
+INFERENCE_KEYS = ("model", "model_config", "sample_rate", "classes", "config", "step",
+                  "best_val_bits", "wall_s")
+
+
+def export(src: str | Path, dst: str | Path) -> dict[str, Any]:
+    """Write a slim copy of checkpoint `src` to `dst`: the inference keys only (the weights
+    `wavenet-generate` uses, EMA when the run had it), a fraction of the size. Returns it."""
+    ckpt = load(src)
+    slim = {k: ckpt[k] for k in INFERENCE_KEYS if k in ckpt}
+    save(dst, slim)
+    return slim
+
+
 def build_model(ckpt: dict[str, Any]) -> WaveNet:
     """The WaveNet described by a loaded checkpoint, with its weights, in eval mode."""
     model = WaveNet(WaveNetConfig(**ckpt["model_config"]))

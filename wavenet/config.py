@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from wavenet.model import WaveNetConfig
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+PRETRAINED = PROJECT_DIR / "data" / "pretrained" / "asterisk4-small.pt"
 
 
 @dataclass
@@ -96,14 +97,20 @@ class TrainConfig:
 @dataclass
 class Config:
     name: str = "default"  # experiment name, part of the run directory
+    logger: str = "none"  # also log to TensorBoard (run dir/tensorboard) with `tensorboard`
     model: WaveNetConfig = field(default_factory=WaveNetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        if self.logger not in ("none", "tensorboard"):
+            raise ValueError(f"logger must be none or tensorboard, got {self.logger!r}")
+
 
 @dataclass
 class GenerateConfig:
-    checkpoint: str = MISSING  # a .pt file written by wavenet-train
+    # A .pt file written by wavenet-train; by default the model shipped in data/pretrained.
+    checkpoint: str = str(PRETRAINED)
     seconds: float = 2.0  # length of each generated file
     batch: int = 1  # number of files generated at once
     temperature: float = 1.0  # softmax temperature; 0 is greedy

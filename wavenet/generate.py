@@ -16,9 +16,10 @@ from wavenet.config import GenerateConfig
 from wavenet.data import read_audio
 from wavenet.sampler import generate
 
-USAGE = """usage: wavenet-generate checkpoint=PATH [seconds=2] [batch=1] [temperature=1.0] [seed=0]
-                        [prime=WAV] [prime_seconds=1.0] [out=DIR] [impl=auto|compiled|reference]
-                        [threads=0] [progress=true]"""
+USAGE = """usage: wavenet-generate [checkpoint=PATH] [seconds=2] [batch=1] [temperature=1.0]
+                        [seed=0] [prime=WAV] [prime_seconds=1.0] [out=DIR]
+                        [impl=auto|compiled|reference] [threads=0] [progress=true]
+checkpoint defaults to the shipped model, data/pretrained/asterisk4-small.pt"""
 
 
 def run(cfg: GenerateConfig) -> list[Path]:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from wavenet import checkpoint, distributed, mulaw
+from wavenet import checkpoint, distributed, mulaw, plots
 from wavenet.baseline import bigram_bits_per_sample
 from wavenet.config import PROJECT_DIR, Config, check_known_keys, register
 from wavenet.data import (
@@ -87,6 +87,17 @@ def write_wav(path: Path, indices: torch.Tensor, sample_rate: int, classes: int)
     """(time,) μ-law class indices -> 16-bit PCM wav."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, mulaw.decode(indices, classes).numpy(), sample_rate, subtype="PCM_16")
+
+
+def tensorboard_writer(log_dir: Path):
+    """A TensorBoard SummaryWriter into log_dir (`logger=tensorboard`); one-line error if the
+    tensorboard package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ValueError("logger=tensorboard needs the tensorboard package: "
+                         "pip install 'wavenet[tensorboard]'") from e
+    return SummaryWriter(log_dir=str(log_dir))
 
 
 class Interrupted(Exception):
@@ -268,6 +279,12 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
     step, best = 0, math.inf
+    wall_before, started = 0.0, time.perf_counter()
+
+    def wall_s() -> float:
+        """Seconds this run has trained, across resumes (for the wall-time learning curve)."""
+        return wall_before + time.perf_counter() - started
+
     resume_path = {"auto": last_path, "never": None}.get(tc.resume, Path(tc.resume))
     # Rank 0 reads the checkpoint and hands it to the others, so only rank 0 needs the run dir.
     found: object = None
@@ -303,6 +320,7 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
             else:  # the run had no EMA so far: start it from the resumed weights
                 ema = EMA(model, tc.ema_decay)
         step, best = ckpt["step"], ckpt.get("best_val_bits") or math.inf
+        wall_before = ckpt.get("wall_s", 0.0)
         log.info("resumed from %s at step %d", resume_path, step)
         del found, ckpt
     else:
@@ -333,6 +351,7 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "crops": crops.state_dict(), "torch_rng": torch.get_rng_state(),
             "step": step, "best_val_bits": None if math.isinf(best) else best,
+            "wall_s": wall_s(),
         }
         if ema is not None:
             if eval_model is model:
@@ -350,6 +369,8 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
 
     schedule = CheckpointSchedule(tc.checkpoint_every, tc.checkpoint_minutes)
     metrics = (run_dir / "metrics.jsonl").open("a") if world.main else nullcontext()
+    board = (tensorboard_writer(run_dir / "tensorboard")
+             if cfg.logger == "tensorboard" and world.main else None)
     model.train()
     bar = tqdm(total=tc.max_steps, initial=step, unit="step",
                disable=not (tc.progress and world.main), dynamic_ncols=True, file=sys.stderr)
@@ -407,7 +428,8 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                 if step % tc.log_every == 0 or validate:
                     bits = world.mean(bits)  # over every rank's crops
                     now = time.perf_counter()
-                    record = {"step": step, "train_bits": round(bits, 5),
+                    record = {"step": step, "wall_s": round(wall_s(), 1),
+                              "train_bits": round(bits, 5),
                               "lr": scheduler.get_last_lr()[0],
                               "samples_per_s": round(seen / (now - clock), 1)}
                     if validate and world.main:
@@ -419,6 +441,10 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                     if world.main:
                         metrics.write(json.dumps(record) + "\n")
                         metrics.flush()
+                        if board is not None:
+                            for key, value in record.items():
+                                if key not in ("step", "wall_s"):
+                                    board.add_scalar(key, value, step)
                     seen, clock = 0, time.perf_counter()
                 if validate and world.main:
                     if record["val_bits"] < best:
@@ -434,7 +460,20 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                                                         temperature=tc.sample_temperature)), dim=1)
                         write_wav(run_dir / "samples" / f"step_{step:07d}.wav", audio[0],
                                   dc.sample_rate, mc.classes)
+                        real = mulaw.decode(val_batch[0], mc.classes)
+                        fake = mulaw.decode(audio[0], mc.classes)
+                        if board is not None:
+                            board.add_audio("sample", fake[None], step, dc.sample_rate)
+                        try:
+                            figure = plots.spectrograms_figure(real, fake, dc.sample_rate)
+                        except ValueError as e:  # a sample too short to draw is no reason to stop
+                            log.warning("no spectrogram at step %d: %s", step, e)
+                        else:
+                            plots.save_figure(figure, run_dir / "samples" / f"step_{step:07d}.png")
+                            if board is not None:
+                                board.add_figure("spectrograms", figure, step)
                         model.train()
+                    plots.plot_learning_curves([run_dir], run_dir / "learning_curves.png")
                     clock = time.perf_counter()  # keep validation out of the throughput figure
                 elif world.main and schedule.due(step):
                     save_last()
@@ -446,6 +485,8 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                 log.info("stopped by %s at step %d; resume with the same command",
                          signal.Signals(signum).name, step)
                 raise Interrupted(signum, step, last_path)
+    if board is not None:
+        board.close()
     if world.size > 1:
         digests = world.gather(weights_digest(model))
         if len(set(digests)) > 1:
