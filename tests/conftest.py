@@ -1,5 +1,6 @@
 """Shared fixtures: repository paths, the bundled demo speech, and a per-test dataset cache."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,15 @@ def asterisk_root() -> Path:
     if not ASTERISK_ROOT.is_dir():
         pytest.skip(f"shared speech set not found: {ASTERISK_ROOT}")
     return ASTERISK_ROOT
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory, demo_root: Path) -> Path:
+    """Four real demo utterances in a plain folder (no metadata.csv), for tiny training runs."""
+    root = tmp_path_factory.mktemp("speech")
+    for path in sorted((demo_root / "wavs").glob("*.flac"))[:4]:
+        shutil.copy(path, root / path.name)
+    return root
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ processes and compare it with one process on the same crops."""
 
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +22,6 @@ BIN = Path(sys.executable).parent
 TINY = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.val_every=1000",
         "train.log_every=1", "train.sample_seconds=0", "train.checkpoint_minutes=0",
         "train.threads=1", "train.progress=false", "train.warmup_steps=2", "train.lr=3e-3"]
-
-
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory, demo_root) -> Path:
-    """Four real demo utterances in a plain folder."""
-    root = tmp_path_factory.mktemp("speech")
-    for path in sorted((demo_root / "wavs").glob("*.flac"))[:4]:
-        shutil.copy(path, root / path.name)
-    return root
 
 
 def run(run_dir: Path, data: Path, *overrides: str) -> dict:

@@ -21,15 +21,6 @@ from wavenet.config import PROJECT_DIR, register
 from wavenet.data import CropSampler
 
 
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory, demo_root) -> Path:
-    """Four real demo utterances in a plain folder."""
-    root = tmp_path_factory.mktemp("speech")
-    for path in sorted((demo_root / "wavs").glob("*.flac"))[:4]:
-        shutil.copy(path, root / path.name)
-    return root
-
-
 def run(run_dir: Path, data: Path, *overrides: str) -> dict:
     """train.train with a tiny config (validation only at the end, log every step)."""
     register()
