@@ -126,3 +126,13 @@ def test_train_on_a_missing_folder_is_one_line(tmp_path):
     errors = [ln for ln in proc.stderr.splitlines() if "error" in ln]
     assert len(errors) == 1 and "nowhere" in errors[0], proc.stderr
 
+
+def test_generate_without_a_checkpoint_uses_the_shipped_model(tmp_path):
+    from wavenet.config import PRETRAINED
+
+    assert PRETRAINED.is_file(), f"{PRETRAINED} is not in the repository"
+    proc = cli("wavenet-generate", "seconds=0.05", f"out={tmp_path}", "progress=false",
+               cwd=tmp_path)
+    (path,) = proc.stdout.split()
+    audio, rate = sf.read(path)
+    assert rate == 16000 and len(audio) == 800 and audio.std() > 0
