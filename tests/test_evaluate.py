@@ -211,6 +211,14 @@ def test_cli_prints_and_writes_json(random_checkpoint, small_set, tmp_path):
     assert result["bits_per_sample"] == pytest.approx(direct["bits_per_sample"], abs=1e-5)
 
 
+def test_cli_accepts_the_json_out_flag(random_checkpoint, small_set, tmp_path):
+    out = tmp_path / "flag.json"
+    proc = cli(f"checkpoint={random_checkpoint}", f"data.root={small_set}", "--json-out",
+               str(out), "progress=false", "threads=1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text()) == json.loads(proc.stdout)
+
+
 @pytest.mark.parametrize("make_args,match", [
     (lambda ck, data, tmp: [f"checkpoint={data / 'metadata.csv'}", f"data.root={data}"],
      "metadata.csv"),

@@ -29,7 +29,7 @@ from wavenet.model import WaveNet
 LN2 = math.log(2.0)
 
 USAGE = """usage: wavenet-evaluate checkpoint=PATH data.root=DIR [batch=8] [chunk=65536]
-                        [json_out=FILE] [progress=true] [threads=0]
+                        [json_out=FILE | --json-out FILE] [progress=true] [threads=0]
                         [data.trim_db=null] [data.cache_dir=null]
 Prints one JSON line: bits_per_sample, per_speaker, samples, files, uniform_bits_per_sample,
 unigram_bits_per_sample (and checkpoint, step, data_root)."""
@@ -164,6 +164,12 @@ def run(cfg: EvaluateConfig) -> dict:
 
 
 def _main(argv: list[str]) -> None:
+    # `--json-out FILE` is accepted as a spelling of json_out=FILE.
+    if "--json-out" in argv:
+        i = argv.index("--json-out")
+        if i + 1 == len(argv):
+            raise ValueError("--json-out needs a file name")
+        argv = [*argv[:i], f"json_out={argv[i + 1]}", *argv[i + 2:]]
     print(json.dumps(run(parse_key_values(EvaluateConfig, argv))))
 
 
