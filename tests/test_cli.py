@@ -1,29 +1,17 @@
 """End to end through the real command-line tools: train, resume, generate, sweep, bad input."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile as sf
-
-BIN = Path(sys.executable).parent
+from tools import run_tool
 
 
 def cli(name: str, *args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
-    exe = BIN / name
-    if not exe.exists():
-        pytest.fail(f"{exe} not installed: run `pip install -e .`")
-    # One thread: the tiny model gains nothing from two, and see conftest.py on spin-waits.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
-    if ok:
-        assert proc.returncode == 0, f"{name} failed:\n{proc.stderr[-3000:]}"
-    return proc
+    return run_tool(name, *args, cwd=cwd, ok=ok)
 
 
 @pytest.fixture(scope="module")

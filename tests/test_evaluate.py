@@ -2,10 +2,8 @@
 
 import json
 import math
-import os
 import shutil
 import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from tools import run_tool
 
 from wavenet import checkpoint, mulaw
 from wavenet.config import PROJECT_DIR, register
@@ -22,7 +21,6 @@ from wavenet.evaluate import chunk_windows, evaluate, main
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.train import train
 
-BIN = Path(sys.executable).parent
 TINY = dict(blocks=1, layers_per_block=6, kernel_size=2, residual_channels=16, gate_channels=32,
             skip_channels=32)  # conf/model/tiny.yaml; receptive field 64
 TWO_BLOCKS_K3 = {**TINY, "blocks": 2, "layers_per_block": 5, "kernel_size": 3}  # field 125
@@ -160,12 +158,7 @@ def test_trained_tiny_model_beats_the_unigram_entropy(trained, demo):
 # --- the command line --------------------------------------------------------------------------
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    exe = BIN / "wavenet-evaluate"
-    if not exe.exists():
-        pytest.fail(f"{exe} not installed: run `pip install -e .`")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see tests/conftest.py on spin-waits
-    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return run_tool("wavenet-evaluate", *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

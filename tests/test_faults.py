@@ -2,7 +2,6 @@
 one-line error with a non-zero exit and no traceback."""
 
 import json
-import os
 import pickle
 import random
 import signal
@@ -17,26 +16,17 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+from tools import ENV, exe, run_tool
 
 from wavenet import WaveNet, checkpoint
 from wavenet.config import PROJECT_DIR
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # see conftest.py on spin-waits
 TRAIN = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.batch_size=2",
          "train.sample_seconds=0", "train.threads=1", "train.progress=false"]
 
 
-def exe(name: str) -> str:
-    path = BIN / name
-    if not path.exists():
-        pytest.fail(f"{path} not installed: run `pip install -e .`")
-    return str(path)
-
-
 def cli(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([exe(name), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=120)
+    return run_tool(name, *args, cwd=cwd)
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *names: str, code: int = 2) -> str:

@@ -2,9 +2,7 @@
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
 from omegaconf import OmegaConf
+from tools import run_tool
 
 from wavenet.config import PROJECT_DIR, register
 from wavenet.data import read_audio
@@ -25,7 +24,6 @@ from wavenet.plots import (
 )
 from wavenet.train import train
 
-BIN = Path(sys.executable).parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -161,12 +159,7 @@ def test_spectrogram_bad_input(real, match, tmp_path):
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    exe = BIN / "wavenet-plot"
-    if not exe.exists():
-        pytest.fail(f"{exe} not installed: run `pip install -e .`")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see tests/conftest.py on spin-waits
-    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return run_tool("wavenet-plot", *args, cwd=cwd)
 
 
 def test_cli_end_to_end(tmp_path):
