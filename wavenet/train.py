@@ -201,7 +201,11 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     """
     world = distributed.setup(cfg.train.device)
     try:
-        return _train(cfg, run_dir, resolved, world)
+        record = _train(cfg, run_dir, resolved, world)
+        # Every rank arrives before any leaves the group: a rank tearing down while another
+        # still finishes its last step was seen to abort the other at exit (SIGABRT).
+        world.barrier()
+        return record
     finally:
         distributed.teardown(world)
 
