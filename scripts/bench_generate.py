@@ -23,13 +23,12 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
-from omegaconf import OmegaConf
 
 from wavenet import checkpoint, fast, mulaw
-from wavenet.model import WaveNet, WaveNetConfig
+from wavenet.config import model_config
+from wavenet.model import WaveNet
 from wavenet.sampler import generate, generate_naive
 
-CONF_MODEL = Path(__file__).resolve().parents[1] / "conf" / "model"
 PATHS = {"compiled": "cached", "reference": "cached", "naive": "naive"}
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
@@ -38,12 +37,11 @@ def build(model_name: str, checkpoint_path: str | None) -> tuple[str, WaveNet]:
     """(name to report, model in eval mode): from a checkpoint, or conf/model/NAME.yaml."""
     if checkpoint_path:
         return Path(checkpoint_path).stem, checkpoint.build_model(checkpoint.load(checkpoint_path))
-    path = CONF_MODEL / f"{model_name}.yaml"
-    if not path.is_file():
-        choices = sorted(p.stem for p in CONF_MODEL.glob("*.yaml"))
-        raise SystemExit(f"--model {model_name!r}: no {path}; choose from {choices}")
+    try:
+        config = model_config(model_name)
+    except ValueError as e:
+        raise SystemExit(f"--model: {e}") from None
     torch.manual_seed(0)
-    config = WaveNetConfig(**OmegaConf.to_container(OmegaConf.load(path), resolve=True))
     return model_name, WaveNet(config).eval()
 
 

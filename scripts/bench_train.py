@@ -16,16 +16,13 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
+from wavenet.config import model_config
 from wavenet.data import CropSampler, Utterance
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.train import autocast, bits_per_sample
-
-CONF_MODEL = Path(__file__).resolve().parents[1] / "conf" / "model"
 
 
 def sync(device: torch.device) -> None:
@@ -86,10 +83,10 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = CONF_MODEL / f"{args.model}.yaml"
-    if not path.is_file():
-        raise SystemExit(f"--model {args.model!r}: no {path}")
-    config = WaveNetConfig(**OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+    try:
+        config = model_config(args.model)
+    except ValueError as e:
+        raise SystemExit(f"--model: {e}") from None
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
     for mode in args.compile:

@@ -148,6 +148,15 @@ def check_known_keys(node: DictConfig, schema: type = Config, prefix: str = "") 
             check_known_keys(node[key], types[key], f"{prefix}{key}.")
 
 
+def model_config(name: str) -> WaveNetConfig:
+    """The architecture in conf/model/NAME.yaml (wavenet, small, tiny, ...), checked."""
+    path = PROJECT_DIR / "conf" / "model" / f"{name}.yaml"
+    if not path.is_file():
+        choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ValueError(f"model {name!r}: no {path}; choose from {choices}")
+    return WaveNetConfig(**OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+
+
 def register() -> None:
     """Register the schemas and the `project_dir` resolver (idempotent)."""
     cs = ConfigStore.instance()
