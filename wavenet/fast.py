@@ -73,6 +73,19 @@ def _linear(x, w, bias, out):
             out[r, j] = acc
 
 
+def _linear_rows(x, w, bias, out):
+    """out = x @ w.T + bias for a bias per row: bias (rows, n); see `_linear`."""
+    rows, k = x.shape
+    for j in range(w.shape[0]):
+        wj = w[j]
+        for r in range(rows):
+            acc = bias[r, j]
+            xr = x[r]
+            for c in range(k):
+                acc += xr[c] * wj[c]
+            out[r, j] = acc
+
+
 def _sample_row(logits, u, temperature, scratch):
     """Inverse-CDF draw from softmax(logits / temperature) with uniform u; argmax when T = 0."""
     n = logits.shape[0]
@@ -97,8 +110,8 @@ def _sample_row(logits, u, temperature, scratch):
 
 
 def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, buffer, offsets,
-              spans, dilations, embed, conv_w, conv_b, res_w, res_b, skip_w, skip_b, skip_scale,
-              w1, b1_, w2, b2):
+              spans, dilations, embed, conv_w, row_bias, has_local, local, res_w, res_b, skip_w,
+              skip_b, skip_scale, w1, b1_, w2, b2):
     """Generate n samples for batch rows b0..b1-1; see `generate_chunk` for the arrays."""
     n_layers, gate, taps_c = conv_w.shape
     res = embed.shape[1]
@@ -111,6 +124,7 @@ def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, bu
     h = np.empty((rows, res), dt)
     xcat = np.empty((rows, taps_c), dt)  # [current input, input d ago, 2d ago, ...]
     a = np.empty((rows, gate), dt)
+    ab = np.empty((rows, gate), dt)  # this layer's gate bias per row: conv + speaker (+ mel)
     g = np.empty((rows, half), dt)
     gates = np.empty((rows, n_layers * half), dt)  # every layer's gated output, for the skips
     o = np.empty((rows, res), dt)
@@ -139,7 +153,14 @@ def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, bu
             for r in range(rows):
                 xcat[r, :res] = h[r]
                 buffer[slot, b0 + r] = h[r]
-            _linear(xcat, conv_w[layer], conv_b[layer], a)
+            for r in range(rows):
+                for j in range(gate):
+                    ab[r, j] = row_bias[b0 + r, layer, j]
+                if has_local:
+                    lo = layer * gate
+                    for j in range(gate):
+                        ab[r, j] += local[b0 + r, i, lo + j]
+            _linear_rows(xcat, conv_w[layer], ab, a)
             for r in range(rows):
                 if exact:  # float64 models: libm, to the last bit
                     for j in range(half):
@@ -168,28 +189,32 @@ def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, bu
 
 
 def _run_parallel(parts, n, t0, first_logits, uniforms, temperature, exact, out, buffer, offsets,
-                  spans, dilations, embed, conv_w, conv_b, res_w, res_b, skip_w, skip_b,
-                  skip_scale, w1, b1_, w2, b2):
+                  spans, dilations, embed, conv_w, row_bias, has_local, local, res_w, res_b,
+                  skip_w, skip_b, skip_scale, w1, b1_, w2, b2):
     """Split the batch into `parts` contiguous row ranges, one thread each."""
     batch = out.shape[0]
     for p in numba.prange(parts):
         lo = p * batch // parts
         hi = (p + 1) * batch // parts
         _run_rows(lo, hi, n, t0, first_logits, uniforms, temperature, exact, out, buffer, offsets,
-                  spans, dilations, embed, conv_w, conv_b, res_w, res_b, skip_w, skip_b,
-                  skip_scale, w1, b1_, w2, b2)
+                  spans, dilations, embed, conv_w, row_bias, has_local, local, res_w, res_b,
+                  skip_w, skip_b, skip_scale, w1, b1_, w2, b2)
 
 
 if numba is not None:
     _tanh = numba.njit(fastmath=True, cache=True, inline="always")(_tanh)
     _linear = numba.njit(fastmath=True, cache=True, inline="always")(_linear)
+    _linear_rows = numba.njit(fastmath=True, cache=True, inline="always")(_linear_rows)
     _sample_row = numba.njit(fastmath=True, cache=True)(_sample_row)
     _run_rows = numba.njit(fastmath=True, cache=True)(_run_rows)
     _run_parallel = numba.njit(fastmath=True, cache=True, parallel=True)(_run_parallel)
 
 
 class CompiledWeights:
-    """The sampler's merged weights as contiguous numpy arrays, in the model's dtype."""
+    """The sampler's merged weights as contiguous numpy arrays, in the model's dtype.
+
+    The gate biases are not here: they are per row (speaker conditioning), in the state.
+    """
 
     def __init__(self, sampler) -> None:
         model = sampler.model
@@ -197,7 +222,6 @@ class CompiledWeights:
         self.embed = as_np(model.embed.weight)
         # (out, in) layouts: row j holds every weight that output j reads.
         self.conv_w = as_np(torch.stack(sampler.conv_w).transpose(1, 2))
-        self.conv_b = as_np(torch.stack(sampler.conv_b))
         res = model.config.residual_channels
         rs_w = torch.stack(sampler.rs_w).transpose(1, 2)  # (layers, residual + skip, gate / 2)
         rs_b = torch.stack(sampler.rs_b)
@@ -216,11 +240,14 @@ class CompiledWeights:
 
 
 def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, uniforms: torch.Tensor,
-                   temperature: float, threads: int = 1) -> torch.Tensor:
+                   temperature: float, threads: int = 1,
+                   local: torch.Tensor | None = None) -> torch.Tensor:
     """Draw len(uniforms) samples per row, advancing `state` and `logits` in place.
 
     logits: (batch, classes) float, the next sample's logits (updated to the following one).
     uniforms: (n, batch) float in [0, 1), one per draw. state: a SamplerState on the CPU.
+    local: (batch, n, layers * gate) the mel projections of these n positions
+    (`CachedSampler.local_bias`), for a mel-conditioned model; None otherwise.
     Returns (batch, n) int64 class indices.
     """
     n, batch = uniforms.shape
@@ -228,10 +255,16 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
     lg = logits.numpy()
     parts = max(1, min(threads, batch))
     exact = lg.dtype == np.float64
+    has_local = local is not None
+    if has_local and tuple(local.shape[:2]) != (batch, n):
+        raise ValueError(f"local must be (batch={batch}, n={n}, layers * gate), "
+                         f"got {tuple(local.shape)}")
+    local_np = local.numpy() if has_local else np.zeros((1, 1, 1), lg.dtype)
     args = (n, state.position, lg, uniforms.numpy().astype(lg.dtype), float(temperature), exact,
             out,
             state.buffer.numpy(), weights.offsets, weights.spans, weights.dilations,
-            weights.embed, weights.conv_w, weights.conv_b, weights.res_w, weights.res_b,
+            weights.embed, weights.conv_w, state.bias.numpy(), has_local, local_np,
+            weights.res_w, weights.res_b,
             weights.skip_w, weights.skip_b, weights.skip_scale, weights.w1, weights.b1,
             weights.w2, weights.b2)
     if parts == 1:

@@ -3,15 +3,23 @@
 Tensors are (batch, channels, time). The model reads μ-law class indices (batch, time) and returns
 logits (batch, classes, time) for a 256-way (by default) softmax, where the logits at time t are a
 prediction of sample t from samples strictly before t.
+
+Optional conditioning is added to every layer's gate pre-activations:
+- global: a learned speaker embedding (`speaker_channels`), one projection per layer;
+- local: log-mel frames (`mel`, see wavenet.features), upsampled to the sample rate by a learned
+  network (a frame-rate convolution, then transposed convolutions with kernel = stride) and
+  projected per layer. The logits at t see the conditioning at t (a vocoder hears the mel of the
+  sample it predicts), never audio samples at or after t.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wavenet.features import SILENCE, MelConfig, pad_frames
 from wavenet.receptive_field import causal_padding, stack_receptive_field
 
 
@@ -26,8 +34,17 @@ class WaveNetConfig:
     gate_channels: int = 128  # dilated conv outputs, split in half: tanh filter and sigmoid gate
     skip_channels: int = 256
     classes: int = 256  # μ-law quantization levels
+    # Global conditioning: width of the learned speaker embedding; 0 = none. The speaker table
+    # (how many, their names) comes from the training data and is saved in the checkpoint.
+    speaker_channels: int = 0
+    mel: MelConfig = field(default_factory=MelConfig)  # local conditioning; n_mels=0 = none
 
     def __post_init__(self) -> None:
+        if isinstance(self.mel, dict):  # from a checkpoint's or a YAML file's plain dict
+            self.mel = MelConfig(**self.mel)
+        if not isinstance(self.speaker_channels, int) or self.speaker_channels < 0:
+            raise ValueError(f"model.speaker_channels must be an integer >= 0, "
+                             f"got {self.speaker_channels!r}")
         for name in ("blocks", "layers_per_block", "kernel_size", "residual_channels",
                      "gate_channels", "skip_channels"):
             value = getattr(self, name)
@@ -72,41 +89,91 @@ class CausalConv1d(nn.Conv1d):
 class ResidualLayer(nn.Module):
     """Dilated causal conv -> tanh * sigmoid -> one 1x1 conv giving residual and skip outputs."""
 
-    def __init__(self, residual: int, gate: int, skip: int, kernel_size: int, dilation: int):
+    def __init__(self, residual: int, gate: int, skip: int, kernel_size: int, dilation: int,
+                 speaker_channels: int = 0, local_channels: int = 0):
         super().__init__()
         self.dilation = dilation
         self.residual_channels = residual
         self.dilated = CausalConv1d(residual, gate, kernel_size, dilation)
+        # Conditioning projections into the gate pre-activations (the dilated conv has the bias).
+        self.speaker = nn.Linear(speaker_channels, gate, bias=False) if speaker_channels else None
+        self.local = nn.Conv1d(local_channels, gate, 1, bias=False) if local_channels else None
         # Residual and skip projections share one matmul; the split happens after.
         self.res_skip = nn.Conv1d(gate // 2, residual + skip, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (batch, residual, time) -> (next layer input, skip), each (batch, *, time)."""
-        filt, gate = self.dilated(x).chunk(2, dim=1)
+    def forward(self, x: torch.Tensor, speaker: torch.Tensor | None = None,
+                local: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (batch, residual, time) -> (next layer input, skip), each (batch, *, time).
+
+        speaker: (batch, speaker_channels) embedding; local: (batch, local_channels, time).
+        """
+        a = self.dilated(x)
+        if self.speaker is not None:
+            a = a + self.speaker(speaker)[:, :, None]
+        if self.local is not None:
+            a = a + self.local(local)
+        filt, gate = a.chunk(2, dim=1)
         out = self.res_skip(torch.tanh(filt) * torch.sigmoid(gate))
         res, skip = out.split([self.residual_channels, out.shape[1] - self.residual_channels], 1)
         return (x + res) * math.sqrt(0.5), skip
 
 
+class Upsampler(nn.Module):
+    """Log-mel frames -> per-sample conditioning features, learned.
+
+    A convolution over 2 * context + 1 frames (no padding), then one transposed convolution per
+    stride in `upsample` with kernel = stride, so every output sample depends only on the frames
+    within `context` of its own: a crop of an utterance upsamples exactly as the same span of
+    the whole utterance does, given the same context frames.
+    """
+
+    def __init__(self, mel: MelConfig):
+        super().__init__()
+        self.context = mel.context
+        self.hop = mel.hop_length
+        self.pre = nn.Conv1d(mel.n_mels, mel.channels, 2 * mel.context + 1)
+        self.stages = nn.ModuleList(nn.ConvTranspose1d(mel.channels, mel.channels, s, stride=s)
+                                    for s in mel.upsample)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """(batch, n_mels, frames + 2 * context) log-mel -> (batch, channels, frames * hop)."""
+        # Fixed rescaling: silence (log 1e-5) -> -1, log-magnitude 0 -> +1.
+        h = self.pre((mel - SILENCE) / (-SILENCE / 2) - 1)
+        for stage in self.stages:
+            h = stage(F.leaky_relu(h, 0.2))
+        return h
+
+
 class WaveNet(nn.Module):
-    """Unconditioned WaveNet over μ-law class indices.
+    """WaveNet over μ-law class indices, optionally conditioned on speaker and/or log-mel frames.
 
     >>> model = WaveNet(WaveNetConfig(blocks=1, layers_per_block=4))
     >>> model(torch.zeros(2, 100, dtype=torch.long)).shape
     torch.Size([2, 256, 100])
+
+    speakers: size of the speaker table (from the data); needed when config.speaker_channels > 0.
     """
 
-    def __init__(self, config: WaveNetConfig | None = None, **overrides):
+    def __init__(self, config: WaveNetConfig | None = None, speakers: int = 0, **overrides):
         super().__init__()
         if config is None:
             config = WaveNetConfig(**overrides)
         elif overrides:
             raise ValueError("pass either a WaveNetConfig or keyword overrides, not both")
+        if (config.speaker_channels > 0) != (speakers > 0):
+            raise ValueError(f"model.speaker_channels={config.speaker_channels} needs a speaker "
+                             f"table and a table needs speaker_channels > 0, got {speakers} "
+                             f"speakers")
         self.config = config
         c = config
+        self.speakers = speakers
         self.embed = nn.Embedding(c.classes, c.residual_channels)
+        self.speaker_embed = nn.Embedding(speakers, c.speaker_channels) if speakers else None
+        self.upsampler = Upsampler(c.mel) if c.mel.enabled else None
+        local = c.mel.channels if c.mel.enabled else 0
         self.layers = nn.ModuleList(
-            ResidualLayer(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d)
+            ResidualLayer(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d,
+                          c.speaker_channels, local)
             for d in c.dilations
         )
         self.head = nn.Sequential(
@@ -128,6 +195,22 @@ class WaveNet(nn.Module):
             raise ValueError(f"WaveNet expects integer class indices (batch, time), "
                              f"got {tuple(x.shape)} {x.dtype}")
 
+    def _check_conditioning(self, x: torch.Tensor, speaker: torch.Tensor | None,
+                            local: torch.Tensor | None) -> None:
+        batch, time = x.shape
+        if (speaker is None) != (self.speaker_embed is None):
+            raise ValueError("this model is speaker-conditioned: pass speaker ids (batch,)"
+                             if speaker is None else "this model has no speaker conditioning")
+        if speaker is not None and tuple(speaker.shape) != (batch,):
+            raise ValueError(f"speaker must be (batch={batch},) ids, got {tuple(speaker.shape)}")
+        if (local is None) != (self.upsampler is None):
+            raise ValueError("this model is mel-conditioned: pass mel frames"
+                             if local is None else "this model has no mel conditioning")
+        if local is not None and (local.shape[0] != batch or local.shape[-1] != time):
+            raise ValueError(f"the upsampled mel {tuple(local.shape)} does not cover the "
+                             f"{time} samples of batch {batch}: pass time / hop frames plus "
+                             f"the context frames")
+
     def shifted_input(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time) indices -> (batch, residual, time) first-layer input at t = embed(x[t-1]).
 
@@ -136,23 +219,53 @@ class WaveNet(nn.Module):
         h = self.embed(x.long()).transpose(1, 2)
         return F.pad(h, (1, 0))[:, :, :-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits. x: (batch, time) int class indices -> (batch, classes, time)."""
-        return self.run(x)[0]
+    def upsample(self, mel: torch.Tensor) -> torch.Tensor:
+        """(batch, n_mels, frames + 2 * context) -> (batch, mel.channels, frames * hop) features.
 
-    def run(self, x: torch.Tensor, tail: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        The frames must carry `mel.context` frames of context on each side: real frames inside
+        an utterance, `features.pad_frames` (silence) at its ends.
+        """
+        if self.upsampler is None:
+            raise ValueError("this model has no mel conditioning")
+        n_mels, context = self.config.mel.n_mels, self.config.mel.context
+        if mel.dim() != 3 or mel.shape[1] != n_mels or mel.shape[2] <= 2 * context:
+            raise ValueError(f"mel must be (batch, n_mels={n_mels}, frames + 2*{context}) with "
+                             f"frames >= 1, got {tuple(mel.shape)}")
+        return self.upsampler(mel.to(self.embed.weight.dtype))
+
+    def local_features(self, mel: torch.Tensor) -> torch.Tensor:
+        """Whole utterances: (batch, n_mels, frames) -> (batch, channels, frames * hop), the ends
+        padded with silence frames."""
+        return self.upsample(pad_frames(mel, self.config.mel.context))
+
+    def forward(self, x: torch.Tensor, speaker: torch.Tensor | None = None,
+                mel: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced logits. x: (batch, time) int class indices -> (batch, classes, time).
+
+        speaker: (batch,) int ids into the speaker table, for a speaker-conditioned model.
+        mel: (batch, n_mels, time / hop + 2 * context) log-mel frames of x with context (see
+        `upsample`), for a mel-conditioned model.
+        """
+        local = self.upsample(mel) if mel is not None else None
+        return self.run(x, speaker=speaker, local=local)[0]
+
+    def run(self, x: torch.Tensor, tail: int = 0, speaker: torch.Tensor | None = None,
+            local: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and, when tail > 0, the last `tail` steps of every residual layer's input.
 
         x: (batch, time) -> (logits (batch, classes, time), [(batch, residual, min(tail, time))]).
+        speaker: (batch,) ids; local: (batch, mel.channels, time) upsampled features.
         The cached sampler fills its queues from the layer inputs when priming.
         """
         self._check_input(x)
+        self._check_conditioning(x, speaker, local)
+        g = self.speaker_embed(speaker.long()) if speaker is not None else None
         h = self.shifted_input(x)
         skips = 0
         inputs = []
         for layer in self.layers:
             if tail:
                 inputs.append(h[:, :, -tail:])
-            h, skip = layer(h)
+            h, skip = layer(h, g, local)
             skips = skips + skip
         return self.head(skips * self.skip_scale), inputs

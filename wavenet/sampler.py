@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from wavenet import fast
@@ -25,11 +26,18 @@ class SamplerState:
       owns rows offsets[l] .. offsets[l] + span_l, span_l = (k-1) * d_l, and its input at time s
       lives at row offsets[l] + s % span_l. queues[l] is that slice (a view).
     position: the time index the next `step` computes (samples consumed so far + 1).
+    bias: (batch, layers, gate) every layer's gate bias per row: the dilated convolution's bias
+      plus the row's speaker projection, computed once.
+    local: (batch, mel.channels, samples + 1) the upsampled mel of the whole output (and a zero
+      position after it), or None; the per-layer projections of position t are computed from
+      local[:, :, t] when t is reached.
     """
 
     buffer: torch.Tensor
     queues: list[torch.Tensor]
     position: int
+    bias: torch.Tensor
+    local: torch.Tensor | None = None
 
     @property
     def batch(self) -> int:
@@ -42,6 +50,9 @@ class CachedSampler:
     >>> sampler = CachedSampler(model)
     >>> state, logits = sampler.start(batch=2)          # logits for t = 0: (2, classes)
     >>> logits = sampler.step(state, logits.argmax(1))  # feed sample 0, get logits for t = 1
+
+    Conditioning is precomputed in `start`: the speaker projections once per row (folded into
+    the gate biases), the upsampled mel once for the whole output.
     """
 
     def __init__(self, model: WaveNet):
@@ -61,40 +72,81 @@ class CachedSampler:
             self.conv_b = [layer.dilated.bias.clone() for layer in model.layers]
             self.rs_w = [layer.res_skip.weight[:, :, 0].t().contiguous() for layer in model.layers]
             self.rs_b = [layer.res_skip.bias.clone() for layer in model.layers]
+            # Conditioning projections of all layers side by side: (channels, layers * gate).
+            self.speaker_w = (torch.cat([layer.speaker.weight.t() for layer in model.layers], 1)
+                              if model.speaker_embed is not None else None)
+            self.local_w = (torch.cat([layer.local.weight[:, :, 0].t() for layer in model.layers],
+                                      1).contiguous()
+                            if model.upsampler is not None else None)
+        self.gate = c.gate_channels
 
         self.spans = [(c.kernel_size - 1) * d for d in self.dilations]
         self.offsets = [sum(self.spans[:i]) for i in range(len(self.spans))]
 
-    def new_state(self, batch: int) -> SamplerState:
-        """All-zero queues (the causal padding of the forward pass), position 0."""
+    @torch.no_grad()
+    def new_state(self, batch: int, speaker: torch.Tensor | None = None,
+                  mel: torch.Tensor | None = None) -> SamplerState:
+        """All-zero queues (the causal padding of the forward pass), position 0, and the
+        precomputed conditioning: speaker (batch,) ids, mel (batch, n_mels, frames) log-mel."""
+        model = self.model
+        if (speaker is None) != (model.speaker_embed is None):
+            raise ValueError("this model is speaker-conditioned: pass a speaker per row"
+                             if speaker is None else "this model has no speaker conditioning")
+        if (mel is None) != (model.upsampler is None):
+            raise ValueError("this model is mel-conditioned: pass mel frames"
+                             if mel is None else "this model has no mel conditioning")
         buffer = self.conv_w[0].new_zeros(sum(self.spans), batch, self.residual)
         queues = list(buffer.split(self.spans))
-        return SamplerState(buffer, queues, 0)
+        bias = torch.stack(self.conv_b).expand(batch, -1, -1)
+        if speaker is not None:
+            if tuple(speaker.shape) != (batch,):
+                raise ValueError(f"speaker must be (batch={batch},) ids, "
+                                 f"got {tuple(speaker.shape)}")
+            g = model.speaker_embed(speaker.long().to(buffer.device))
+            bias = bias + (g @ self.speaker_w).view(batch, len(self.spans), self.gate)
+        local = None
+        if mel is not None:
+            if mel.dim() != 3 or mel.shape[0] != batch:
+                raise ValueError(f"mel must be (batch={batch}, n_mels, frames), "
+                                 f"got {tuple(mel.shape)}")
+            # One zero position past the end: the step after the last draw computes logits
+            # there, which are never drawn from.
+            local = F.pad(model.local_features(mel.to(buffer.device)), (0, 1))
+        return SamplerState(buffer, queues, 0, bias.contiguous(), local)
 
     @torch.no_grad()
-    def start(self, batch: int = 1, prime: torch.Tensor | None = None
+    def start(self, batch: int = 1, prime: torch.Tensor | None = None,
+              speaker: torch.Tensor | None = None, mel: torch.Tensor | None = None
               ) -> tuple[SamplerState, torch.Tensor]:
         """A fresh state, optionally primed, and the logits of the first sample to generate.
 
         prime: (batch, P) int class indices or None. With a prime, the queues hold the layer
         inputs of positions 0..P (computed in one teacher-forced pass) and the logits predict
         sample P; without, they predict sample 0 from silence.
+        speaker, mel: the conditioning of a conditioned model (see `new_state`); the mel
+        describes the whole output, prime included, so it has (P + new samples) / hop frames.
         Returns (state, logits (batch, classes)).
         """
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
+        state = self.new_state(batch, speaker, mel)
         if prime is None or prime.shape[-1] == 0:
             # Position 0 sees only the zero padding: one step with a zero input, no forward pass.
-            state = self.new_state(batch)
             return state, self._advance(state, self.conv_w[0].new_zeros(batch, self.residual))
         if prime.dim() != 2 or prime.shape[0] != batch:
             raise ValueError(f"prime must be (batch={batch}, time), got {tuple(prime.shape)}")
         length = prime.shape[1]
+        local = None
+        if state.local is not None:
+            covered = state.local.shape[-1] - 1
+            if covered <= length:
+                raise ValueError(f"the mel covers {covered} samples, no more than the "
+                                 f"{length}-sample prime")
+            local = state.local[:, :, : length + 1]
         # One placeholder sample at position P: layer inputs and logits at P see only x[<P].
         x = torch.cat([prime.long(), prime.new_zeros(batch, 1, dtype=torch.long)], dim=1)
         tail = max(self.spans) + 1
-        logits, inputs = self.model.run(x, tail=tail)
-        state = self.new_state(batch)
+        logits, inputs = self.model.run(x, tail=tail, speaker=speaker, local=local)
         first = length + 1 - inputs[0].shape[-1]  # time index of the first kept input
         for queue, h, span in zip(state.queues, inputs, self.spans, strict=True):
             times = torch.arange(first, length + 1)
@@ -112,16 +164,28 @@ class CachedSampler:
         """
         return self._advance(state, self.model.embed.weight[x.long()])
 
+    def local_bias(self, state: SamplerState, n: int) -> torch.Tensor:
+        """(batch, n, layers * gate): every layer's mel projection at positions
+        state.position .. state.position + n - 1, in one matmul."""
+        t = state.position
+        if t + n > state.local.shape[-1]:
+            raise ValueError(f"the mel conditioning covers {state.local.shape[-1] - 1} samples; "
+                             f"cannot generate sample {t + n - 2}")
+        return (state.local[:, :, t:t + n].transpose(1, 2) @ self.local_w).contiguous()
+
     def _advance(self, state: SamplerState, h: torch.Tensor) -> torch.Tensor:
         """Run position `state.position` on first-layer input h (batch, residual) -> logits."""
         t = state.position
+        bias = state.bias
+        if state.local is not None:
+            bias = bias + self.local_bias(state, 1).view_as(bias)
         skips = None
-        for queue, span, dil, cw, cb, rw, rb in zip(
-            state.queues, self.spans, self.dilations, self.conv_w, self.conv_b, self.rs_w,
-            self.rs_b, strict=True,
-        ):
+        for layer, (queue, span, dil, cw, rw, rb) in enumerate(zip(
+            state.queues, self.spans, self.dilations, self.conv_w, self.rs_w, self.rs_b,
+            strict=True,
+        )):
             taps = [h] + [queue[(t - m * dil) % span] for m in range(1, self.kernel_size)]
-            a = torch.addmm(cb, torch.cat(taps, dim=1), cw)
+            a = torch.addmm(bias[:, layer], torch.cat(taps, dim=1), cw)
             filt, gate = a.chunk(2, dim=1)
             out = torch.addmm(rb, torch.tanh(filt) * torch.sigmoid(gate), rw)
             queue[t % span] = h  # the oldest tap was read above; its row is free
@@ -187,18 +251,45 @@ def resolve_impl(impl: str, model: WaveNet) -> str:
     return impl
 
 
+def output_length(model: WaveNet, samples: int | None, prime: torch.Tensor | None,
+                  mel: torch.Tensor | None) -> int:
+    """New samples to generate: `samples`, or with a mel and samples=None, what the mel covers
+    after the prime. Raises ValueError when a mel does not cover prime + samples."""
+    primed = prime.shape[-1] if prime is not None else 0
+    if mel is None:
+        if samples is None:
+            raise ValueError("samples is required without a mel")
+        return samples
+    covered = mel.shape[-1] * model.config.mel.hop_length
+    if samples is None:
+        samples = covered - primed
+    if samples < 0 or primed + samples > covered:
+        raise ValueError(f"the mel's {mel.shape[-1]} frames cover {covered} samples, fewer "
+                         f"than the {primed}-sample prime plus {samples} new samples")
+    return samples
+
+
+# Compiled path with a mel: positions whose per-layer projections are computed in one matmul.
+LOCAL_WINDOW = 4096
+
+
 @torch.no_grad()
-def generate(model: WaveNet, samples: int, batch: int = 1, temperature: float = 1.0,
+def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: float = 1.0,
              prime: torch.Tensor | None = None, generator: torch.Generator | None = None,
              chunk: int = 16000, progress: bool = False, impl: str = "auto",
-             threads: int | None = None) -> Iterator[torch.Tensor]:
+             threads: int | None = None, speaker: torch.Tensor | None = None,
+             mel: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """Generate `samples` new class indices per item with the cached sampler, in chunks.
 
     prime: (batch, P) int class indices to continue from, or None to start from silence.
+    speaker: (batch,) speaker ids of a speaker-conditioned model.
+    mel: (batch, n_mels, frames) log-mel (wavenet.features) of a mel-conditioned model, covering
+    the prime and the new samples; samples=None generates all that the mel covers.
     impl: 'compiled' (numba), 'reference' (PyTorch ops per step) or 'auto' (the fastest that
     runs here). threads: threads for the compiled path (default: torch.get_num_threads()).
     Yields (batch, <= chunk) int64 tensors, so long outputs can be streamed to disk.
     """
+    samples = output_length(model, samples, prime, mel)
     if samples < 0:
         raise ValueError(f"samples must be >= 0, got {samples}")
     if temperature < 0 or not math.isfinite(temperature):
@@ -206,16 +297,24 @@ def generate(model: WaveNet, samples: int, batch: int = 1, temperature: float = 
     impl = resolve_impl(impl, model)
     model.eval()
     sampler = CachedSampler(model)
-    state, logits = sampler.start(batch, prime)
+    state, logits = sampler.start(batch, prime, speaker, mel)
     uniforms = UniformStream(batch, generator)
     compiled = fast.CompiledWeights(sampler) if impl == "compiled" else None
     threads = threads or torch.get_num_threads()
+    # The mel projections of a window of positions take batch * window * layers * gate floats.
+    window = max(64, LOCAL_WINDOW // batch)
     with tqdm(total=samples, unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, samples, chunk):
             n = min(chunk, samples - start)
             u = uniforms.take(n)
             if compiled is not None:
-                out = fast.generate_chunk(compiled, state, logits, u, temperature, threads)
+                if state.local is None:
+                    out = fast.generate_chunk(compiled, state, logits, u, temperature, threads)
+                else:
+                    out = torch.cat([
+                        fast.generate_chunk(compiled, state, logits, part, temperature, threads,
+                                            sampler.local_bias(state, len(part)))
+                        for part in u.split(window)], dim=1)
             else:
                 out = torch.empty(batch, n, dtype=torch.long)
                 for i in range(n):
@@ -226,23 +325,28 @@ def generate(model: WaveNet, samples: int, batch: int = 1, temperature: float = 
 
 
 @torch.no_grad()
-def generate_naive(model: WaveNet, samples: int, batch: int = 1, temperature: float = 1.0,
-                   prime: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def generate_naive(model: WaveNet, samples: int | None, batch: int = 1, temperature: float = 1.0,
+                   prime: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                   speaker: torch.Tensor | None = None,
+                   mel: torch.Tensor | None = None) -> torch.Tensor:
     """Reference generator: a full forward pass over the receptive-field window per sample.
 
     Same contract and random draws as `generate`; O(receptive field) per sample, for tests and
     benchmarks. Returns (batch, samples) int64.
     """
     model.eval()
+    samples = output_length(model, samples, prime, mel)
     window = model.receptive_field
     device = model.embed.weight.device
+    local = model.local_features(mel.to(device)) if mel is not None else None
     seq = (prime if prime is not None else torch.zeros(batch, 0)).long().to(device)
     start = seq.shape[1]
     uniforms = UniformStream(batch, generator)
     for _ in range(samples):
         # The window's left edge is never read; shorter contexts are zero-padded like forward.
         ctx = torch.cat([seq[:, -window:], seq.new_zeros(batch, 1)], dim=1)
-        logits = model(ctx)[:, :, -1]
+        end = seq.shape[1] + 1  # positions end - len(ctx) .. end - 1
+        ctx_local = local[:, :, end - ctx.shape[1]:end] if local is not None else None
+        logits = model.run(ctx, speaker=speaker, local=ctx_local)[0][:, :, -1]
         seq = torch.cat([seq, draw(logits, temperature, uniforms.take(1)[0])[:, None]], dim=1)
     return seq[:, start:]

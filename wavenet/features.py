@@ -1,0 +1,143 @@
+"""Log-mel features: the local conditioning of a mel-conditioned WaveNet (a vocoder).
+
+One convention everywhere (training crops, copy synthesis, saved mel files):
+
+- magnitude (power 1) mel spectrogram from torchaudio, Slaney mel scale and normalisation (the
+  convention of Tacotron 2 and HiFi-GAN), natural log of max(mel, 1e-5), so silence is
+  `SILENCE` = log(1e-5) ~ -11.51;
+- shape (n_mels, frames) for one utterance, (batch, n_mels, frames) for several;
+- frame i describes samples [i * hop, (i + 1) * hop): the audio is cut to a whole number of
+  hops, then reflect-padded by (n_fft - hop) / 2 on each side and framed without centring, so
+  `frames = samples // hop` and each window is centred on its hop.
+
+A file saved as `.npy` or `.pt` with that shape and scaling, at the checkpoint's sample rate,
+hop and mel settings, can be vocoded (`wavenet-generate mel_from=FILE`).
+"""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchaudio
+
+SILENCE = math.log(1e-5)  # the log-mel value of silence; pads frames beyond an utterance
+MEL_FILE_EXTENSIONS = (".npy", ".pt")
+
+
+@dataclass
+class MelConfig:
+    """Log-mel analysis and the upsampling network of the local conditioning (`model.mel`)."""
+
+    n_mels: int = 0  # mel bands; 0 = no mel conditioning (an unconditioned or speaker model)
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 256  # samples per frame; must equal the product of `upsample`
+    fmin: float = 0.0
+    fmax: float | None = None  # None: half the sample rate
+    channels: int = 64  # conditioning channels after upsampling, projected into every layer
+    context: int = 2  # frames on each side that the first (frame-rate) convolution sees
+    upsample: list[int] = field(default_factory=lambda: [16, 16])  # transposed-conv strides
+
+    def __post_init__(self) -> None:
+        for name in ("n_mels", "context"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"model.mel.{name} must be an integer >= 0, "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("n_fft", "win_length", "hop_length", "channels"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"model.mel.{name} must be a positive integer, "
+                                 f"got {getattr(self, name)!r}")
+        self.upsample = [int(s) for s in self.upsample]
+        strides = self.upsample
+        if not strides or min(strides) < 1 or math.prod(strides) != self.hop_length:
+            raise ValueError(f"model.mel.upsample {self.upsample} must be positive strides whose "
+                             f"product is model.mel.hop_length={self.hop_length}")
+        if self.win_length > self.n_fft:
+            raise ValueError(f"model.mel.win_length={self.win_length} must be <= "
+                             f"model.mel.n_fft={self.n_fft}")
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"model.mel.hop_length={self.hop_length} must be <= "
+                             f"model.mel.n_fft={self.n_fft}")
+        if self.fmin < 0 or (self.fmax is not None and self.fmax <= self.fmin):
+            raise ValueError(f"model.mel needs 0 <= fmin < fmax, got fmin={self.fmin}, "
+                             f"fmax={self.fmax}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.n_mels > 0
+
+
+def _transform(cfg: MelConfig, sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
+    fmax = cfg.fmax if cfg.fmax is not None else sample_rate / 2
+    if fmax > sample_rate / 2:
+        raise ValueError(f"model.mel.fmax={fmax} is above half the sample rate ({sample_rate})")
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
+        hop_length=cfg.hop_length, f_min=cfg.fmin, f_max=fmax, n_mels=cfg.n_mels, power=1.0,
+        center=False, norm="slaney", mel_scale="slaney")
+
+
+def usable_samples(samples: int, cfg: MelConfig) -> int:
+    """The samples a mel of this audio describes: a whole number of hops."""
+    return samples // cfg.hop_length * cfg.hop_length
+
+
+def log_mel(audio: torch.Tensor, sample_rate: int, cfg: MelConfig) -> torch.Tensor:
+    """(..., time) float audio -> (..., n_mels, time // hop) float32 log-mel (see module doc).
+
+    Audio shorter than one hop gives zero frames.
+    """
+    if not cfg.enabled:
+        raise ValueError("log_mel needs model.mel.n_mels > 0")
+    audio = audio[..., : usable_samples(audio.shape[-1], cfg)].float()
+    frames = audio.shape[-1] // cfg.hop_length
+    if frames == 0:
+        return audio.new_zeros(*audio.shape[:-1], cfg.n_mels, 0)
+    left = (cfg.n_fft - cfg.hop_length) // 2
+    right = cfg.n_fft - cfg.hop_length - left
+    shape = audio.shape
+    flat = audio.reshape(-1, 1, shape[-1])
+    # Reflection needs a pad shorter than the signal; very short clips are zero-padded instead.
+    mode = "reflect" if max(left, right) < shape[-1] else "constant"
+    flat = F.pad(flat, (left, right), mode=mode)
+    mel = _transform(cfg, sample_rate)(flat[:, 0])
+    return torch.log(mel.clamp(min=1e-5)).reshape(*shape[:-1], cfg.n_mels, frames)
+
+
+def pad_frames(mel: torch.Tensor, context: int) -> torch.Tensor:
+    """(..., n_mels, frames) -> (..., n_mels, frames + 2 * context): `context` silence frames on
+    each side, what the upsampler sees beyond the ends of an utterance."""
+    return F.pad(mel, (context, context), value=SILENCE)
+
+
+def load_mel(path: str | Path, cfg: MelConfig) -> torch.Tensor:
+    """A saved log-mel (.npy or .pt) as (n_mels, frames) or (batch, n_mels, frames) float32.
+
+    Raises ValueError (one line naming the file) when it cannot be read or has the wrong shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: mel file not found")
+    try:
+        if path.suffix.lower() == ".npy":
+            mel = torch.from_numpy(np.load(path, allow_pickle=False))
+        else:
+            mel = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # wrong format, pickled objects, truncated file, ...
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ValueError(f"{path}: cannot read a mel tensor ({reason})") from e
+    if not isinstance(mel, torch.Tensor) or mel.dim() not in (2, 3) or not mel.is_floating_point():
+        got = tuple(mel.shape) if isinstance(mel, torch.Tensor) else type(mel).__name__
+        raise ValueError(f"{path}: expected a float tensor (n_mels, frames) or "
+                         f"(batch, n_mels, frames), got {got}")
+    if mel.shape[-2] != cfg.n_mels:
+        raise ValueError(f"{path}: has {mel.shape[-2]} mel bands (shape {tuple(mel.shape)}), "
+                         f"the checkpoint expects {cfg.n_mels} (shape (n_mels, frames))")
+    if mel.shape[-1] == 0:
+        raise ValueError(f"{path}: has no frames")
+    if not torch.isfinite(mel).all():
+        raise ValueError(f"{path}: contains NaN or infinite values")
+    return mel.float()
