@@ -104,7 +104,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
 
 
 # What generation and evaluation read; `export` keeps only these (no optimizer, RNG, ...).
-INFERENCE_KEYS = ("model", "model_config", "sample_rate", "classes", "config", "step",
+INFERENCE_KEYS = ("model", "model_config", "sample_rate", "classes", "speakers", "config", "step",
                   "best_val_bits", "wall_s")
 
 
@@ -119,9 +119,27 @@ def export(src: str | Path, dst: str | Path) -> dict[str, Any]:
 
 def build_model(ckpt: dict[str, Any]) -> WaveNet:
     """The WaveNet described by a loaded checkpoint, with its weights, in eval mode."""
-    model = WaveNet(WaveNetConfig(**ckpt["model_config"]))
+    model = WaveNet(WaveNetConfig(**ckpt["model_config"]), speakers=len(speakers(ckpt)))
     model.load_state_dict(ckpt["model"])
     return model.eval()
+
+
+def speakers(ckpt: dict[str, Any]) -> list[str]:
+    """The speaker table of a speaker-conditioned checkpoint (id = position); [] otherwise."""
+    return list(ckpt.get("speakers") or [])
+
+
+def speaker_ids(ckpt: dict[str, Any], names: list[str]) -> list[int]:
+    """Names -> ids in the checkpoint's speaker table; ValueError (one line) listing the known
+    speakers for a name that is not there, or for a checkpoint without speakers."""
+    table = speakers(ckpt)
+    if not table:
+        raise ValueError("this checkpoint has no speaker conditioning; drop speaker=")
+    for name in names:
+        if name not in table:
+            raise ValueError(f"unknown speaker {name!r}; this checkpoint knows "
+                             f"{', '.join(table)}")
+    return [table.index(name) for name in names]
 
 
 def _one_line(e: BaseException) -> str:

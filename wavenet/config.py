@@ -8,10 +8,12 @@ the package only sees plain typed objects.
 
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from wavenet.data import LAYOUTS
 from wavenet.model import WaveNetConfig
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -21,6 +23,8 @@ PRETRAINED = PROJECT_DIR / "data" / "pretrained" / "asterisk4-small.pt"
 @dataclass
 class DataConfig:
     root: str = MISSING  # folder of wav/flac/ogg files (recursive) or with a metadata.csv
+    # auto (detected), folder, metadata (metadata.csv: file,speaker,...), ljspeech, vctk
+    layout: str = "auto"
     sample_rate: int = 16000
     crop: int = 4000  # predicted samples per training crop, on top of the receptive field
     trim_db: float | None = None  # trim edge frames quieter than this (dB below the peak)
@@ -37,6 +41,9 @@ class DataConfig:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.val_crops < 1:
             raise ValueError(f"data.val_crops must be >= 1, got {self.val_crops}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"data.layout must be one of {', '.join(LAYOUTS)}, "
+                             f"got {self.layout!r}")
 
 
 @dataclass
@@ -117,6 +124,13 @@ class GenerateConfig:
     seed: int = 0
     prime: str | None = None  # wav/flac file whose samples start every output
     prime_seconds: float = 1.0  # length of the prime's end that is used (and kept in the output)
+    # Speaker-conditioned checkpoints: one name for every file, or a list, one per file
+    # (speaker=[a,b]; batch defaults to its length).
+    speaker: Any = None
+    # Mel-conditioned checkpoints (vocoders): the log-mel to synthesise, from an audio file (copy
+    # synthesis) or a saved .npy/.pt tensor (n_mels, frames) or (batch, n_mels, frames), see
+    # wavenet/features.py. The output is as long as the mel; `seconds` is not used.
+    mel_from: str | None = None
     out: str = "generated"  # output folder
     impl: str = "auto"  # sampler: auto (fastest available), compiled (numba) or reference
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
@@ -135,6 +149,24 @@ class GenerateConfig:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.impl not in ("auto", "compiled", "reference"):
             raise ValueError(f"impl must be auto, compiled or reference, got {self.impl!r}")
+        if isinstance(self.speaker, list | tuple):
+            self.speaker = [str(name) for name in self.speaker]
+            if not self.speaker:
+                raise ValueError("speaker=[] names no speaker")
+            if self.batch == 1:
+                self.batch = len(self.speaker)
+            elif self.batch != len(self.speaker):
+                raise ValueError(f"speaker lists {len(self.speaker)} names but batch="
+                                 f"{self.batch}; give one name per file")
+        elif self.speaker is not None:
+            self.speaker = str(self.speaker)
+
+    @property
+    def speakers(self) -> list[str] | None:
+        """One speaker name per generated file, or None."""
+        if self.speaker is None:
+            return None
+        return self.speaker if isinstance(self.speaker, list) else [self.speaker] * self.batch
 
 
 def check_known_keys(node: DictConfig, schema: type = Config, prefix: str = "") -> None:

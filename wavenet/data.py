@@ -34,6 +34,7 @@ import torchaudio.functional as AF
 from tqdm import tqdm
 
 from wavenet import mulaw
+from wavenet.features import MelConfig, log_mel, pad_frames, usable_samples
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 METADATA_FILE = "metadata.csv"
@@ -505,13 +506,91 @@ def _check_crop_args(utterances: list[Utterance], length: int, classes: int) -> 
         raise ValueError(f"classes must be >= 2, got {classes}")
 
 
+@dataclass
+class Batch:
+    """Crops and their conditioning, as the model takes them.
+
+    audio: (n, length) int64 μ-law classes.
+    speaker: (n,) int64 ids into the speaker table, or None (no speaker conditioning).
+    mel: (n, n_mels, length / hop + 2 * context) float32 log-mel frames of the crops with
+      `context` frames on each side (silence beyond the utterance), or None.
+    """
+
+    audio: torch.Tensor
+    speaker: torch.Tensor | None = None
+    mel: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(move(self.audio), move(self.speaker), move(self.mel))
+
+    def split(self, size: int) -> list[Batch]:
+        """Consecutive batches of `size` crops (the last may be smaller)."""
+        return [Batch(self.audio[i:i + size],
+                      None if self.speaker is None else self.speaker[i:i + size],
+                      None if self.mel is None else self.mel[i:i + size])
+                for i in range(0, len(self), size)]
+
+
+@dataclass
+class Conditioning:
+    """What crops carry besides audio: speaker ids from `speakers` (name -> id) and/or log-mel
+    frames per `mel` at `sample_rate`. The default carries nothing."""
+
+    speakers: dict[str, int] | None = None
+    mel: MelConfig | None = None
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        if self.mel is not None and not self.mel.enabled:
+            self.mel = None
+
+    @property
+    def hop(self) -> int:
+        """Crop starts and lengths are multiples of this: the mel hop, or 1."""
+        return self.mel.hop_length if self.mel is not None else 1
+
+
+def _prepare(utterances: list[Utterance], length: int, classes: int, cond: Conditioning
+             ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor | None]:
+    """Per utterance: μ-law classes (at least `length`, left-padded with silence), the padded
+    log-mel frames (with a mel), and the speaker ids (with a speaker table)."""
+    _check_crop_args(utterances, length, classes)
+    if length % cond.hop:
+        raise ValueError(f"crop length {length} must be a multiple of the mel hop {cond.hop}")
+    speaker_ids = None
+    if cond.speakers is not None:
+        unknown = sorted({u.speaker for u in utterances} - set(cond.speakers))
+        if unknown:
+            raise ValueError(f"speaker {unknown[0]!r} is not in the speaker table "
+                             f"{sorted(cond.speakers)}")
+        speaker_ids = torch.tensor([cond.speakers[u.speaker] for u in utterances])
+    if cond.mel is None:
+        return [_encode(u.audio, length, classes) for u in utterances], None, speaker_ids
+    encoded, mels = [], []
+    for u in utterances:
+        # Whole hops only; short files get leading silence, which the mel then describes too.
+        audio = u.audio[: usable_samples(len(u.audio), cond.mel)]
+        audio = torch.nn.functional.pad(audio, (max(0, length - len(audio)), 0))
+        encoded.append(_encode(audio, length, classes))
+        mels.append(pad_frames(log_mel(audio, cond.sample_rate, cond.mel), cond.mel.context))
+    return encoded, mels, speaker_ids
+
+
 class CropSampler:
-    """Random training crops of `length` μ-law class indices.
+    """Random training crops of `length` μ-law class indices, with their conditioning.
 
     Every utterance is μ-law encoded once (files shorter than `length` are left-padded with
     the silence class). sample() picks files with probability proportional to their length and
     a uniform offset inside each, from its own generator seeded with `seed`; state_dict() and
     load_state_dict() let a resumed run draw exactly the batches the original would have.
+
+    With a mel (`cond.mel`), utterances are cut to whole hops, `length` must be a multiple of
+    the hop, crops start on hop boundaries, and each carries its frames plus `context` frames
+    on each side; with a speaker table, each carries its utterance's speaker id (see `draw`).
 
     Data-parallel training: every rank builds the sampler with the same seed and its own
     `rank` of `world_size`. Each sample(batch) draws the choices of all world_size * batch crops
@@ -522,26 +601,36 @@ class CropSampler:
 
     def __init__(
         self, utterances: list[Utterance], length: int, classes: int = 256, seed: int = 0,
-        rank: int = 0, world_size: int = 1,
+        rank: int = 0, world_size: int = 1, cond: Conditioning | None = None,
     ) -> None:
-        _check_crop_args(utterances, length, classes)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.cond = cond or Conditioning()
+        encoded, mels, self._speakers = _prepare(utterances, length, classes, self.cond)
         self.length = length
         self.classes = classes
         self.rank, self.world_size = rank, world_size
-        encoded = [_encode(u.audio, length, classes) for u in utterances]
         # One flat buffer + start offsets so a batch is a single vectorised gather.
         self._flat = torch.cat(encoded)
         lengths = torch.tensor([e.numel() for e in encoded], dtype=torch.int64)
         self._starts = torch.cumsum(lengths, 0) - lengths
-        self._n_offsets = lengths - length + 1  # valid crop starts per file, always >= 1
+        hop = self.cond.hop
+        self._n_offsets = (lengths - length) // hop + 1  # crop starts per file, always >= 1
         self._weights = lengths.to(torch.float64)
+        if mels is not None:
+            self._mel = torch.cat(mels, dim=1)  # (n_mels, all frames)
+            frames = torch.tensor([m.shape[1] for m in mels], dtype=torch.int64)
+            self._mel_starts = torch.cumsum(frames, 0) - frames
+            self._mel_frames = length // hop + 2 * self.cond.mel.context
         self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, batch: int) -> torch.Tensor:
         """(batch, length) int64 class indices in [0, classes): this rank's share of a global
         draw of world_size * batch crops."""
+        return self.draw(batch).audio
+
+    def draw(self, batch: int) -> Batch:
+        """This rank's share of a global draw of world_size * batch crops, with conditioning."""
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         total = batch * self.world_size
@@ -550,9 +639,15 @@ class CropSampler:
         u = torch.rand(total, dtype=torch.float64, generator=self.generator)
         mine = slice(self.rank * batch, (self.rank + 1) * batch)
         files, u = files[mine], u[mine]
-        offsets = (u * self._n_offsets[files]).long()
-        index = (self._starts[files] + offsets)[:, None] + torch.arange(self.length)
-        return self._flat[index].long()
+        steps = (u * self._n_offsets[files]).long()  # in hops
+        index = (self._starts[files] + steps * self.cond.hop)[:, None] + torch.arange(self.length)
+        out = Batch(self._flat[index].long())
+        if self._speakers is not None:
+            out.speaker = self._speakers[files]
+        if self.cond.mel is not None:
+            frames = (self._mel_starts[files] + steps)[:, None] + torch.arange(self._mel_frames)
+            out.mel = self._mel[:, frames].permute(1, 0, 2).contiguous()
+        return out
 
     def state_dict(self) -> dict:
         """{"generator": ByteTensor}; round-trips through torch.save/torch.load(weights_only)."""
@@ -566,22 +661,35 @@ class CropSampler:
 def validation_crops(
     utterances: list[Utterance], length: int, max_crops: int, classes: int = 256
 ) -> torch.Tensor:
-    """Deterministic (n, length) int64 μ-law crops, n <= max_crops, for validation.
+    """Deterministic (n, length) int64 μ-law crops, n <= max_crops; see `validation_batch`."""
+    return validation_batch(utterances, length, max_crops, classes).audio
+
+
+def validation_batch(
+    utterances: list[Utterance], length: int, max_crops: int, classes: int = 256,
+    cond: Conditioning | None = None,
+) -> Batch:
+    """Deterministic crops (at most max_crops) and their conditioning, for validation.
 
     Consecutive non-overlapping windows from the start of each file (short files left-padded
     with silence), taken round-robin across files so each file contributes before any file
     gives a second window.
     """
-    _check_crop_args(utterances, length, classes)
     if max_crops < 1:
         raise ValueError(f"max_crops must be >= 1, got {max_crops}")
-    encoded = [_encode(u.audio, length, classes) for u in utterances]
+    cond = cond or Conditioning()
+    encoded, mels, speaker_ids = _prepare(utterances, length, classes, cond)
     n_windows = [e.numel() // length for e in encoded]
-    crops: list[torch.Tensor] = []
+    picked: list[tuple[int, int]] = []  # (file, window)
     for k in range(max(n_windows)):
-        for e, n in zip(encoded, n_windows, strict=True):
-            if k < n:
-                crops.append(e[k * length : (k + 1) * length])
-                if len(crops) == max_crops:
-                    return torch.stack(crops).long()
-    return torch.stack(crops).long()
+        picked += [(i, k) for i, n in enumerate(n_windows) if k < n]
+    picked = picked[:max_crops]
+    out = Batch(torch.stack([encoded[i][k * length:(k + 1) * length] for i, k in picked]).long())
+    if speaker_ids is not None:
+        out.speaker = speaker_ids[[i for i, _ in picked]]
+    if mels is not None:
+        m = length // cond.hop + 2 * cond.mel.context
+        first = [k * length // cond.hop for _, k in picked]
+        out.mel = torch.stack([mels[i][:, f:f + m] for (i, _), f in zip(picked, first,
+                                                                          strict=True)])
+    return out

@@ -33,33 +33,39 @@ from wavenet import checkpoint, distributed, mulaw, plots
 from wavenet.baseline import bigram_bits_per_sample
 from wavenet.config import PROJECT_DIR, Config, check_known_keys, register
 from wavenet.data import (
+    Batch,
+    Conditioning,
     CropSampler,
+    DataError,
     Dataset,
     Utterance,
+    detect_layout,
     load_dataset,
+    speaker_hours,
     split_by_file,
-    validation_crops,
+    validation_batch,
 )
 from wavenet.ema import EMA
-from wavenet.model import WaveNet
+from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.sampler import generate
 
 log = logging.getLogger("wavenet.train")
 LN2 = math.log(2.0)
 
 
-def bits_per_sample(model: WaveNet, batch: torch.Tensor) -> torch.Tensor:
+def bits_per_sample(model: WaveNet, batch: Batch) -> torch.Tensor:
     """Mean cross-entropy in bits of the samples that have a full receptive field of context.
 
-    batch: (batch, receptive_field + n) int64 -> scalar tensor (differentiable).
+    batch: crops (batch, receptive_field + n) int64 and their conditioning -> scalar tensor
+    (differentiable).
     """
     r = distributed.unwrap(model).receptive_field
-    logits = model(batch)[:, :, r:]
-    return F.cross_entropy(logits.float(), batch[:, r:]) / LN2
+    logits = model(batch.audio, batch.speaker, batch.mel)[:, :, r:]
+    return F.cross_entropy(logits.float(), batch.audio[:, r:]) / LN2
 
 
 @torch.no_grad()
-def evaluate(model: WaveNet, crops: torch.Tensor, batch_size: int) -> float:
+def evaluate(model: WaveNet, crops: Batch, batch_size: int) -> float:
     """Validation bits/sample over fixed crops (n, length), weighted by predicted samples, in
     fp32; the model's train/eval mode is restored afterwards."""
     was_training = model.training
@@ -176,14 +182,35 @@ def truncate_metrics(path: Path, step: int) -> None:
         checkpoint.atomic_write(path, "".join(f"{line}\n" for line in kept).encode())
 
 
-def write_data_report(path: Path, root: str, dataset: Dataset, train_set: list[Utterance],
-                      val_set: list[Utterance]) -> None:
-    """data_report.json: the files used (train / validation) and the files skipped, with why."""
-    report = {"root": str(root), "sample_rate": dataset.sample_rate,
+def write_data_report(path: Path, root: str, layout: str, dataset: Dataset,
+                      train_set: list[Utterance], val_set: list[Utterance]) -> None:
+    """data_report.json: the layout, hours per speaker, the files used (train / validation) and
+    the files skipped, with why."""
+    rate = dataset.sample_rate
+    report = {"root": str(root), "layout": layout, "sample_rate": rate,
+              "hours": round(sum(speaker_hours(dataset.utterances, rate).values()), 5),
+              "hours_per_speaker": {
+                  "train": {k: round(v, 5) for k, v in speaker_hours(train_set, rate).items()},
+                  "validation": {k: round(v, 5) for k, v in speaker_hours(val_set, rate).items()},
+              },
               "train": [u.name for u in train_set],
               "validation": [u.name for u in val_set],
               "skipped": [{"file": name, "reason": reason} for name, reason in dataset.skipped]}
     checkpoint.atomic_write(path, (json.dumps(report, indent=1) + "\n").encode())
+
+
+def speaker_table(mc: WaveNetConfig, dataset: Dataset, root: str, layout: str) -> list[str]:
+    """The speaker names of a speaker-conditioned model (id = position, sorted); [] when
+    model.speaker_channels is 0. DataError when some file has no speaker label."""
+    if not mc.speaker_channels:
+        return []
+    unlabelled = [u.name for u in dataset.utterances if not u.speaker]
+    if unlabelled:
+        raise DataError(f"{root}: model.speaker_channels={mc.speaker_channels} needs a speaker "
+                        f"for every file, but layout {layout} gives none for "
+                        f"{len(unlabelled)} files (first: {unlabelled[0]}); use a metadata.csv "
+                        f"with a speaker column or VCTK folders, or model.speaker_channels=0")
+    return sorted({u.speaker for u in dataset.utterances})
 
 
 def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
@@ -236,13 +263,14 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
         log.warning("this GPU has no bfloat16: training in fp32")
         precision = "fp32"
 
-    model = WaveNet(mc)
-    r = model.receptive_field
+    r = mc.receptive_field
     # Rank 0 decodes the data first and fills the cache; the other ranks then read the cache.
     if not world.main:
         world.barrier()
+    layout = detect_layout(dc.root) if dc.layout == "auto" else dc.layout
     dataset = load_dataset(dc.root, dc.sample_rate, dc.trim_db, min_samples=r + 1,
-                           cache_dir=dc.cache_dir, progress=tc.progress and world.main)
+                           cache_dir=dc.cache_dir, progress=tc.progress and world.main,
+                           layout=layout)
     if world.main:
         world.barrier()
     for name, reason in dataset.skipped:
@@ -250,12 +278,19 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
     train_set, val_set = split_by_file(dataset.utterances, dc.val_fraction)
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_data_report(run_dir / "data_report.json", dc.root, dataset, train_set, val_set)
+        write_data_report(run_dir / "data_report.json", dc.root, layout, dataset, train_set,
+                          val_set)
     if not val_set:
         val_set = train_set  # val_fraction=0: report fit to the training data
-    crops = CropSampler(train_set, r + dc.crop, mc.classes, seed=tc.seed, rank=world.rank,
-                        world_size=world.size)
-    val_batch = validation_crops(val_set, r + dc.crop, dc.val_crops, mc.classes).to(device)
+    speakers = speaker_table(mc, dataset, dc.root, layout)
+    model = WaveNet(mc, speakers=len(speakers))
+    cond = Conditioning({name: i for i, name in enumerate(speakers)} if speakers else None,
+                        mc.mel, dc.sample_rate)
+    # With a mel, crops are whole hops: the crop is rounded up to the next multiple.
+    length = math.ceil((r + dc.crop) / cond.hop) * cond.hop
+    crops = CropSampler(train_set, length, mc.classes, seed=tc.seed, rank=world.rank,
+                        world_size=world.size, cond=cond)
+    val_batch = validation_batch(val_set, length, dc.val_crops, mc.classes, cond).to(device)
     log.info("data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio; "
              "see data_report.json",
              len(dataset.utterances), len(train_set), len(val_set), len(dataset.skipped),
@@ -268,6 +303,11 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
     log.info("model: %.2f M parameters, receptive field %d samples (%.1f ms); "
              "bigram baseline %.3f bits/sample on validation",
              sum(p.numel() for p in model.parameters()) / 1e6, r, 1000 * r / dc.sample_rate, bigram)
+    if speakers:
+        log.info("speaker conditioning: %d speakers (%s)", len(speakers), ", ".join(speakers))
+    if mc.mel.enabled:
+        log.info("mel conditioning: %d bands, hop %d, upsampling %s to %d channels",
+                 mc.mel.n_mels, mc.mel.hop_length, mc.mel.upsample, mc.mel.channels)
     log.info("scale: %d process(es) on %s, %s, %d crops per step (batch %d x accumulate %d x "
              "%d), EMA %s%s", world.size, device, precision,
              tc.batch_size * tc.accumulate * world.size, tc.batch_size, tc.accumulate,
@@ -305,10 +345,12 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
         raise found
     if found is not None:
         ckpt: dict = found
-        if ckpt["model_config"] != asdict(mc):
+        saved = asdict(WaveNetConfig(**ckpt["model_config"]))
+        if saved != asdict(mc) or checkpoint.speakers(ckpt) != speakers:
             raise checkpoint.CheckpointError(
-                f"{resume_path}: model {ckpt['model_config']} differs from the configured "
-                f"{asdict(mc)}; use another hydra.run.dir or train.resume=never")
+                f"{resume_path}: model {saved} with speakers {checkpoint.speakers(ckpt)} differs "
+                f"from the configured {asdict(mc)} with {speakers}; use another hydra.run.dir "
+                f"or train.resume=never")
         # `model` holds the EMA when `train_model` is there (see save below).
         model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -351,7 +393,8 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
         # EMA and `train_model` the raw weights; otherwise `model` is raw and `ema` holds the EMA.
         payload = {
             "model": eval_model.state_dict(), "model_config": asdict(mc),
-            "sample_rate": dc.sample_rate, "classes": mc.classes, "config": resolved,
+            "sample_rate": dc.sample_rate, "classes": mc.classes, "speakers": speakers,
+            "config": resolved,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "crops": crops.state_dict(), "torch_rng": torch.get_rng_state(),
             "step": step, "best_val_bits": None if math.isinf(best) else best,
@@ -385,7 +428,7 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
         while step < tc.max_steps:
             # One draw per optimizer step, split into micro-batches: batch b x accumulate k
             # trains on exactly the crops of batch k*b x accumulate 1, in the same order.
-            micro = crops.sample(tc.batch_size * tc.accumulate).to(device, non_blocking=True)
+            micro = crops.draw(tc.batch_size * tc.accumulate).to(device, non_blocking=True)
             micro = micro.split(tc.batch_size)
             optimizer.zero_grad(set_to_none=True)
             problem, bits = None, 0.0
@@ -424,7 +467,7 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                 if ema is not None:
                     ema.update(model)
                 step += 1
-                seen += world.size * sum(b.shape[0] for b in micro) * (micro[0].shape[1] - r)
+                seen += world.size * sum(len(b) for b in micro) * (length - r)
                 bar.update(1)
                 bar.set_postfix(bits=f"{bits:.3f}")
 
@@ -460,11 +503,18 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                         gen = torch.Generator().manual_seed(tc.seed + step)
                         sampler_model = eval_model if device.type == "cpu" else (
                             copy.deepcopy(eval_model).cpu())
-                        audio = torch.cat(list(generate(sampler_model, n, generator=gen,
-                                                        temperature=tc.sample_temperature)), dim=1)
+                        first = val_batch.split(1)[0].to("cpu")
+                        speaker, mel = first.speaker, None
+                        if first.mel is not None:  # copy synthesis of the first validation crop
+                            c = mc.mel.context
+                            mel = first.mel[:, :, c:c + min(n // cond.hop, length // cond.hop)]
+                            n = None
+                        audio = torch.cat(list(generate(
+                            sampler_model, n, generator=gen, temperature=tc.sample_temperature,
+                            speaker=speaker, mel=mel)), dim=1)
                         write_wav(run_dir / "samples" / f"step_{step:07d}.wav", audio[0],
                                   dc.sample_rate, mc.classes)
-                        real = mulaw.decode(val_batch[0], mc.classes)
+                        real = mulaw.decode(first.audio[0], mc.classes)
                         fake = mulaw.decode(audio[0], mc.classes)
                         if board is not None:
                             board.add_audio("sample", fake[None], step, dc.sample_rate)
