@@ -24,13 +24,14 @@ from wavenet import checkpoint, mulaw
 from wavenet.baseline import unigram_bits_per_sample
 from wavenet.cli import parse_key_values, run_tool
 from wavenet.data import Utterance, load_dataset
+from wavenet.features import log_mel, pad_frames, usable_samples
 from wavenet.model import WaveNet
 
 LN2 = math.log(2.0)
 
 USAGE = """usage: wavenet-evaluate checkpoint=PATH data.root=DIR [batch=8] [chunk=65536]
                         [json_out=FILE | --json-out FILE] [progress=true] [threads=0]
-                        [data.trim_db=null] [data.cache_dir=null]
+                        [data.layout=auto] [data.trim_db=null] [data.cache_dir=null]
 Prints one JSON line: bits_per_sample, per_speaker, samples, files, uniform_bits_per_sample,
 unigram_bits_per_sample (and checkpoint, step, data_root)."""
 
@@ -38,6 +39,7 @@ unigram_bits_per_sample (and checkpoint, step, data_root)."""
 @dataclass
 class EvalDataConfig:
     root: str = MISSING  # folder of wav/flac/ogg files (recursive) or with a metadata.csv
+    layout: str = "auto"  # auto, folder, metadata, ljspeech or vctk (see wavenet.data)
     trim_db: float | None = None  # trim edge frames quieter than this (dB below the peak)
     cache_dir: str | None = None  # decoded-audio cache (default ~/.cache/wavenet)
 
@@ -72,13 +74,18 @@ def chunk_windows(length: int, chunk: int, context: int) -> list[tuple[int, int,
 
 @torch.no_grad()
 def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk: int = 65536,
-             progress: bool = False) -> dict:
+             progress: bool = False, speakers: list[str] | None = None,
+             sample_rate: int = 16000) -> dict:
     """Negative log-likelihood in bits per μ-law sample of `utterances` under `model`.
 
     utterances: their .audio is (time,) float in [-1, 1] at the model's sample rate; each is
     μ-law encoded with the model's classes and scored at every position t >= 1, exactly as one
     forward pass over the whole file would score it. Files with fewer than 2 samples have no
     scored position and are not counted. Runs on the model's device; float64 accumulation.
+
+    Conditioned models: `speakers` is the checkpoint's speaker table (each utterance's speaker
+    must be in it); a mel-conditioned model hears the log-mel of each file (at `sample_rate`),
+    and files are scored over whole hops (the mel describes nothing beyond the last one).
 
     Returns {"bits_per_sample": float, "per_speaker": {speaker: float}, "samples": int (scored
     positions), "files": int, "uniform_bits_per_sample": log2(classes),
@@ -89,7 +96,20 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     classes = model.config.classes
-    seqs = [mulaw.encode(u.audio, classes) for u in utterances]
+    mel_cfg = model.config.mel if model.upsampler is not None else None
+    audios = [u.audio[: usable_samples(len(u.audio), mel_cfg)] if mel_cfg else u.audio
+              for u in utterances]
+    seqs = [mulaw.encode(a, classes) for a in audios]
+    ids = None
+    if model.speaker_embed is not None:
+        unknown = sorted({u.speaker for u in utterances} - set(speakers or []))
+        if unknown:
+            raise ValueError(f"speaker {unknown[0]!r} is not in the checkpoint's speaker table "
+                             f"({', '.join(speakers or [])})")
+        ids = torch.tensor([speakers.index(u.speaker) for u in utterances])
+    mels = None
+    if mel_cfg is not None:
+        mels = [pad_frames(log_mel(a, sample_rate, mel_cfg), mel_cfg.context) for a in audios]
     used = [i for i, s in enumerate(seqs) if s.numel() >= 2]
     if not used:
         raise ValueError(f"nothing to score: {len(utterances)} utterances, none with >= 2 samples")
@@ -114,8 +134,14 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
                 x[row, : end - start] = seqs[i][start:end]
                 mask[row, first - start : end - start] = True
             x, mask = x.to(device), mask.to(device)
+            speaker = ids[[w[0] for w in group]].to(device) if ids is not None else None
+            local = None
+            if mels is not None:
+                local = torch.stack([window_features(model, mels[i], start, end, width)
+                                     for i, start, _, end in group])
             # Right padding cannot reach earlier positions (the model is causal); it is masked.
-            nll = F.cross_entropy(model(x), x, reduction="none").double() * mask
+            logits = model.run(x, speaker=speaker, local=local)[0]
+            nll = F.cross_entropy(logits, x, reduction="none").double() * mask
             totals.index_add_(0, torch.tensor([w[0] for w in group]), nll.sum(dim=1).cpu())
             bar.update(int(mask.sum()))
     model.train(was_training)
@@ -135,6 +161,20 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
     }
 
 
+def window_features(model: WaveNet, mel: torch.Tensor, start: int, end: int,
+                    width: int) -> torch.Tensor:
+    """Upsampled features of samples start..end-1 of a file, zero-padded to `width`.
+
+    mel: the file's (n_mels, frames + 2 * context) padded log-mel. Only the frames around the
+    window are upsampled: equal to slicing the whole file's features (see `Upsampler`).
+    """
+    hop, context = model.config.mel.hop_length, model.config.mel.context
+    first, last = start // hop, -(-end // hop)
+    frames = mel[:, first:last + 2 * context].to(model.embed.weight.device)
+    feats = model.upsample(frames[None])[0, :, start - first * hop:end - first * hop]
+    return F.pad(feats, (0, width - feats.shape[-1]))
+
+
 def run(cfg: EvaluateConfig) -> dict:
     """Load the checkpoint and the dataset, evaluate, write `cfg.json_out`; returns the result."""
     if cfg.threads:
@@ -147,10 +187,12 @@ def run(cfg: EvaluateConfig) -> dict:
         raise checkpoint.CheckpointError(f"{cfg.checkpoint}: cannot build the model ({reason})"
                                          ) from e
     dataset = load_dataset(cfg.data.root, ckpt["sample_rate"], cfg.data.trim_db, min_samples=2,
-                           cache_dir=cfg.data.cache_dir, progress=cfg.progress)
+                           cache_dir=cfg.data.cache_dir, progress=cfg.progress,
+                           layout=cfg.data.layout)
     for name, reason in dataset.skipped:
         print(f"wavenet-evaluate: skipped {name}: {reason}", file=sys.stderr)
-    result = evaluate(model, dataset.utterances, cfg.batch, cfg.chunk, cfg.progress)
+    result = evaluate(model, dataset.utterances, cfg.batch, cfg.chunk, cfg.progress,
+                      checkpoint.speakers(ckpt), ckpt["sample_rate"])
     result = {
         **{k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()},
         "per_speaker": {k: round(v, 5) for k, v in result["per_speaker"].items()},
