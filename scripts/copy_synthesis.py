@@ -1,0 +1,130 @@
+"""Copy-synthesis quality of a vocoder on a run's held-out files; one JSON line per system.
+
+    python scripts/copy_synthesis.py --vocoder runs/vocoder_asterisk4/checkpoints/best.pt \
+        --run runs/vocoder_asterisk4 --baseline data/pretrained/asterisk4-small.pt --out /tmp/cs
+
+Every validation file of the run (data_report.json: never trained on) is cut to whole mel hops
+and compared, with wavenet.quality's mel-cepstral distortion and log-mel distance, against:
+  vocoder       the vocoder re-synthesising it from its own log-mel (temperature --temperature)
+  unconditioned an unconditioned model's free output of the same length (--baseline): the
+                distance of speech-like audio that does not follow the mel
+  mulaw         the original quantised to 8-bit μ-law and back: the floor of any 8-bit model
+Figures are means over files, weighted by frames. --out keeps the first --keep files of each
+system as wavs. Files are batched (--batch, similar lengths together; the shorter rows' mels are
+padded with silence frames and their outputs cut back, which changes nothing before the cut).
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import soundfile as sf
+import torch
+
+from wavenet import checkpoint, mulaw
+from wavenet.data import read_audio
+from wavenet.features import SILENCE, log_mel, usable_samples
+from wavenet.quality import HOP, log_mel_distance, mel_cepstral_distortion
+from wavenet.sampler import generate
+
+
+def heldout(run: Path) -> list[Path]:
+    report = json.loads((run / "data_report.json").read_text())
+    return [Path(report["root"]) / name for name in report["validation"]]
+
+
+def synthesise(model, rate: int, audios: list[torch.Tensor], batch: int, temperature: float,
+               seed: int, conditioned: bool, threads: int) -> tuple[list[torch.Tensor], float]:
+    """Generated audio per input (same lengths) and the generation wall time in seconds."""
+    order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
+    outputs: list[torch.Tensor] = [torch.empty(0)] * len(audios)
+    gen = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for b in range(0, len(order), batch):
+        group = order[b:b + batch]
+        longest = max(len(audios[i]) for i in group)
+        mel = None
+        if conditioned:
+            cfg = model.config.mel
+            mels = [log_mel(audios[i], rate, cfg) for i in group]
+            frames = longest // cfg.hop_length
+            mel = torch.stack([torch.nn.functional.pad(m, (0, frames - m.shape[1]), value=SILENCE)
+                               for m in mels])
+        samples = None if conditioned else longest
+        out = torch.cat(list(generate(model, samples, len(group), temperature, generator=gen,
+                                      mel=mel, threads=threads)), dim=1)
+        for row, i in enumerate(group):
+            outputs[i] = mulaw.decode(out[row, :len(audios[i])], model.config.classes)
+    return outputs, time.perf_counter() - start
+
+
+def score(name: str, refs: list[torch.Tensor], tests: list[torch.Tensor], rate: int,
+          extra: dict) -> dict:
+    frames = [len(r) // HOP for r in refs]
+    total = sum(frames)
+    mcd = sum(f * mel_cepstral_distortion(r, t, rate) for f, r, t in zip(frames, refs, tests,
+                                                                         strict=True)) / total
+    lsd = sum(f * log_mel_distance(r, t, rate) for f, r, t in zip(frames, refs, tests,
+                                                                  strict=True)) / total
+    return {"system": name, "mcd_db": round(mcd, 3), "log_mel_distance_db": round(lsd, 3),
+            "files": len(refs), "seconds_of_audio": round(sum(map(len, refs)) / rate, 1), **extra}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vocoder", required=True, help="mel-conditioned checkpoint")
+    parser.add_argument("--run", required=True, help="run dir whose validation files to use")
+    parser.add_argument("--baseline", help="unconditioned checkpoint for the reference row")
+    parser.add_argument("--files", type=int, default=0, help="first N files only (0 = all)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", help="folder for example wavs")
+    parser.add_argument("--keep", type=int, default=3, help="example files per system")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    ckpt = checkpoint.load(args.vocoder)
+    vocoder = checkpoint.build_model(ckpt)
+    rate, cfg = ckpt["sample_rate"], vocoder.config.mel
+    if not cfg.enabled:
+        raise SystemExit(f"{args.vocoder}: not a mel-conditioned checkpoint")
+    paths = heldout(Path(args.run))[: args.files or None]
+    refs = []
+    for path in paths:
+        audio = read_audio(path, rate)
+        refs.append(audio[: usable_samples(len(audio), cfg)])
+    systems = {"mulaw": ([mulaw.decode(mulaw.encode(a, 256), 256) for a in refs], {})}
+    threads = args.threads or torch.get_num_threads()
+    voc, seconds = synthesise(vocoder, rate, refs, args.batch, args.temperature, args.seed, True,
+                              threads)
+    systems["vocoder"] = (voc, {"checkpoint": args.vocoder, "step": ckpt["step"],
+                                "train_wall_s": round(ckpt.get("wall_s", 0.0)),
+                                "generate_samples_per_s": round(sum(map(len, refs)) / seconds)})
+    if args.baseline:
+        base_ckpt = checkpoint.load(args.baseline)
+        base = checkpoint.build_model(base_ckpt)
+        out, seconds = synthesise(base, rate, refs, args.batch, args.temperature, args.seed,
+                                  False, threads)
+        systems["unconditioned"] = (out, {"checkpoint": args.baseline, "step": base_ckpt["step"],
+                                          "generate_samples_per_s":
+                                              round(sum(map(len, refs)) / seconds)})
+    for name, (tests, extra) in systems.items():
+        print(json.dumps(score(name, refs, tests, rate, extra)), flush=True)
+        if args.out:
+            folder = Path(args.out) / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for path, audio in list(zip(paths, tests, strict=True))[: args.keep]:
+                sf.write(folder / f"{path.stem}.wav", audio.numpy(), rate, subtype="PCM_16")
+    if args.out:
+        folder = Path(args.out) / "original"
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, audio in list(zip(paths, refs, strict=True))[: args.keep]:
+            sf.write(folder / f"{path.stem}.wav", audio.numpy(), rate, subtype="PCM_16")
+
+
+if __name__ == "__main__":
+    main()
