@@ -52,14 +52,14 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 def sample_hook(monkeypatch, action) -> list[int]:
     """Call action(n) before the n-th training batch is drawn (1-based); returns the call log."""
     calls: list[int] = []
-    original = CropSampler.sample
+    original = CropSampler.draw
 
-    def sample(self, batch):
+    def draw(self, batch):
         calls.append(len(calls) + 1)
         action(len(calls))
         return original(self, batch)
 
-    monkeypatch.setattr(CropSampler, "sample", sample)
+    monkeypatch.setattr(CropSampler, "draw", draw)
     return calls
 
 

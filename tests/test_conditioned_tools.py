@@ -1,0 +1,248 @@
+"""Speaker- and mel-conditioned models through the real tools: crops, training, the speaker table,
+copy synthesis from wav / .npy / .pt, evaluation, and the one-line errors."""
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from tools import run_tool
+
+from wavenet import checkpoint, mulaw
+from wavenet.config import PROJECT_DIR, register
+from wavenet.data import Conditioning, CropSampler, load_dataset, validation_batch
+from wavenet.features import MelConfig, log_mel, pad_frames, usable_samples
+
+TINY = ["model=tiny", "train=quick", "train.progress=false", "data.crop=500", "train.max_steps=6",
+        "train.val_every=3", "train.sample_seconds=0.05"]
+# A small mel analysis so the tiny model trains in seconds: 20 bands, 64-sample hop.
+MEL = ["model.mel.n_mels=20", "model.mel.n_fft=256", "model.mel.win_length=256",
+       "model.mel.hop_length=64", "model.mel.upsample=[8,8]", "model.mel.channels=8"]
+MEL_CFG = MelConfig(n_mels=20, n_fft=256, win_length=256, hop_length=64, upsample=[8, 8],
+                    channels=8)
+
+
+def cli(name: str, *args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
+    return run_tool(name, *args, cwd=cwd, ok=ok)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, demo_root) -> Path:
+    """Two speakers, two real utterances each, in the metadata.csv layout."""
+    root = tmp_path_factory.mktemp("labelled")
+    (root / "wavs").mkdir()
+    with open(demo_root / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    picked = [r for r in rows if r["speaker"] == "june"][:2] + \
+             [r for r in rows if r["speaker"] == "carlo"][:2]
+    for r in picked:
+        shutil.copy(demo_root / r["file"], root / r["file"])
+    with open(root / "metadata.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("file", "speaker"), *[(r["file"], r["speaker"]) for r in picked]])
+    return root
+
+
+@pytest.fixture(scope="module")
+def speaker_run(tmp_path_factory, labelled) -> Path:
+    run = tmp_path_factory.mktemp("speaker_run")
+    cli("wavenet-train", *TINY, "model.speaker_channels=4", f"data.root={labelled}",
+        f"hydra.run.dir={run}", cwd=run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def vocoder_run(tmp_path_factory, speech) -> Path:
+    run = tmp_path_factory.mktemp("vocoder_run")
+    cli("wavenet-train", *TINY, *MEL, f"data.root={speech}", f"hydra.run.dir={run}", cwd=run)
+    return run
+
+
+# ------------------------------------------------------------------------------------ crops
+
+
+def test_mel_crops_carry_the_frames_of_their_span(demo_root):
+    utts = load_dataset(demo_root).utterances[:6]
+    names = sorted({u.speaker for u in utts})
+    cond = Conditioning({n: i for i, n in enumerate(names)}, MEL_CFG, 16000)
+    sampler = CropSampler(utts, 640, seed=3, cond=cond)
+    batch = sampler.draw(12)
+    frames = 640 // 64 + 2 * MEL_CFG.context
+    assert batch.audio.shape == (12, 640) and batch.mel.shape == (12, 20, frames)
+    padded = [pad_frames(log_mel(u.audio, 16000, MEL_CFG), MEL_CFG.context) for u in utts]
+    for row in range(12):
+        # Find the crop in its utterance: it starts on a hop and its frames are that span's.
+        hits = []
+        for i, u in enumerate(utts):
+            enc = mulaw.encode(u.audio[: usable_samples(len(u.audio), MEL_CFG)], 256)
+            for start in range(0, len(enc) - 640 + 1, 64):
+                if torch.equal(enc[start:start + 640], batch.audio[row]):
+                    hits.append((i, start))
+        assert hits, "a crop must be a hop-aligned span of some utterance"
+        i, start = hits[0]
+        torch.testing.assert_close(batch.mel[row], padded[i][:, start // 64:start // 64 + frames])
+        assert batch.speaker[row] == cond.speakers[utts[i].speaker]
+    # The sampler state resumes the same conditioned draws.
+    state = sampler.state_dict()
+    again = CropSampler(utts, 640, seed=0, cond=cond)
+    again.load_state_dict(state)
+    a, b = sampler.draw(4), again.draw(4)
+    assert torch.equal(a.audio, b.audio) and torch.equal(a.mel, b.mel)
+    with pytest.raises(ValueError, match="multiple of the mel hop"):
+        CropSampler(utts, 650, cond=cond)
+
+
+def test_validation_batch_windows_match_their_frames(demo_root):
+    utts = load_dataset(demo_root).utterances[:3]
+    cond = Conditioning(None, MEL_CFG, 16000)
+    val = validation_batch(utts, 1280, 6, cond=cond)
+    assert val.speaker is None and val.mel.shape == (6, 20, 1280 // 64 + 4)
+    first = pad_frames(log_mel(utts[0].audio, 16000, MEL_CFG), MEL_CFG.context)
+    torch.testing.assert_close(val.mel[0], first[:, :24])
+    torch.testing.assert_close(val.mel[3], first[:, 20:44])  # the file's second window
+
+
+# --------------------------------------------------------------------------- speaker models
+
+
+def test_speaker_run_saves_its_table_and_hours_per_speaker(speaker_run, labelled):
+    ckpt = checkpoint.load(speaker_run / "checkpoints" / "last.pt")
+    assert ckpt["speakers"] == ["carlo", "june"]
+    assert checkpoint.build_model(ckpt).speaker_embed.num_embeddings == 2
+    report = json.loads((speaker_run / "data_report.json").read_text())
+    assert report["layout"] == "metadata"
+    hours = {**report["hours_per_speaker"]["train"]}
+    for name, h in report["hours_per_speaker"]["validation"].items():
+        hours[name] = hours.get(name, 0) + h
+    seconds = {"carlo": 0.0, "june": 0.0}
+    with open(labelled / "metadata.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            seconds[row["speaker"]] += sf.info(labelled / row["file"]).duration
+    for name, s in seconds.items():
+        assert hours[name] == pytest.approx(s / 3600, abs=2e-5)
+    assert report["hours"] == pytest.approx(sum(seconds.values()) / 3600, abs=2e-5)
+
+
+def test_generate_picks_speakers_by_name(speaker_run, tmp_path):
+    ckpt = speaker_run / "checkpoints" / "last.pt"
+    out = tmp_path / "one"
+    proc = cli("wavenet-generate", f"checkpoint={ckpt}", "speaker=june", "seconds=0.05",
+               "batch=2", f"out={out}", "progress=false", cwd=tmp_path)
+    paths = proc.stdout.split()
+    assert [Path(p).name for p in paths] == ["last_june_seed0_0.wav", "last_june_seed0_1.wav"]
+    # A list gives one speaker per file (batch follows the list); rows are conditioned on
+    # their own speaker, so the same seed gives different audio per speaker.
+    proc = cli("wavenet-generate", f"checkpoint={ckpt}", "speaker=[june,carlo]", "seconds=0.05",
+               f"out={tmp_path / 'two'}", "progress=false", "temperature=0", cwd=tmp_path)
+    names = [Path(p).name for p in proc.stdout.split()]
+    assert names == ["last_june_seed0_0.wav", "last_carlo_seed0_1.wav"]
+    june, carlo = (sf.read(p)[0] for p in proc.stdout.split())
+    assert len(june) == len(carlo) == 800 and not np.array_equal(june, carlo)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["speaker=anna"], r"unknown speaker 'anna'; this checkpoint knows carlo, june"),
+    ([], r"speaker-conditioned: pass speaker=NAME, one of carlo, june"),
+    (["speaker=[june,carlo]", "batch=3"], r"speaker lists 2 names but batch=3"),
+    (["speaker=june", "mel_from=x.wav"], r"has no mel conditioning"),
+])
+def test_speaker_errors_are_one_line(speaker_run, tmp_path, args, match):
+    proc = cli("wavenet-generate", f"checkpoint={speaker_run / 'checkpoints' / 'last.pt'}",
+               *args, "seconds=0.01", f"out={tmp_path}", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("wavenet-generate: error:")
+    assert re.search(match, proc.stderr), proc.stderr
+
+
+def test_speaker_conditioning_without_labels_is_a_one_line_error(speech, tmp_path):
+    proc = cli("wavenet-train", *TINY, "model.speaker_channels=4", f"data.root={speech}",
+               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2
+    assert "needs a speaker for every file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_speaker_checkpoint_is_evaluated_per_speaker(speaker_run, labelled, tmp_path):
+    proc = cli("wavenet-evaluate", f"checkpoint={speaker_run / 'checkpoints' / 'last.pt'}",
+               f"data.root={labelled}", "progress=false", cwd=tmp_path)
+    result = json.loads(proc.stdout)
+    assert sorted(result["per_speaker"]) == ["carlo", "june"]
+    assert 0 < result["bits_per_sample"] < 8.5
+
+
+# ---------------------------------------------------------------------------------- vocoder
+
+
+def test_vocoder_run_stores_its_mel_settings(vocoder_run):
+    ckpt = checkpoint.load(vocoder_run / "checkpoints" / "last.pt")
+    mel = ckpt["model_config"]["mel"]
+    assert (mel["n_mels"], mel["hop_length"], mel["upsample"]) == (20, 64, [8, 8])
+    assert ckpt["speakers"] == []
+    # The validation sample is a copy synthesis of the first validation crop.
+    assert sorted(p.name for p in (vocoder_run / "samples").glob("*.wav")) == [
+        "step_0000003.wav", "step_0000006.wav"]
+
+
+def test_copy_synthesis_from_wav_npy_and_pt_agree(vocoder_run, speech, tmp_path):
+    ckpt = vocoder_run / "checkpoints" / "last.pt"
+    wav = sorted(speech.glob("*.flac"))[0]
+    audio, rate = sf.read(wav, dtype="float32")
+    mel = log_mel(torch.from_numpy(audio), rate, MEL_CFG)
+    np.save(tmp_path / "mel.npy", mel.numpy())
+    torch.save(mel, tmp_path / "mel.pt")
+    outputs = []
+    for source in (wav, tmp_path / "mel.npy", tmp_path / "mel.pt"):
+        proc = cli("wavenet-generate", f"checkpoint={ckpt}", f"mel_from={source}", "seed=4",
+                   f"out={tmp_path / source.suffix[1:]}", "progress=false", cwd=tmp_path)
+        [path] = proc.stdout.split()
+        outputs.append(sf.read(path)[0])
+    assert len(outputs[0]) == len(audio) // 64 * 64  # as long as the mel: whole hops
+    assert np.array_equal(outputs[0], outputs[1]) and np.array_equal(outputs[0], outputs[2])
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda d: np.save(d / "bad.npy", np.zeros((13, 40), np.float32)),
+     r"bad.npy: has 13 mel bands .* expects 20"),
+    (lambda d: (d / "bad.npy").write_bytes(b"not numpy"), r"bad.npy: cannot read a mel tensor"),
+    (lambda d: torch.save({"mel": 1}, d / "bad.pt"), r"bad.pt: expected a float tensor"),
+    (lambda d: None, r"mel-conditioned vocoder: pass mel_from="),
+])
+def test_vocoder_errors_are_one_line(vocoder_run, tmp_path, make, match):
+    make(tmp_path)
+    bad = sorted(tmp_path.glob("bad.*"))
+    args = [f"mel_from={bad[0]}"] if bad else []
+    proc = cli("wavenet-generate", f"checkpoint={vocoder_run / 'checkpoints' / 'last.pt'}",
+               *args, f"out={tmp_path / 'out'}", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert re.search(match, proc.stderr), proc.stderr
+
+
+def test_vocoder_checkpoint_is_evaluated(vocoder_run, speech, tmp_path):
+    proc = cli("wavenet-evaluate", f"checkpoint={vocoder_run / 'checkpoints' / 'last.pt'}",
+               f"data.root={speech}", "progress=false", "chunk=3000", cwd=tmp_path)
+    result = json.loads(proc.stdout)
+    total = sum(len(sf.read(p)[0]) // 64 * 64 - 1 for p in speech.glob("*.flac"))
+    assert result["samples"] == total  # whole hops of every file, every position after the first
+
+
+# ---------------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("experiment,speaker_channels,n_mels", [
+    ("speaker_demo", 16, 0), ("vocoder_demo", 0, 80), ("vocoder_asterisk4", 0, 80)])
+def test_conditioning_experiments_compose(experiment, speaker_channels, n_mels):
+    register()
+    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={experiment}"]))
+    assert cfg.name == experiment
+    assert cfg.model.speaker_channels == speaker_channels
+    assert cfg.model.mel.n_mels == n_mels
