@@ -46,6 +46,7 @@ from wavenet.data import (
     validation_batch,
 )
 from wavenet.ema import EMA
+from wavenet.features import log_mel, usable_samples
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.sampler import generate
 
@@ -505,16 +506,17 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                             copy.deepcopy(eval_model).cpu())
                         first = val_batch.split(1)[0].to("cpu")
                         speaker, mel = first.speaker, None
-                        if first.mel is not None:  # copy synthesis of the first validation crop
-                            c = mc.mel.context
-                            mel = first.mel[:, :, c:c + min(n // cond.hop, length // cond.hop)]
+                        real = mulaw.decode(first.audio[0], mc.classes)
+                        if cond.mel is not None:  # copy synthesis of a validation file's start
+                            real = val_set[0].audio[:n]
+                            real = real[:max(usable_samples(len(real), mc.mel), cond.hop)]
+                            mel = log_mel(real, dc.sample_rate, mc.mel)[None]
                             n = None
                         audio = torch.cat(list(generate(
                             sampler_model, n, generator=gen, temperature=tc.sample_temperature,
                             speaker=speaker, mel=mel)), dim=1)
                         write_wav(run_dir / "samples" / f"step_{step:07d}.wav", audio[0],
                                   dc.sample_rate, mc.classes)
-                        real = mulaw.decode(first.audio[0], mc.classes)
                         fake = mulaw.decode(audio[0], mc.classes)
                         if board is not None:
                             board.add_audio("sample", fake[None], step, dc.sample_rate)
