@@ -246,3 +246,15 @@ def test_conditioning_experiments_compose(experiment, speaker_channels, n_mels):
     assert cfg.name == experiment
     assert cfg.model.speaker_channels == speaker_channels
     assert cfg.model.mel.n_mels == n_mels
+
+
+def test_conditioned_runs_resume(vocoder_run, speaker_run, speech, labelled, tmp_path):
+    """Same command, more steps: both conditioned runs continue from last.pt."""
+    for run, args in ((vocoder_run, [*MEL, f"data.root={speech}"]),
+                      (speaker_run, ["model.speaker_channels=4", f"data.root={labelled}"])):
+        copy = tmp_path / run.name
+        shutil.copytree(run, copy)
+        proc = cli("wavenet-train", *TINY, *args, "train.max_steps=8", f"hydra.run.dir={copy}",
+                   cwd=tmp_path)
+        assert "resumed from" in proc.stderr + proc.stdout
+        assert checkpoint.load(copy / "checkpoints" / "last.pt")["step"] == 8
