@@ -134,6 +134,12 @@ class Upsampler(nn.Module):
         self.pre = nn.Conv1d(mel.n_mels, mel.channels, 2 * mel.context + 1)
         self.stages = nn.ModuleList(nn.ConvTranspose1d(mel.channels, mel.channels, s, stride=s)
                                     for s in mel.upsample)
+        # Start as nearest-neighbour repetition: PyTorch's default init scales a transposed conv
+        # for overlapping taps, which with kernel = stride shrinks the features by ~30x a stage.
+        with torch.no_grad():
+            for stage in self.stages:
+                stage.weight.copy_(torch.eye(mel.channels)[:, :, None].expand_as(stage.weight))
+                stage.bias.zero_()
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """(batch, n_mels, frames + 2 * context) log-mel -> (batch, channels, frames * hop)."""
