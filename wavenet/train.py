@@ -214,6 +214,43 @@ def speaker_table(mc: WaveNetConfig, dataset: Dataset, root: str, layout: str) -
     return sorted({u.speaker for u in dataset.utterances})
 
 
+def write_sample(model: WaveNet, cfg: Config, run_dir: Path, step: int, val_batch: Batch,
+                 val_file: Utterance, board=None) -> None:
+    """samples/step_N.wav: `train.sample_seconds` generated on the CPU, and step_N.png: its
+    log-mel spectrogram beside real audio's (also to TensorBoard when `board` is given).
+
+    A speaker model speaks as the first validation crop's speaker; a vocoder re-synthesises the
+    start of `val_file` from its log-mel (the real audio drawn beside it is that start).
+    """
+    tc, dc, mc = cfg.train, cfg.data, cfg.model
+    n: int | None = int(tc.sample_seconds * dc.sample_rate)
+    if next(model.parameters()).device.type != "cpu":
+        model = copy.deepcopy(model).cpu()
+    first = val_batch.split(1)[0].to("cpu")
+    real = mulaw.decode(first.audio[0], mc.classes)
+    mel = None
+    if mc.mel.enabled:
+        real = val_file.audio[:n]
+        real = real[:max(usable_samples(len(real), mc.mel), mc.mel.hop_length)]
+        mel = log_mel(real, dc.sample_rate, mc.mel)[None]
+        n = None  # as long as the mel
+    gen = torch.Generator().manual_seed(tc.seed + step)
+    audio = torch.cat(list(generate(model, n, generator=gen, temperature=tc.sample_temperature,
+                                    speaker=first.speaker, mel=mel)), dim=1)
+    write_wav(run_dir / "samples" / f"step_{step:07d}.wav", audio[0], dc.sample_rate, mc.classes)
+    fake = mulaw.decode(audio[0], mc.classes)
+    if board is not None:
+        board.add_audio("sample", fake[None], step, dc.sample_rate)
+    try:
+        figure = plots.spectrograms_figure(real, fake, dc.sample_rate)
+    except ValueError as e:  # a sample too short to draw is no reason to stop
+        log.warning("no spectrogram at step %d: %s", step, e)
+        return
+    plots.save_figure(figure, run_dir / "samples" / f"step_{step:07d}.png")
+    if board is not None:
+        board.add_figure("spectrograms", figure, step)
+
+
 def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     """Train per `cfg`, writing into `run_dir`; returns the final metrics record.
 
@@ -500,34 +537,7 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                         save(ckpt_dir / "best.pt")
                     save_last()
                     if tc.sample_seconds:
-                        n = int(tc.sample_seconds * dc.sample_rate)
-                        gen = torch.Generator().manual_seed(tc.seed + step)
-                        sampler_model = eval_model if device.type == "cpu" else (
-                            copy.deepcopy(eval_model).cpu())
-                        first = val_batch.split(1)[0].to("cpu")
-                        speaker, mel = first.speaker, None
-                        real = mulaw.decode(first.audio[0], mc.classes)
-                        if cond.mel is not None:  # copy synthesis of a validation file's start
-                            real = val_set[0].audio[:n]
-                            real = real[:max(usable_samples(len(real), mc.mel), cond.hop)]
-                            mel = log_mel(real, dc.sample_rate, mc.mel)[None]
-                            n = None
-                        audio = torch.cat(list(generate(
-                            sampler_model, n, generator=gen, temperature=tc.sample_temperature,
-                            speaker=speaker, mel=mel)), dim=1)
-                        write_wav(run_dir / "samples" / f"step_{step:07d}.wav", audio[0],
-                                  dc.sample_rate, mc.classes)
-                        fake = mulaw.decode(audio[0], mc.classes)
-                        if board is not None:
-                            board.add_audio("sample", fake[None], step, dc.sample_rate)
-                        try:
-                            figure = plots.spectrograms_figure(real, fake, dc.sample_rate)
-                        except ValueError as e:  # a sample too short to draw is no reason to stop
-                            log.warning("no spectrogram at step %d: %s", step, e)
-                        else:
-                            plots.save_figure(figure, run_dir / "samples" / f"step_{step:07d}.png")
-                            if board is not None:
-                                board.add_figure("spectrograms", figure, step)
+                        write_sample(eval_model, cfg, run_dir, step, val_batch, val_set[0], board)
                         model.train()
                     plots.plot_learning_curves([run_dir], run_dir / "learning_curves.png")
                     clock = time.perf_counter()  # keep validation out of the throughput figure
