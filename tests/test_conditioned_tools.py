@@ -284,3 +284,31 @@ def test_the_shipped_vocoder_resynthesises_closer_than_free_babble(tmp_path, dem
     far = mel_cepstral_distortion(source, torch.from_numpy(babble[: len(resynth)]), rate)
     print(f"MCD: re-synthesis {near:.1f} dB, free output {far:.1f} dB")
     assert near < far - 5, (near, far)
+
+
+def test_conditioning_mismatches_are_one_line(speaker_run, vocoder_run, speech, labelled,
+                                              tmp_path):
+    speaker_ckpt = speaker_run / "checkpoints" / "last.pt"
+    cases = [
+        # Files whose speaker is not in the table cannot be scored.
+        ("wavenet-evaluate", [f"checkpoint={speaker_ckpt}", f"data.root={speech}"],
+         "speaker '' is not in the checkpoint's speaker table (carlo, june)"),
+        # A speaker for a model without speakers.
+        ("wavenet-generate", [f"checkpoint={vocoder_run / 'checkpoints' / 'last.pt'}",
+                              "speaker=june", f"mel_from={sorted(speech.glob('*.flac'))[0]}"],
+         "has no speaker conditioning; drop speaker="),
+    ]
+    for tool, args, match in cases:
+        proc = cli(tool, *args, "progress=false", cwd=tmp_path, ok=False)
+        assert proc.returncode == 2 and match in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    # Resuming a speaker run with another speaker table (other data) is refused.
+    copy = tmp_path / "run"
+    shutil.copytree(speaker_run, copy)
+    other = tmp_path / "other"
+    shutil.copytree(labelled, other)
+    meta = (other / "metadata.csv").read_text().replace(",june", ",anna")
+    (other / "metadata.csv").write_text(meta)
+    proc = cli("wavenet-train", *TINY, "model.speaker_channels=4", f"data.root={other}",
+               "train.max_steps=8", f"hydra.run.dir={copy}", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "with speakers ['carlo', 'june'] differs" in proc.stderr
