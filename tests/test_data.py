@@ -20,13 +20,13 @@ from wavenet.data import (
     CropSampler,
     DataError,
     Utterance,
-    find_audio,
     load_dataset,
     read_audio,
     split_by_file,
     trim_silence,
     validation_crops,
 )
+from wavenet.layouts import find_audio
 
 SR = 16000
 

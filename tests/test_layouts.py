@@ -1,4 +1,4 @@
-"""Tests for wavenet.data's dataset layouts: detection, file lists, speakers and speaker hours.
+"""Tests for wavenet.layouts (dataset layouts: detection, file lists, speakers) and speaker hours.
 
 Every fixture is a small copy of real demo speech (data/demo/wavs/*.flac) arranged as the layout
 expects, with .wav written where the real dataset ships .wav.
@@ -13,15 +13,8 @@ import soundfile as sf
 import torch
 
 from wavenet import data
-from wavenet.data import (
-    LAYOUTS,
-    DataError,
-    detect_layout,
-    find_audio,
-    load_dataset,
-    read_audio,
-    speaker_hours,
-)
+from wavenet.data import load_dataset, read_audio, speaker_hours
+from wavenet.layouts import LAYOUTS, DataError, detect_layout, find_audio
 
 SR = 16000  # the demo files' rate, so decoding keeps every sample
 

@@ -13,7 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from wavenet.data import LAYOUTS
+from wavenet.layouts import LAYOUTS
 from wavenet.model import WaveNetConfig
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent

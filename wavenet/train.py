@@ -39,7 +39,6 @@ from wavenet.data import (
     DataError,
     Dataset,
     Utterance,
-    detect_layout,
     load_dataset,
     speaker_hours,
     split_by_file,
@@ -47,6 +46,7 @@ from wavenet.data import (
 )
 from wavenet.ema import EMA
 from wavenet.features import log_mel, usable_samples
+from wavenet.layouts import detect_layout
 from wavenet.model import WaveNet, WaveNetConfig
 from wavenet.sampler import generate
 
