@@ -16,7 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from wavenet import checkpoint, train
+from wavenet import checkpoint, resume, train
 from wavenet.config import PROJECT_DIR, register
 from wavenet.data import CropSampler
 
@@ -65,9 +65,9 @@ def sample_hook(monkeypatch, action) -> list[int]:
 
 def test_checkpoint_schedule_fires_on_steps_or_minutes():
     now = [0.0]
-    by_steps = train.CheckpointSchedule(every=3, minutes=0, clock=lambda: now[0])
+    by_steps = resume.CheckpointSchedule(every=3, minutes=0, clock=lambda: now[0])
     assert [s for s in range(1, 10) if by_steps.due(s)] == [3, 6, 9]
-    by_time = train.CheckpointSchedule(every=0, minutes=0.5, clock=lambda: now[0])
+    by_time = resume.CheckpointSchedule(every=0, minutes=0.5, clock=lambda: now[0])
     now[0] = 29.0
     assert not by_time.due(1)
     now[0] = 30.0
@@ -75,7 +75,7 @@ def test_checkpoint_schedule_fires_on_steps_or_minutes():
     by_time.saved()
     now[0] = 59.0
     assert not by_time.due(3)
-    assert not train.CheckpointSchedule(every=0, minutes=0).due(100)
+    assert not resume.CheckpointSchedule(every=0, minutes=0).due(100)
 
 
 def test_defaults_lose_under_a_minute_on_the_demo_config():
@@ -134,7 +134,7 @@ def test_resume_after_a_crash_is_exact(tmp_path, speech, monkeypatch):
 def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, signum, exit_code):
     before = signal.getsignal(signum)
     sample_hook(monkeypatch, lambda n: n == 5 and signal.raise_signal(signum))
-    with pytest.raises(train.Interrupted) as stop:
+    with pytest.raises(resume.Interrupted) as stop:
         run(tmp_path, speech)
     assert stop.value.exit_code == exit_code
     assert "step 5" in str(stop.value)
@@ -261,9 +261,9 @@ def test_unreadable_file_is_skipped_and_reported(tmp_path, speech, monkeypatch):
 def test_truncate_metrics_drops_later_and_torn_lines(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"st')
-    train.truncate_metrics(path, 2)
+    resume.truncate_metrics(path, 2)
     assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
-    train.truncate_metrics(path, 0)
+    resume.truncate_metrics(path, 0)
     assert path.read_text() == ""
 
 

@@ -12,7 +12,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -48,6 +47,13 @@ from wavenet.ema import EMA
 from wavenet.features import log_mel, usable_samples
 from wavenet.layouts import detect_layout
 from wavenet.model import WaveNet, WaveNetConfig
+from wavenet.resume import (
+    CheckpointSchedule,
+    Interrupted,
+    StopSignals,
+    TrainState,
+    truncate_metrics,
+)
 from wavenet.sampler import generate
 
 log = logging.getLogger("wavenet.train")
@@ -107,80 +113,8 @@ def tensorboard_writer(log_dir: Path):
     return SummaryWriter(log_dir=str(log_dir))
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped training after last.pt was saved; exit with `exit_code`."""
-
-    def __init__(self, signum: int, step: int, path: Path):
-        self.exit_code = 130 if signum == signal.SIGINT else 0
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; "
-                         f"checkpoint saved to {path}")
-
-
 class TrainingStopped(RuntimeError):
     """Training cannot go on (non-finite losses in a row); str() is one line."""
-
-
-class StopSignals:
-    """While active, SIGINT and SIGTERM set `received` instead of stopping the process at once.
-
-    The loop checks `received` at the end of each step, so it saves a checkpoint and exits
-    between steps, never in the middle of one or of a checkpoint write. A second SIGINT raises
-    KeyboardInterrupt as usual, for when the user will not wait. The previous handlers are
-    restored on exit. Outside the main thread (where Python cannot set handlers) it does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGINT and self.received == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-        log.warning("%s received: stopping after this step", signal.Signals(signum).name)
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
-class CheckpointSchedule:
-    """When last.pt is due: every `every` steps or `minutes` of wall-clock time since the last
-    save, whichever comes first; 0 turns either trigger off."""
-
-    def __init__(self, every: int, minutes: float, clock=time.monotonic):
-        self.every, self.seconds, self.clock = every, 60.0 * minutes, clock
-        self.last_time = clock()
-
-    def due(self, step: int) -> bool:
-        return bool((self.every and step % self.every == 0)
-                    or (self.seconds and self.clock() - self.last_time >= self.seconds))
-
-    def saved(self) -> None:
-        self.last_time = self.clock()
-
-
-def truncate_metrics(path: Path, step: int) -> None:
-    """Keep metrics.jsonl records of steps <= `step` (a resumed run logs the later ones again)
-    and drop lines a killed process left unreadable. Rewritten atomically, only if needed."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    kept = []
-    for line in lines:
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (ValueError, KeyError, TypeError):
-            pass
-    if kept != lines:
-        checkpoint.atomic_write(path, "".join(f"{line}\n" for line in kept).encode())
 
 
 def write_data_report(path: Path, root: str, layout: str, dataset: Dataset,
@@ -356,11 +290,12 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
         s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio, tc.lr_schedule))
     # Only rank 0 validates and saves, so only rank 0 keeps the average.
-    ema = EMA(model, tc.ema_decay) if tc.ema_decay and world.main else None
+    state = TrainState(model, optimizer, scheduler, crops,
+                       EMA(model, tc.ema_decay) if tc.ema_decay and world.main else None,
+                       tc.ema_eval)
 
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
-    step, best = 0, math.inf
     wall_before, started = 0.0, time.perf_counter()
 
     def wall_s() -> float:
@@ -389,30 +324,14 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                 f"{resume_path}: model {saved} with speakers {checkpoint.speakers(ckpt)} differs "
                 f"from the configured {asdict(mc)} with {speakers}; use another hydra.run.dir "
                 f"or train.resume=never")
-        # `model` holds the EMA when `train_model` is there (see save below).
-        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        crops.load_state_dict(ckpt["crops"])
-        torch.set_rng_state(ckpt["torch_rng"].cpu())
-        if ema is not None:
-            if ckpt.get("ema"):
-                in_model = "train_model" in ckpt
-                ema.load_state_dict({"weights": ckpt["model"] if in_model
-                                     else ckpt["ema"]["weights"],
-                                     "updates": ckpt["ema"]["updates"]})
-            else:  # the run had no EMA so far: start it from the resumed weights
-                ema = EMA(model, tc.ema_decay)
-        step, best = ckpt["step"], ckpt.get("best_val_bits") or math.inf
+        state.load_state_dict(ckpt, tc.ema_decay)
         wall_before = ckpt.get("wall_s", 0.0)
-        log.info("resumed from %s at step %d", resume_path, step)
+        log.info("resumed from %s at step %d", resume_path, state.step)
         del found, ckpt
     else:
         log.info("starting from step 0")
     if world.main:
-        truncate_metrics(run_dir / "metrics.jsonl", step)
-    # Validation, best.pt, samples and the checkpoint's `model` use these weights.
-    eval_model = ema.module if ema is not None and tc.ema_eval else model
+        truncate_metrics(run_dir / "metrics.jsonl", state.step)
 
     # The module the training step runs: DDP (gradient all-reduce) and/or compiled.
     ddp = None
@@ -423,33 +342,17 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
     if tc.compile:
         net = torch.compile(net)
 
-    saved_step = step if resume_path == last_path and step else None
+    saved_step = state.step if resume_path == last_path and state.step else None
 
     def save(path: Path) -> None:
-        # Plain module state dicts (never DDP's or torch.compile's wrappers), so wavenet-generate
-        # and wavenet-evaluate read `model` as it is. With the EMA on and ema_eval, `model` is the
-        # EMA and `train_model` the raw weights; otherwise `model` is raw and `ema` holds the EMA.
-        payload = {
-            "model": eval_model.state_dict(), "model_config": asdict(mc),
-            "sample_rate": dc.sample_rate, "classes": mc.classes, "speakers": speakers,
-            "config": resolved,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "crops": crops.state_dict(), "torch_rng": torch.get_rng_state(),
-            "step": step, "best_val_bits": None if math.isinf(best) else best,
-            "wall_s": wall_s(),
-        }
-        if ema is not None:
-            if eval_model is model:
-                payload["ema"] = ema.state_dict()
-            else:
-                payload["train_model"] = model.state_dict()
-                payload["ema"] = {"updates": ema.updates}
-        checkpoint.save(path, payload)
+        checkpoint.save(path, {
+            "model_config": asdict(mc), "sample_rate": dc.sample_rate, "classes": mc.classes,
+            "speakers": speakers, "config": resolved, **state.state_dict(), "wall_s": wall_s()})
 
     def save_last() -> None:
         nonlocal saved_step
         save(last_path)
-        saved_step = step
+        saved_step = state.step
         schedule.saved()
 
     schedule = CheckpointSchedule(tc.checkpoint_every, tc.checkpoint_minutes)
@@ -457,13 +360,13 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
     board = (tensorboard_writer(run_dir / "tensorboard")
              if cfg.logger == "tensorboard" and world.main else None)
     model.train()
-    bar = tqdm(total=tc.max_steps, initial=step, unit="step",
+    bar = tqdm(total=tc.max_steps, initial=state.step, unit="step",
                disable=not (tc.progress and world.main), dynamic_ncols=True, file=sys.stderr)
     record: dict = {}
     bad = 0  # non-finite steps in a row
     seen, clock = 0, time.perf_counter()
     with StopSignals() as signals, metrics, bar:
-        while step < tc.max_steps:
+        while state.step < tc.max_steps:
             # One draw per optimizer step, split into micro-batches: batch b x accumulate k
             # trains on exactly the crops of batch k*b x accumulate 1, in the same order.
             micro = crops.draw(tc.batch_size * tc.accumulate).to(device, non_blocking=True)
@@ -490,21 +393,22 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                 # Skip the update: weights, optimizer and schedule stay at the last good step.
                 bad += 1
                 log.warning("step %d: non-finite %s, update skipped (%d in a row)",
-                            step + 1, problem, bad)
+                            state.step + 1, problem, bad)
                 if bad >= tc.max_bad_steps:
                     if world.main:
                         save_last()
                     raise TrainingStopped(
                         f"{bad} steps in a row with a non-finite loss or gradient (last: "
-                        f"{problem}) after step {step}: stopped; the last good state is in "
+                        f"{problem}) after step {state.step}: stopped; the last good state is in "
                         f"{last_path}; try a lower train.lr")
             else:
                 bad = 0
                 optimizer.step()
                 scheduler.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
+                if state.ema is not None:
+                    state.ema.update(model)
+                state.step += 1
+                step = state.step  # the step just taken, for the figures and files below
                 seen += world.size * sum(len(b) for b in micro) * (length - r)
                 bar.update(1)
                 bar.set_postfix(bits=f"{bits:.3f}")
@@ -518,7 +422,7 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                               "lr": scheduler.get_last_lr()[0],
                               "samples_per_s": round(seen / (now - clock), 1)}
                     if validate and world.main:
-                        val_bits = evaluate(eval_model, val_batch, tc.batch_size)
+                        val_bits = evaluate(state.eval_model, val_batch, tc.batch_size)
                         record["val_bits"] = round(val_bits, 5)
                         record["bigram_val_bits"] = round(bigram, 5)
                         bar.write(f"step {step}: train {bits:.3f}, validation "
@@ -532,12 +436,13 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
                                     board.add_scalar(key, value, step)
                     seen, clock = 0, time.perf_counter()
                 if validate and world.main:
-                    if record["val_bits"] < best:
-                        best = record["val_bits"]
+                    if record["val_bits"] < state.best:
+                        state.best = record["val_bits"]
                         save(ckpt_dir / "best.pt")
                     save_last()
                     if tc.sample_seconds:
-                        write_sample(eval_model, cfg, run_dir, step, val_batch, val_set[0], board)
+                        write_sample(state.eval_model, cfg, run_dir, step, val_batch, val_set[0],
+                                     board)
                         model.train()
                     plots.plot_learning_curves([run_dir], run_dir / "learning_curves.png")
                     clock = time.perf_counter()  # keep validation out of the throughput figure
@@ -546,11 +451,11 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
             # Every rank stops at the same step, whichever of them got the signal.
             if world.any_true(signals.received is not None):
                 signum = signals.received or signal.SIGTERM
-                if world.main and saved_step != step:
+                if world.main and saved_step != state.step:
                     save_last()
                 log.info("stopped by %s at step %d; resume with the same command",
-                         signal.Signals(signum).name, step)
-                raise Interrupted(signum, step, last_path)
+                         signal.Signals(signum).name, state.step)
+                raise Interrupted(signum, state.step, last_path)
     if board is not None:
         board.close()
     if world.size > 1:
@@ -559,7 +464,7 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
             raise RuntimeError(f"ranks ended with different weights: {digests}")
         log.info("all %d ranks hold identical weights (sha256 %s)", world.size, digests[0])
     log.info("done: step %d, best validation %.3f bits/sample; checkpoints in %s",
-             step, best, ckpt_dir)
+             state.step, state.best, ckpt_dir)
     return record
 
 
