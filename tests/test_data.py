@@ -18,7 +18,6 @@ import torchaudio.functional as AF
 from wavenet import data
 from wavenet.data import (
     CropSampler,
-    DataError,
     Utterance,
     load_dataset,
     read_audio,
@@ -26,6 +25,7 @@ from wavenet.data import (
     trim_silence,
     validation_crops,
 )
+from wavenet.errors import DataError
 from wavenet.layouts import find_audio
 
 SR = 16000

@@ -14,7 +14,8 @@ import torch
 
 from wavenet import data
 from wavenet.data import load_dataset, read_audio, speaker_hours
-from wavenet.layouts import LAYOUTS, DataError, detect_layout, find_audio
+from wavenet.errors import DataError
+from wavenet.layouts import LAYOUTS, detect_layout, find_audio
 
 SR = 16000  # the demo files' rate, so decoding keeps every sample
 

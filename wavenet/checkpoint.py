@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from wavenet.errors import one_line
 from wavenet.model import WaveNet, WaveNetConfig
 
 FORMAT = "wavenet-checkpoint"
@@ -78,7 +79,7 @@ def save(path: str | Path, payload: dict[str, Any]) -> None:
     try:
         atomic_write(path, buffer.getvalue())
     except OSError as e:
-        raise CheckpointWriteError(f"{path}: cannot write checkpoint ({_one_line(e)}); "
+        raise CheckpointWriteError(f"{path}: cannot write checkpoint ({one_line(e)}); "
                                    "the previous checkpoint is unchanged") from e
 
 
@@ -142,8 +143,6 @@ def speaker_ids(ckpt: dict[str, Any], names: list[str]) -> list[int]:
     return [table.index(name) for name in names]
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _umask() -> int:

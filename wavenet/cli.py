@@ -11,12 +11,9 @@ from typing import TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from wavenet.errors import one_line
+
 T = TypeVar("T")
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as one line, for user-facing errors."""
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def parse_key_values(schema: type[T], argv: list[str]) -> T:

@@ -24,6 +24,7 @@ from wavenet import checkpoint, mulaw
 from wavenet.baseline import unigram_bits_per_sample
 from wavenet.cli import parse_key_values, run_tool
 from wavenet.data import Utterance, load_dataset
+from wavenet.errors import one_line
 from wavenet.features import log_mel, pad_frames, usable_samples
 from wavenet.model import WaveNet
 
@@ -183,7 +184,7 @@ def run(cfg: EvaluateConfig) -> dict:
     try:
         model = checkpoint.build_model(ckpt)
     except (RuntimeError, TypeError, ValueError) as e:  # weights that do not fit the config
-        reason = " ".join(str(e).split())[:200]
+        reason = one_line(e)[:200]
         raise checkpoint.CheckpointError(f"{cfg.checkpoint}: cannot build the model ({reason})"
                                          ) from e
     dataset = load_dataset(cfg.data.root, ckpt["sample_rate"], cfg.data.trim_db, min_samples=2,

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
+from wavenet.errors import one_line
+
 SILENCE = math.log(1e-5)  # the log-mel value of silence; pads frames beyond an utterance
 MEL_FILE_EXTENSIONS = (".npy", ".pt")
 
@@ -127,7 +129,7 @@ def load_mel(path: str | Path, cfg: MelConfig) -> torch.Tensor:
         else:
             mel = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # wrong format, pickled objects, truncated file, ...
-        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        reason = one_line(e)[:200]
         raise ValueError(f"{path}: cannot read a mel tensor ({reason})") from e
     if not isinstance(mel, torch.Tensor) or mel.dim() not in (2, 3) or not mel.is_floating_point():
         got = tuple(mel.shape) if isinstance(mel, torch.Tensor) else type(mel).__name__

@@ -19,6 +19,8 @@ import csv
 import re
 from pathlib import Path, PurePosixPath
 
+from wavenet.errors import DataError, one_line
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 METADATA_FILE = "metadata.csv"
 LAYOUTS = ("auto", "folder", "metadata", "ljspeech", "vctk")
@@ -26,14 +28,6 @@ LJSPEECH_AUDIO_DIR = "wavs"
 # VCTK 0.92 first, so it wins where a download holds both releases.
 VCTK_AUDIO_DIRS = ("wav48_silence_trimmed", "wav48")
 _VCTK_MIC = re.compile(r"^(?P<utterance>.+)_mic(?P<mic>[12])$")
-
-class DataError(ValueError):
-    """A user-facing data problem; str() is one line naming the file/dir and the problem."""
-
-
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
 
 def check_root(root: Path) -> None:
     if not root.exists():

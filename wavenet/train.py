@@ -35,7 +35,6 @@ from wavenet.data import (
     Batch,
     Conditioning,
     CropSampler,
-    DataError,
     Dataset,
     Utterance,
     load_dataset,
@@ -44,6 +43,7 @@ from wavenet.data import (
     validation_batch,
 )
 from wavenet.ema import EMA
+from wavenet.errors import DataError, one_line
 from wavenet.features import log_mel, usable_samples
 from wavenet.layouts import detect_layout
 from wavenet.model import WaveNet, WaveNetConfig
@@ -488,10 +488,10 @@ def hydra_main(dcfg: DictConfig) -> None:
         print("wavenet-train: interrupted", file=sys.stderr)
         sys.exit(130)
     except TrainingStopped as e:
-        print(f"wavenet-train: error: {one_line(e)}", file=sys.stderr)
+        print(f"wavenet-train: error: {hydra_one_line(e)}", file=sys.stderr)
         sys.exit(1)
     except (ValueError, OSError) as e:  # DataError, CheckpointError and bad values
-        print(f"wavenet-train: error: {one_line(e)}", file=sys.stderr)
+        print(f"wavenet-train: error: {hydra_one_line(e)}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -509,17 +509,17 @@ def main() -> None:
     try:
         hydra_main()
     except (HydraException, OmegaConfBaseException) as e:
-        cause = f" ({one_line(e.__cause__)})" if e.__cause__ else ""
-        print(f"wavenet-train: error: {one_line(e)}{cause}", file=sys.stderr)
+        cause = f" ({hydra_one_line(e.__cause__)})" if e.__cause__ else ""
+        print(f"wavenet-train: error: {hydra_one_line(e)}{cause}", file=sys.stderr)
         sys.exit(2)
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
 
 
-def one_line(e: BaseException) -> str:
+def hydra_one_line(e: BaseException) -> str:
     """An exception as one line, for user-facing errors, without OmegaConf's and Hydra's
     diagnostic tails (full_key, object_type, the config search path)."""
-    text = " ".join(str(e).split())
+    text = one_line(e)
     for tail in (" full_key:", " Config search path:"):
         text = text.split(tail)[0]
     return text or type(e).__name__
