@@ -28,11 +28,12 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from wavenet import checkpoint, fast, mulaw
+from wavenet import checkpoint, mulaw
 from wavenet.config import model_config
-from wavenet.features import MelConfig
-from wavenet.model import WaveNet
-from wavenet.sampler import generate, generate_naive
+from wavenet.model.features import MelConfig
+from wavenet.model.network import WaveNet
+from wavenet.sampling import numba_kernel
+from wavenet.sampling.cached import generate, generate_naive
 
 PATHS = {"compiled": "cached", "reference": "cached", "naive": "naive"}
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -126,7 +127,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     name, model = build(args.model, args.checkpoint, args.condition)
     model = model.to(args.device, DTYPES[args.dtype])
-    compiled_ok = fast.available() and args.device == "cpu" and args.dtype != "bfloat16"
+    compiled_ok = numba_kernel.available() and args.device == "cpu" and args.dtype != "bfloat16"
     impls = [i for i in PATHS if i != "compiled" or compiled_ok] if args.impl == "all" \
         else [args.impl]
     with torch.inference_mode(), tempfile.TemporaryDirectory() as tmp:

@@ -20,9 +20,9 @@ import time
 import torch
 
 from wavenet.config import model_config
-from wavenet.data import CropSampler, Utterance
-from wavenet.model import WaveNet, WaveNetConfig
-from wavenet.train import autocast, bits_per_sample
+from wavenet.data.dataset import CropSampler, Utterance
+from wavenet.model.network import WaveNet, WaveNetConfig
+from wavenet.training.loop import autocast, bits_per_sample
 
 
 def sync(device: torch.device) -> None:

@@ -23,10 +23,10 @@ import soundfile as sf
 import torch
 
 from wavenet import checkpoint, mulaw
-from wavenet.data import read_audio
-from wavenet.features import SILENCE, log_mel, usable_samples
-from wavenet.quality import HOP, log_mel_distance, mel_cepstral_distortion
-from wavenet.sampler import generate
+from wavenet.data.dataset import read_audio
+from wavenet.metrics.spectral import HOP, log_mel_distance, mel_cepstral_distortion
+from wavenet.model.features import SILENCE, log_mel, usable_samples
+from wavenet.sampling.cached import generate
 
 
 def heldout(run: Path) -> list[Path]:

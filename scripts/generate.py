@@ -1,6 +1,6 @@
 """Same as `wavenet-generate`: python scripts/generate.py checkpoint=PATH seconds=2"""
 
-from wavenet.generate import main
+from wavenet.cli.generate import main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """Same as `wavenet-train`: python scripts/train.py experiment=demo"""
 
-from wavenet.train import main
+from wavenet.training.loop import main
 
 if __name__ == "__main__":
     main()

@@ -17,9 +17,9 @@ from omegaconf import OmegaConf
 from tools import run_tool
 
 from wavenet import checkpoint, mulaw
-from wavenet.config import PROJECT_DIR, register
-from wavenet.data import Conditioning, CropSampler, load_dataset, validation_batch
-from wavenet.features import MelConfig, log_mel, pad_frames, usable_samples
+from wavenet.config import CONF_DIR, register
+from wavenet.data.dataset import Conditioning, CropSampler, load_dataset, validation_batch
+from wavenet.model.features import MelConfig, log_mel, pad_frames, usable_samples
 
 TINY = ["model=tiny", "train=quick", "train.progress=false", "data.crop=500", "train.max_steps=6",
         "train.val_every=3", "train.sample_seconds=0.05"]
@@ -241,7 +241,7 @@ def test_vocoder_checkpoint_is_evaluated(vocoder_run, speech, tmp_path):
     ("speaker_demo", 16, 0), ("vocoder_demo", 0, 80), ("vocoder_asterisk4", 0, 80)])
 def test_conditioning_experiments_compose(experiment, speaker_channels, n_mels):
     register()
-    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={experiment}"]))
     assert cfg.name == experiment
     assert cfg.model.speaker_channels == speaker_channels
@@ -264,7 +264,7 @@ def test_the_shipped_vocoder_resynthesises_closer_than_free_babble(tmp_path, dem
     """data/pretrained/asterisk4-vocoder.pt through the CLI: as long as the mel, and nearer the
     source's spectrum than the shipped unconditioned model's output of the same length."""
     from wavenet.config import PRETRAINED
-    from wavenet.quality import mel_cepstral_distortion
+    from wavenet.metrics.spectral import mel_cepstral_distortion
 
     vocoder = PRETRAINED.parent / "asterisk4-vocoder.pt"
     assert vocoder.is_file(), f"{vocoder} is not in the repository"

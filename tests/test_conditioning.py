@@ -7,10 +7,11 @@ exactly the teacher-forced forward pass, and generation equals the naive recompu
 import pytest
 import torch
 
-from wavenet import CachedSampler, WaveNet, fast, generate
-from wavenet.features import MelConfig, log_mel, pad_frames
-from wavenet.model import WaveNetConfig
-from wavenet.sampler import UniformStream, generate_naive
+from wavenet import CachedSampler, WaveNet, generate
+from wavenet.model.features import MelConfig, log_mel, pad_frames
+from wavenet.model.network import WaveNetConfig
+from wavenet.sampling import numba_kernel as fast
+from wavenet.sampling.cached import UniformStream, generate_naive
 
 needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
 IMPLS = ["reference", pytest.param("compiled", marks=needs_numba)]

@@ -9,10 +9,10 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from wavenet.config import PROJECT_DIR, Config, register
-from wavenet.model import WaveNetConfig
+from wavenet.config import CONF_DIR, PROJECT_DIR, Config, register
+from wavenet.model.network import WaveNetConfig
 
-CONF = PROJECT_DIR / "conf"
+CONF = CONF_DIR
 register()
 
 

@@ -15,8 +15,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from wavenet import data
-from wavenet.data import (
+from wavenet.data import dataset as data
+from wavenet.data.dataset import (
     CropSampler,
     Utterance,
     load_dataset,
@@ -25,8 +25,8 @@ from wavenet.data import (
     trim_silence,
     validation_crops,
 )
+from wavenet.data.layouts import find_audio
 from wavenet.errors import DataError
-from wavenet.layouts import find_audio
 
 SR = 16000
 

@@ -15,11 +15,11 @@ from omegaconf import OmegaConf
 from tools import run_tool
 
 from wavenet import checkpoint, mulaw
-from wavenet.config import PROJECT_DIR, register
-from wavenet.data import Utterance, load_dataset, split_by_file
-from wavenet.evaluate import chunk_windows, evaluate, main
-from wavenet.model import WaveNet, WaveNetConfig
-from wavenet.train import train
+from wavenet.config import CONF_DIR, register
+from wavenet.data.dataset import Utterance, load_dataset, split_by_file
+from wavenet.metrics.evaluate import chunk_windows, evaluate, main
+from wavenet.model.network import WaveNet, WaveNetConfig
+from wavenet.training.loop import train
 
 TINY = dict(blocks=1, layers_per_block=6, kernel_size=2, residual_channels=16, gate_channels=32,
             skip_channels=32)  # conf/model/tiny.yaml; receptive field 64
@@ -137,7 +137,7 @@ def trained(demo_root, tmp_path_factory) -> Path:
                  "train.max_steps=150", "train.batch_size=8", "train.lr=5e-3",
                  "train.warmup_steps=20", "train.val_every=150", "train.sample_seconds=0",
                  "train.threads=1", "train.progress=false"]
-    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         dcfg = compose("config", overrides=overrides)
     train(OmegaConf.to_object(dcfg), run, OmegaConf.to_container(dcfg, resolve=True))
     torch.set_num_threads(1)

@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from wavenet import data
-from wavenet.data import load_dataset, read_audio, speaker_hours
+from wavenet.data import dataset as data
+from wavenet.data.dataset import load_dataset, read_audio, speaker_hours
+from wavenet.data.layouts import LAYOUTS, detect_layout, find_audio
 from wavenet.errors import DataError
-from wavenet.layouts import LAYOUTS, detect_layout, find_audio
 
 SR = 16000  # the demo files' rate, so decoding keeps every sample
 

@@ -10,11 +10,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from wavenet import checkpoint, mulaw
-from wavenet.baseline import bigram_bits_per_sample, unigram_bits_per_sample
-from wavenet.config import PROJECT_DIR, register
-from wavenet.data import load_dataset, split_by_file
-from wavenet.features import log_mel, usable_samples
-from wavenet.train import train
+from wavenet.config import CONF_DIR, register
+from wavenet.data.dataset import load_dataset, split_by_file
+from wavenet.metrics.baseline import bigram_bits_per_sample, unigram_bits_per_sample
+from wavenet.model.features import log_mel, usable_samples
+from wavenet.training.loop import train
 
 
 @pytest.mark.slow
@@ -24,7 +24,7 @@ def test_tiny_model_learns_real_speech_better_than_a_bigram(asterisk_root, tmp_p
                  "train.max_steps=600", "train.batch_size=8", "train.lr=5e-3",
                  "train.warmup_steps=50", "train.val_every=600", "train.sample_seconds=0",
                  "train.threads=2", "train.progress=false"]
-    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         dcfg = compose("config", overrides=overrides)
     cfg = OmegaConf.to_object(dcfg)
     train(cfg, tmp_path, OmegaConf.to_container(dcfg, resolve=True))
@@ -62,7 +62,7 @@ def test_tiny_vocoder_learns_to_use_the_mel(asterisk_root, tmp_path):
                  "train.batch_size=8", "train.lr=5e-3", "train.warmup_steps=50",
                  "train.val_every=400", "train.sample_seconds=0", "train.threads=2",
                  "train.progress=false"]
-    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         dcfg = compose("config", overrides=overrides)
     cfg = OmegaConf.to_object(dcfg)
     train(cfg, tmp_path, OmegaConf.to_container(dcfg, resolve=True))

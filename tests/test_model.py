@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from wavenet import WaveNet, WaveNetConfig
-from wavenet.model import CausalConv1d
+from wavenet.model.network import CausalConv1d
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from matplotlib.image import imread
 from omegaconf import OmegaConf
 from tools import run_tool
 
-from wavenet.config import PROJECT_DIR, register
-from wavenet.data import read_audio
-from wavenet.plots import (
+from wavenet.config import CONF_DIR, register
+from wavenet.data.dataset import read_audio
+from wavenet.metrics.plots import (
     learning_curves_figure,
     main,
     plot_learning_curves,
@@ -22,7 +22,7 @@ from wavenet.plots import (
     read_metrics,
     spectrograms_figure,
 )
-from wavenet.train import train
+from wavenet.training.loop import train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -122,7 +122,7 @@ def test_curves_of_a_real_training_run(tmp_path, demo_root):
                  "train.max_steps=4", "train.log_every=1", "train.val_every=2",
                  "train.batch_size=2", "train.sample_seconds=0", "train.threads=1",
                  "train.progress=false"]
-    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         dcfg = compose("config", overrides=overrides)
     train(OmegaConf.to_object(dcfg), tmp_path / "run", OmegaConf.to_container(dcfg, resolve=True))
     torch.set_num_threads(1)

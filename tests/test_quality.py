@@ -5,7 +5,7 @@ import soundfile as sf
 import torch
 
 from wavenet import mulaw
-from wavenet.quality import log_mel_distance, mel_cepstral_distortion
+from wavenet.metrics.spectral import log_mel_distance, mel_cepstral_distortion
 
 
 @pytest.fixture(scope="module")

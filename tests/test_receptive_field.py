@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from wavenet import WaveNet, WaveNetConfig
-from wavenet.receptive_field import causal_padding, growth, same_padding, stack_receptive_field
+from wavenet.model.receptive_field import (
+    causal_padding,
+    growth,
+    same_padding,
+    stack_receptive_field,
+)
 
 
 def test_textbook_dilated_3x3_stack():

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from wavenet import CachedSampler, WaveNet, fast, generate
-from wavenet.sampler import UniformStream, draw, generate_naive, resolve_impl
+from wavenet import CachedSampler, WaveNet, generate
+from wavenet.sampling import numba_kernel as fast
+from wavenet.sampling.cached import UniformStream, draw, generate_naive, resolve_impl
 
 needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
 IMPLS = ["reference", pytest.param("compiled", marks=needs_numba)]

@@ -13,10 +13,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from wavenet import checkpoint, train
-from wavenet.config import PROJECT_DIR, register
-from wavenet.data import CropSampler, Utterance
-from wavenet.ema import EMA
+from wavenet import checkpoint
+from wavenet.config import CONF_DIR, PROJECT_DIR, register
+from wavenet.data.dataset import CropSampler, Utterance
+from wavenet.training import loop as train
+from wavenet.training.ema import EMA
 
 BIN = Path(sys.executable).parent
 TINY = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.val_every=1000",
@@ -27,7 +28,7 @@ TINY = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.val_every=1000
 def run(run_dir: Path, data: Path, *overrides: str) -> dict:
     """train.train in this process with the tiny config."""
     register()
-    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         dcfg = compose("config", overrides=[*TINY, f"data.root={data}", *overrides])
     try:
         return train.train(OmegaConf.to_object(dcfg), run_dir, OmegaConf.to_container(dcfg))

@@ -16,15 +16,17 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from wavenet import checkpoint, resume, train
-from wavenet.config import PROJECT_DIR, register
-from wavenet.data import CropSampler
+from wavenet import checkpoint
+from wavenet.config import CONF_DIR, register
+from wavenet.data.dataset import CropSampler
+from wavenet.training import loop as train
+from wavenet.training import state as resume
 
 
 def run(run_dir: Path, data: Path, *overrides: str) -> dict:
     """train.train with a tiny config (validation only at the end, log every step)."""
     register()
-    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         dcfg = compose("config", overrides=[
             "model=tiny", f"data.root={data}", "data.crop=100", "data.val_crops=2",
             "train.batch_size=2", "train.max_steps=8", "train.val_every=1000",
@@ -80,7 +82,7 @@ def test_checkpoint_schedule_fires_on_steps_or_minutes():
 
 def test_defaults_lose_under_a_minute_on_the_demo_config():
     register()
-    with initialize_config_dir(config_dir=str(PROJECT_DIR / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = OmegaConf.to_object(compose("config", overrides=["experiment=demo"]))
     seconds_per_step = 0.35  # the demo on 2 CPU cores
     worst = min(cfg.train.checkpoint_every * seconds_per_step, 60 * cfg.train.checkpoint_minutes)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from wavenet.errors import one_line
-from wavenet.model import WaveNet, WaveNetConfig
+from wavenet.model.network import WaveNet, WaveNetConfig
 
 FORMAT = "wavenet-checkpoint"
 VERSION = 1

@@ -13,10 +13,12 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from wavenet.layouts import LAYOUTS
-from wavenet.model import WaveNetConfig
+from wavenet.data.layouts import LAYOUTS
+from wavenet.model.network import WaveNetConfig
+from wavenet.sampling.cached import IMPLS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # Hydra's groups, shipped in the package
 PRETRAINED = PROJECT_DIR / "data" / "pretrained" / "asterisk4-small.pt"
 
 
@@ -147,8 +149,8 @@ class GenerateConfig:
             raise ValueError(f"prime_seconds must be > 0, got {self.prime_seconds}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
-        if self.impl not in ("auto", "compiled", "reference"):
-            raise ValueError(f"impl must be auto, compiled or reference, got {self.impl!r}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
         if isinstance(self.speaker, list | tuple):
             self.speaker = [str(name) for name in self.speaker]
             if not self.speaker:
@@ -182,7 +184,7 @@ def check_known_keys(node: DictConfig, schema: type = Config, prefix: str = "") 
 
 def model_config(name: str) -> WaveNetConfig:
     """The architecture in conf/model/NAME.yaml (wavenet, small, tiny, ...), checked."""
-    path = PROJECT_DIR / "conf" / "model" / f"{name}.yaml"
+    path = CONF_DIR / "model" / f"{name}.yaml"
     if not path.is_file():
         choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ValueError(f"model {name!r}: no {path}; choose from {choices}")

@@ -21,12 +21,12 @@ from omegaconf import MISSING
 from tqdm import tqdm
 
 from wavenet import checkpoint, mulaw
-from wavenet.baseline import unigram_bits_per_sample
-from wavenet.cli import parse_key_values, run_tool
-from wavenet.data import Utterance, load_dataset
+from wavenet.cli.common import parse_key_values, run_tool
+from wavenet.data.dataset import Utterance, load_dataset
 from wavenet.errors import one_line
-from wavenet.features import log_mel, pad_frames, usable_samples
-from wavenet.model import WaveNet
+from wavenet.metrics.baseline import unigram_bits_per_sample
+from wavenet.model.features import log_mel, pad_frames, usable_samples
+from wavenet.model.network import WaveNet
 
 LN2 = math.log(2.0)
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from wavenet import fast
-from wavenet.model import WaveNet
+from wavenet.model.network import WaveNet
+from wavenet.sampling import numba_kernel as kernel
 
 
 @dataclass
@@ -89,19 +89,11 @@ class CachedSampler:
         """All-zero queues (the causal padding of the forward pass), position 0, and the
         precomputed conditioning: speaker (batch,) ids, mel (batch, n_mels, frames) log-mel."""
         model = self.model
-        if (speaker is None) != (model.speaker_embed is None):
-            raise ValueError("this model is speaker-conditioned: pass a speaker per row"
-                             if speaker is None else "this model has no speaker conditioning")
-        if (mel is None) != (model.upsampler is None):
-            raise ValueError("this model is mel-conditioned: pass mel frames"
-                             if mel is None else "this model has no mel conditioning")
+        model.check_conditioning(batch, speaker, mel)
         buffer = self.conv_w[0].new_zeros(sum(self.spans), batch, self.residual)
         queues = list(buffer.split(self.spans))
         bias = torch.stack(self.conv_b).expand(batch, -1, -1)
         if speaker is not None:
-            if tuple(speaker.shape) != (batch,):
-                raise ValueError(f"speaker must be (batch={batch},) ids, "
-                                 f"got {tuple(speaker.shape)}")
             g = model.speaker_embed(speaker.long().to(buffer.device))
             bias = bias + (g @ self.speaker_w).view(batch, len(self.spans), self.gate)
         local = None
@@ -218,14 +210,20 @@ class UniformStream:
         return out
 
 
+def check_temperature(temperature: float) -> None:
+    """ValueError unless temperature is a finite number >= 0 (0 = greedy)."""
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature)
+            and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+
+
 def draw(logits: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
     """Sample from softmax(logits / temperature) by inverse CDF -> (batch,) int64.
 
     logits: (batch, classes); uniform: (batch,) in [0, 1). temperature 0 means greedy (argmax);
     below 1 sharpens, above 1 flattens.
     """
-    if temperature < 0 or not math.isfinite(temperature):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    check_temperature(temperature)
     if temperature == 0:
         return logits.argmax(dim=1)
     probs = torch.softmax(logits.double() / temperature, dim=1)
@@ -242,7 +240,7 @@ def resolve_impl(impl: str, model: WaveNet) -> str:
     if impl not in IMPLS:
         raise ValueError(f"sampler impl must be one of {IMPLS}, got {impl!r}")
     weight = model.embed.weight
-    usable = (fast.available() and weight.device.type == "cpu"
+    usable = (kernel.available() and weight.device.type == "cpu"
               and weight.dtype in (torch.float32, torch.float64))
     if impl == "compiled" and not usable:
         raise ValueError("the compiled sampler needs numba and a float32/float64 model on the CPU")
@@ -292,14 +290,13 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
     samples = output_length(model, samples, prime, mel)
     if samples < 0:
         raise ValueError(f"samples must be >= 0, got {samples}")
-    if temperature < 0 or not math.isfinite(temperature):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    check_temperature(temperature)
     impl = resolve_impl(impl, model)
     model.eval()
     sampler = CachedSampler(model)
     state, logits = sampler.start(batch, prime, speaker, mel)
     uniforms = UniformStream(batch, generator)
-    compiled = fast.CompiledWeights(sampler) if impl == "compiled" else None
+    compiled = kernel.CompiledWeights(sampler) if impl == "compiled" else None
     threads = threads or torch.get_num_threads()
     # The mel projections of a window of positions take batch * window * layers * gate floats.
     window = max(64, LOCAL_WINDOW // batch)
@@ -309,10 +306,10 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
             u = uniforms.take(n)
             if compiled is not None:
                 if state.local is None:
-                    out = fast.generate_chunk(compiled, state, logits, u, temperature, threads)
+                    out = kernel.generate_chunk(compiled, state, logits, u, temperature, threads)
                 else:
                     out = torch.cat([
-                        fast.generate_chunk(compiled, state, logits, part, temperature, threads,
+                        kernel.generate_chunk(compiled, state, logits, part, temperature, threads,
                                             sampler.local_bias(state, len(part)))
                         for part in u.split(window)], dim=1)
             else:

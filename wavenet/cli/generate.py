@@ -11,12 +11,12 @@ import soundfile as sf
 import torch
 
 from wavenet import checkpoint, mulaw
-from wavenet.cli import parse_key_values, run_tool
+from wavenet.cli.common import parse_key_values, run_tool
 from wavenet.config import GenerateConfig
-from wavenet.data import read_audio
-from wavenet.features import MEL_FILE_EXTENSIONS, load_mel, log_mel
-from wavenet.model import WaveNet
-from wavenet.sampler import generate
+from wavenet.data.dataset import read_audio
+from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, log_mel
+from wavenet.model.network import WaveNet
+from wavenet.sampling.cached import generate
 
 USAGE = """usage: wavenet-generate [checkpoint=PATH] [seconds=2] [batch=1] [temperature=1.0]
                         [seed=0] [prime=WAV] [prime_seconds=1.0] [out=DIR]

@@ -25,9 +25,9 @@ import torchaudio.functional as AF
 from tqdm import tqdm
 
 from wavenet import mulaw
+from wavenet.data.layouts import find_audio, resolve_layout
 from wavenet.errors import DataError, one_line
-from wavenet.features import MelConfig, log_mel, pad_frames, usable_samples
-from wavenet.layouts import find_audio, resolve_layout
+from wavenet.model.features import MelConfig, log_mel, pad_frames, usable_samples
 
 # Bump when the cached content or its meaning changes, so old caches are never reused.
 CACHE_VERSION = 1

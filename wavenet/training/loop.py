@@ -28,10 +28,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from wavenet import checkpoint, distributed, mulaw, plots
-from wavenet.baseline import bigram_bits_per_sample
-from wavenet.config import PROJECT_DIR, Config, check_known_keys, register
-from wavenet.data import (
+from wavenet import checkpoint, mulaw
+from wavenet.config import Config, check_known_keys, register
+from wavenet.data.dataset import (
     Batch,
     Conditioning,
     CropSampler,
@@ -42,19 +41,22 @@ from wavenet.data import (
     split_by_file,
     validation_batch,
 )
-from wavenet.ema import EMA
+from wavenet.data.layouts import detect_layout
 from wavenet.errors import DataError, one_line
-from wavenet.features import log_mel, usable_samples
-from wavenet.layouts import detect_layout
-from wavenet.model import WaveNet, WaveNetConfig
-from wavenet.resume import (
+from wavenet.metrics import plots
+from wavenet.metrics.baseline import bigram_bits_per_sample
+from wavenet.model.features import log_mel, usable_samples
+from wavenet.model.network import WaveNet, WaveNetConfig
+from wavenet.sampling.cached import generate
+from wavenet.training import distributed
+from wavenet.training.ema import EMA
+from wavenet.training.state import (
     CheckpointSchedule,
     Interrupted,
     StopSignals,
     TrainState,
     truncate_metrics,
 )
-from wavenet.sampler import generate
 
 log = logging.getLogger("wavenet.train")
 LN2 = math.log(2.0)
@@ -471,7 +473,7 @@ def _train(cfg: Config, run_dir: Path, resolved: dict, world: distributed.World)
 register()
 
 
-@hydra.main(config_path=str(PROJECT_DIR / "conf"), config_name="config", version_base="1.3")
+@hydra.main(config_path="pkg://wavenet.conf", config_name="config", version_base="1.3")
 def hydra_main(dcfg: DictConfig) -> None:
     """The Hydra task: typed config in, training run out. User errors print one line."""
     from hydra.core.hydra_config import HydraConfig

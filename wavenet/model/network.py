@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wavenet.features import SILENCE, MelConfig, pad_frames
-from wavenet.receptive_field import causal_padding, stack_receptive_field
+from wavenet.model.features import SILENCE, MelConfig, pad_frames
+from wavenet.model.receptive_field import causal_padding, stack_receptive_field
 
 
 @dataclass
@@ -201,9 +201,11 @@ class WaveNet(nn.Module):
             raise ValueError(f"WaveNet expects integer class indices (batch, time), "
                              f"got {tuple(x.shape)} {x.dtype}")
 
-    def _check_conditioning(self, x: torch.Tensor, speaker: torch.Tensor | None,
-                            local: torch.Tensor | None) -> None:
-        batch, time = x.shape
+    def check_conditioning(self, batch: int, speaker: torch.Tensor | None,
+                           local: torch.Tensor | None, time: int | None = None) -> None:
+        """ValueError (one line) unless the conditioning fits this model and `batch` rows:
+        speaker (batch,) ids iff speaker-conditioned; local features (batch, channels, time)
+        or, with time=None, any mel tensor iff mel-conditioned."""
         if (speaker is None) != (self.speaker_embed is None):
             raise ValueError("this model is speaker-conditioned: pass speaker ids (batch,)"
                              if speaker is None else "this model has no speaker conditioning")
@@ -212,7 +214,8 @@ class WaveNet(nn.Module):
         if (local is None) != (self.upsampler is None):
             raise ValueError("this model is mel-conditioned: pass mel frames"
                              if local is None else "this model has no mel conditioning")
-        if local is not None and (local.shape[0] != batch or local.shape[-1] != time):
+        if local is not None and time is not None and (local.shape[0] != batch
+                                                       or local.shape[-1] != time):
             raise ValueError(f"the upsampled mel {tuple(local.shape)} does not cover the "
                              f"{time} samples of batch {batch}: pass time / hop frames plus "
                              f"the context frames")
@@ -264,7 +267,7 @@ class WaveNet(nn.Module):
         The cached sampler fills its queues from the layer inputs when priming.
         """
         self._check_input(x)
-        self._check_conditioning(x, speaker, local)
+        self.check_conditioning(x.shape[0], speaker, local, x.shape[1])
         g = self.speaker_embed(speaker.long()) if speaker is not None else None
         h = self.shifted_input(x)
         skips = 0

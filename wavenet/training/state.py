@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from wavenet import checkpoint
-from wavenet.data import CropSampler
-from wavenet.ema import EMA
-from wavenet.model import WaveNet
+from wavenet.data.dataset import CropSampler
+from wavenet.model.network import WaveNet
+from wavenet.training.ema import EMA
 
 log = logging.getLogger("wavenet.train")
 

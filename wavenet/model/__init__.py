@@ -1,0 +1,7 @@
+"""The network: WaveNet and its config, the log-mel conditioning features, receptive-field
+arithmetic. Imports only torch/torchaudio and wavenet.errors: no data, training or Hydra."""
+
+from wavenet.model.features import MelConfig, log_mel
+from wavenet.model.network import WaveNet, WaveNetConfig
+
+__all__ = ["MelConfig", "WaveNet", "WaveNetConfig", "log_mel"]
