@@ -1,6 +1,6 @@
 """Same as `wavenet-evaluate`: python scripts/evaluate.py checkpoint=PATH data.root=DIR"""
 
-from wavenet.metrics.evaluate import main
+from wavenet.cli.evaluate import main
 
 if __name__ == "__main__":
     main()

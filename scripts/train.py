@@ -1,6 +1,6 @@
 """Same as `wavenet-train`: python scripts/train.py experiment=demo"""
 
-from wavenet.training.loop import main
+from wavenet.cli.train import main
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from wavenet.config import CONF_DIR, PROJECT_DIR, Config, register
+from wavenet.cli.common import register
+from wavenet.config import CONF_DIR, PROJECT_DIR, Config
 from wavenet.model.network import WaveNetConfig
 
 CONF = CONF_DIR

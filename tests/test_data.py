@@ -23,7 +23,7 @@ from wavenet.data.dataset import (
     read_audio,
     split_by_file,
     trim_silence,
-    validation_crops,
+    validation_batch,
 )
 from wavenet.data.layouts import find_audio
 from wavenet.errors import DataError
@@ -479,7 +479,7 @@ def test_crop_sampler_shapes_dtype_range_and_real_substrings() -> None:
     utts = _noise_utterances([3000, 1200, 5000])
     length = 1000
     sampler = CropSampler(utts, length, classes=256, seed=0)
-    batch = sampler.sample(16)
+    batch = sampler.draw(16).audio
     assert batch.shape == (16, length) and batch.dtype == torch.int64
     assert int(batch.min()) >= 0 and int(batch.max()) < 256
     windows = torch.cat([AF.mu_law_encoding(u.audio, 256).unfold(0, length, 1) for u in utts])
@@ -488,13 +488,13 @@ def test_crop_sampler_shapes_dtype_range_and_real_substrings() -> None:
 
 
 def test_crop_sampler_other_class_counts() -> None:
-    batch = CropSampler(_noise_utterances([500]), 100, classes=16).sample(8)
+    batch = CropSampler(_noise_utterances([500]), 100, classes=16).draw(8).audio
     assert int(batch.min()) >= 0 and int(batch.max()) < 16
 
 
 def test_crop_sampler_left_pads_short_files_with_silence() -> None:
     (utt,) = _noise_utterances([100])
-    batch = CropSampler([utt], 300, classes=256).sample(4)
+    batch = CropSampler([utt], 300, classes=256).draw(4).audio
     assert batch.shape == (4, 300)
     expected = torch.cat([torch.full((200,), 128), AF.mu_law_encoding(utt.audio, 256)])
     assert (batch == expected).all()
@@ -503,7 +503,7 @@ def test_crop_sampler_left_pads_short_files_with_silence() -> None:
 
 def test_crop_sampler_covers_every_offset() -> None:
     ramp = Utterance("ramp.wav", "", torch.linspace(-0.9, 0.9, 10))
-    first = CropSampler([ramp], 8, seed=0).sample(300)[:, 0]
+    first = CropSampler([ramp], 8, seed=0).draw(300).audio[:, 0]
     encoded = AF.mu_law_encoding(ramp.audio, 256)
     assert set(first.tolist()) == set(encoded[:3].tolist())  # offsets 0, 1 and 2, no more
 
@@ -511,7 +511,7 @@ def test_crop_sampler_covers_every_offset() -> None:
 def test_crop_sampler_picks_files_in_proportion_to_length() -> None:
     quiet = Utterance("quiet.wav", "", torch.full((1000,), -0.5))
     loud = Utterance("loud.wav", "", torch.full((9000,), 0.5))
-    batch = CropSampler([quiet, loud], 1, seed=0).sample(4000)
+    batch = CropSampler([quiet, loud], 1, seed=0).draw(4000).audio
     quiet_class = int(AF.mu_law_encoding(torch.tensor([-0.5]), 256))
     share = float((batch[:, 0] == quiet_class).double().mean())
     assert share == pytest.approx(0.1, abs=0.02)
@@ -520,20 +520,20 @@ def test_crop_sampler_picks_files_in_proportion_to_length() -> None:
 def test_crop_sampler_state_dict_resumes_exactly(tmp_path: Path) -> None:
     utts = _noise_utterances([3000, 1200, 5000])
     sampler = CropSampler(utts, 500, seed=3)
-    sampler.sample(4)
+    sampler.draw(4)
     path = tmp_path / "state.pt"
     torch.save(sampler.state_dict(), path)
-    expected = [sampler.sample(4) for _ in range(3)]
+    expected = [sampler.draw(4).audio for _ in range(3)]
 
     resumed = CropSampler(utts, 500, seed=999)
     resumed.load_state_dict(torch.load(path, weights_only=True))
     for want in expected:
-        assert torch.equal(resumed.sample(4), want)
+        assert torch.equal(resumed.draw(4).audio, want)
 
     # same seed, same stream; another seed, another stream
     a, b = CropSampler(utts, 500, seed=7), CropSampler(utts, 500, seed=7)
-    assert torch.equal(a.sample(8), b.sample(8))
-    assert not torch.equal(CropSampler(utts, 500, seed=8).sample(8), a.sample(8))
+    assert torch.equal(a.draw(8).audio, b.draw(8).audio)
+    assert not torch.equal(CropSampler(utts, 500, seed=8).draw(8).audio, a.draw(8).audio)
 
 
 def test_crop_sampler_rejects_bad_arguments() -> None:
@@ -542,32 +542,32 @@ def test_crop_sampler_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="length"):
         CropSampler(_noise_utterances([100]), 0)
     with pytest.raises(ValueError, match="batch"):
-        CropSampler(_noise_utterances([100]), 10).sample(0)
+        CropSampler(_noise_utterances([100]), 10).draw(0)
 
 
-# ---------------------------------------------------------------------------- validation_crops
+# ---------------------------------------------------------------------------- validation_batch
 
 
-def test_validation_crops_round_robin_windows() -> None:
+def test_validation_batch_round_robin_windows() -> None:
     length = 100
     utts = _noise_utterances([250, 100, 30])
     enc = [AF.mu_law_encoding(u.audio, 256) for u in utts]
-    crops = validation_crops(utts, length, max_crops=100)
+    crops = validation_batch(utts, length, max_crops=100).audio
     assert crops.shape == (4, length) and crops.dtype == torch.int64
     padded_short = torch.cat([torch.full((70,), 128), enc[2]])
     expected = torch.stack([enc[0][:100], enc[1], padded_short, enc[0][100:200]])
     assert torch.equal(crops, expected)
-    assert torch.equal(validation_crops(utts, length, max_crops=100), crops)  # deterministic
+    assert torch.equal(validation_batch(utts, length, max_crops=100).audio, crops)  # deterministic
 
-    limited = validation_crops(utts, length, max_crops=3)
+    limited = validation_batch(utts, length, max_crops=3).audio
     assert torch.equal(limited, expected[:3])  # every file contributes before any repeats
 
 
-def test_validation_crops_rejects_bad_arguments() -> None:
+def test_validation_batch_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="max_crops"):
-        validation_crops(_noise_utterances([100]), 10, max_crops=0)
+        validation_batch(_noise_utterances([100]), 10, max_crops=0)
     with pytest.raises(ValueError, match="empty"):
-        validation_crops([], 10, max_crops=4)
+        validation_batch([], 10, max_crops=4)
 
 
 # ---------------------------------------------------------------------------- real speech

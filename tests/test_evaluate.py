@@ -15,9 +15,11 @@ from omegaconf import OmegaConf
 from tools import run_tool
 
 from wavenet import checkpoint, mulaw
-from wavenet.config import CONF_DIR, register
+from wavenet.cli.common import register
+from wavenet.cli.evaluate import main
+from wavenet.config import CONF_DIR
 from wavenet.data.dataset import Utterance, load_dataset, split_by_file
-from wavenet.metrics.evaluate import chunk_windows, evaluate, main
+from wavenet.metrics.evaluate import chunk_windows, evaluate
 from wavenet.model.network import WaveNet, WaveNetConfig
 from wavenet.training.loop import train
 

@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from wavenet import checkpoint, mulaw
-from wavenet.config import CONF_DIR, register
+from wavenet.cli.common import register
+from wavenet.config import CONF_DIR
 from wavenet.data.dataset import load_dataset, split_by_file
 from wavenet.metrics.baseline import bigram_bits_per_sample, unigram_bits_per_sample
 from wavenet.model.features import log_mel, usable_samples

@@ -12,14 +12,15 @@ from matplotlib.image import imread
 from omegaconf import OmegaConf
 from tools import run_tool
 
-from wavenet.config import CONF_DIR, register
+from wavenet.cli.common import register
+from wavenet.cli.plot import main
+from wavenet.config import CONF_DIR
 from wavenet.data.dataset import read_audio
 from wavenet.metrics.plots import (
     learning_curves_figure,
-    main,
     plot_learning_curves,
-    plot_spectrograms,
     read_metrics,
+    save_figure,
     spectrograms_figure,
 )
 from wavenet.training.loop import train
@@ -135,7 +136,7 @@ def test_curves_of_a_real_training_run(tmp_path, demo_root):
 def test_spectrograms_png(tmp_path, demo_root):
     real = read_audio(next((demo_root / "wavs").glob("*.flac")), 16000)
     generated = 0.1 * torch.randn(1, 8000)  # (1, time) is accepted too
-    out = plot_spectrograms(real, generated, 16000, tmp_path / "spec.png")
+    out = save_figure(spectrograms_figure(real, generated, 16000), tmp_path / "spec.png")
     pixels = read_png(out)
     assert pixels.shape[1] > pixels.shape[0]  # two panels side by side
 
@@ -155,7 +156,7 @@ def test_spectrograms_png(tmp_path, demo_root):
 ])
 def test_spectrogram_bad_input(real, match, tmp_path):
     with pytest.raises(ValueError, match=match):
-        plot_spectrograms(real, torch.zeros(16000), 16000, tmp_path / "spec.png")
+        spectrograms_figure(real, torch.zeros(16000), 16000)
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

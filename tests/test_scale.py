@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from wavenet import checkpoint
-from wavenet.config import CONF_DIR, PROJECT_DIR, register
+from wavenet.cli.common import register
+from wavenet.config import CONF_DIR, PROJECT_DIR
 from wavenet.data.dataset import CropSampler, Utterance
 from wavenet.training import loop as train
 from wavenet.training.ema import EMA
@@ -149,8 +150,8 @@ def test_crop_shards_are_one_global_draw():
     whole = CropSampler(utts, 200, seed=5)
     ranks = [CropSampler(utts, 200, seed=5, rank=k, world_size=3) for k in range(3)]
     for _ in range(2):
-        expected = whole.sample(12)
-        assert torch.equal(torch.cat([s.sample(4) for s in ranks]), expected)
+        expected = whole.draw(12).audio
+        assert torch.equal(torch.cat([s.draw(4).audio for s in ranks]), expected)
     assert all(torch.equal(s.state_dict()["generator"], whole.state_dict()["generator"])
                for s in ranks)
     with pytest.raises(ValueError, match="rank"):

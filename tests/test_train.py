@@ -17,8 +17,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from wavenet import checkpoint
-from wavenet.config import CONF_DIR, register
+from wavenet.cli.common import register
+from wavenet.config import CONF_DIR
 from wavenet.data.dataset import CropSampler
+from wavenet.errors import Interrupted, TrainingStopped
 from wavenet.training import loop as train
 from wavenet.training import state as resume
 
@@ -136,7 +138,7 @@ def test_resume_after_a_crash_is_exact(tmp_path, speech, monkeypatch):
 def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, signum, exit_code):
     before = signal.getsignal(signum)
     sample_hook(monkeypatch, lambda n: n == 5 and signal.raise_signal(signum))
-    with pytest.raises(resume.Interrupted) as stop:
+    with pytest.raises(Interrupted) as stop:
         run(tmp_path, speech)
     assert stop.value.exit_code == exit_code
     assert "step 5" in str(stop.value)
@@ -195,7 +197,7 @@ def test_too_many_non_finite_losses_stop_with_the_last_good_checkpoint(
     real_save = checkpoint.save
     monkeypatch.setattr(checkpoint, "save", lambda path, payload: (
         states.append((payload["step"], payload["model"])), real_save(path, payload)))
-    with pytest.raises(train.TrainingStopped, match="3 steps in a row") as stop:
+    with pytest.raises(TrainingStopped, match="3 steps in a row") as stop:
         run(tmp_path, speech, "train.checkpoint_every=1", "train.max_bad_steps=3")
     assert "after step 2" in str(stop.value) and "last.pt" in str(stop.value)
     assert "\n" not in str(stop.value)

@@ -1,17 +1,17 @@
-"""Dataclass schemas for the command-line tools, registered in Hydra's ConfigStore.
+"""Dataclass schemas of the tools' settings: the single source of every default.
 
-The trainer's YAML files in conf/ are merged onto `Config`, so an unknown key or a wrong type
-fails at composition, before any work starts. Entry points convert the composed config to these
-dataclasses once (`OmegaConf.to_object`), which runs the `__post_init__` range checks; the rest of
-the package only sees plain typed objects.
+`wavenet-train`'s YAML files (wavenet/conf) hold only what differs from these and are merged onto
+`Config` by Hydra, so an unknown key or a wrong type fails at composition, before any work starts;
+`wavenet-generate` and `wavenet-evaluate` merge key=value arguments onto theirs. The entry points
+(wavenet.cli) convert to these dataclasses once, which runs the `__post_init__` range checks; the
+rest of the package only sees plain typed objects and never imports Hydra.
 """
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+import yaml
 
 from wavenet.data.layouts import LAYOUTS
 from wavenet.model.network import WaveNetConfig
@@ -20,21 +20,36 @@ from wavenet.sampling.cached import IMPLS
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # Hydra's groups, shipped in the package
 PRETRAINED = PROJECT_DIR / "data" / "pretrained" / "asterisk4-small.pt"
+MISSING = "???"  # OmegaConf's mark of a required value
 
 
 @dataclass
-class DataConfig:
+class DatasetConfig:
+    """Where a dataset is and how to read it (`data.*` of every tool)."""
+
     root: str = MISSING  # folder of wav/flac/ogg files (recursive) or with a metadata.csv
     # auto (detected), folder, metadata (metadata.csv: file,speaker,...), ljspeech, vctk
     layout: str = "auto"
-    sample_rate: int = 16000
-    crop: int = 4000  # predicted samples per training crop, on top of the receptive field
     trim_db: float | None = None  # trim edge frames quieter than this (dB below the peak)
-    val_fraction: float = 0.1  # share of files held out for validation (split by file)
-    val_crops: int = 32  # validation crops evaluated at each validation
     cache_dir: str | None = None  # decoded-audio cache (default ~/.cache/wavenet)
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"data.layout must be one of {', '.join(LAYOUTS)}, "
+                             f"got {self.layout!r}")
+
+
+@dataclass
+class DataConfig(DatasetConfig):
+    """The training data (`data.*` of wavenet-train): the dataset, its rate, crops and split."""
+
+    sample_rate: int = 16000
+    crop: int = 4000  # predicted samples per training crop, on top of the receptive field
+    val_fraction: float = 0.1  # share of files held out for validation (split by file)
+    val_crops: int = 32  # validation crops evaluated at each validation
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.sample_rate <= 0:
             raise ValueError(f"data.sample_rate must be > 0, got {self.sample_rate}")
         if self.crop < 1:
@@ -43,9 +58,6 @@ class DataConfig:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.val_crops < 1:
             raise ValueError(f"data.val_crops must be >= 1, got {self.val_crops}")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"data.layout must be one of {', '.join(LAYOUTS)}, "
-                             f"got {self.layout!r}")
 
 
 @dataclass
@@ -171,30 +183,32 @@ class GenerateConfig:
         return self.speaker if isinstance(self.speaker, list) else [self.speaker] * self.batch
 
 
-def check_known_keys(node: DictConfig, schema: type = Config, prefix: str = "") -> None:
-    """Raise ValueError naming a key that `schema` lacks, such as one added with `+key=value`
-    (Hydra rejects other unknown keys at composition)."""
-    types = {f.name: f.type for f in fields(schema)}
-    for key in node:
-        if key not in types:
-            raise ValueError(f"unknown config key '{prefix}{key}'")
-        if is_dataclass(types[key]):
-            check_known_keys(node[key], types[key], f"{prefix}{key}.")
+@dataclass
+class EvaluateConfig:
+    """wavenet-evaluate's arguments."""
+
+    checkpoint: str = MISSING  # a .pt file written by wavenet-train
+    data: DatasetConfig = field(default_factory=DatasetConfig)
+    batch: int = 8  # chunks scored at once
+    chunk: int = 65536  # predicted positions per chunk (plus the receptive field of context)
+    json_out: str | None = None  # also write the JSON result to this file
+    progress: bool = True
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
 
 
 def model_config(name: str) -> WaveNetConfig:
-    """The architecture in conf/model/NAME.yaml (wavenet, small, tiny, ...), checked."""
+    """The architecture of `model=NAME` (wavenet/conf/model/NAME.yaml over WaveNetConfig's
+    defaults: wavenet, small, tiny, ...), checked."""
     path = CONF_DIR / "model" / f"{name}.yaml"
     if not path.is_file():
         choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ValueError(f"model {name!r}: no {path}; choose from {choices}")
-    return WaveNetConfig(**OmegaConf.to_container(OmegaConf.load(path), resolve=True))
-
-
-def register() -> None:
-    """Register the schemas and the `project_dir` resolver (idempotent)."""
-    cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    if not OmegaConf.has_resolver("project_dir"):
-        # ${project_dir:data/demo} -> absolute path inside the project, whatever the cwd.
-        OmegaConf.register_new_resolver("project_dir", lambda rel="": str(PROJECT_DIR / rel))
+    return WaveNetConfig(**(yaml.safe_load(path.read_text()) or {}))

@@ -1,19 +1,39 @@
-"""Shared plumbing of the key=value tools (wavenet-generate, wavenet-evaluate).
-
-Arguments are `key=value` pairs merged onto a dataclass schema, as Hydra overrides are; user
-errors become one line on stderr and exit status 2, never a traceback.
+"""Shared plumbing of the command-line tools: Hydra's config store, key=value parsing, and the
+promise every tool keeps for user errors: one line on stderr and exit status 2, no traceback.
 """
 
 import sys
 from collections.abc import Callable
+from dataclasses import fields, is_dataclass
 from typing import TypeVar
 
-from omegaconf import OmegaConf
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from wavenet.config import PROJECT_DIR, Config
 from wavenet.errors import one_line
 
 T = TypeVar("T")
+
+
+def register() -> None:
+    """Register the training schema and the `project_dir` resolver with Hydra (idempotent)."""
+    ConfigStore.instance().store(name="config_schema", node=Config)
+    if not OmegaConf.has_resolver("project_dir"):
+        # ${project_dir:data/demo} -> absolute path inside the project, whatever the cwd.
+        OmegaConf.register_new_resolver("project_dir", lambda rel="": str(PROJECT_DIR / rel))
+
+
+def check_known_keys(node: DictConfig, schema: type = Config, prefix: str = "") -> None:
+    """Raise ValueError naming a key that `schema` lacks, such as one added with `+key=value`
+    (Hydra rejects other unknown keys at composition)."""
+    types = {f.name: f.type for f in fields(schema)}
+    for key in node:
+        if key not in types:
+            raise ValueError(f"unknown config key '{prefix}{key}'")
+        if is_dataclass(types[key]):
+            check_known_keys(node[key], types[key], f"{prefix}{key}.")
 
 
 def parse_key_values(schema: type[T], argv: list[str]) -> T:
@@ -28,7 +48,13 @@ def parse_key_values(schema: type[T], argv: list[str]) -> T:
             raise ValueError(f"missing required argument {missing[0]}=...")
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        raise ValueError(str(e).splitlines()[0]) from e
+        raise ValueError(one_line(e)) from e
+
+
+def fail(name: str, e: BaseException, status: int = 2) -> None:
+    """Print `name: error: <one line>` on stderr and exit with `status`."""
+    print(f"{name}: error: {one_line(e)}", file=sys.stderr)
+    sys.exit(status)
 
 
 def run_tool(name: str, usage: str, action: Callable[[list[str]], None],
@@ -41,5 +67,4 @@ def run_tool(name: str, usage: str, action: Callable[[list[str]], None],
     try:
         action(argv)
     except (ValueError, OSError) as e:
-        print(f"{name}: error: {one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+        fail(name, e)

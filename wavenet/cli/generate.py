@@ -13,7 +13,7 @@ import torch
 from wavenet import checkpoint, mulaw
 from wavenet.cli.common import parse_key_values, run_tool
 from wavenet.config import GenerateConfig
-from wavenet.data.dataset import read_audio
+from wavenet.data.dataset import read_audio, speaker_ids
 from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, log_mel
 from wavenet.model.network import WaveNet
 from wavenet.sampling.cached import generate
@@ -34,7 +34,9 @@ def conditioning(cfg: GenerateConfig, ckpt: dict, model: WaveNet
     speaker = None
     names = checkpoint.speakers(ckpt)
     if cfg.speaker is not None:
-        speaker = torch.tensor(checkpoint.speaker_ids(ckpt, cfg.speakers))
+        if not names:
+            raise ValueError(f"{cfg.checkpoint} has no speaker conditioning; drop speaker=")
+        speaker = speaker_ids(names, cfg.speakers)
     elif names:
         raise ValueError(f"{cfg.checkpoint} is speaker-conditioned: pass speaker=NAME, one of "
                          f"{', '.join(names)}")
@@ -72,7 +74,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ckpt = checkpoint.load(cfg.checkpoint)
-    model = checkpoint.build_model(ckpt)
+    model = checkpoint.build_model(ckpt, cfg.checkpoint)
     rate, classes = ckpt["sample_rate"], model.config.classes
     speaker, mel, batch = conditioning(cfg, ckpt, model)
 

@@ -5,7 +5,8 @@ VCTK), which say which files it holds and their speakers.
 
 ``load_dataset`` decodes it once to mono float32 at one sample rate, caches the result outside
 the dataset folder, and reports every file it could not use; ``speaker_hours`` sums it up.
-``CropSampler`` and ``validation_crops`` turn utterances into fixed-length μ-law class crops.
+``CropSampler`` and ``validation_batch`` turn utterances into fixed-length μ-law class crops
+with their conditioning.
 """
 
 from __future__ import annotations
@@ -263,6 +264,32 @@ def speaker_hours(utterances: list[Utterance], sample_rate: int) -> dict[str, fl
     return {speaker: samples[speaker] / sample_rate / 3600.0 for speaker in sorted(samples)}
 
 
+def speaker_table(utterances: list[Utterance], root: str | Path, layout: str) -> list[str]:
+    """The sorted speaker names of `utterances` (a speaker's id is its position).
+
+    Raises DataError naming the dataset when some file has no speaker label.
+    """
+    unlabelled = [u.name for u in utterances if not u.speaker]
+    if unlabelled:
+        raise DataError(f"{root}: speaker conditioning needs a speaker for every file, but "
+                        f"layout {layout} gives none for {len(unlabelled)} files (first: "
+                        f"{unlabelled[0]}); use a metadata.csv with a speaker column or VCTK "
+                        f"folders, or model.speaker_channels=0")
+    return sorted({u.speaker for u in utterances})
+
+
+def speaker_ids(table: list[str], names: list[str]) -> torch.Tensor:
+    """(len(names),) int64 ids of `names` in the speaker table; ValueError (one line) naming
+    the first unknown speaker and listing the known ones."""
+    if not table:
+        raise ValueError("there is no speaker table (the model has no speaker conditioning)")
+    for name in names:
+        if name not in table:
+            raise ValueError(f"unknown speaker {name!r}; the speaker table holds "
+                             f"{', '.join(table)}")
+    return torch.tensor([table.index(name) for name in names], dtype=torch.int64)
+
+
 def split_by_file(
     utterances: list[Utterance], val_fraction: float
 ) -> tuple[list[Utterance], list[Utterance]]:
@@ -340,10 +367,11 @@ class Batch:
 
 @dataclass
 class Conditioning:
-    """What crops carry besides audio: speaker ids from `speakers` (name -> id) and/or log-mel
-    frames per `mel` at `sample_rate`. The default carries nothing."""
+    """What crops carry besides audio: speaker ids in the speaker table `speakers` (sorted
+    names, id = position) and/or log-mel frames per `mel` at `sample_rate`. The default carries
+    nothing."""
 
-    speakers: dict[str, int] | None = None
+    speakers: list[str] | None = None
     mel: MelConfig | None = None
     sample_rate: int = 16000
 
@@ -364,15 +392,11 @@ def _prepare(utterances: list[Utterance], length: int, classes: int, cond: Condi
     _check_crop_args(utterances, length, classes)
     if length % cond.hop:
         raise ValueError(f"crop length {length} must be a multiple of the mel hop {cond.hop}")
-    speaker_ids = None
+    ids = None
     if cond.speakers is not None:
-        unknown = sorted({u.speaker for u in utterances} - set(cond.speakers))
-        if unknown:
-            raise ValueError(f"speaker {unknown[0]!r} is not in the speaker table "
-                             f"{sorted(cond.speakers)}")
-        speaker_ids = torch.tensor([cond.speakers[u.speaker] for u in utterances])
+        ids = speaker_ids(cond.speakers, [u.speaker for u in utterances])
     if cond.mel is None:
-        return [_encode(u.audio, length, classes) for u in utterances], None, speaker_ids
+        return [_encode(u.audio, length, classes) for u in utterances], None, ids
     encoded, mels = [], []
     for u in utterances:
         # Whole hops only; short files get leading silence, which the mel then describes too.
@@ -380,14 +404,14 @@ def _prepare(utterances: list[Utterance], length: int, classes: int, cond: Condi
         audio = torch.nn.functional.pad(audio, (max(0, length - len(audio)), 0))
         encoded.append(_encode(audio, length, classes))
         mels.append(pad_frames(log_mel(audio, cond.sample_rate, cond.mel), cond.mel.context))
-    return encoded, mels, speaker_ids
+    return encoded, mels, ids
 
 
 class CropSampler:
     """Random training crops of `length` μ-law class indices, with their conditioning.
 
     Every utterance is μ-law encoded once (files shorter than `length` are left-padded with
-    the silence class). sample() picks files with probability proportional to their length and
+    the silence class). draw() picks files with probability proportional to their length and
     a uniform offset inside each, from its own generator seeded with `seed`; state_dict() and
     load_state_dict() let a resumed run draw exactly the batches the original would have.
 
@@ -396,7 +420,7 @@ class CropSampler:
     on each side; with a speaker table, each carries its utterance's speaker id (see `draw`).
 
     Data-parallel training: every rank builds the sampler with the same seed and its own
-    `rank` of `world_size`. Each sample(batch) draws the choices of all world_size * batch crops
+    `rank` of `world_size`. Each draw(batch) takes the choices of all world_size * batch crops
     from the shared stream and gathers only this rank's contiguous slice, so the ranks' crops
     are disjoint draws, together exactly the batch one process would draw with world_size * batch,
     and every rank's sampler state is the same (one state resumes any number of ranks).
@@ -427,11 +451,6 @@ class CropSampler:
             self._mel_frames = length // hop + 2 * self.cond.mel.context
         self.generator = torch.Generator().manual_seed(seed)
 
-    def sample(self, batch: int) -> torch.Tensor:
-        """(batch, length) int64 class indices in [0, classes): this rank's share of a global
-        draw of world_size * batch crops."""
-        return self.draw(batch).audio
-
     def draw(self, batch: int) -> Batch:
         """This rank's share of a global draw of world_size * batch crops, with conditioning."""
         if batch < 1:
@@ -457,15 +476,8 @@ class CropSampler:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the generator so sample() continues exactly as the saved sampler would."""
+        """Restore the generator so draw() continues exactly as the saved sampler would."""
         self.generator.set_state(state["generator"])
-
-
-def validation_crops(
-    utterances: list[Utterance], length: int, max_crops: int, classes: int = 256
-) -> torch.Tensor:
-    """Deterministic (n, length) int64 μ-law crops, n <= max_crops; see `validation_batch`."""
-    return validation_batch(utterances, length, max_crops, classes).audio
 
 
 def validation_batch(
@@ -481,15 +493,15 @@ def validation_batch(
     if max_crops < 1:
         raise ValueError(f"max_crops must be >= 1, got {max_crops}")
     cond = cond or Conditioning()
-    encoded, mels, speaker_ids = _prepare(utterances, length, classes, cond)
+    encoded, mels, ids = _prepare(utterances, length, classes, cond)
     n_windows = [e.numel() // length for e in encoded]
     picked: list[tuple[int, int]] = []  # (file, window)
     for k in range(max(n_windows)):
         picked += [(i, k) for i, n in enumerate(n_windows) if k < n]
     picked = picked[:max_crops]
     out = Batch(torch.stack([encoded[i][k * length:(k + 1) * length] for i, k in picked]).long())
-    if speaker_ids is not None:
-        out.speaker = speaker_ids[[i for i, _ in picked]]
+    if ids is not None:
+        out.speaker = ids[[i for i, _ in picked]]
     if mels is not None:
         m = length // cond.hop + 2 * cond.mel.context
         first = [k * length // cond.hop for _, k in picked]

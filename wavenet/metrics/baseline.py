@@ -4,6 +4,8 @@ import math
 
 import torch
 
+LN2 = math.log(2.0)  # nats per bit
+
 
 def bigram_bits_per_sample(train: list[torch.Tensor], test: list[torch.Tensor],
                            classes: int = 256, alpha: float = 0.5) -> float:
@@ -25,7 +27,7 @@ def bigram_bits_per_sample(train: list[torch.Tensor], test: list[torch.Tensor],
         n += len(seq) - 1
     if n == 0:
         raise ValueError("bigram baseline needs test sequences of at least 2 samples")
-    return total / n / math.log(2.0)
+    return total / n / LN2
 
 
 def unigram_bits_per_sample(seqs: list[torch.Tensor], classes: int = 256) -> float:

@@ -1,6 +1,4 @@
-"""Exact bits/sample of a checkpoint on every file of a dataset: `wavenet-evaluate`.
-
-    wavenet-evaluate checkpoint=PATH data.root=DIR [batch=8] [chunk=65536] [json_out=FILE]
+"""Exact bits/sample of a model on every file of a dataset (the figure `wavenet-evaluate` prints).
 
 Every file is scored at every position t >= 1 (position 0 has no past), with the same zero
 padding of the past as one forward pass over the whole file. Long files are cut into chunks of
@@ -9,59 +7,18 @@ start of the file), so the result equals the whole-file pass; chunks of several 
 batched together, right-padded and masked.
 """
 
-import json
 import math
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING
 from tqdm import tqdm
 
-from wavenet import checkpoint, mulaw
-from wavenet.cli.common import parse_key_values, run_tool
-from wavenet.data.dataset import Utterance, load_dataset
-from wavenet.errors import one_line
-from wavenet.metrics.baseline import unigram_bits_per_sample
+from wavenet import mulaw
+from wavenet.data.dataset import Utterance, speaker_ids
+from wavenet.metrics.baseline import LN2, unigram_bits_per_sample
 from wavenet.model.features import log_mel, pad_frames, usable_samples
 from wavenet.model.network import WaveNet
-
-LN2 = math.log(2.0)
-
-USAGE = """usage: wavenet-evaluate checkpoint=PATH data.root=DIR [batch=8] [chunk=65536]
-                        [json_out=FILE | --json-out FILE] [progress=true] [threads=0]
-                        [data.layout=auto] [data.trim_db=null] [data.cache_dir=null]
-Prints one JSON line: bits_per_sample, per_speaker, samples, files, uniform_bits_per_sample,
-unigram_bits_per_sample (and checkpoint, step, data_root)."""
-
-
-@dataclass
-class EvalDataConfig:
-    root: str = MISSING  # folder of wav/flac/ogg files (recursive) or with a metadata.csv
-    layout: str = "auto"  # auto, folder, metadata, ljspeech or vctk (see wavenet.data)
-    trim_db: float | None = None  # trim edge frames quieter than this (dB below the peak)
-    cache_dir: str | None = None  # decoded-audio cache (default ~/.cache/wavenet)
-
-
-@dataclass
-class EvaluateConfig:
-    checkpoint: str = MISSING  # a .pt file written by wavenet-train
-    data: EvalDataConfig = field(default_factory=EvalDataConfig)
-    batch: int = 8  # chunks scored at once
-    chunk: int = 65536  # predicted positions per chunk (plus the receptive field of context)
-    json_out: str | None = None  # also write the JSON result to this file
-    progress: bool = True
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-
-    def __post_init__(self) -> None:
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
-        if self.chunk < 1:
-            raise ValueError(f"chunk must be >= 1, got {self.chunk}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
 
 
 def chunk_windows(length: int, chunk: int, context: int) -> list[tuple[int, int, int]]:
@@ -103,11 +60,7 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
     seqs = [mulaw.encode(a, classes) for a in audios]
     ids = None
     if model.speaker_embed is not None:
-        unknown = sorted({u.speaker for u in utterances} - set(speakers or []))
-        if unknown:
-            raise ValueError(f"speaker {unknown[0]!r} is not in the checkpoint's speaker table "
-                             f"({', '.join(speakers or [])})")
-        ids = torch.tensor([speakers.index(u.speaker) for u in utterances])
+        ids = speaker_ids(speakers or [], [u.speaker for u in utterances])
     mels = None
     if mel_cfg is not None:
         mels = [pad_frames(log_mel(a, sample_rate, mel_cfg), mel_cfg.context) for a in audios]
@@ -174,52 +127,3 @@ def window_features(model: WaveNet, mel: torch.Tensor, start: int, end: int,
     frames = mel[:, first:last + 2 * context].to(model.embed.weight.device)
     feats = model.upsample(frames[None])[0, :, start - first * hop:end - first * hop]
     return F.pad(feats, (0, width - feats.shape[-1]))
-
-
-def run(cfg: EvaluateConfig) -> dict:
-    """Load the checkpoint and the dataset, evaluate, write `cfg.json_out`; returns the result."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ckpt = checkpoint.load(cfg.checkpoint)
-    try:
-        model = checkpoint.build_model(ckpt)
-    except (RuntimeError, TypeError, ValueError) as e:  # weights that do not fit the config
-        reason = one_line(e)[:200]
-        raise checkpoint.CheckpointError(f"{cfg.checkpoint}: cannot build the model ({reason})"
-                                         ) from e
-    dataset = load_dataset(cfg.data.root, ckpt["sample_rate"], cfg.data.trim_db, min_samples=2,
-                           cache_dir=cfg.data.cache_dir, progress=cfg.progress,
-                           layout=cfg.data.layout)
-    for name, reason in dataset.skipped:
-        print(f"wavenet-evaluate: skipped {name}: {reason}", file=sys.stderr)
-    result = evaluate(model, dataset.utterances, cfg.batch, cfg.chunk, cfg.progress,
-                      checkpoint.speakers(ckpt), ckpt["sample_rate"])
-    result = {
-        **{k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()},
-        "per_speaker": {k: round(v, 5) for k, v in result["per_speaker"].items()},
-        "checkpoint": str(cfg.checkpoint), "step": ckpt["step"], "data_root": str(cfg.data.root),
-    }
-    if cfg.json_out:
-        out = Path(cfg.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result) + "\n")
-    return result
-
-
-def _main(argv: list[str]) -> None:
-    # `--json-out FILE` is accepted as a spelling of json_out=FILE.
-    if "--json-out" in argv:
-        i = argv.index("--json-out")
-        if i + 1 == len(argv):
-            raise ValueError("--json-out needs a file name")
-        argv = [*argv[:i], f"json_out={argv[i + 1]}", *argv[i + 2:]]
-    print(json.dumps(run(parse_key_values(EvaluateConfig, argv))))
-
-
-def main(argv: list[str] | None = None) -> None:
-    """wavenet-evaluate: prints one JSON line; user errors print one line and exit 2."""
-    run_tool("wavenet-evaluate", USAGE, _main, argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,27 +1,25 @@
 """Figures of training runs: learning curves from metrics.jsonl, real vs generated spectrograms.
 
-    wavenet-plot RUN_DIR [RUN_DIR ...] [--out learning_curves.png]
-
 Figures are drawn with matplotlib's object API on an Agg canvas: no pyplot, so no display, no
 global figure registry to leak from a long training loop, and no backend switch imposed on a
 notebook that imports this module. Files are written atomically (temporary file, then rename),
 so a viewer never shows a half-written image while training redraws it.
 """
 
-import argparse
 import io
 import json
 import math
-import os
-import sys
-import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
-import torchaudio.transforms as T
+import torchaudio.functional as AF
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from wavenet.files import atomic_write
+from wavenet.model.features import MelConfig, log_mel
 
 METRICS_FILE = "metrics.jsonl"
 DPI = 120
@@ -116,28 +114,29 @@ def plot_learning_curves(run_dirs: list[Path], out: Path) -> Path:
     return save_figure(learning_curves_figure([Path(d) for d in run_dirs]), out)
 
 
-def log_mel(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """(time,) float waveform -> (n_mels, frames) float32 power in dB (ref 1.0).
-
-    25 ms windows (rounded up to a power of two), 10 ms hop, 80 mel bands (fewer at low rates)
-    from 0 to sample_rate / 2 on torchaudio's (HTK) mel scale.
-    """
-    n_fft, n_mels = _mel_settings(sample_rate)
-    if len(audio) < n_fft:
-        raise ValueError(f"clip too short for a spectrogram: {len(audio)} samples < {n_fft}")
-    mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=sample_rate // 100,
-                           n_mels=n_mels, f_min=0.0, f_max=sample_rate / 2)
-    return T.AmplitudeToDB(stype="power")(mel(audio.float()))
+# Spectrograms are drawn in the project's one log-mel convention (wavenet.model.features), with
+# the model's default analysis: 80 Slaney bands, 1024-sample windows, 256-sample hop.
+DISPLAY_MEL = MelConfig(n_mels=80)
+DB_PER_NEPER = 20.0 / math.log(10.0)  # log-magnitude (natural) -> dB
+DB_RANGE = 80.0
 
 
-def _mel_settings(sample_rate: int) -> tuple[int, int]:
-    """(n_fft, n_mels) for 25 ms windows."""
-    n_fft = 2 ** math.ceil(math.log2(0.025 * sample_rate))
-    return n_fft, min(80, n_fft // 4)
+def log_mel_db(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(time,) float waveform -> (n_mels, frames) log-mel magnitude in dB (floor -100 dB)."""
+    if len(audio) < DISPLAY_MEL.n_fft:
+        raise ValueError(f"clip too short for a spectrogram: {len(audio)} samples < "
+                         f"{DISPLAY_MEL.n_fft}")
+    return DB_PER_NEPER * log_mel(audio, sample_rate, DISPLAY_MEL)
 
 
-def _hz_to_mel(hz: float) -> float:
-    return 2595.0 * math.log10(1.0 + hz / 700.0)  # HTK, torchaudio's default
+def _band_of(hz: list[float], sample_rate: int) -> list[float]:
+    """Fractional mel band index of each frequency: where it falls between band centres."""
+    n_freqs = DISPLAY_MEL.n_fft // 2 + 1
+    banks = AF.melscale_fbanks(n_freqs, 0.0, sample_rate / 2, DISPLAY_MEL.n_mels, sample_rate,
+                               norm="slaney", mel_scale="slaney")
+    centres = banks.argmax(dim=0).double() * (sample_rate / 2) / (n_freqs - 1)
+    return [float(np.interp(f, centres.numpy(), np.arange(DISPLAY_MEL.n_mels) + 0.5,
+                            left=0.0, right=DISPLAY_MEL.n_mels)) for f in hz]
 
 
 def _as_waveform(name: str, audio: torch.Tensor) -> torch.Tensor:
@@ -157,7 +156,7 @@ def spectrograms_figure(real: torch.Tensor, generated: torch.Tensor, sample_rate
     if sample_rate < 1000:
         raise ValueError(f"sample_rate must be >= 1000 Hz for a spectrogram, got {sample_rate}")
     clips = [_as_waveform("real", real), _as_waveform("generated", generated)]
-    specs = [log_mel(c, sample_rate) for c in clips]
+    specs = [log_mel_db(c, sample_rate) for c in clips]
     top = max(float(s.max()) for s in specs)
     durations = [len(c) / sample_rate for c in clips]
     # Panel widths follow the durations, so one second looks the same in both.
@@ -167,30 +166,18 @@ def spectrograms_figure(real: torch.Tensor, generated: torch.Tensor, sample_rate
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharey=True, width_ratios=widths)
     n_mels = specs[0].shape[0]
-    top_mel = _hz_to_mel(sample_rate / 2)
     ticks = [hz for hz in (0, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000)
              if hz <= sample_rate / 2]
     for ax, spec, duration, title in zip(axes, specs, durations, titles, strict=True):
         image = ax.imshow(spec.numpy(), origin="lower", aspect="auto", cmap="magma",
-                          extent=(0, duration, 0, n_mels), vmin=top - 80, vmax=top)
+                          extent=(0, duration, 0, n_mels), vmin=top - DB_RANGE, vmax=top)
         ax.set_title(title)
         ax.set_xlabel("time (s)")
-    axes[0].set_yticks([n_mels * _hz_to_mel(hz) / top_mel for hz in ticks],
+    axes[0].set_yticks(_band_of(ticks, sample_rate),
                        [f"{hz // 1000}k" if hz >= 1000 else str(hz) for hz in ticks])
     axes[0].set_ylabel("frequency (Hz, mel scale)")
-    fig.colorbar(image, ax=axes, label="power (dB)")
+    fig.colorbar(image, ax=axes, label="magnitude (dB)")
     return fig
-
-
-def plot_spectrograms(real: torch.Tensor, generated: torch.Tensor, sample_rate: int,
-                      out: Path) -> Path:
-    """Log-mel spectrograms of a real clip beside a generated one, written to `out`.
-
-    real, generated: float waveforms in [-1, 1], (time,) or (1, time), any lengths of at least
-    one FFT window (32 ms at 16 kHz); decode μ-law class indices with wavenet.mulaw.decode
-    first. Returns `out`; raises ValueError for other input.
-    """
-    return save_figure(spectrograms_figure(real, generated, sample_rate), out)
 
 
 def save_figure(fig: Figure, out: str | Path) -> Path:
@@ -203,36 +190,5 @@ def save_figure(fig: Figure, out: str | Path) -> Path:
                          f"(use one of {', '.join('.' + f for f in sorted(supported))})")
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out, buffer.getvalue(), durable=False)
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    """wavenet-plot: learning curves of runs in one figure; prints the written path."""
-    parser = argparse.ArgumentParser(
-        prog="wavenet-plot",
-        description="Plot train and validation bits/sample of wavenet-train runs (their "
-                    "metrics.jsonl) in one figure, with each run's bigram baseline.")
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
-                        help="run directories holding metrics.jsonl (e.g. a sweep's subdirs)")
-    parser.add_argument("--out", type=Path, default=Path("learning_curves.png"),
-                        help="image file; format from the suffix (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        print(plot_learning_curves(args.run_dirs, args.out))
-    except (ValueError, OSError) as e:
-        print(f"wavenet-plot: error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -109,6 +109,17 @@ def log_mel(audio: torch.Tensor, sample_rate: int, cfg: MelConfig) -> torch.Tens
     return torch.log(mel.clamp(min=1e-5)).reshape(*shape[:-1], cfg.n_mels, frames)
 
 
+def utterance_mel(audio: torch.Tensor, sample_rate: int, cfg: MelConfig
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(time,) audio -> (the audio cut to whole hops, its (n_mels, frames) log-mel): what a
+    vocoder re-synthesises and the mel it hears. ValueError when shorter than one hop."""
+    if audio.shape[-1] < cfg.hop_length:
+        raise ValueError(f"{audio.shape[-1]} samples are shorter than one mel frame "
+                         f"({cfg.hop_length} samples)")
+    audio = audio[..., : usable_samples(audio.shape[-1], cfg)]
+    return audio, log_mel(audio, sample_rate, cfg)
+
+
 def pad_frames(mel: torch.Tensor, context: int) -> torch.Tensor:
     """(..., n_mels, frames) -> (..., n_mels, frames + 2 * context): `context` silence frames on
     each side, what the upsampler sees beyond the ends of an utterance."""

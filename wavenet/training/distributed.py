@@ -17,11 +17,10 @@ from torch import nn
 
 @dataclass(frozen=True)
 class World:
-    """This process's place: rank in [0, size), local_rank on its node, and its device."""
+    """This process's place: rank in [0, size) and its device (cuda:LOCAL_RANK on a GPU node)."""
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
     device: torch.device = torch.device("cpu")
 
     @property
@@ -89,7 +88,7 @@ def setup(device: str = "auto") -> World:
         dev = torch.device("cpu")
     if size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
-    return World(rank, size, local_rank, dev)
+    return World(rank, size, dev)
 
 
 def teardown(world: World) -> None:

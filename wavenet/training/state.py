@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from wavenet import checkpoint
 from wavenet.data.dataset import CropSampler
+from wavenet.files import atomic_write
 from wavenet.model.network import WaveNet
 from wavenet.training.ema import EMA
 
-log = logging.getLogger("wavenet.train")
+log = logging.getLogger("wavenet.train")  # the trainer's logger
 
 
 @dataclass
@@ -85,15 +85,6 @@ class TrainState:
             else:
                 self.ema = EMA(self.model, ema_decay)
         self.step, self.best = ckpt["step"], ckpt.get("best_val_bits") or math.inf
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped training after last.pt was saved; exit with `exit_code`."""
-
-    def __init__(self, signum: int, step: int, path: Path):
-        self.exit_code = 130 if signum == signal.SIGINT else 0
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; "
-                         f"checkpoint saved to {path}")
 
 
 class StopSignals:
@@ -156,4 +147,4 @@ def truncate_metrics(path: Path, step: int) -> None:
         except (ValueError, KeyError, TypeError):
             pass
     if kept != lines:
-        checkpoint.atomic_write(path, "".join(f"{line}\n" for line in kept).encode())
+        atomic_write(path, "".join(f"{line}\n" for line in kept).encode())

@@ -1,0 +1,252 @@
+"""What a training run writes into its directory, next to the code that decides when.
+
+    run_dir/
+      data_report.json     the files used (train / validation) and skipped, hours per speaker
+      metrics.jsonl        one JSON object per logged step (`RunOutputs.log`)
+      checkpoints/         last.pt and best.pt (`RunOutputs.save_last`, `save_best`)
+      samples/             step_N.wav generated at each validation and step_N.png, its log-mel
+                           spectrogram beside a real clip's (`write_sample`)
+      learning_curves.png  redrawn at every validation
+      report.html          the run's page (wavenet.metrics.report), rewritten at each validation
+      tensorboard/         with `logger=tensorboard`
+
+Only rank 0 writes; the other ranks of a torchrun job get a `RunOutputs` that writes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from wavenet import checkpoint, mulaw
+from wavenet.config import Config
+from wavenet.data.dataset import Batch, Dataset, Utterance, speaker_hours
+from wavenet.files import atomic_write, remove_temporaries
+from wavenet.metrics import plots
+from wavenet.model.features import utterance_mel
+from wavenet.model.network import WaveNet
+from wavenet.sampling.cached import generate
+from wavenet.training.state import CheckpointSchedule, TrainState, truncate_metrics
+
+log = logging.getLogger("wavenet.train")
+
+
+def write_data_report(path: Path, root: str, layout: str, dataset: Dataset,
+                      train_set: list[Utterance], val_set: list[Utterance]) -> None:
+    """data_report.json: the layout, hours per speaker, the files used (train / validation) and
+    the files skipped, with why."""
+    rate = dataset.sample_rate
+    hours = lambda utts: {k: round(v, 5) for k, v in speaker_hours(utts, rate).items()}  # noqa: E731
+    report_ = {"root": str(root), "layout": layout, "sample_rate": rate,
+               "hours": round(sum(speaker_hours(dataset.utterances, rate).values()), 5),
+               "hours_per_speaker": {"train": hours(train_set), "validation": hours(val_set)},
+               "train": [u.name for u in train_set],
+               "validation": [u.name for u in val_set],
+               "skipped": [{"file": name, "reason": reason} for name, reason in dataset.skipped]}
+    atomic_write(path, (json.dumps(report_, indent=1) + "\n").encode(), durable=False)
+
+
+def write_wav(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
+    """(time,) float audio in [-1, 1] -> 16-bit PCM wav, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(tmp, audio.numpy(), sample_rate, subtype="PCM_16", format="WAV")
+    tmp.replace(path)
+
+
+def write_sample(model: WaveNet, cfg: Config, run_dir: Path, step: int, val_batch: Batch,
+                 val_file: Utterance, board=None) -> None:
+    """samples/step_N.wav: `train.sample_seconds` generated on the CPU, and step_N.png: its
+    log-mel spectrogram beside real audio's (also to TensorBoard when `board` is given).
+
+    A speaker model speaks as the first validation crop's speaker; a vocoder re-synthesises the
+    start of `val_file` from its log-mel (that start is samples/source.wav, drawn beside it).
+    """
+    tc, dc, mc = cfg.train, cfg.data, cfg.model
+    n: int | None = int(tc.sample_seconds * dc.sample_rate)
+    if next(model.parameters()).device.type != "cpu":
+        model = copy.deepcopy(model).cpu()
+    first = val_batch.split(1)[0].to("cpu")
+    real = mulaw.decode(first.audio[0], mc.classes)
+    mel = None
+    if mc.mel.enabled:
+        real, mel = utterance_mel(val_file.audio[:n], dc.sample_rate, mc.mel)
+        mel, n = mel[None], None  # as long as the mel
+        source = run_dir / "samples" / "source.wav"
+        if not source.exists():
+            write_wav(source, real, dc.sample_rate)
+    gen = torch.Generator().manual_seed(tc.seed + step)
+    audio = torch.cat(list(generate(model, n, generator=gen, temperature=tc.sample_temperature,
+                                    speaker=first.speaker, mel=mel)), dim=1)
+    fake = mulaw.decode(audio[0], mc.classes)
+    write_wav(run_dir / "samples" / f"step_{step:07d}.wav", fake, dc.sample_rate)
+    if board is not None:
+        board.add_audio("sample", fake[None], step, dc.sample_rate)
+    try:
+        figure = plots.spectrograms_figure(real, fake, dc.sample_rate)
+    except ValueError as e:  # a sample too short to draw is no reason to stop
+        log.warning("no spectrogram at step %d: %s", step, e)
+        return
+    plots.save_figure(figure, run_dir / "samples" / f"step_{step:07d}.png")
+    if board is not None:
+        board.add_figure("spectrograms", figure, step)
+
+
+def tensorboard_writer(log_dir: Path):
+    """A TensorBoard SummaryWriter into log_dir (`logger=tensorboard`); one-line error if the
+    tensorboard package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ValueError("logger=tensorboard needs the tensorboard package: "
+                         "pip install 'wavenet[tensorboard]'") from e
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+class RunOutputs:
+    """The run directory of one training run: checkpoints, metrics, samples, figures, report.
+
+    A context manager: entering opens metrics.jsonl, the progress bar and TensorBoard; leaving
+    closes them. `main` is False on ranks > 0, which then write nothing.
+    """
+
+    def __init__(self, cfg: Config, run_dir: Path, resolved: dict, state: TrainState,
+                 speakers: list[str], main: bool = True):
+        self.cfg, self.run_dir, self.resolved, self.state = cfg, run_dir, resolved, state
+        self.speakers, self.main = speakers, main
+        self.last = run_dir / "checkpoints" / "last.pt"
+        self.schedule = CheckpointSchedule(cfg.train.checkpoint_every,
+                                           cfg.train.checkpoint_minutes)
+        self.saved_step: int | None = None  # the step last.pt holds, when known
+        self.wall_before, self.started = 0.0, time.perf_counter()
+        self.record: dict = {}
+        self._stack = ExitStack()
+        self.metrics = None
+        self.board = None
+        self.bar = None
+
+    # ----------------------------------------------------------------- resume
+    def resume_path(self) -> Path | None:
+        """The checkpoint `train.resume` asks for: auto (last.pt, when it exists), never, a path."""
+        resume = self.cfg.train.resume
+        if resume == "never":
+            return None
+        if resume == "auto":
+            return self.last if self.last.exists() else None
+        return Path(resume)
+
+    def read_resume(self) -> dict | None:
+        """Rank 0: clear temporaries a killed write left, then load the checkpoint to resume
+        from (None to start afresh). CheckpointError when it is unusable or another model's."""
+        for tmp in remove_temporaries(self.last.parent):
+            log.info("removed %s, left by an interrupted checkpoint write", tmp.name)
+        path = self.resume_path()
+        if path is None:
+            return None
+        ckpt = checkpoint.load(path)
+        mc = self.cfg.model
+        saved = asdict(type(mc)(**ckpt["model_config"]))
+        if saved != asdict(mc) or checkpoint.speakers(ckpt) != self.speakers:
+            raise checkpoint.CheckpointError(
+                f"{path}: model {saved} with speakers {checkpoint.speakers(ckpt)} differs from "
+                f"the configured {asdict(mc)} with {self.speakers}; use another hydra.run.dir "
+                f"or train.resume=never")
+        return ckpt
+
+    def resumed(self, ckpt: dict | None) -> None:
+        """Note where this run starts: the wall time already trained, and drop metrics past it."""
+        if ckpt is not None:
+            self.wall_before = ckpt.get("wall_s", 0.0)
+            if self.resume_path() == self.last:
+                self.saved_step = self.state.step
+            log.info("resumed from %s at step %d", self.resume_path(), self.state.step)
+        else:
+            log.info("starting from step 0")
+        if self.main:
+            truncate_metrics(self.run_dir / "metrics.jsonl", self.state.step)
+
+    # ----------------------------------------------------------------- writing
+    def __enter__(self) -> RunOutputs:
+        tc = self.cfg.train
+        if self.main:
+            self.metrics = self._stack.enter_context((self.run_dir / "metrics.jsonl").open("a"))
+            if self.cfg.logger == "tensorboard":
+                self.board = tensorboard_writer(self.run_dir / "tensorboard")
+                self._stack.callback(self.board.close)
+        self.bar = self._stack.enter_context(tqdm(
+            total=tc.max_steps, initial=self.state.step, unit="step", dynamic_ncols=True,
+            disable=not (tc.progress and self.main)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def wall_s(self) -> float:
+        """Seconds this run has trained, across resumes (for the wall-time learning curve)."""
+        return self.wall_before + time.perf_counter() - self.started
+
+    def save(self, path: Path) -> None:
+        mc, dc = self.cfg.model, self.cfg.data
+        checkpoint.save(path, {
+            "model_config": asdict(mc), "sample_rate": dc.sample_rate, "classes": mc.classes,
+            "speakers": self.speakers, "config": self.resolved, **self.state.state_dict(),
+            "wall_s": self.wall_s()})
+
+    def save_last(self) -> None:
+        if self.main:
+            self.save(self.last)
+            self.saved_step = self.state.step
+            self.schedule.saved()
+
+    def save_if_due(self) -> None:
+        if self.schedule.due(self.state.step):
+            self.save_last()
+
+    def save_unsaved(self) -> None:
+        """last.pt at the current step, unless it already holds it (a stop right after a save)."""
+        if self.saved_step != self.state.step:
+            self.save_last()
+
+    def log(self, record: dict) -> None:
+        """Append one record to metrics.jsonl (and TensorBoard)."""
+        self.record = record
+        if not self.main:
+            return
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
+        if self.board is not None:
+            for key, value in record.items():
+                if key not in ("step", "wall_s"):
+                    self.board.add_scalar(key, value, record["step"])
+
+    def validated(self, val_bits: float, val_batch: Batch, val_file: Utterance) -> None:
+        """After a validation: best.pt when it is the best so far, last.pt, a sample, the
+        learning curves and the report."""
+        if not self.main:
+            return
+        state, tc = self.state, self.cfg.train
+        if val_bits < state.best:
+            state.best = val_bits
+            self.save(self.run_dir / "checkpoints" / "best.pt")
+        self.save_last()
+        if tc.sample_seconds:
+            write_sample(state.eval_model, self.cfg, self.run_dir, state.step, val_batch,
+                         val_file, self.board)
+            state.model.train()
+        plots.plot_learning_curves([self.run_dir], self.run_dir / "learning_curves.png")
+        self.write_report("running")
+
+    def write_report(self, status: str) -> None:
+        if self.main:
+            from wavenet.metrics import report
+            report.write_report(self.run_dir, status)
+
