@@ -119,7 +119,7 @@ def read_run(run_dir: str | Path, status: str | None = None) -> Run:
     config = _yaml(hydra_dir / "config.yaml", {})
     overrides = [str(o) for o in _yaml(hydra_dir / "overrides.yaml", [])]
     try:
-        records = read_metrics(path)
+        records = [_numbers(r) for r in read_metrics(path) if math.isfinite(r["step"])]
     except ValueError:  # no metrics yet
         records = []
     try:
@@ -137,6 +137,14 @@ def read_run(run_dir: str | Path, status: str | None = None) -> Run:
         raise ValueError(f"status must be running, finished or stopped, got {status!r}")
     return Run(path, config if isinstance(config, dict) else {}, overrides, records,
                data if isinstance(data, dict) else None, status, samples)
+
+
+def _numbers(record: dict) -> dict:
+    """The record's finite numbers only (a hand-edited or foreign line cannot break the page),
+    with an integer step."""
+    kept = {k: v for k, v in record.items() if isinstance(v, int | float)
+            and not isinstance(v, bool) and math.isfinite(v)}
+    return {**kept, "step": int(record["step"])}
 
 
 def _yaml(path: Path, default):
@@ -358,22 +366,29 @@ def _headline(run: Run, base: Path) -> str:
 
 
 def _data_summary(run: Run, base: Path) -> str:
-    data = run.data
-    if data is None:
+    if run.data is None:
         return "no data_report.json"
-    link = f'<a href="{_href(run.path / "data_report.json", base)}">data_report.json</a>'
+    try:
+        return _data_text(run.data, run.path, base)
+    except (TypeError, ValueError, AttributeError):  # written by another version, or by hand
+        link = f'<a href="{_href(run.path / "data_report.json", base)}">data_report.json</a>'
+        return f"unexpected contents in {link}"
+
+
+def _data_text(data: dict, run_dir: Path, base: Path) -> str:
+    link = f'<a href="{_href(run_dir / "data_report.json", base)}">data_report.json</a>'
     skipped = data.get("skipped") or []
     text = (f"{len(data.get('train') or [])} train + {len(data.get('validation') or [])} "
             f"validation files, {len(skipped)} skipped, "
-            f"{_e(_duration(3600 * (data.get('hours') or 0)))} of audio at "
-            f"{data.get('sample_rate', '?')} Hz from <code>{_e(data.get('root', '?'))}</code> "
+            f"{_e(_duration(3600 * float(data.get('hours') or 0)))} of audio at "
+            f"{_e(data.get('sample_rate', '?'))} Hz from <code>{_e(data.get('root', '?'))}</code> "
             f"({_e(data.get('layout', '?'))} layout); {link}")
     per = data.get("hours_per_speaker") or {}
     speakers = sorted({s for split in per.values() for s in split})
     if speakers:
         rows = "".join(
             f"<tr><td>{_e(s or '(no label)')}</td>"
-            + "".join(f"<td>{_e(round(60 * (per.get(split) or {}).get(s, 0), 2))}</td>"
+            + "".join(f"<td>{60 * float((per.get(split) or {}).get(s, 0)):.2f}</td>"
                       for split in ("train", "validation")) + "</tr>"
             for s in speakers)
         table = (f'<table class="small"><tr><th>speaker</th><th>train (min)</th>'
