@@ -114,29 +114,37 @@ def plot_learning_curves(run_dirs: list[Path], out: Path) -> Path:
     return save_figure(learning_curves_figure([Path(d) for d in run_dirs]), out)
 
 
-# Spectrograms are drawn in the project's one log-mel convention (wavenet.model.features), with
-# the model's default analysis: 80 Slaney bands, 1024-sample windows, 256-sample hop.
-DISPLAY_MEL = MelConfig(n_mels=80)
+# Spectrograms are drawn in the project's one log-mel convention (wavenet.model.features):
+# magnitude, Slaney scale and norm, natural log of max(mel, 1e-5), shown in dB. The analysis is
+# finer than a vocoder's (32 ms windows, 8 ms hop, 64 bands) so that short samples still draw.
 DB_PER_NEPER = 20.0 / math.log(10.0)  # log-magnitude (natural) -> dB
 DB_RANGE = 80.0
 
 
+def display_mel(sample_rate: int) -> MelConfig:
+    """The spectrograms' analysis at `sample_rate`: ~32 ms windows (a power of two), 1/4 hop."""
+    n_fft = 2 ** math.ceil(math.log2(0.032 * sample_rate))
+    return MelConfig(n_mels=64, n_fft=n_fft, win_length=n_fft, hop_length=n_fft // 4,
+                     upsample=[n_fft // 4])
+
+
 def log_mel_db(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """(time,) float waveform -> (n_mels, frames) log-mel magnitude in dB (floor -100 dB)."""
-    if len(audio) < DISPLAY_MEL.n_fft:
-        raise ValueError(f"clip too short for a spectrogram: {len(audio)} samples < "
-                         f"{DISPLAY_MEL.n_fft}")
-    return DB_PER_NEPER * log_mel(audio, sample_rate, DISPLAY_MEL)
+    cfg = display_mel(sample_rate)
+    if len(audio) < cfg.n_fft:
+        raise ValueError(f"clip too short for a spectrogram: {len(audio)} samples < {cfg.n_fft}")
+    return DB_PER_NEPER * log_mel(audio, sample_rate, cfg)
 
 
 def _band_of(hz: list[float], sample_rate: int) -> list[float]:
     """Fractional mel band index of each frequency: where it falls between band centres."""
-    n_freqs = DISPLAY_MEL.n_fft // 2 + 1
-    banks = AF.melscale_fbanks(n_freqs, 0.0, sample_rate / 2, DISPLAY_MEL.n_mels, sample_rate,
+    cfg = display_mel(sample_rate)
+    n_freqs = cfg.n_fft // 2 + 1
+    banks = AF.melscale_fbanks(n_freqs, 0.0, sample_rate / 2, cfg.n_mels, sample_rate,
                                norm="slaney", mel_scale="slaney")
     centres = banks.argmax(dim=0).double() * (sample_rate / 2) / (n_freqs - 1)
-    return [float(np.interp(f, centres.numpy(), np.arange(DISPLAY_MEL.n_mels) + 0.5,
-                            left=0.0, right=DISPLAY_MEL.n_mels)) for f in hz]
+    return [float(np.interp(f, centres.numpy(), np.arange(cfg.n_mels) + 0.5, left=0.0,
+                            right=cfg.n_mels)) for f in hz]
 
 
 def _as_waveform(name: str, audio: torch.Tensor) -> torch.Tensor:
