@@ -89,7 +89,7 @@ def test_mel_crops_carry_the_frames_of_their_span(demo_root):
         assert hits, "a crop must be a hop-aligned span of some utterance"
         i, start = hits[0]
         torch.testing.assert_close(batch.mel[row], padded[i][:, start // 64:start // 64 + frames])
-        assert batch.speaker[row] == cond.speakers[utts[i].speaker]
+        assert batch.speaker[row] == cond.speakers.index(utts[i].speaker)
     # The sampler state resumes the same conditioned draws.
     state = sampler.state_dict()
     again = CropSampler(utts, 640, seed=0, cond=cond)
