@@ -4,7 +4,8 @@
         --run runs/vocoder_asterisk4 --baseline data/pretrained/asterisk4-small.pt --out /tmp/cs
 
 Every validation file of the run (data_report.json: never trained on) is cut to whole mel hops
-and compared, with wavenet.quality's mel-cepstral distortion and log-mel distance, against:
+and compared, with wavenet.metrics.listening.copy_synthesis_scores (SPTK mel-cepstral distortion,
+log-mel distance, wide-band PESQ, STOI; needs `pip install 'wavenet[metrics]'`), against:
   vocoder       the vocoder re-synthesising it from its own log-mel (temperature --temperature)
   unconditioned an unconditioned model's free output of the same length (--baseline): the
                 distance of speech-like audio that does not follow the mel
@@ -24,7 +25,8 @@ import torch
 
 from wavenet import checkpoint, mulaw
 from wavenet.data.dataset import read_audio
-from wavenet.metrics.spectral import HOP, log_mel_distance, mel_cepstral_distortion
+from wavenet.metrics.listening import copy_synthesis_scores
+from wavenet.metrics.spectral import HOP
 from wavenet.model.features import SILENCE, log_mel, usable_samples
 from wavenet.sampling.cached import generate
 
@@ -61,13 +63,17 @@ def synthesise(model, rate: int, audios: list[torch.Tensor], batch: int, tempera
 
 def score(name: str, refs: list[torch.Tensor], tests: list[torch.Tensor], rate: int,
           extra: dict) -> dict:
+    """Means over files, weighted by frames, of copy_synthesis_scores."""
     frames = [len(r) // HOP for r in refs]
     total = sum(frames)
-    mcd = sum(f * mel_cepstral_distortion(r, t, rate) for f, r, t in zip(frames, refs, tests,
-                                                                         strict=True)) / total
-    lsd = sum(f * log_mel_distance(r, t, rate) for f, r, t in zip(frames, refs, tests,
-                                                                  strict=True)) / total
-    return {"system": name, "mcd_db": round(mcd, 3), "log_mel_distance_db": round(lsd, 3),
+    means = dict.fromkeys(("mcd_db", "log_mel_db", "pesq_wb", "stoi"), 0.0)
+    for f, r, t in zip(frames, refs, tests, strict=True):
+        scores = copy_synthesis_scores(r, t, rate)
+        for key in means:
+            means[key] += f * scores[key] / total
+    return {"system": name, "mcd_db": round(means["mcd_db"], 3),
+            "log_mel_distance_db": round(means["log_mel_db"], 3),
+            "pesq_wb": round(means["pesq_wb"], 3), "stoi": round(means["stoi"], 4),
             "files": len(refs), "seconds_of_audio": round(sum(map(len, refs)) / rate, 1), **extra}
 
 

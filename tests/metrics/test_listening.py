@@ -1,0 +1,223 @@
+"""Listening metrics on real speech: each prefers the clean clip to its damaged copies.
+
+The scores come from the optional `metrics` extra; without it these tests skip, except under
+CI (CI=true), where the extra is part of `.[dev]` and a skip would hide a broken install.
+"""
+
+import json
+import math
+import os
+
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+
+from wavenet import mulaw
+from wavenet.cli import listen
+from wavenet.metrics import listening
+
+CLIP = "ast_en_US_f_Allison_agent-incorrect.flac"  # 5 s of one speaker, bundled in data/demo
+
+
+@pytest.fixture(scope="module")
+def extra():
+    """Skip (fail under CI) when the optional packages do not import."""
+    if not listening.available():
+        reason = f"listening metrics need the metrics extra: {listening.INSTALL}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def voice(demo_root):
+    """3 s of real speech at 16 kHz, (time,) float32."""
+    audio, rate = sf.read(demo_root / "wavs" / CLIP, dtype="float32")
+    assert rate == listening.RATE
+    return torch.from_numpy(audio[: 3 * rate])
+
+
+def noisy(audio: torch.Tensor, snr_db: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """audio plus white noise at snr_db, scaled (SNR unchanged) to stay within [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(audio.shape, generator=g)
+    noise *= audio.pow(2).mean().sqrt() / noise.pow(2).mean().sqrt() * 10 ** (-snr_db / 20)
+    mixed = audio + noise
+    return mixed / max(1.0, float(mixed.abs().max()))
+
+
+def quantised(audio: torch.Tensor) -> torch.Tensor:
+    return mulaw.decode(mulaw.encode(audio, 256), 256)
+
+
+def test_dnsmos_prefers_real_speech_to_its_noisy_copy(extra, voice):
+    clean = listening.dnsmos(voice, listening.RATE)
+    assert set(clean) == {"sig", "bak", "ovrl", "p808"}
+    assert all(1.0 <= v <= 5.0 for v in clean.values()), clean
+    damaged = listening.dnsmos(noisy(voice), listening.RATE)
+    assert clean["ovrl"] > damaged["ovrl"] + 0.5, (clean, damaged)
+    assert clean["bak"] > damaged["bak"] + 1.0, (clean, damaged)
+    # 8-bit μ-law, the floor of any model here, is far nearer the clean clip than the noise.
+    floor = listening.generated_scores(quantised(voice), listening.RATE)
+    assert floor["ovrl"] > damaged["ovrl"] + 0.5 and floor["bak"] > damaged["bak"] + 1.0
+
+
+def test_dnsmos_equals_the_reference_procedure_on_a_repeated_short_clip(extra, voice):
+    """2.5 s is repeated to 20 s: 11 windows, 5 distinct; each is scored once, weighted."""
+    from speechmos import dnsmos as reference
+
+    clip = voice[: int(2.5 * listening.RATE)]
+    expected = reference.run(clip.numpy(), listening.RATE)
+    got = listening.dnsmos(clip, listening.RATE)
+    for key in ("sig", "bak", "ovrl", "p808"):
+        assert got[key] == pytest.approx(float(expected[f"{key}_mos"]), abs=1e-5), key
+
+
+def test_dnsmos_resamples_other_rates(extra, voice):
+    at_22k = torchaudio.functional.resample(voice, listening.RATE, 22050).clamp(-1, 1)
+    direct, resampled = listening.dnsmos(voice, listening.RATE), listening.dnsmos(at_22k, 22050)
+    for key, value in direct.items():
+        assert resampled[key] == pytest.approx(value, abs=0.1), key
+
+
+def test_copy_synthesis_scores_are_at_their_maximum_for_the_clip_itself(extra, voice):
+    rate = listening.RATE
+    same = listening.copy_synthesis_scores(voice, voice, rate)
+    assert set(same) == {"pesq_wb", "stoi", "mcd_db", "log_mel_db"}
+    assert same["pesq_wb"] > 4.0 and same["stoi"] > 0.99
+    assert same["mcd_db"] == 0.0 and same["log_mel_db"] == pytest.approx(0.0, abs=1e-9)
+    damaged = listening.copy_synthesis_scores(voice, noisy(voice), rate)
+    floor = listening.copy_synthesis_scores(voice, quantised(voice), rate)
+    assert damaged["pesq_wb"] < 2.0 and damaged["stoi"] < 0.9 and damaged["mcd_db"] > 5.0
+    assert floor["pesq_wb"] > damaged["pesq_wb"] + 1.5 and floor["stoi"] > damaged["stoi"]
+    assert 0.0 < floor["mcd_db"] < damaged["mcd_db"]
+    assert 0.0 < floor["log_mel_db"] < damaged["log_mel_db"]
+
+
+def test_mcd_grows_with_noise_and_ignores_level_and_trailing_samples(extra, voice):
+    rate = listening.RATE
+    mcd = listening.mel_cepstral_distortion
+    distances = [mcd(voice, noisy(voice, snr), rate) for snr in (40.0, 20.0, 0.0)]
+    assert 0.0 < distances[0] < distances[1] < distances[2], distances
+    # Symmetric; c0 (the level) is left out, so a gain costs nothing but the periodogram floor.
+    assert mcd(noisy(voice, 20.0), voice, rate) == pytest.approx(distances[1])
+    assert mcd(voice, 0.5 * voice, rate) < 0.05
+    # Aligned signals are cut to the shorter: samples past its end do not count.
+    longer = torch.cat([voice, 0.9 * torch.ones(5000)])
+    assert mcd(voice, longer, rate) == 0.0
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: listening.dnsmos(a, listening.RATE),
+    lambda a: listening.mel_cepstral_distortion(a, a, listening.RATE),
+    lambda a: listening.copy_synthesis_scores(a, a, listening.RATE),
+], ids=["dnsmos", "mcd", "copy_synthesis_scores"])
+def test_bad_input_is_a_one_line_value_error(extra, voice, call):
+    nan = voice.clone()
+    nan[100] = math.nan
+    cases = [
+        (voice[:500], "500 samples at 16000 Hz are shorter than one 1024-sample frame"),
+        (nan, "NaN"),
+        (voice.reshape(2, -1), r"expected a \(time,\) signal, got shape \(2, 24000\)"),
+        (2.0 * voice, "must lie in \\[-1, 1\\], peak is"),
+    ]
+    for audio, message in cases:
+        with pytest.raises(ValueError, match=message) as caught:
+            call(audio)
+        assert "\n" not in str(caught.value)
+
+
+def test_too_little_speech_for_pesq_or_stoi_is_a_one_line_value_error(extra, voice):
+    for seconds, message in ((0.2, "PESQ: Buffer needs to be at least 1/4"),
+                             (0.3, "STOI: too little non-silent speech")):
+        clip = voice[: int(seconds * listening.RATE)]
+        with pytest.raises(ValueError, match=message):
+            listening.copy_synthesis_scores(clip, clip, listening.RATE)
+
+
+def test_a_missing_package_names_the_extra_in_one_line(monkeypatch, voice, tmp_path, capsys):
+    real_import = listening.import_module
+
+    def without_pesq(name):
+        if name == "pesq":
+            raise ModuleNotFoundError("No module named 'pesq'")
+        return real_import(name)
+
+    monkeypatch.setattr(listening, "import_module", without_pesq)
+    listening.available.cache_clear()
+    try:
+        assert not listening.available()
+        with pytest.raises(ImportError, match="pip install 'wavenet\\[metrics\\]'") as caught:
+            listening.require()
+        assert "'pesq'" in str(caught.value) and "\n" not in str(caught.value)
+        _write(tmp_path, "clip.wav", voice)
+        with pytest.raises(SystemExit) as exit_info:
+            listen.main([f"generated={tmp_path}", "progress=false"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "wavenet[metrics]" in err, err
+    finally:
+        listening.available.cache_clear()
+
+
+def _write(folder, name, audio):
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / name, audio.numpy(), listening.RATE, subtype="PCM_16")
+
+
+def test_wavenet_listen_scores_generated_and_copy_synthesis_files(extra, voice, tmp_path,
+                                                                  capsys):
+    refs, tests = tmp_path / "reference", tmp_path / "test"
+    clips = {"one": voice[: 2 * listening.RATE], "two": voice[listening.RATE:]}
+    for stem, audio in clips.items():
+        _write(refs, f"{stem}.flac", audio)
+        _write(tests / "sub", f"{stem}.wav", quantised(audio)[:-300])  # a shorter copy
+
+    listen.main([f"generated={tests}", f"json_out={tmp_path / 'gen.json'}", "progress=false"])
+    line = capsys.readouterr().out.strip()
+    result = json.loads(line)
+    assert "\n" not in line and result["files"] == 2
+    assert set(result) >= {"sig", "bak", "ovrl", "p808", "seconds"}
+    per_file = json.loads((tmp_path / "gen.json").read_text())["per_file"]
+    assert [r["file"].rsplit("/", 1)[1] for r in per_file] == ["one.wav", "two.wav"]
+    mean_ovrl = sum(r["ovrl"] for r in per_file) / 2
+    assert result["ovrl"] == pytest.approx(mean_ovrl, abs=1e-4)
+
+    listen.main([f"reference={refs}", f"test={tests}", "progress=false"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["files"] == 2 and result["pesq_wb"] > 3.5 and result["stoi"] > 0.99
+    assert 0.0 < result["mcd_db"] < 3.0 and result["ovrl"] > 2.0
+    assert all(math.isfinite(v) for v in result.values())
+
+    # One file against another, whatever their names.
+    listen.main([f"reference={refs / 'one.flac'}", f"test={refs / 'one.flac'}",
+                 "progress=false"])
+    assert json.loads(capsys.readouterr().out)["mcd_db"] == 0.0
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "nothing to score: pass generated=DIR_OR_WAV"),
+    (["reference=REFS"], "copy synthesis needs both reference= and test=; test= is missing"),
+    (["generated=NOWHERE"], "nowhere: no such file or folder"),
+    (["reference=REFS", "test=TESTS"], "stray.wav: no reference file named 'stray'"),
+    (["generated=SHORT"], "short.wav: audio: 800 samples at 16000 Hz are shorter than one"),
+])
+def test_wavenet_listen_user_errors_are_one_line_exit_2(extra, voice, tmp_path, capsys, args,
+                                                        message):
+    _write(tmp_path / "refs", "one.wav", voice)
+    _write(tmp_path / "tests", "stray.wav", voice)
+    _write(tmp_path / "short", "short.wav", voice[:800])
+    paths = {"REFS": "refs", "TESTS": "tests", "SHORT": "short", "NOWHERE": "nowhere"}
+    argv = []
+    for arg in args:
+        key, value = arg.split("=")
+        argv.append(f"{key}={tmp_path / paths[value]}")
+    with pytest.raises(SystemExit) as exit_info:
+        listen.main([*argv, "progress=false"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wavenet-listen: error: "), captured.err
+    assert message in lines[0]
