@@ -185,7 +185,12 @@ def test_one_player_per_sample_file_present(tmp_path: Path):
     assert [i["src"] for i in page.all("img")] == ["samples/step_0000040.png",
                                                    "samples/step_0000020.png"]
     assert_links_resolve(page, run)
-    assert " ".join(page.text).count("no sample file") == 1  # step 80
+    text = " ".join(page.text)
+    assert text.count("no sample file") == 1  # step 80
+    assert text.count("0.05 s") == 2  # players show whole seconds; the page shows the length
+    (run / "samples" / "step_0000060.wav").write_bytes(b"not a wav")
+    page = read_page(write_report(run))
+    assert len(page.all("audio")) == 2 and "(unreadable)" in " ".join(page.text)
 
 
 def test_sample_files_without_records_still_play(tmp_path: Path):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+import soundfile as sf
 import yaml
 
 from wavenet.files import atomic_write
@@ -404,8 +405,15 @@ def _data_text(data: dict, run_dir: Path, base: Path) -> str:
 
 
 def _audio(path: Path, base: Path) -> str:
-    return (f'<audio controls preload="metadata" src="{_href(path, base)}"></audio>'
-            if path.is_file() else "")
+    """A player for `path` (with its length: players show whole seconds), or "" if absent."""
+    if not path.is_file():
+        return ""
+    try:
+        length = f' <span class="muted">{sf.info(path).duration:.2f} s</span>'
+    except (RuntimeError, OSError):  # soundfile raises RuntimeError subclasses
+        length = ' <span class="muted">(unreadable)</span>'
+    return f'<audio controls preload="metadata" src="{_href(path, base)}"></audio>{length}'
+
 
 
 def _sample_card(run: Run, record: dict, base: Path, lazy: bool) -> str:
@@ -458,7 +466,6 @@ def render_run(run: Run, base: Path | None = None) -> str:
     png_link = (f' (also as <a href="{_href(png, base)}">learning_curves.png</a>)'
                 if png.is_file() else "")
     body = [f"<h1>{_e(label)} {_status(run)}</h1>",
-            f'<p class="muted"><code>{_e(run.path.absolute())}</code></p>',
             _headline(run, base),
             f"<h2>Learning curves</h2>{svg or '<p class=muted>no metrics yet</p>'}"
             f"{CURVE_KEY if svg else ''}<p class='muted'>lower is better{png_link}</p>",
