@@ -187,9 +187,12 @@ def test_vocoder_run_stores_its_mel_settings(vocoder_run):
     mel = ckpt["model_config"]["mel"]
     assert (mel["n_mels"], mel["hop_length"], mel["upsample"]) == (20, 64, [8, 8])
     assert ckpt["speakers"] == []
-    # The validation sample is a copy synthesis of the first validation crop.
-    assert sorted(p.name for p in (vocoder_run / "samples").glob("*.wav")) == [
-        "step_0000003.wav", "step_0000006.wav"]
+    # The validation sample is a copy synthesis of the first validation file's start, which is
+    # kept beside it (source.wav), as long as the synthesis.
+    samples = vocoder_run / "samples"
+    assert sorted(p.name for p in samples.glob("*.wav")) == [
+        "source.wav", "step_0000003.wav", "step_0000006.wav"]
+    assert sf.info(samples / "source.wav").frames == sf.info(samples / "step_0000006.wav").frames
 
 
 def test_copy_synthesis_from_wav_npy_and_pt_agree(vocoder_run, speech, tmp_path):
