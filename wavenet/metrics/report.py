@@ -627,5 +627,5 @@ def _page(title: str, body: str, sortable: bool = False) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>{body}"
-            f'<p class="muted">written {_e(stamp)} by wavenet-report</p>{script}'
+            f'<p class="muted">written {_e(stamp)} (wavenet.metrics.report)</p>{script}'
             f"</body></html>\n")
