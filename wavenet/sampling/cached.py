@@ -9,6 +9,7 @@ Training and sampling share the model's weights; the sampler reads them once, me
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,38 @@ from tqdm import tqdm
 
 from wavenet.model.network import WaveNet
 from wavenet.sampling import numba_kernel as kernel
+
+
+@dataclass(frozen=True)
+class MergedWeights:
+    """The step's weights in the layouts the fast paths read, all (out, in) like PyTorch's.
+
+    embed: (classes, residual). conv_w: (layers, gate, kernel * residual), every layer's dilated
+    convolution with its taps side by side in the order [current, t - d, t - 2d, ...]; conv_b:
+    (layers, gate). res_w: (layers, residual, gate / 2), res_b: (layers, residual). skip_w:
+    (skip, layers * gate / 2), every layer's skip projection side by side (so all skips are one
+    matmul over the layers' gated outputs stacked); skip_b: (skip,) their biases summed.
+    head_w1/head_b1: (skip, skip)/(skip,), head_w2/head_b2: (classes, skip)/(classes,).
+    skip_scale: the model's skip_scale. dilations, spans, offsets: the ring buffers' layout
+    (see SamplerState). Tensors share the model's device and dtype; conditioning projections
+    are not here (the state holds them per row).
+    """
+
+    embed: torch.Tensor
+    conv_w: torch.Tensor
+    conv_b: torch.Tensor
+    res_w: torch.Tensor
+    res_b: torch.Tensor
+    skip_w: torch.Tensor
+    skip_b: torch.Tensor
+    head_w1: torch.Tensor
+    head_b1: torch.Tensor
+    head_w2: torch.Tensor
+    head_b2: torch.Tensor
+    skip_scale: float
+    dilations: list[int]
+    spans: list[int]
+    offsets: list[int]
 
 
 @dataclass
@@ -82,6 +115,26 @@ class CachedSampler:
 
         self.spans = [(c.kernel_size - 1) * d for d in self.dilations]
         self.offsets = [sum(self.spans[:i]) for i in range(len(self.spans))]
+
+    @torch.no_grad()
+    def merged_weights(self) -> MergedWeights:
+        """This sampler's weights merged and laid out for the compiled kernels (a copy)."""
+        model, res = self.model, self.residual
+        rs_w = torch.stack(self.rs_w).transpose(1, 2)  # (layers, residual + skip, gate / 2)
+        rs_b = torch.stack(self.rs_b)
+        return MergedWeights(
+            embed=model.embed.weight.detach().clone(),
+            conv_w=torch.stack(self.conv_w).transpose(1, 2).contiguous(),
+            conv_b=torch.stack(self.conv_b),
+            res_w=rs_w[:, :res].contiguous(), res_b=rs_b[:, :res].contiguous(),
+            skip_w=torch.cat(list(rs_w[:, res:]), dim=1).contiguous(),
+            skip_b=rs_b[:, res:].sum(dim=0),
+            head_w1=model.head[1].weight[:, :, 0].detach().clone(),
+            head_b1=model.head[1].bias.detach().clone(),
+            head_w2=model.head[3].weight[:, :, 0].detach().clone(),
+            head_b2=model.head[3].bias.detach().clone(),
+            skip_scale=float(self.skip_scale), dilations=list(self.dilations),
+            spans=list(self.spans), offsets=list(self.offsets))
 
     @torch.no_grad()
     def new_state(self, batch: int, speaker: torch.Tensor | None = None,
@@ -232,21 +285,67 @@ def draw(logits: torch.Tensor, temperature: float, uniform: torch.Tensor) -> tor
     return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_(max=logits.shape[1] - 1)
 
 
-IMPLS = ("auto", "compiled", "reference")
+# Sampler paths (`generate(impl=...)`, `wavenet-generate impl=...`):
+#   compiled        numba loop, the model's own float32/float64 weights (the exact fast path)
+#   compiled-bf16   numba loop, matrices stored as bfloat16, float32 arithmetic
+#   reference       CachedSampler.step in PyTorch ops, any device and dtype
+#   cuda-graph      CachedSampler.step captured as one CUDA graph (wavenet.sampling.cuda_graph)
+#   auto            the fastest of these that runs here and is accurate enough (`resolve_impl`)
+IMPLS = ("auto", "compiled", "compiled-bf16", "reference", "cuda-graph")
+STORAGE = {"compiled": "float32", "compiled-bf16": "bfloat16"}
 
 
-def resolve_impl(impl: str, model: WaveNet) -> str:
-    """'auto' -> 'compiled' where it runs (numba, CPU, float32/64), else 'reference'."""
+def l2_bytes() -> int:
+    """One core's L2 cache in bytes (Linux sysfs), or 1 MiB where it cannot be read."""
+    try:
+        for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip().upper()
+                unit = {"K": 2**10, "M": 2**20}.get(size[-1], 1)
+                return int(size.rstrip("KM")) * unit
+    except (OSError, ValueError):
+        pass
+    return 2**20
+
+
+def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
+    """The path `impl` names, with 'auto' resolved for this model and machine.
+
+    auto: on CUDA, 'cuda-graph'; on the CPU with numba, 'compiled-bf16' for a float32 model whose
+    float32 weights exceed the L2 of the `threads` cores that run it (the loop then streams its
+    weights from the last-level cache, and half the bytes is nearly twice the speed; bfloat16
+    weights move the held-out bits/sample by < 0.01, see docs/speed.md), else 'compiled';
+    'reference' where neither runs. Raises ValueError for a path that cannot run this model.
+    """
     if impl not in IMPLS:
         raise ValueError(f"sampler impl must be one of {IMPLS}, got {impl!r}")
     weight = model.embed.weight
-    usable = (kernel.available() and weight.device.type == "cpu"
-              and weight.dtype in (torch.float32, torch.float64))
-    if impl == "compiled" and not usable:
+    on_cpu = weight.device.type == "cpu"
+    compiled_ok = kernel.available() and on_cpu and weight.dtype in (torch.float32,
+                                                                   torch.float64)
+    if impl == "compiled" and not compiled_ok:
         raise ValueError("the compiled sampler needs numba and a float32/float64 model on the CPU")
-    if impl == "auto":
-        return "compiled" if usable else "reference"
-    return impl
+    if impl == "compiled-bf16" and not (compiled_ok and weight.dtype == torch.float32):
+        raise ValueError("the compiled-bf16 sampler needs numba and a float32 model on the CPU")
+    if impl == "cuda-graph" and weight.device.type != "cuda":
+        raise ValueError("the cuda-graph sampler needs a model on a CUDA device")
+    if impl != "auto":
+        return impl
+    if weight.device.type == "cuda":
+        return "cuda-graph"
+    if not compiled_ok:
+        return "reference"
+    float32_bytes = 4 * sum(p.numel() for p in model.parameters())
+    if weight.dtype == torch.float32 and float32_bytes > max(1, threads) * l2_bytes():
+        return "compiled-bf16"
+    return "compiled"
+
+
+def kernel_parts(threads: int, weights: MergedWeights) -> int:
+    """Threads to split every layer between: the most <= threads that divide gate / 2 and
+    skip evenly."""
+    half, skip = weights.conv_w.shape[1] // 2, weights.skip_b.shape[0]
+    return max(p for p in range(1, max(1, threads) + 1) if half % p == 0 and skip % p == 0)
 
 
 def output_length(model: WaveNet, samples: int | None, prime: torch.Tensor | None,
@@ -283,21 +382,30 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
     speaker: (batch,) speaker ids of a speaker-conditioned model.
     mel: (batch, n_mels, frames) log-mel (wavenet.features) of a mel-conditioned model, covering
     the prime and the new samples; samples=None generates all that the mel covers.
-    impl: 'compiled' (numba), 'reference' (PyTorch ops per step) or 'auto' (the fastest that
-    runs here). threads: threads for the compiled path (default: torch.get_num_threads()).
+    impl: one of IMPLS: 'compiled' (numba, the model's dtype), 'compiled-bf16' (numba, bfloat16
+    weights), 'reference' (PyTorch ops per step), 'cuda-graph' (the step as a CUDA graph) or
+    'auto' (see `resolve_impl`). threads: threads the compiled paths split every layer between
+    (default: torch.get_num_threads()).
     Yields (batch, <= chunk) int64 tensors, so long outputs can be streamed to disk.
     """
     samples = output_length(model, samples, prime, mel)
     if samples < 0:
         raise ValueError(f"samples must be >= 0, got {samples}")
     check_temperature(temperature)
-    impl = resolve_impl(impl, model)
+    threads = threads or torch.get_num_threads()
+    impl = resolve_impl(impl, model, threads)
     model.eval()
     sampler = CachedSampler(model)
     state, logits = sampler.start(batch, prime, speaker, mel)
     uniforms = UniformStream(batch, generator)
-    compiled = kernel.CompiledWeights(sampler) if impl == "compiled" else None
-    threads = threads or torch.get_num_threads()
+    compiled = graph = None
+    if impl in STORAGE:
+        merged = sampler.merged_weights()
+        compiled = kernel.CompiledWeights(merged, STORAGE[impl], kernel_parts(threads, merged))
+    elif impl == "cuda-graph":
+        from wavenet.sampling.cuda_graph import GraphStep
+
+        graph = GraphStep(sampler, state, temperature, chunk)
     # The mel projections of a window of positions take batch * window * layers * gate floats.
     window = max(64, LOCAL_WINDOW // batch)
     with tqdm(total=samples, unit="sample", disable=not progress, dynamic_ncols=True) as bar:
@@ -312,6 +420,8 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
                         kernel.generate_chunk(compiled, state, logits, part, temperature, threads,
                                             sampler.local_bias(state, len(part)))
                         for part in u.split(window)], dim=1)
+            elif graph is not None:
+                out, logits = graph.run(state, logits, u)
             else:
                 out = torch.empty(batch, n, dtype=torch.long)
                 for i in range(n):

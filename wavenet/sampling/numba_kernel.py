@@ -3,20 +3,41 @@
 `CachedSampler.step` costs ~30 small PyTorch calls per layer-step, so at batch 1 Python and
 dispatch overhead, not arithmetic, set the speed. Here a whole chunk of samples (layers, gates,
 head, softmax and the random draw) runs in one compiled call over the sampler's own state: the
-same ring buffers and merged weights, so both paths compute the same numbers and stay
-interchangeable mid-run. Batch rows are independent, so threads split the batch once per call
-instead of synchronising every layer.
+same ring buffers and merged weights (`CachedSampler.merged_weights`), so both paths compute the
+same numbers and stay interchangeable mid-run.
+
+Once the loop is compiled, a sample costs a read of every weight (1.27 M for the default model,
+5 MB in float32): more than one core's L2, so batch 1 runs at the speed the last-level cache
+streams them. Two things cut that traffic:
+
+- storage: weights kept as bfloat16 (the top 16 bits of a float32, widened back by a shift in
+  registers; the arithmetic stays float32), half the bytes;
+- parts: the weights split between `parts` threads (one per core), each computing its share of
+  every layer from its own cache; a spin barrier per layer exchanges the residual partial sums.
+  With bfloat16 and two parts each core's share (1.3 MB) stays in its 2 MB L2.
+
+Every part computes the whole batch, so the split works at batch 1; the threads' results are
+combined in a fixed order, so a run gives the same numbers however its threads are scheduled.
 """
 
 import math
+import platform
+import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 try:
     import numba
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic, overload
 except ImportError:  # the reference PyTorch path still works
     numba = None
+
+STORAGES = ("float32", "bfloat16")
 
 
 def available() -> bool:
@@ -34,6 +55,8 @@ _BETA = tuple(np.float32(v) for v in (1.19825839466702e-06, 1.18534705686654e-04
                                       2.26843463243900e-03, 4.89352518554385e-03))
 _HALF = np.float32(0.5)
 _ZERO = np.float32(0.0)
+_SPINS = 4000  # pause-spins before a barrier wait yields the core (shared or busy machines)
+_LINE = 16  # int64s per barrier counter: each counter on its own 128-byte line pair
 
 
 def _tanh(x):
@@ -56,6 +79,79 @@ def _tanh(x):
     return x * p / q
 
 
+def _widen(w):
+    """A stored weight as arithmetic: bfloat16 bits (uint16) -> float32, floats unchanged."""
+    return w
+
+
+if numba is not None:
+    @intrinsic
+    def _f32_from_bits(typingctx, bits):
+        """Reinterpret uint32 bits as a float32 (no conversion)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.FloatType())
+        return types.float32(types.uint32), codegen
+
+    @overload(_widen, inline="always")
+    def _widen_overload(w):
+        if isinstance(w, types.Integer):
+            return lambda w: _f32_from_bits(np.uint32(w) << np.uint32(16))
+        return lambda w: w
+
+    def _element_pointer(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        return cgutils.get_item_pointer(context, builder, signature.args[0], ary, [index])
+
+    @intrinsic
+    def _load_acquire(typingctx, array, index):
+        """array[index] (int64) read with acquire ordering: later reads see what the writer
+        wrote before its release."""
+        def codegen(context, builder, signature, args):
+            return builder.load_atomic(_element_pointer(context, builder, signature, args),
+                                       "acquire", 8)
+        return types.int64(array, index), codegen
+
+    @intrinsic
+    def _store_release(typingctx, array, index, value):
+        """array[index] = value (int64) with release ordering: publishes earlier writes."""
+        def codegen(context, builder, signature, args):
+            builder.store_atomic(args[2], _element_pointer(context, builder, signature, args),
+                                 "release", 8)
+            return context.get_dummy_value()
+        return types.void(array, index, types.int64), codegen
+
+    _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+    _LINUX = platform.system() == "Linux"
+
+    @intrinsic
+    def _relax(typingctx, yield_core):
+        """One spin-wait step: the x86 `pause` hint, or with yield_core, sched_yield()."""
+        def codegen(context, builder, signature, args):
+            mod = builder.module
+            if _X86:
+                pause = cgutils.get_or_insert_function(
+                    mod, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+                builder.call(pause, [])
+            if _LINUX:
+                sched_yield = cgutils.get_or_insert_function(
+                    mod, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+                with builder.if_then(args[0]):
+                    builder.call(sched_yield, [])
+            return context.get_dummy_value()
+        return types.void(types.boolean), codegen
+
+
+def _barrier(sync, part, parts, count):
+    """Wait until every part has arrived at barrier `count` (counters only grow)."""
+    _store_release(sync, part * _LINE, count)
+    for q in range(parts):
+        spins = 0
+        while _load_acquire(sync, q * _LINE) < count:
+            spins += 1
+            _relax(spins > _SPINS)
+
+
 def _linear(x, w, bias, out):
     """out = x @ w.T + bias for x (rows, k), w (n, k) (PyTorch's layout), out (rows, n).
 
@@ -69,7 +165,7 @@ def _linear(x, w, bias, out):
             acc = bias[j]
             xr = x[r]
             for c in range(k):
-                acc += xr[c] * wj[c]
+                acc += xr[c] * _widen(wj[c])
             out[r, j] = acc
 
 
@@ -82,7 +178,7 @@ def _linear_rows(x, w, bias, out):
             acc = bias[r, j]
             xr = x[r]
             for c in range(k):
-                acc += xr[c] * wj[c]
+                acc += xr[c] * _widen(wj[c])
             out[r, j] = acc
 
 
@@ -109,38 +205,60 @@ def _sample_row(logits, u, temperature, scratch):
     return n - 1
 
 
-def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, buffer, offsets,
-              spans, dilations, embed, conv_w, row_bias, has_local, local, res_w, res_b, skip_w,
-              skip_b, skip_scale, w1, b1_, w2, b2):
-    """Generate n samples for batch rows b0..b1-1; see `generate_chunk` for the arrays."""
-    n_layers, gate, taps_c = conv_w.shape
-    res = embed.shape[1]
+def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
+    """Generate n samples for every batch row, computing this part's share of each layer.
+
+    io: (logits (batch, classes) in/out, uniforms (n, batch), out (batch, n), local (batch, n,
+    layers * gate) or a dummy); ring: (buffer, row_bias) of the SamplerState; net: (offsets,
+    spans, dilations); weights: `CompiledWeights.arrays`; exchange: (sync counters, residual,
+    skip and logits partials, each (2, parts, batch, width)); options: (temperature, exact,
+    has_local). With parts > 1 the other parts run the same call concurrently.
+    """
+    first_logits, uniforms, out, local = io
+    buffer, row_bias = ring
+    offsets, spans, dilations = net
+    embed, conv_w, res_w, res_b, skip_w, skip_b, w1, b1, w2, b2, skip_scale = weights
+    sync, x_res, x_skip, x_logits = exchange
+    temperature, exact, has_local = options
+    rows = out.shape[0]
+    n_layers, width, taps_c = conv_w.shape[1:]  # width = this part's filter + gate rows
+    share = width // 2  # gated outputs of this part per layer
+    gate = row_bias.shape[2]
     half = gate // 2
-    skip_c = skip_w.shape[0]
-    classes = w2.shape[0]
+    lo = part * share  # this part's gated outputs: lo .. lo + share - 1
+    res = embed.shape[1]
+    skip_c = skip_b.shape[0]
+    classes = b2.shape[0]
     kernel = taps_c // res
-    rows = b1 - b0
     dt = embed.dtype
+    conv_p, res_p, skip_p, w1_p, b1_p, w2_p = (conv_w[part], res_w[part], skip_w[part],
+                                               w1[part], b1[part], w2[part])
+    zero_res = np.zeros(res, dt)
+    zero_skip = np.zeros(skip_c, dt)
+    zero_classes = np.zeros(classes, dt)
     h = np.empty((rows, res), dt)
     xcat = np.empty((rows, taps_c), dt)  # [current input, input d ago, 2d ago, ...]
-    a = np.empty((rows, gate), dt)
-    ab = np.empty((rows, gate), dt)  # this layer's gate bias per row: conv + speaker (+ mel)
-    g = np.empty((rows, half), dt)
-    gates = np.empty((rows, n_layers * half), dt)  # every layer's gated output, for the skips
+    held = np.empty((n_layers, rows, res), dt)  # layer inputs, written to the ring by part 0
+    a = np.empty((rows, width), dt)
+    g = np.empty((rows, share), dt)
+    ab = np.empty((rows, width), dt)  # this layer's gate bias per row: conv + speaker (+ mel)
+    gates = np.empty((rows, n_layers * share), dt)  # every layer's gated output, for the skips
     o = np.empty((rows, res), dt)
     skip = np.empty((rows, skip_c), dt)
-    hidden = np.empty((rows, skip_c), dt)
+    hidden = np.empty((rows, w1_p.shape[0]), dt)
     logits = np.empty((rows, classes), dt)
     scratch = np.empty(classes, np.float64)
     scale = dt.type(skip_scale)
     root_half = dt.type(math.sqrt(0.5))
+    count = 0  # barriers passed; partials alternate between two slots by its parity
     for r in range(rows):
-        logits[r] = first_logits[b0 + r]
+        logits[r] = first_logits[r]
     for i in range(n):
         t = t0 + i
         for r in range(rows):
-            x = _sample_row(logits[r], uniforms[i, b0 + r], temperature, scratch)
-            out[b0 + r, i] = x
+            x = _sample_row(logits[r], uniforms[i, r], temperature, scratch)
+            if part == 0:
+                out[r, i] = x
             h[r] = embed[x]
         for layer in range(n_layers):
             span = spans[layer]
@@ -148,95 +266,184 @@ def _run_rows(b0, b1, n, t0, first_logits, uniforms, temperature, exact, out, bu
             for m in range(1, kernel):
                 slot = base + (t - m * dilations[layer]) % span
                 for r in range(rows):
-                    xcat[r, m * res:(m + 1) * res] = buffer[slot, b0 + r]
-            slot = base + t % span  # the oldest tap is in xcat now; its row is free
+                    xcat[r, m * res:(m + 1) * res] = buffer[slot, r]
             for r in range(rows):
                 xcat[r, :res] = h[r]
-                buffer[slot, b0 + r] = h[r]
+                held[layer, r] = h[r]
+            if parts == 1:  # the oldest tap is in xcat now; its row is free
+                for r in range(rows):
+                    buffer[base + t % span, r] = h[r]
             for r in range(rows):
-                for j in range(gate):
-                    ab[r, j] = row_bias[b0 + r, layer, j]
-                if has_local:
-                    lo = layer * gate
-                    for j in range(gate):
-                        ab[r, j] += local[b0 + r, i, lo + j]
-            _linear_rows(xcat, conv_w[layer], ab, a)
+                for jj in range(width):
+                    j = lo + jj if jj < share else half + lo + jj - share
+                    ab[r, jj] = row_bias[r, layer, j]
+                    if has_local:
+                        ab[r, jj] += local[r, i, layer * gate + j]
+            _linear_rows(xcat, conv_p[layer], ab, a)
             for r in range(rows):
                 if exact:  # float64 models: libm, to the last bit
-                    for j in range(half):
-                        g[r, j] = math.tanh(a[r, j]) / (1.0 + math.exp(-a[r, half + j]))
+                    for j in range(share):
+                        g[r, j] = math.tanh(a[r, j]) / (1.0 + math.exp(-a[r, share + j]))
                 else:  # sigmoid(y) = (1 + tanh(y / 2)) / 2
-                    for j in range(half):
-                        g[r, j] = _tanh(a[r, j]) * (_HALF + _HALF * _tanh(_HALF * a[r, half + j]))
-                gates[r, layer * half:(layer + 1) * half] = g[r]
-            if layer + 1 < n_layers:  # the last layer's residual output feeds nothing
-                _linear(g, res_w[layer], res_b[layer], o)
+                    for j in range(share):
+                        g[r, j] = _tanh(a[r, j]) * (_HALF + _HALF * _tanh(_HALF * a[r, share + j]))
+                gates[r, layer * share:(layer + 1) * share] = g[r]
+            if layer + 1 == n_layers:
+                break  # the last layer's residual output feeds nothing
+            _linear(g, res_p[layer], res_b[layer] if part == 0 else zero_res, o)
+            if parts > 1:
+                par = count & 1
+                x_res[par, part] = o
+                count += 1
+                _barrier(sync, part, parts, count)
+                if part == 0:  # every part has read its taps of this layer
+                    for r in range(rows):
+                        buffer[base + t % span, r] = held[layer, r]
                 for r in range(rows):
                     for j in range(res):
-                        h[r, j] = (h[r, j] + o[r, j]) * root_half
+                        acc = x_res[par, 0, r, j]
+                        for q in range(1, parts):
+                            acc += x_res[par, q, r, j]
+                        o[r, j] = acc
+            for r in range(rows):
+                for j in range(res):
+                    h[r, j] = (h[r, j] + o[r, j]) * root_half
         # All skip projections as one long matmul: sum_l W_l g_l = [W_1 .. W_L] [g_1; ..; g_L].
-        _linear(gates, skip_w, skip_b, skip)
+        _linear(gates, skip_p, skip_b if part == 0 else zero_skip, skip)
+        if parts > 1:
+            par = count & 1
+            x_skip[par, part] = skip
+            count += 1
+            _barrier(sync, part, parts, count)
+            if part == 0:
+                last = n_layers - 1
+                for r in range(rows):
+                    buffer[offsets[last] + t % spans[last], r] = held[last, r]
+            for r in range(rows):
+                for j in range(skip_c):
+                    acc = x_skip[par, 0, r, j]
+                    for q in range(1, parts):
+                        acc += x_skip[par, q, r, j]
+                    skip[r, j] = acc
         for r in range(rows):
             for j in range(skip_c):
                 skip[r, j] = max(skip[r, j] * scale, _ZERO)
-        _linear(skip, w1, b1_, hidden)
+        _linear(skip, w1_p, b1_p, hidden)  # this part's hidden units
         for r in range(rows):
-            for j in range(skip_c):
+            for j in range(hidden.shape[1]):
                 hidden[r, j] = max(hidden[r, j], _ZERO)
-        _linear(hidden, w2, b2, logits)
-    for r in range(rows):
-        first_logits[b0 + r] = logits[r]
-
-
-def _run_parallel(parts, n, t0, first_logits, uniforms, temperature, exact, out, buffer, offsets,
-                  spans, dilations, embed, conv_w, row_bias, has_local, local, res_w, res_b,
-                  skip_w, skip_b, skip_scale, w1, b1_, w2, b2):
-    """Split the batch into `parts` contiguous row ranges, one thread each."""
-    batch = out.shape[0]
-    for p in numba.prange(parts):
-        lo = p * batch // parts
-        hi = (p + 1) * batch // parts
-        _run_rows(lo, hi, n, t0, first_logits, uniforms, temperature, exact, out, buffer, offsets,
-                  spans, dilations, embed, conv_w, row_bias, has_local, local, res_w, res_b,
-                  skip_w, skip_b, skip_scale, w1, b1_, w2, b2)
+        _linear(hidden, w2_p, b2 if part == 0 else zero_classes, logits)  # their share
+        if parts > 1:
+            par = count & 1
+            x_logits[par, part] = logits
+            count += 1
+            _barrier(sync, part, parts, count)
+            for r in range(rows):
+                for j in range(classes):
+                    acc = x_logits[par, 0, r, j]
+                    for q in range(1, parts):
+                        acc += x_logits[par, q, r, j]
+                    logits[r, j] = acc
+    if part == 0:
+        for r in range(rows):
+            first_logits[r] = logits[r]
 
 
 if numba is not None:
     _tanh = numba.njit(fastmath=True, cache=True, inline="always")(_tanh)
+    _barrier = numba.njit(cache=True)(_barrier)
     _linear = numba.njit(fastmath=True, cache=True, inline="always")(_linear)
     _linear_rows = numba.njit(fastmath=True, cache=True, inline="always")(_linear_rows)
     _sample_row = numba.njit(fastmath=True, cache=True)(_sample_row)
-    _run_rows = numba.njit(fastmath=True, cache=True)(_run_rows)
-    _run_parallel = numba.njit(fastmath=True, cache=True, parallel=True)(_run_parallel)
+    _run_part = numba.njit(fastmath=True, cache=True, nogil=True)(_run_part)
 
 
+def _bf16_bits(w: torch.Tensor) -> np.ndarray:
+    """float tensor -> its bfloat16 rounding (to nearest even) as uint16 bits."""
+    return w.detach().cpu().to(torch.bfloat16).contiguous().view(torch.int16).numpy() \
+        .view(np.uint16)
+
+
+def rounded_model(model, storage: str):
+    """A copy of `model` whose weights are what the `storage` kernel multiplies by.
+
+    The stored matrices (dilated convolutions, residual/skip projections, the head's two
+    convolutions) are rounded to bfloat16 and back; embeddings, biases and the conditioning
+    projections stay float32. Teacher-forced on this copy, `model.forward` gives the logits the
+    compiled-bf16 path computes, so the copy is what accuracy is measured on.
+    """
+    import copy
+
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+    out = copy.deepcopy(model)
+    if storage == "float32":
+        return out
+    with torch.no_grad():
+        for layer in out.layers:
+            for p in (layer.dilated.weight, layer.res_skip.weight):
+                p.copy_(p.to(torch.bfloat16).to(p.dtype))
+        for conv in (out.head[1], out.head[3]):
+            conv.weight.copy_(conv.weight.to(torch.bfloat16).to(conv.weight.dtype))
+    return out
+
+
+@dataclass
 class CompiledWeights:
-    """The sampler's merged weights as contiguous numpy arrays, in the model's dtype.
+    """The sampler's merged weights split into `parts` shares, as contiguous numpy arrays.
 
-    The gate biases are not here: they are per row (speaker conditioning), in the state.
+    merged: `CachedSampler.merged_weights()` (or the sampler itself). storage: 'float32' keeps
+    the model's dtype; 'bfloat16' stores the matrices as bfloat16 bits (float32 models only).
+    Part p computes gated outputs p*share .. (p+1)*share - 1 of every layer (share = gate / 2 /
+    parts), their residual and skip contributions, hidden units p*skip/parts .. of the head and
+    their share of the logits. The gate biases are not here: they are per row, in the state.
     """
 
-    def __init__(self, sampler) -> None:
-        model = sampler.model
+    arrays: tuple
+    offsets: np.ndarray
+    spans: np.ndarray
+    dilations: np.ndarray
+    parts: int
+    storage: str
+
+    def __init__(self, merged, storage: str = "float32", parts: int = 1) -> None:
+        if hasattr(merged, "merged_weights"):
+            merged = merged.merged_weights()
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+        if storage == "bfloat16" and merged.embed.dtype != torch.float32:
+            raise ValueError(f"bfloat16 storage needs a float32 model, got {merged.embed.dtype}")
+        layers, gate, _ = merged.conv_w.shape
+        half, skip_c = gate // 2, merged.skip_b.shape[0]
+        if parts < 1 or half % parts or skip_c % parts:
+            raise ValueError(f"parts must divide gate / 2 = {half} and skip = {skip_c}, "
+                             f"got {parts}")
+        share, hid = half // parts, skip_c // parts
         as_np = lambda t: t.detach().cpu().contiguous().numpy()  # noqa: E731
-        self.embed = as_np(model.embed.weight)
-        # (out, in) layouts: row j holds every weight that output j reads.
-        self.conv_w = as_np(torch.stack(sampler.conv_w).transpose(1, 2))
-        res = model.config.residual_channels
-        rs_w = torch.stack(sampler.rs_w).transpose(1, 2)  # (layers, residual + skip, gate / 2)
-        rs_b = torch.stack(sampler.rs_b)
-        self.res_w, self.res_b = as_np(rs_w[:, :res]), as_np(rs_b[:, :res])
-        # Skip weights side by side, (skip, layers * gate / 2); their biases summed.
-        self.skip_w = as_np(torch.cat(list(rs_w[:, res:]), dim=1))
-        self.skip_b = as_np(rs_b[:, res:].sum(dim=0))
-        self.w1 = as_np(model.head[1].weight[:, :, 0])
-        self.b1 = as_np(model.head[1].bias)
-        self.w2 = as_np(model.head[3].weight[:, :, 0])
-        self.b2 = as_np(model.head[3].bias)
-        self.skip_scale = float(sampler.skip_scale)
-        self.offsets = np.asarray(sampler.offsets, dtype=np.int64)
-        self.spans = np.asarray(sampler.spans, dtype=np.int64)
-        self.dilations = np.asarray(sampler.dilations, dtype=np.int64)
+        store = _bf16_bits if storage == "bfloat16" else as_np
+        conv, res_w = merged.conv_w, merged.res_w
+        skip_w = merged.skip_w.view(skip_c, layers, half)
+        shares = [slice(p * share, (p + 1) * share) for p in range(parts)]
+        conv_parts = torch.stack([torch.cat([conv[:, s], conv[:, half:][:, s]], dim=1)
+                                  for s in shares])  # (parts, layers, 2 * share, taps)
+        res_parts = torch.stack([res_w[:, :, s] for s in shares])  # (parts, layers, res, share)
+        skip_parts = torch.stack([skip_w[:, :, s].reshape(skip_c, layers * share)
+                                  for s in shares])  # (parts, skip, layers * share)
+        w1 = merged.head_w1.view(parts, hid, skip_c)
+        b1 = merged.head_b1.view(parts, hid)
+        w2 = torch.stack(list(merged.head_w2.view(-1, parts, hid).unbind(1)))  # (parts, cls, hid)
+        self.arrays = (as_np(merged.embed), store(conv_parts), store(res_parts),
+                       as_np(merged.res_b), store(skip_parts), as_np(merged.skip_b), store(w1),
+                       as_np(b1), store(w2), as_np(merged.head_b2), float(merged.skip_scale))
+        self.offsets = np.asarray(merged.offsets, dtype=np.int64)
+        self.spans = np.asarray(merged.spans, dtype=np.int64)
+        self.dilations = np.asarray(merged.dilations, dtype=np.int64)
+        self.parts, self.storage = parts, storage
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every weight a sample reads."""
+        return sum(a.nbytes for a in self.arrays if isinstance(a, np.ndarray))
 
 
 def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, uniforms: torch.Tensor,
@@ -248,29 +455,40 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
     uniforms: (n, batch) float in [0, 1), one per draw. state: a SamplerState on the CPU.
     local: (batch, n, layers * gate) the mel projections of these n positions
     (`CachedSampler.local_bias`), for a mel-conditioned model; None otherwise.
+    threads: unused (kept for callers); the weights' `parts` threads run the chunk.
     Returns (batch, n) int64 class indices.
     """
     n, batch = uniforms.shape
     out = np.empty((batch, n), dtype=np.int64)
     lg = logits.numpy()
-    parts = max(1, min(threads, batch))
-    exact = lg.dtype == np.float64
     has_local = local is not None
     if has_local and tuple(local.shape[:2]) != (batch, n):
         raise ValueError(f"local must be (batch={batch}, n={n}, layers * gate), "
                          f"got {tuple(local.shape)}")
-    local_np = local.numpy() if has_local else np.zeros((1, 1, 1), lg.dtype)
-    args = (n, state.position, lg, uniforms.numpy().astype(lg.dtype), float(temperature), exact,
-            out,
-            state.buffer.numpy(), weights.offsets, weights.spans, weights.dilations,
-            weights.embed, weights.conv_w, state.bias.numpy(), has_local, local_np,
-            weights.res_w, weights.res_b,
-            weights.skip_w, weights.skip_b, weights.skip_scale, weights.w1, weights.b1,
-            weights.w2, weights.b2)
+    dt = lg.dtype
+    local_np = local.numpy() if has_local else np.zeros((1, 1, 1), dt)
+    parts = weights.parts
+    embed, skip_b, b2 = weights.arrays[0], weights.arrays[5], weights.arrays[9]
+    exchange = (np.zeros(parts * _LINE, np.int64),
+                np.empty((2, parts, batch, embed.shape[1]), dt),
+                np.empty((2, parts, batch, skip_b.shape[0]), dt),
+                np.empty((2, parts, batch, b2.shape[0]), dt))
+    args = (n, state.position,
+            (lg, uniforms.numpy().astype(dt), out, local_np),
+            (state.buffer.numpy(), state.bias.numpy()),
+            (weights.offsets, weights.spans, weights.dilations),
+            weights.arrays, exchange, (float(temperature), dt == np.float64, has_local))
     if parts == 1:
-        _run_rows(0, batch, *args)
+        _run_part(0, 1, *args)
     else:
-        numba.set_num_threads(min(parts, numba.config.NUMBA_NUM_THREADS))
-        _run_parallel(parts, *args)
+        # Plain threads, not numba's pool: the parts spin-wait on each other, so all of them
+        # must be running at once. _run_part releases the GIL.
+        others = [threading.Thread(target=_run_part, args=(p, parts, *args), daemon=True)
+                  for p in range(1, parts)]
+        for th in others:
+            th.start()
+        _run_part(0, parts, *args)
+        for th in others:
+            th.join()
     state.position += n
     return torch.from_numpy(out)
