@@ -341,9 +341,15 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
     return "compiled"
 
 
-def kernel_parts(threads: int, weights: MergedWeights) -> int:
-    """Threads to split every layer between: the most <= threads that divide gate / 2 and
-    skip evenly."""
+def kernel_parts(threads: int, weights: MergedWeights, storage: str = "float32") -> int:
+    """Threads to split every layer's weights between: 1 where the stored weights fit one
+    core's L2 (nothing to gain; the kernel then splits the batch rows instead), else the most
+    <= threads that divide gate / 2 and skip evenly."""
+    bytes_per = {"float32": weights.embed.element_size(), "bfloat16": 2}[storage]
+    stored = bytes_per * sum(w.numel() for w in (weights.conv_w, weights.res_w, weights.skip_w,
+                                                  weights.head_w1, weights.head_w2))
+    if stored <= l2_bytes():
+        return 1
     half, skip = weights.conv_w.shape[1] // 2, weights.skip_b.shape[0]
     return max(p for p in range(1, max(1, threads) + 1) if half % p == 0 and skip % p == 0)
 
@@ -401,7 +407,8 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
     compiled = graph = None
     if impl in STORAGE:
         merged = sampler.merged_weights()
-        compiled = kernel.CompiledWeights(merged, STORAGE[impl], kernel_parts(threads, merged))
+        compiled = kernel.CompiledWeights(merged, STORAGE[impl],
+                                           kernel_parts(threads, merged, STORAGE[impl]))
     elif impl == "cuda-graph":
         from wavenet.sampling.cuda_graph import GraphStep
 

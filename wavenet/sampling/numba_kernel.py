@@ -455,7 +455,8 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
     uniforms: (n, batch) float in [0, 1), one per draw. state: a SamplerState on the CPU.
     local: (batch, n, layers * gate) the mel projections of these n positions
     (`CachedSampler.local_bias`), for a mel-conditioned model; None otherwise.
-    threads: unused (kept for callers); the weights' `parts` threads run the chunk.
+    threads: with weights of one part (weights that fit a core's cache), batch rows are split
+    across this many threads instead, each running its rows independently.
     Returns (batch, n) int64 class indices.
     """
     n, batch = uniforms.shape
@@ -466,29 +467,38 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
         raise ValueError(f"local must be (batch={batch}, n={n}, layers * gate), "
                          f"got {tuple(local.shape)}")
     dt = lg.dtype
-    local_np = local.numpy() if has_local else np.zeros((1, 1, 1), dt)
+    local_np = local.numpy() if has_local else np.zeros((batch, 1, 1), dt)
+    u = uniforms.numpy().astype(dt)
+    buffer, bias = state.buffer.numpy(), state.bias.numpy()
     parts = weights.parts
-    embed, skip_b, b2 = weights.arrays[0], weights.arrays[5], weights.arrays[9]
-    exchange = (np.zeros(parts * _LINE, np.int64),
-                np.empty((2, parts, batch, embed.shape[1]), dt),
-                np.empty((2, parts, batch, skip_b.shape[0]), dt),
-                np.empty((2, parts, batch, b2.shape[0]), dt))
-    args = (n, state.position,
-            (lg, uniforms.numpy().astype(dt), out, local_np),
-            (state.buffer.numpy(), state.bias.numpy()),
-            (weights.offsets, weights.spans, weights.dilations),
-            weights.arrays, exchange, (float(temperature), dt == np.float64, has_local))
-    if parts == 1:
-        _run_part(0, 1, *args)
-    else:
+    net = (weights.offsets, weights.spans, weights.dilations)
+    options = (float(temperature), dt == np.float64, has_local)
+
+    def rows_args(b0: int, b1: int, parts: int) -> tuple:
+        embed, skip_b, b2 = weights.arrays[0], weights.arrays[5], weights.arrays[9]
+        rows = b1 - b0
+        exchange = (np.zeros(parts * _LINE, np.int64),
+                    np.empty((2, parts, rows, embed.shape[1]), dt),
+                    np.empty((2, parts, rows, skip_b.shape[0]), dt),
+                    np.empty((2, parts, rows, b2.shape[0]), dt))
+        io = (lg[b0:b1], u[:, b0:b1], out[b0:b1], local_np[b0:b1])
+        return n, state.position, io, (buffer[:, b0:b1], bias[b0:b1]), net, weights.arrays, \
+            exchange, options
+
+    if parts > 1:
         # Plain threads, not numba's pool: the parts spin-wait on each other, so all of them
         # must be running at once. _run_part releases the GIL.
-        others = [threading.Thread(target=_run_part, args=(p, parts, *args), daemon=True)
-                  for p in range(1, parts)]
-        for th in others:
-            th.start()
-        _run_part(0, parts, *args)
-        for th in others:
-            th.join()
+        args = rows_args(0, batch, parts)
+        jobs = [(p, parts, *args) for p in range(parts)]
+    else:
+        split = max(1, min(threads, batch))
+        bounds = [p * batch // split for p in range(split + 1)]
+        jobs = [(0, 1, *rows_args(bounds[p], bounds[p + 1], 1)) for p in range(split)]
+    others = [threading.Thread(target=_run_part, args=job, daemon=True) for job in jobs[1:]]
+    for th in others:
+        th.start()
+    _run_part(*jobs[0])
+    for th in others:
+        th.join()
     state.position += n
     return torch.from_numpy(out)

@@ -1,0 +1,229 @@
+"""Every fast sampler path computes what the teacher-forced forward pass computes.
+
+Tolerances: float32 paths match `model.forward` to 1e-4 in the logits. The bfloat16-storage path
+multiplies by weights rounded to bfloat16, so it matches the forward pass of the model with
+those weights rounded (`numba_kernel.rounded_model`) to 1e-4, and the original model only to the
+rounding's effect (checked below at 0.15 in the logits of random-weight models; what matters,
+held-out bits/sample, moves < 0.01, see docs/speed.md).
+
+Draws: every path takes the same uniforms and draws by inverse CDF, so where two paths' logits
+agree to ~1e-6 they pick the same class unless a uniform falls within ~1e-6 of a CDF step; with
+the seeds below that never happens, so float32 compiled and reference audio are equal sample for
+sample (a property of these seeds, not a guarantee: over long runs one near-tie can make them
+part ways, after which each is a different valid sample of the same model).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from wavenet.model.features import MelConfig, pad_frames
+from wavenet.model.network import WaveNet, WaveNetConfig
+from wavenet.sampling import numba_kernel
+from wavenet.sampling.cached import (IMPLS, CachedSampler, UniformStream, generate, l2_bytes,
+                                     resolve_impl)
+
+needs_numba = pytest.mark.skipif(not numba_kernel.available(), reason="numba is not installed")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+ROOT = Path(__file__).resolve().parents[2]
+HOP = 16
+MEL = MelConfig(n_mels=10, n_fft=64, win_length=64, hop_length=HOP, channels=12, context=2,
+                upsample=[4, 4])
+STORAGES = {"compiled": "float32", "compiled-bf16": "bfloat16"}
+
+
+def small_model(conditioned: bool = False, seed: int = 0) -> WaveNet:
+    """Two blocks, kernel 3 (multi-tap queues, block wrap-around); optionally speaker + mel."""
+    torch.manual_seed(seed)
+    config = WaveNetConfig(blocks=2, layers_per_block=5, kernel_size=3, residual_channels=8,
+                           gate_channels=16, skip_channels=16,
+                           speaker_channels=6 if conditioned else 0,
+                           mel=MEL if conditioned else MelConfig())
+    model = WaveNet(config, speakers=3 if conditioned else 0).eval()
+    if conditioned:  # fresh conditioning weights are small; make them matter
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(3.0)
+    return model
+
+
+def conditioning(model: WaveNet, batch: int, samples: int) -> dict:
+    g = torch.Generator().manual_seed(9)
+    if model.speaker_embed is None:
+        return {}
+    return {"speaker": torch.randint(0, 3, (batch,), generator=g),
+            "mel": torch.randn(batch, MEL.n_mels, -(-samples // HOP), generator=g) * 2 - 5}
+
+
+def compiled_run(model, impl, batch, prime_len, n, parts, cond):
+    """Prime, draw n samples on the compiled path split in `parts`; return (seq with a zero
+    placeholder at the end, the logits the kernel left for that placeholder position)."""
+    prime = torch.randint(0, 256, (batch, prime_len), generator=torch.Generator().manual_seed(2))
+    sampler = CachedSampler(model)
+    state, logits = sampler.start(batch, prime, **cond)
+    weights = numba_kernel.CompiledWeights(sampler.merged_weights(), STORAGES[impl], parts)
+    u = UniformStream(batch, torch.Generator().manual_seed(0)).take(n)
+    local = sampler.local_bias(state, n) if "mel" in cond else None
+    out = numba_kernel.generate_chunk(weights, state, logits, u, 1.0, 1, local)
+    assert out.shape == (batch, n) and state.position == prime_len + n + 1
+    return torch.cat([prime, out, out.new_zeros(batch, 1)], dim=1), logits
+
+
+def forward_last(model, seq, cond):
+    mel = pad_frames(cond["mel"], MEL.context) if "mel" in cond else None
+    with torch.no_grad():
+        return model(seq, cond.get("speaker"), mel)[:, :, -1]
+
+
+@needs_numba
+@pytest.mark.parametrize("impl", ["compiled", "compiled-bf16"])
+@pytest.mark.parametrize("parts", [1, 2])
+@pytest.mark.parametrize("batch", [1, 16])
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_compiled_paths_equal_forward(impl, parts, batch, conditioned):
+    model = small_model(conditioned)
+    prime_len, n = 150, 105  # past the 121-sample receptive field; 256 = 16 mel frames
+    cond = conditioning(model, batch, prime_len + n + 1)
+    seq, logits = compiled_run(model, impl, batch, prime_len, n, parts, cond)
+    expected = forward_last(numba_kernel.rounded_model(model, STORAGES[impl]), seq, cond)
+    assert (logits - expected).abs().max() < 1e-4
+    if impl == "compiled-bf16":  # the rounding's own effect, against the float32 model
+        assert (logits - forward_last(model, seq, cond)).abs().max() < 0.15
+
+
+@needs_numba
+@pytest.mark.parametrize("batch", [1, 16])
+def test_split_bf16_path_equals_forward_for_the_default_architecture(batch):
+    torch.manual_seed(batch)
+    model = WaveNet().eval()
+    seq, logits = compiled_run(model, "compiled-bf16", batch, 3100, 100, 2, {})
+    expected = forward_last(numba_kernel.rounded_model(model, "bfloat16"), seq, {})
+    assert (logits - expected).abs().max() < 1e-4
+    assert (logits - forward_last(model, seq, {})).abs().max() < 0.05
+
+
+@needs_numba
+def test_bf16_storage_computes_the_rounded_model():
+    """The bfloat16 kernel on the model is the float32 kernel on the rounded model: widening is
+    exact, so only the summation order of the vectorized loops (compiled separately for each
+    weight type) differs, ~1e-7 in the logits; the draws are the same."""
+    model = small_model()
+    a = compiled_run(model, "compiled-bf16", 3, 150, 60, 1, {})
+    b = compiled_run(numba_kernel.rounded_model(model, "bfloat16"), "compiled", 3, 150, 60, 1, {})
+    assert torch.equal(a[0], b[0]) and (a[1] - b[1]).abs().max() < 1e-5
+
+
+@needs_numba
+def test_split_results_do_not_depend_on_thread_timing():
+    model = small_model()
+    runs = [compiled_run(model, "compiled-bf16", 2, 150, 200, 2, {}) for _ in range(3)]
+    assert all(torch.equal(r[0], runs[0][0]) and torch.equal(r[1], runs[0][1]) for r in runs)
+
+
+def generated(model, impl, temperature, threads=1, **kw):
+    return torch.cat(list(generate(model, 200, 2, temperature=temperature, impl=impl,
+                                   chunk=64, threads=threads,
+                                   generator=torch.Generator().manual_seed(4), **kw)), dim=1)
+
+
+@needs_numba
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_draws_equal_the_reference_draws(temperature, threads):
+    """float32; the bfloat16 path against the reference path on the rounded model."""
+    model = small_model()
+    prime = torch.randint(0, 256, (2, 40), generator=torch.Generator().manual_seed(1))
+    reference = generated(model, "reference", temperature, prime=prime)
+    assert torch.equal(generated(model, "compiled", temperature, threads, prime=prime), reference)
+    rounded = numba_kernel.rounded_model(model, "bfloat16")
+    assert torch.equal(generated(model, "compiled-bf16", temperature, threads, prime=prime),
+                       generated(rounded, "reference", temperature, prime=prime))
+
+
+@needs_numba
+@pytest.mark.parametrize("impl", ["compiled", "compiled-bf16"])
+def test_conditioned_generation_equals_the_reference_draws(impl):
+    model = small_model(conditioned=True)
+    cond = conditioning(model, 2, 200)
+    ref_model = numba_kernel.rounded_model(model, STORAGES[impl])
+    assert torch.equal(generated(model, impl, 1.0, **cond),
+                       generated(ref_model, "reference", 1.0, **cond))
+
+
+def test_auto_picks_by_device_dtype_and_cache_size():
+    small = small_model()
+    assert {"auto", "compiled", "compiled-bf16", "reference", "cuda-graph"} <= set(IMPLS)
+    if numba_kernel.available():
+        assert resolve_impl("auto", small) == "compiled"  # fits any L2: nothing to gain
+        big = WaveNet()
+        fits = 4 * sum(p.numel() for p in big.parameters()) <= 2 * l2_bytes()
+        assert resolve_impl("auto", big, threads=2) == ("compiled" if fits else "compiled-bf16")
+        assert resolve_impl("auto", big.double(), threads=2) == "compiled"  # exact stays exact
+    assert resolve_impl("auto", small.to(torch.bfloat16)) == "reference"
+    for impl in ("compiled-bf16", "cuda-graph"):
+        with pytest.raises(ValueError, match=impl):
+            resolve_impl(impl, small.to(torch.bfloat16))
+
+
+@needs_numba
+def test_parts_must_divide_the_layer_widths():
+    with pytest.raises(ValueError, match="parts"):
+        numba_kernel.CompiledWeights(CachedSampler(small_model()), "float32", parts=3)
+
+
+@needs_cuda
+@pytest.mark.parametrize("batch", [1, 16])
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_cuda_graph_equals_the_reference_path_on_the_gpu(batch, conditioned):
+    model = small_model(conditioned).cuda()
+    cond = {k: v.cuda() for k, v in conditioning(model, batch, 300).items()}
+    prime = torch.randint(0, 256, (batch, 100), generator=torch.Generator().manual_seed(1))
+
+    def run(impl, temperature):
+        return torch.cat(list(generate(model, 150, batch, temperature=temperature, impl=impl,
+                                       prime=prime.cuda(), chunk=64,
+                                       generator=torch.Generator().manual_seed(5), **cond)), 1)
+
+    for temperature in (0.0, 1.0):
+        assert torch.equal(run("cuda-graph", temperature), run("reference", temperature))
+
+
+@needs_cuda
+def test_cuda_graph_logits_equal_forward():
+    from wavenet.sampling.cuda_graph import GraphStep
+
+    torch.manual_seed(0)
+    model = WaveNet().cuda().eval()
+    prime = torch.randint(0, 256, (2, 3100), device="cuda")
+    sampler = CachedSampler(model)
+    state, logits = sampler.start(2, prime)
+    step = GraphStep(sampler, state, 1.0, chunk=50)
+    u = UniformStream(2, torch.Generator().manual_seed(0)).take(50)
+    out, logits = step.run(state, logits, u)
+    seq = torch.cat([prime.cpu(), out, out.new_zeros(2, 1)], dim=1).cuda()
+    with torch.no_grad():
+        expected = model(seq)[:, :, -1]
+    assert state.position == 3100 + 50 + 1
+    assert (logits - expected).abs().max() < 1e-3  # TF32 matmuls off: float32 on both sides
+
+
+def test_benchmark_script_prints_its_fields():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_generate.py"), "--quick",
+                          "--threads", "1"], capture_output=True, text=True, check=True,
+                         timeout=600).stdout
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["kind"] == "machine" and lines[0]["cpu"]
+    paths = {line["path"] for line in lines[1:]}
+    assert {"reference", "naive"} <= paths
+    if numba_kernel.available():
+        assert {"compiled", "compiled-bf16"} <= paths
+        assert lines[0]["read_gb_s_l2_256kb"] > 0
+    for line in lines[1:]:
+        assert line["kind"] == "generate"
+        for field in ("samples_per_s_aggregate", "samples_per_s_per_stream", "realtime_factor",
+                      "first_call_s", "seconds", "runs_s", "weight_bytes", "load", "cpu"):
+            assert field in line, field
