@@ -7,6 +7,8 @@ CI (CI=true), where the extra is part of `.[dev]` and a skip would hide a broken
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 import soundfile as sf
@@ -221,3 +223,24 @@ def test_wavenet_listen_user_errors_are_one_line_exit_2(extra, voice, tmp_path, 
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wavenet-listen: error: "), captured.err
     assert message in lines[0]
+
+
+def test_the_reference_table_script_runs_on_the_demo_speech(extra, demo_root, repo_root,
+                                                             tmp_path):
+    """scripts/listening_table.py with tiny settings: every row, and the doc's table rewritten."""
+    doc = tmp_path / "listening.md"
+    doc.write_text("# before\n<!-- table -->\nold\n<!-- /table -->\nafter\n")
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "scripts" / "listening_table.py"),
+         f"--root={demo_root}", "--speakers=carlo", "--per-speaker=1", "--max-seconds=2",
+         "--babble-seconds=0.25", "--babble-batch=1", f"--out={tmp_path / 'wavs'}",
+         f"--doc={doc}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["system"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert list(rows) == ["real", "mulaw", "vocoder", "babble", "other_words"]
+    assert rows["mulaw"]["pesq_wb"] > rows["vocoder"]["pesq_wb"] > 1.0
+    assert rows["vocoder"]["stoi"] > rows["other_words"]["stoi"]
+    text = doc.read_text()
+    assert text.startswith("# before\n<!-- table -->\n| system |") and "old" not in text
+    assert text.endswith("<!-- /table -->\nafter\n") and "| vocoder |" in text
