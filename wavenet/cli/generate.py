@@ -14,7 +14,8 @@ from wavenet import checkpoint, mulaw
 from wavenet.cli.common import parse_key_values, run_tool
 from wavenet.config import GenerateConfig
 from wavenet.data.dataset import read_audio, speaker_ids
-from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, log_mel
+from wavenet.errors import DataError
+from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, utterance_mel
 from wavenet.model.network import WaveNet
 from wavenet.sampling.cached import generate
 
@@ -51,11 +52,13 @@ def conditioning(cfg: GenerateConfig, ckpt: dict, model: WaveNet
     if Path(cfg.mel_from).suffix.lower() in MEL_FILE_EXTENSIONS:
         mel = load_mel(cfg.mel_from, mel_cfg)
     else:
-        audio = read_audio(cfg.mel_from, ckpt["sample_rate"])
-        if len(audio) < mel_cfg.hop_length:
-            raise ValueError(f"{cfg.mel_from}: shorter than one mel frame "
-                             f"({mel_cfg.hop_length} samples)")
-        mel = log_mel(audio, ckpt["sample_rate"], mel_cfg)
+        try:
+            _, mel = utterance_mel(read_audio(cfg.mel_from, ckpt["sample_rate"]),
+                                   ckpt["sample_rate"], mel_cfg)
+        except DataError:
+            raise
+        except ValueError as e:
+            raise ValueError(f"{cfg.mel_from}: {e}") from e
     batch = cfg.batch
     if mel.dim() == 3 and mel.shape[0] > 1:
         if batch not in (1, mel.shape[0]):

@@ -30,8 +30,9 @@ from tqdm import tqdm
 from wavenet import checkpoint, mulaw
 from wavenet.config import Config
 from wavenet.data.dataset import Batch, Dataset, Utterance, speaker_hours
+from wavenet.errors import one_line
 from wavenet.files import atomic_write, remove_temporaries
-from wavenet.metrics import plots
+from wavenet.metrics import plots, report
 from wavenet.model.features import utterance_mel
 from wavenet.model.network import WaveNet
 from wavenet.sampling.cached import generate
@@ -246,7 +247,10 @@ class RunOutputs:
         self.write_report("running")
 
     def write_report(self, status: str) -> None:
+        """report.html; a page that cannot be written is no reason to stop training."""
         if self.main:
-            from wavenet.metrics import report
-            report.write_report(self.run_dir, status)
+            try:
+                report.write_report(self.run_dir, status)
+            except (ValueError, OSError) as e:
+                log.warning("no report.html at step %d: %s", self.state.step, one_line(e))
 
