@@ -36,7 +36,7 @@ from wavenet.metrics import listening
 ROOT = Path(__file__).resolve().parents[1]
 VOCODER = PRETRAINED.parent / "asterisk4-vocoder.pt"
 RATE = listening.RATE
-COPY_KEYS, DNSMOS_KEYS = listening.KEYS_COPY, ("sig", "bak", "ovrl", "p808")
+COPY_KEYS, DNSMOS_KEYS = listening.KEYS_COPY, listening.KEYS_GENERATED
 START, END = "<!-- table -->", "<!-- /table -->"
 
 
