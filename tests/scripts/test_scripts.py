@@ -1,0 +1,101 @@
+"""Every script in scripts/ runs, with tiny settings, so none can rot unnoticed.
+
+Each case runs the script as a user would (a subprocess from the repository root) and checks
+what it printed or wrote. A script added to scripts/ without a case here fails
+`test_every_script_has_a_smoke_test`.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+# Scripts run by another test module (which must name the script and the option given), and
+# the shell entry points that
+# install the environment (demo.sh and test.sh are what CI and the README run; setup.sh is
+# sourced by both; install_browser.sh is run by .ci/run; gpu_check.sh needs a GPU).
+ELSEWHERE = {"fault_drill.py": "--runs", "bench_generate.py": "--quick",
+             "listening_table.py": "--speakers", "demo.sh": None, "test.sh": None,
+             "setup.sh": None, "install_browser.sh": None, "gpu_check.sh": None,
+             "machine.py": None}
+HERE = {"bench_train.py", "heldout_files.py", "copy_synthesis.py", "train.py", "generate.py",
+        "evaluate.py", "plot.py"}
+
+
+def run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(SCRIPTS / script), *args], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_every_script_has_a_smoke_test():
+    scripts = {p.name for p in SCRIPTS.iterdir() if p.suffix in (".py", ".sh")}
+    assert scripts == HERE | set(ELSEWHERE), "a script without a smoke test (add it here)"
+    tests = REPO / "tests"
+    for script, marker in ELSEWHERE.items():
+        if marker is not None:
+            found = [p for p in tests.rglob("test_*.py") if p != Path(__file__)
+                     and marker in p.read_text() and script in p.read_text()]
+            assert found, f"no test runs scripts/{script}"
+
+
+@pytest.mark.parametrize("script", ["train.py", "generate.py", "evaluate.py", "plot.py"])
+def test_entry_point_scripts_answer_help(script):
+    proc = run(script, "--help", timeout=120)
+    assert "wavenet" in proc.stdout.lower() and proc.stderr.count("Traceback") == 0
+
+
+def test_bench_train_quick_prints_a_line_per_setting():
+    proc = run("bench_train.py", "--quick", "--precision", "fp32", "bf16")
+    records = json_lines(proc.stdout)
+    assert [r["precision"] for r in records] == ["fp32", "bf16"]
+    for r in records:
+        assert r["model"] == "tiny" and r["ema"] is True and r["cpu"]
+        assert r["step_s"] > 0 and r["samples_per_s"] == pytest.approx(
+            r["batch"] * r["crop"] / r["step_s"], rel=0.01)
+
+
+@pytest.fixture
+def fake_run(tmp_path, demo_root) -> Path:
+    """A run dir whose data_report.json holds out two demo files."""
+    rows = list(csv.DictReader((demo_root / "metadata.csv").open()))[:2]
+    run = tmp_path / "run"
+    run.mkdir()
+    report = {"root": str(demo_root), "validation": [r["file"] for r in rows], "train": []}
+    (run / "data_report.json").write_text(json.dumps(report))
+    return run
+
+
+def test_heldout_files_copies_the_validation_files_with_speakers(fake_run, tmp_path, demo_root):
+    out = tmp_path / "heldout"
+    run("heldout_files.py", str(fake_run), str(out))
+    report = json.loads((fake_run / "data_report.json").read_text())
+    for name in report["validation"]:
+        assert (out / name).read_bytes() == (demo_root / name).read_bytes()
+    rows = list(csv.DictReader((out / "metadata.csv").open()))
+    assert [r["file"] for r in rows] == report["validation"] and all(r["speaker"] for r in rows)
+
+
+def test_copy_synthesis_scores_the_shipped_vocoder_on_one_file(fake_run, repo_root):
+    pytest.importorskip("pesq", reason="the listening metrics extra is not installed")
+    vocoder = repo_root / "data" / "pretrained" / "asterisk4-vocoder.pt"
+    proc = run("copy_synthesis.py", "--vocoder", str(vocoder), "--run", str(fake_run),
+               "--files", "1", "--batch", "1", "--threads", "1", timeout=600)
+    rows = {r["system"]: r for r in json_lines(proc.stdout)}
+    assert set(rows) == {"mulaw", "vocoder"}
+    # The μ-law round trip is the floor: the vocoder cannot be closer to the source than it.
+    assert rows["mulaw"]["log_mel_distance_db"] < rows["vocoder"]["log_mel_distance_db"]
+    assert rows["mulaw"]["pesq_wb"] > rows["vocoder"]["pesq_wb"]
