@@ -6,12 +6,20 @@ architecture, sample rate and μ-law classes next to the weights, so generation 
 """
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from wavenet.errors import CheckpointError, CheckpointWriteError, one_line
+from wavenet.config import MAX_SAMPLE_RATE
+from wavenet.errors import (
+    CheckpointError,
+    CheckpointWriteError,
+    check_float,
+    check_int,
+    one_line,
+)
 from wavenet.files import atomic_write
 from wavenet.model.network import WaveNet, WaveNetConfig
 
@@ -36,25 +44,120 @@ def save(path: str | Path, payload: dict[str, Any]) -> None:
                                    "the previous checkpoint is unchanged") from e
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and check a checkpoint written by `save`. Raises CheckpointError (one line)."""
+def load(path: str | Path, map_location: str | torch.device = "cpu",
+         training: bool = False) -> dict[str, Any]:
+    """Read and check a checkpoint written by `save`, as untrusted data: the format, the keys
+    and types of `model_config` and their bounds (WaveNetConfig's, which cap the size a file
+    may ask for), the sample rate, the speaker table, every weight's name and shape against the
+    model it builds, and finite weights. With `training`, also the keys a resumed run reads.
+
+    Raises CheckpointError (one line naming the file); nothing is allocated for the model.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns over 2 lines before refusing a pickle
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, pickle with code in it, not a torch file, ...
         raise CheckpointError(f"{path}: not a readable wavenet checkpoint "
                               f"({one_line(e, 200)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a wavenet checkpoint")
-    if not isinstance(ckpt.get("version"), int) or ckpt["version"] > VERSION:
+    if (not isinstance(ckpt.get("version"), int) or isinstance(ckpt["version"], bool)
+            or ckpt["version"] < 1):
+        raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')!r} is "
+                              f"not a version this wavenet reads ({VERSION})")
+    if ckpt["version"] > VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')} is newer "
                               f"than this wavenet reads ({VERSION}); upgrade wavenet")
     for key in ("model", "model_config", "sample_rate", "step"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    try:
+        check(ckpt, training)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {one_line(e, 300)}") from e
     return ckpt
+
+
+# model_config keys: those every checkpoint has, and those added later (defaults when absent).
+CONFIG_KEYS = ("blocks", "layers_per_block", "kernel_size", "residual_channels",
+               "gate_channels", "skip_channels", "classes")
+LATER_CONFIG_KEYS = ("speaker_channels", "mel")
+MAX_SPEAKERS = 2**16
+
+
+def model_config(ckpt: dict[str, Any]) -> WaveNetConfig:
+    """The checked WaveNetConfig of a checkpoint's `model_config`; ValueError (one line)."""
+    raw = ckpt["model_config"]
+    if not isinstance(raw, dict):
+        raise ValueError(f"model_config must be a mapping, got {type(raw).__name__}")
+    unknown = sorted(str(k) for k in raw if k not in CONFIG_KEYS + LATER_CONFIG_KEYS)
+    missing = [k for k in CONFIG_KEYS if k not in raw]
+    if unknown or missing:
+        raise ValueError(f"model_config has unknown keys {unknown} and lacks {missing}")
+    return WaveNetConfig(**raw)
+
+
+def check(ckpt: dict[str, Any], training: bool = False) -> None:
+    """ValueError (one line) unless a loaded checkpoint makes a usable model (see `load`)."""
+    config = model_config(ckpt)
+    check_int("sample_rate", ckpt["sample_rate"], 1, MAX_SAMPLE_RATE)
+    check_int("step", ckpt["step"], 0, 2**62)
+    if ckpt.get("classes", config.classes) != config.classes:
+        raise ValueError(f"classes={ckpt['classes']!r} differs from model_config's "
+                         f"{config.classes}")
+    names = ckpt.get("speakers") or []
+    if (not isinstance(names, list | tuple) or len(names) > MAX_SPEAKERS
+            or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
+        raise ValueError(f"speakers must be a list of distinct names, got {repr(names)[:80]}")
+    if bool(names) != (config.speaker_channels > 0):
+        raise ValueError(f"{len(names)} speakers with model_config speaker_channels="
+                         f"{config.speaker_channels}")
+    for key in ("wall_s", "best_val_bits"):
+        if ckpt.get(key) is not None:
+            check_float(key, ckpt[key], 0, 1e12)
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        skeleton = WaveNet(config, speakers=len(names))
+    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    check_weights("model", ckpt["model"], shapes)
+    if training:
+        check_weights("train_model", ckpt.get("train_model", ckpt["model"]), shapes)
+        for key in ("optimizer", "scheduler", "crops"):
+            if not isinstance(ckpt.get(key), dict):
+                raise ValueError(f"cannot resume: '{key}' is missing or not a mapping")
+        if not isinstance(ckpt.get("torch_rng"), torch.Tensor):
+            raise ValueError("cannot resume: 'torch_rng' is missing or not a tensor")
+        ema = ckpt.get("ema")
+        if ema is not None and not isinstance(ema, dict):
+            raise ValueError("cannot resume: 'ema' is not a mapping")
+        if ema and "train_model" not in ckpt:
+            check_weights("ema weights", ema.get("weights"), shapes)
+
+
+def check_weights(name: str, weights: object, shapes: dict[str, tuple[int, ...]]) -> None:
+    """ValueError unless `weights` holds exactly the tensors of `shapes`, each of that shape,
+    dense floating point and finite."""
+    if not isinstance(weights, dict):
+        raise ValueError(f"'{name}' must be a mapping of tensors, got {type(weights).__name__}")
+    unknown = sorted(str(k) for k in weights if k not in shapes)
+    missing = sorted(k for k in shapes if k not in weights)
+    if unknown or missing:
+        raise ValueError(f"'{name}' does not fit its model_config: unknown tensors "
+                         f"{unknown[:3]}, missing {missing[:3]}")
+    for key, shape in shapes.items():
+        t = weights[key]
+        if not isinstance(t, torch.Tensor) or t.layout != torch.strided:
+            raise ValueError(f"'{name}' tensor {key} is not a dense tensor")
+        if tuple(t.shape) != shape:
+            raise ValueError(f"'{name}' tensor {key} has shape {tuple(t.shape)}, the model "
+                             f"needs {shape}")
+        if not t.is_floating_point():
+            raise ValueError(f"'{name}' tensor {key} is {t.dtype}, not floating point")
+        if not torch.isfinite(t).all():
+            raise ValueError(f"'{name}' tensor {key} holds NaN or infinite weights")
 
 
 # What generation and evaluation read; `export` keeps only these (no optimizer, RNG, ...).
@@ -72,12 +175,13 @@ def export(src: str | Path, dst: str | Path) -> dict[str, Any]:
 
 
 def build_model(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> WaveNet:
-    """The WaveNet described by a loaded checkpoint, with its weights, in eval mode.
+    """The WaveNet described by a checkpoint from `load` (so checked), with its weights, in
+    eval mode.
 
     Raises CheckpointError naming `path` when the config or the weights do not make a model.
     """
     try:
-        model = WaveNet(WaveNetConfig(**ckpt["model_config"]), speakers=len(speakers(ckpt)))
+        model = WaveNet(model_config(ckpt), speakers=len(speakers(ckpt)))
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot build the model ({one_line(e, 200)})") from e

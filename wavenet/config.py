@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from wavenet.data.layouts import LAYOUTS
+from wavenet.errors import check_float, check_int
 from wavenet.model.network import WaveNetConfig
 from wavenet.sampling.cached import IMPLS
 
@@ -21,6 +22,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # Hydra's groups, shipped in the package
 PRETRAINED = PROJECT_DIR / "data" / "pretrained" / "asterisk4-small.pt"
 MISSING = "???"  # OmegaConf's mark of a required value
+MAX_SAMPLE_RATE = 384_000
+MAX_SECONDS = 86_400.0  # one day; the wav format's 4 GiB limit is checked against the rate
+MAX_BATCH = 4096  # files generated at once (each is an open file while it is written)
 
 
 @dataclass
@@ -37,6 +41,11 @@ class DatasetConfig:
         if self.layout not in LAYOUTS:
             raise ValueError(f"data.layout must be one of {', '.join(LAYOUTS)}, "
                              f"got {self.layout!r}")
+        if self.trim_db is not None:
+            check_float("data.trim_db", self.trim_db, -200, 0)
+        for name in ("root", "cache_dir"):
+            if getattr(self, name) == "":
+                raise ValueError(f"data.{name} is empty; give a directory")
 
 
 @dataclass
@@ -50,19 +59,20 @@ class DataConfig(DatasetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.sample_rate <= 0:
-            raise ValueError(f"data.sample_rate must be > 0, got {self.sample_rate}")
-        if self.crop < 1:
-            raise ValueError(f"data.crop must be >= 1, got {self.crop}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.val_crops < 1:
-            raise ValueError(f"data.val_crops must be >= 1, got {self.val_crops}")
+        check_int("data.sample_rate", self.sample_rate, 1, MAX_SAMPLE_RATE)
+        check_int("data.crop", self.crop, 1, 2**24)
+        check_int("data.val_crops", self.val_crops, 1, 2**16)
+        check_float("data.val_fraction", self.val_fraction, 0, 1)
+        if self.val_fraction == 1:
+            raise ValueError("data.val_fraction must be in [0, 1), got 1.0: nothing to train on")
 
 
 @dataclass
 class TrainConfig:
     max_steps: int = 20000
+    # Also stop after this many minutes of training (across resumes; validation and checkpoints
+    # count), with the cosine schedule laid over time instead of steps; 0 = by max_steps only.
+    max_minutes: float = 0.0
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -95,18 +105,24 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "log_every", "val_every", "max_bad_steps",
-                     "accumulate"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "grad_clip", "sample_seconds", "sample_temperature",
-                     "threads", "weight_decay", "checkpoint_every", "checkpoint_minutes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr must be > 0, got {self.lr}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        ints = {"max_steps": (1, 2**40), "batch_size": (1, 2**16), "log_every": (1, 2**40),
+                "val_every": (1, 2**40), "max_bad_steps": (1, 2**20), "accumulate": (1, 2**16),
+                "warmup_steps": (0, 2**40), "threads": (0, 4096), "checkpoint_every": (0, 2**40),
+                "seed": (0, 2**63 - 1)}
+        for name, (low, high) in ints.items():
+            check_int(f"train.{name}", getattr(self, name), low, high)
+        floats = {"lr": (0, 1e3, True), "weight_decay": (0, 1e3, False),
+                  "min_lr_ratio": (0, 1, False), "grad_clip": (0, 1e12, False),
+                  "ema_decay": (0, 1, False), "checkpoint_minutes": (0, 1e6, False),
+                  "max_minutes": (0, 1e7, False),
+                  "sample_seconds": (0, 3600, False), "sample_temperature": (0, 1e3, False)}
+        for name, (low, high, low_open) in floats.items():
+            check_float(f"train.{name}", getattr(self, name), low, high, low_open)
+        if self.ema_decay == 1:
+            raise ValueError("train.ema_decay must be in [0, 1), got 1.0: the average would "
+                             "never move")
+        if self.resume == "":
+            raise ValueError("train.resume is empty: give auto, never or a checkpoint path")
         choices = {"lr_schedule": ("cosine", "inverse_sqrt"), "device": ("auto", "cpu", "cuda"),
                    "precision": ("fp32", "bf16")}
         for name, allowed in choices.items():
@@ -151,16 +167,15 @@ class GenerateConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.seconds <= 0:
-            raise ValueError(f"seconds must be > 0, got {self.seconds}")
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.prime_seconds <= 0:
-            raise ValueError(f"prime_seconds must be > 0, got {self.prime_seconds}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        check_float("seconds", self.seconds, 0, MAX_SECONDS, low_open=True)
+        check_int("batch", self.batch, 1, MAX_BATCH)
+        check_float("temperature", self.temperature, 0, 1e3)
+        check_float("prime_seconds", self.prime_seconds, 0, MAX_SECONDS, low_open=True)
+        check_int("threads", self.threads, 0, 4096)
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        for name in ("checkpoint", "out", "prime", "mel_from"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name}= is empty; give a path or leave the argument out")
         if self.impl not in IMPLS:
             raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
         if isinstance(self.speaker, list | tuple):
@@ -172,6 +187,7 @@ class GenerateConfig:
             elif self.batch != len(self.speaker):
                 raise ValueError(f"speaker lists {len(self.speaker)} names but batch="
                                  f"{self.batch}; give one name per file")
+            check_int("batch (the speaker list's length)", self.batch, 1, MAX_BATCH)
         elif self.speaker is not None:
             self.speaker = str(self.speaker)
 
@@ -196,12 +212,12 @@ class EvaluateConfig:
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
 
     def __post_init__(self) -> None:
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
-        if self.chunk < 1:
-            raise ValueError(f"chunk must be >= 1, got {self.chunk}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        check_int("batch", self.batch, 1, 4096)
+        check_int("chunk", self.chunk, 1, 2**24)
+        check_int("threads", self.threads, 0, 4096)
+        for name in ("checkpoint", "json_out"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name}= is empty; give a path or leave the argument out")
 
 
 def model_config(name: str) -> WaveNetConfig:

@@ -4,6 +4,7 @@ Each tool turns these (and plain ValueError/OSError for bad values) into one lin
 an exit status: 2 for bad input, 1 for a run that cannot go on, 130 or 0 for a requested stop.
 """
 
+import math
 import signal
 from pathlib import Path
 
@@ -19,6 +20,10 @@ class CheckpointError(ValueError):
 class CheckpointWriteError(OSError):
     """A checkpoint that could not be written (disk full, no permission, ...); the previous file
     at that path is unchanged. str() is one line naming the file and the cause."""
+
+
+class RunDirInUse(OSError):
+    """Another process holds the run directory's lock; str() is one line naming its pid."""
 
 
 class TrainingStopped(RuntimeError):
@@ -48,3 +53,22 @@ def one_line(e: BaseException, limit: int | None = None) -> str:
     if limit is not None:
         text = text[:limit]
     return text or type(e).__name__
+
+
+def check_int(name: str, value: object, low: int, high: int) -> int:
+    """`value` if it is an integer (not a bool) in [low, high], else ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def check_float(name: str, value: object, low: float, high: float, low_open: bool = False
+                ) -> float:
+    """`value` as a float if it is a finite number in [low, high] ((low, high] with
+    `low_open`), else ValueError naming `name`: NaN and infinities are never settings."""
+    ok = (isinstance(value, int | float) and not isinstance(value, bool)
+          and math.isfinite(value) and low <= value <= high and not (low_open and value == low))
+    if not ok:
+        span = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+        raise ValueError(f"{name} must be a finite number in {span}, got {value!r}")
+    return float(value)

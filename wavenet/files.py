@@ -1,8 +1,15 @@
 """Writing files so that a crash at any moment leaves the old file or the new one, never half."""
 
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from wavenet.errors import RunDirInUse
+
+LOCK_FILE = ".lock"
 
 
 def atomic_write(path: str | Path, data: bytes, durable: bool = True) -> None:
@@ -43,6 +50,32 @@ def remove_temporaries(directory: str | Path) -> list[Path]:
     for tmp in found:
         tmp.unlink(missing_ok=True)
     return found
+
+
+@contextmanager
+def locked_dir(directory: str | Path, holder: str = "another process") -> Iterator[Path]:
+    """Hold `directory` for this process: an exclusive advisory lock (flock) on
+    `directory/.lock`, which then holds our pid. The kernel drops the lock when the holder
+    exits in any way (kill -9 included), so a lock is never stale.
+
+    Raises RunDirInUse naming the holder's pid when another process holds it. The directory
+    must exist; nothing else in it is read or written.
+    """
+    path = Path(directory) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            who = f"{holder} (pid {pid})" if pid.isdigit() else holder
+            raise RunDirInUse(f"{directory}: in use by {who}; wait for it to end or choose "
+                              f"another directory") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _umask() -> int:

@@ -38,9 +38,12 @@ def check_known_keys(node: DictConfig, schema: type = Config, prefix: str = "") 
 
 def parse_key_values(schema: type[T], argv: list[str]) -> T:
     """key=value arguments -> a checked `schema` instance. Raises ValueError with one line."""
-    bad = [a for a in argv if "=" not in a]
+    bad = [a for a in argv if "=" not in a or not a.split("=", 1)[0]]
     if bad:
         raise ValueError(f"expected key=value arguments, got {bad[0]!r}")
+    empty = [a for a in argv if not a.split("=", 1)[1]]
+    if empty:
+        raise ValueError(f"{empty[0]} has no value; give one or leave the argument out")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
         missing = sorted(OmegaConf.missing_keys(merged))
@@ -48,7 +51,8 @@ def parse_key_values(schema: type[T], argv: list[str]) -> T:
             raise ValueError(f"missing required argument {missing[0]}=...")
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        raise ValueError(one_line(e)) from e
+        key = getattr(e, "full_key", None)
+        raise ValueError(f"{key}: {one_line(e)}" if key else one_line(e)) from e
 
 
 def fail(name: str, e: BaseException, status: int = 2) -> None:
@@ -59,7 +63,8 @@ def fail(name: str, e: BaseException, status: int = 2) -> None:
 
 def run_tool(name: str, usage: str, action: Callable[[list[str]], None],
              argv: list[str] | None = None) -> None:
-    """Run `action(argv)`; --help prints `usage`; ValueError/OSError exit 2 with one line."""
+    """Run `action(argv)`; --help prints `usage`; ValueError/OSError exit 2 with one line,
+    Ctrl-C exits 130 with one line."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(usage)
@@ -68,3 +73,6 @@ def run_tool(name: str, usage: str, action: Callable[[list[str]], None],
         action(argv)
     except (ValueError, OSError) as e:
         fail(name, e)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -6,37 +6,96 @@
 The composed config is checked against the dataclass schemas (wavenet.config), turned into them
 once, and handed to `train` with the run directory Hydra made. User errors print one line: exit
 2 for bad config, data or checkpoints, 1 for a run that cannot go on, 130/0 after SIGINT/SIGTERM.
+
+The run directory is untouched until the config is valid: `ValidateFirst` checks it before Hydra
+makes the directory (Hydra's own .hydra/ writing is off, see wavenet/conf/config.yaml), then the
+task locks the directory (one process at a time: a second run on it is refused), checks the
+checkpoint it would resume, and only then writes .hydra/ and starts training.
 """
 
+import copy
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from wavenet.cli.common import check_known_keys, fail, register
 from wavenet.config import Config
 from wavenet.errors import Interrupted, TrainingStopped, one_line
+from wavenet.files import atomic_write, locked_dir
 from wavenet.training.loop import train
+from wavenet.training.outputs import read_resume, resume_path
 
 NAME = "wavenet-train"
 
 register()
 
 
-@hydra.main(config_path="pkg://wavenet.conf", config_name="config", version_base="1.3")
-def hydra_main(dcfg: DictConfig) -> None:
-    """The Hydra task: typed config in, training run out. User errors print one line."""
-    from hydra.core.hydra_config import HydraConfig
-
+def typed_config(dcfg: DictConfig) -> tuple[Config, dict]:
+    """The composed config (without its `hydra` node) as the checked `Config`, and resolved
+    as a plain dict (stored in checkpoints). ValueError (one line) for an unknown key, a
+    wrong type or an out-of-range value."""
+    if "hydra" in dcfg:
+        dcfg = copy.deepcopy(dcfg)
+        with read_write(dcfg), open_dict(dcfg):
+            del dcfg["hydra"]
     try:
         check_known_keys(dcfg)
         cfg: Config = OmegaConf.to_object(dcfg)
         resolved = OmegaConf.to_container(dcfg, resolve=True)
-        train(cfg, Path(HydraConfig.get().runtime.output_dir), resolved)
+    except OmegaConfBaseException as e:
+        cause = f" ({one_line(e.__cause__)})" if e.__cause__ else ""
+        raise ValueError(f"{one_line(e)}{cause}") from e
+    return cfg, resolved
+
+
+class ValidateFirst(Callback):
+    """Check the composed config before Hydra makes the run directory: a rejected config
+    creates no directory and changes none (registered in wavenet/conf/config.yaml). Hydra
+    turns a callback's exceptions into warnings, so this one exits itself."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            typed_config(config)
+        except ValueError as e:
+            fail(NAME, e)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.on_run_start(config)  # the swept values are checked by each job
+
+
+def write_record(run_dir: Path, dcfg: DictConfig) -> None:
+    """.hydra/config.yaml, hydra.yaml and overrides.yaml, as Hydra itself would write them."""
+    hydra_cfg = HydraConfig.instance().cfg  # {"hydra": ...}
+    files = {"config.yaml": dcfg, "hydra.yaml": hydra_cfg,
+             "overrides.yaml": hydra_cfg.hydra.overrides.task}
+    for name, node in files.items():
+        atomic_write(run_dir / ".hydra" / name, OmegaConf.to_yaml(node).encode(), durable=False)
+
+
+@hydra.main(config_path="pkg://wavenet.conf", config_name="config", version_base="1.3")
+def hydra_main(dcfg: DictConfig) -> None:
+    """The Hydra task: typed config in, training run out. User errors print one line."""
+    try:
+        cfg, resolved = typed_config(dcfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        # Under torchrun only rank 0 writes into the run dir, so only rank 0 holds it.
+        main_rank = os.environ.get("RANK", "0") == "0"
+        with locked_dir(run_dir, NAME) if main_rank else nullcontext():
+            if main_rank:
+                path = resume_path(cfg, run_dir)
+                if path is not None:
+                    read_resume(cfg, path)  # before .hydra/ of the run it continues changes
+                write_record(run_dir, dcfg)
+            train(cfg, run_dir, resolved)
     except Interrupted as e:  # SIGINT: 130 like any Ctrl-C'd tool; SIGTERM: a requested stop
         print(f"{NAME}: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -66,5 +125,8 @@ def main() -> None:
         cause = f" ({one_line(e.__cause__)})" if e.__cause__ else ""
         print(f"{NAME}: error: {one_line(e)}{cause}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{NAME}: interrupted", file=sys.stderr)
+        sys.exit(130)
     finally:
         del os.environ["HYDRA_FULL_ERROR"]

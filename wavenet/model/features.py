@@ -15,6 +15,7 @@ hop and mel settings, can be vocoded (`wavenet-generate mel_from=FILE`).
 """
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
-from wavenet.errors import one_line
+from wavenet.errors import check_float, check_int, one_line
 
 SILENCE = math.log(1e-5)  # the log-mel value of silence; pads frames beyond an utterance
 MEL_FILE_EXTENSIONS = (".npy", ".pt")
@@ -44,17 +45,17 @@ class MelConfig:
     upsample: list[int] = field(default_factory=lambda: [16, 16])  # transposed-conv strides
 
     def __post_init__(self) -> None:
-        for name in ("n_mels", "context"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"model.mel.{name} must be an integer >= 0, "
-                                 f"got {getattr(self, name)!r}")
-        for name in ("n_fft", "win_length", "hop_length", "channels"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"model.mel.{name} must be a positive integer, "
-                                 f"got {getattr(self, name)!r}")
-        self.upsample = [int(s) for s in self.upsample]
-        strides = self.upsample
-        if not strides or min(strides) < 1 or math.prod(strides) != self.hop_length:
+        # Bounds keep a checkpoint or a config from asking for absurd sizes; every real
+        # analysis is far inside them.
+        bounds = {"n_mels": (0, 1024), "context": (0, 64), "n_fft": (1, 2**16),
+                  "win_length": (1, 2**16), "hop_length": (1, 2**16), "channels": (1, 4096)}
+        for name, (low, high) in bounds.items():
+            check_int(f"model.mel.{name}", getattr(self, name), low, high)
+        if not isinstance(self.upsample, list | tuple) or not 1 <= len(self.upsample) <= 16:
+            raise ValueError(f"model.mel.upsample must be a list of 1 to 16 strides, "
+                             f"got {self.upsample!r}")
+        self.upsample = [check_int("model.mel.upsample", s, 1, 2**16) for s in self.upsample]
+        if math.prod(self.upsample) != self.hop_length:
             raise ValueError(f"model.mel.upsample {self.upsample} must be positive strides whose "
                              f"product is model.mel.hop_length={self.hop_length}")
         if self.win_length > self.n_fft:
@@ -63,7 +64,10 @@ class MelConfig:
         if self.hop_length > self.n_fft:
             raise ValueError(f"model.mel.hop_length={self.hop_length} must be <= "
                              f"model.mel.n_fft={self.n_fft}")
-        if self.fmin < 0 or (self.fmax is not None and self.fmax <= self.fmin):
+        self.fmin = check_float("model.mel.fmin", self.fmin, 0, 1e6)
+        if self.fmax is not None:
+            self.fmax = check_float("model.mel.fmax", self.fmax, 0, 1e6)
+        if self.fmax is not None and self.fmax <= self.fmin:
             raise ValueError(f"model.mel needs 0 <= fmin < fmax, got fmin={self.fmin}, "
                              f"fmax={self.fmax}")
 
@@ -138,7 +142,9 @@ def load_mel(path: str | Path, cfg: MelConfig) -> torch.Tensor:
         if path.suffix.lower() == ".npy":
             mel = torch.from_numpy(np.load(path, allow_pickle=False))
         else:
-            mel = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns over 2 lines before refusing a pickle
+                warnings.simplefilter("ignore")
+                mel = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # wrong format, pickled objects, truncated file, ...
         reason = one_line(e)[:200]
         raise ValueError(f"{path}: cannot read a mel tensor ({reason})") from e
@@ -149,8 +155,8 @@ def load_mel(path: str | Path, cfg: MelConfig) -> torch.Tensor:
     if mel.shape[-2] != cfg.n_mels:
         raise ValueError(f"{path}: has {mel.shape[-2]} mel bands (shape {tuple(mel.shape)}), "
                          f"the checkpoint expects {cfg.n_mels} (shape (n_mels, frames))")
-    if mel.shape[-1] == 0:
-        raise ValueError(f"{path}: has no frames")
+    if mel.shape[-1] == 0 or mel.numel() == 0:
+        raise ValueError(f"{path}: has no frames (shape {tuple(mel.shape)})")
     if not torch.isfinite(mel).all():
         raise ValueError(f"{path}: contains NaN or infinite values")
     return mel.float()

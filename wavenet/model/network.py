@@ -19,8 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wavenet.errors import check_int
 from wavenet.model.features import SILENCE, MelConfig, pad_frames
 from wavenet.model.receptive_field import causal_padding, stack_receptive_field
+
+# Integer settings and their bounds: far beyond any model this project trains, they stop a
+# config or a checkpoint from asking for terabytes before anything is allocated.
+BOUNDS = {"blocks": (1, 64), "layers_per_block": (1, 24), "kernel_size": (2, 64),
+          "residual_channels": (1, 8192), "gate_channels": (2, 16384),
+          "skip_channels": (1, 16384), "classes": (2, 65536), "speaker_channels": (0, 4096)}
+MAX_PARAMETERS = 2**28  # 1 GiB of float32 weights
+MAX_RECEPTIVE_FIELD = 2**22  # samples (4.4 minutes at 16 kHz): the sampler queues one per layer
 
 
 @dataclass
@@ -41,22 +50,39 @@ class WaveNetConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.mel, dict):  # from a checkpoint's or a YAML file's plain dict
-            self.mel = MelConfig(**self.mel)
-        if not isinstance(self.speaker_channels, int) or self.speaker_channels < 0:
-            raise ValueError(f"model.speaker_channels must be an integer >= 0, "
-                             f"got {self.speaker_channels!r}")
-        for name in ("blocks", "layers_per_block", "kernel_size", "residual_channels",
-                     "gate_channels", "skip_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
-        if self.kernel_size < 2:
-            raise ValueError(f"model.kernel_size must be >= 2, got {self.kernel_size}")
+            try:
+                self.mel = MelConfig(**self.mel)
+            except TypeError as e:  # an unknown or missing key
+                raise ValueError(f"model.mel: {e}") from e
+        if not isinstance(self.mel, MelConfig):
+            raise ValueError(f"model.mel must be a mapping of mel settings, got {self.mel!r}")
+        for name, (low, high) in BOUNDS.items():
+            check_int(f"model.{name}", getattr(self, name), low, high)
         if self.gate_channels % 2:
             raise ValueError(f"model.gate_channels must be even (tanh/sigmoid halves), "
                              f"got {self.gate_channels}")
-        if not 2 <= self.classes <= 65536:
-            raise ValueError(f"model.classes must be in [2, 65536], got {self.classes}")
+        if self.receptive_field > MAX_RECEPTIVE_FIELD:
+            raise ValueError(f"model: receptive field {self.receptive_field} samples is above "
+                             f"the limit of {MAX_RECEPTIVE_FIELD} (fewer blocks or "
+                             f"model.layers_per_block)")
+        if self.parameters() > MAX_PARAMETERS:
+            raise ValueError(f"model: {self.parameters():,} parameters is above the limit of "
+                             f"{MAX_PARAMETERS:,} (fewer or narrower layers)")
+
+    def parameters(self, speakers: int = 0) -> int:
+        """How many parameters the WaveNet of this config has (with `speakers` in its table),
+        computed without building it."""
+        r, g, s, k, c = (self.residual_channels, self.gate_channels, self.skip_channels,
+                         self.kernel_size, self.classes)
+        m = self.mel
+        local = m.channels if m.enabled else 0
+        layer = r * g * k + g + self.speaker_channels * g + local * g + (g // 2 + 1) * (r + s)
+        n = c * r + speakers * self.speaker_channels + len(self.dilations) * layer
+        n += s * s + s + s * c + c  # the head
+        if m.enabled:
+            n += m.n_mels * local * (2 * m.context + 1) + local
+            n += sum(local * local * stride + local for stride in m.upsample)
+        return n
 
     @property
     def dilations(self) -> list[int]:

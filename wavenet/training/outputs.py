@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import time
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
@@ -32,11 +31,11 @@ from wavenet.config import Config
 from wavenet.data.dataset import Batch, Dataset, Utterance, speaker_hours
 from wavenet.errors import one_line
 from wavenet.files import atomic_write, remove_temporaries
-from wavenet.metrics import plots, report
+from wavenet.metrics import listening, plots, report
 from wavenet.model.features import utterance_mel
 from wavenet.model.network import WaveNet
 from wavenet.sampling.cached import generate
-from wavenet.training.state import CheckpointSchedule, TrainState, truncate_metrics
+from wavenet.training.state import CheckpointSchedule, TrainState, WallClock, truncate_metrics
 
 log = logging.getLogger("wavenet.train")
 
@@ -65,9 +64,10 @@ def write_wav(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
 
 
 def write_sample(model: WaveNet, cfg: Config, run_dir: Path, step: int, val_batch: Batch,
-                 val_file: Utterance, board=None) -> None:
+                 val_file: Utterance, board=None) -> torch.Tensor:
     """samples/step_N.wav: `train.sample_seconds` generated on the CPU, and step_N.png: its
     log-mel spectrogram beside real audio's (also to TensorBoard when `board` is given).
+    Returns the sample, (time,) float.
 
     A speaker model speaks as the first validation crop's speaker; a vocoder re-synthesises the
     start of `val_file` from its log-mel (that start is samples/source.wav, drawn beside it).
@@ -96,10 +96,24 @@ def write_sample(model: WaveNet, cfg: Config, run_dir: Path, step: int, val_batc
         figure = plots.spectrograms_figure(real, fake, dc.sample_rate)
     except ValueError as e:  # a sample too short to draw is no reason to stop
         log.warning("no spectrogram at step %d: %s", step, e)
-        return
+        return fake
     plots.save_figure(figure, run_dir / "samples" / f"step_{step:07d}.png")
     if board is not None:
         board.add_figure("spectrograms", figure, step)
+    return fake
+
+
+def listening_scores(audio: torch.Tensor, sample_rate: int) -> dict:
+    """DNSMOS of a generated sample as metrics.jsonl keys (dnsmos_sig, _bak, _ovrl, _p808), when
+    the `metrics` extra is installed; {} without it or for a clip it cannot score."""
+    if not listening.available():
+        return {}
+    try:
+        scores = listening.dnsmos(audio, sample_rate)
+    except ValueError as e:  # too short, silent: no score is no reason to stop
+        log.warning("no listening scores: %s", one_line(e))
+        return {}
+    return {f"dnsmos_{key}": round(value, 3) for key, value in scores.items()}
 
 
 def tensorboard_writer(log_dir: Path):
@@ -113,6 +127,32 @@ def tensorboard_writer(log_dir: Path):
     return SummaryWriter(log_dir=str(log_dir))
 
 
+def resume_path(cfg: Config, run_dir: Path) -> Path | None:
+    """The checkpoint `train.resume` asks for: auto (checkpoints/last.pt, when it exists),
+    never (None), or a path."""
+    resume = cfg.train.resume
+    if resume == "never":
+        return None
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume == "auto":
+        return last if last.exists() else None
+    return Path(resume)
+
+
+def read_resume(cfg: Config, path: Path, speakers: list[str] | None = None) -> dict:
+    """The checkpoint at `path`, checked for resuming a run of `cfg` (and `speakers`, when
+    known). CheckpointError when it is unusable or another model's. The command line calls it
+    before writing anything into the run dir, the loop again when it resumes."""
+    ckpt = checkpoint.load(path, training=True)
+    saved, mc = asdict(checkpoint.model_config(ckpt)), asdict(cfg.model)
+    if saved != mc or (speakers is not None and checkpoint.speakers(ckpt) != speakers):
+        raise checkpoint.CheckpointError(
+            f"{path}: model {saved} with speakers {checkpoint.speakers(ckpt)} differs from "
+            f"the configured {mc}" + (f" with {speakers}" if speakers is not None else "")
+            + "; use another hydra.run.dir or train.resume=never")
+    return ckpt
+
+
 class RunOutputs:
     """The run directory of one training run: checkpoints, metrics, samples, figures, report.
 
@@ -121,14 +161,14 @@ class RunOutputs:
     """
 
     def __init__(self, cfg: Config, run_dir: Path, resolved: dict, state: TrainState,
-                 speakers: list[str], main: bool = True):
+                 speakers: list[str], main: bool = True, clock: WallClock | None = None):
         self.cfg, self.run_dir, self.resolved, self.state = cfg, run_dir, resolved, state
         self.speakers, self.main = speakers, main
         self.last = run_dir / "checkpoints" / "last.pt"
         self.schedule = CheckpointSchedule(cfg.train.checkpoint_every,
                                            cfg.train.checkpoint_minutes)
         self.saved_step: int | None = None  # the step last.pt holds, when known
-        self.wall_before, self.started = 0.0, time.perf_counter()
+        self.wall_s = clock or WallClock()  # seconds trained, across resumes
         self.record: dict = {}
         self._stack = ExitStack()
         self.metrics = None
@@ -138,12 +178,7 @@ class RunOutputs:
     # ----------------------------------------------------------------- resume
     def resume_path(self) -> Path | None:
         """The checkpoint `train.resume` asks for: auto (last.pt, when it exists), never, a path."""
-        resume = self.cfg.train.resume
-        if resume == "never":
-            return None
-        if resume == "auto":
-            return self.last if self.last.exists() else None
-        return Path(resume)
+        return resume_path(self.cfg, self.run_dir)
 
     def read_resume(self) -> dict | None:
         """Rank 0: clear temporaries a killed write left, then load the checkpoint to resume
@@ -151,22 +186,12 @@ class RunOutputs:
         for tmp in remove_temporaries(self.last.parent):
             log.info("removed %s, left by an interrupted checkpoint write", tmp.name)
         path = self.resume_path()
-        if path is None:
-            return None
-        ckpt = checkpoint.load(path)
-        mc = self.cfg.model
-        saved = asdict(type(mc)(**ckpt["model_config"]))
-        if saved != asdict(mc) or checkpoint.speakers(ckpt) != self.speakers:
-            raise checkpoint.CheckpointError(
-                f"{path}: model {saved} with speakers {checkpoint.speakers(ckpt)} differs from "
-                f"the configured {asdict(mc)} with {self.speakers}; use another hydra.run.dir "
-                f"or train.resume=never")
-        return ckpt
+        return None if path is None else read_resume(self.cfg, path, self.speakers)
 
     def resumed(self, ckpt: dict | None) -> None:
         """Note where this run starts: the wall time already trained, and drop metrics past it."""
         if ckpt is not None:
-            self.wall_before = ckpt.get("wall_s", 0.0)
+            self.wall_s.resume(ckpt.get("wall_s", 0.0))
             if self.resume_path() == self.last:
                 self.saved_step = self.state.step
             log.info("resumed from %s at step %d", self.resume_path(), self.state.step)
@@ -190,10 +215,6 @@ class RunOutputs:
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
-
-    def wall_s(self) -> float:
-        """Seconds this run has trained, across resumes (for the wall-time learning curve)."""
-        return self.wall_before + time.perf_counter() - self.started
 
     def save(self, path: Path) -> None:
         mc, dc = self.cfg.model, self.cfg.data
@@ -229,20 +250,27 @@ class RunOutputs:
                 if key not in ("step", "wall_s"):
                     self.board.add_scalar(key, value, record["step"])
 
-    def validated(self, val_bits: float, val_batch: Batch, val_file: Utterance) -> None:
-        """After a validation: best.pt when it is the best so far, last.pt, a sample, the
-        learning curves and the report."""
+    def sample(self, val_batch: Batch, val_file: Utterance) -> dict:
+        """At a validation: write the step's sample (train.sample_seconds; 0 = none) and return
+        its listening scores for the step's record."""
+        state = self.state
+        if not (self.main and self.cfg.train.sample_seconds):
+            return {}
+        audio = write_sample(state.eval_model, self.cfg, self.run_dir, state.step, val_batch,
+                             val_file, self.board)
+        state.model.train()
+        return listening_scores(audio, self.cfg.data.sample_rate)
+
+    def validated(self, val_bits: float) -> None:
+        """After a validation: best.pt when it is the best so far, last.pt, the learning curves
+        and the report."""
         if not self.main:
             return
-        state, tc = self.state, self.cfg.train
+        state = self.state
         if val_bits < state.best:
             state.best = val_bits
             self.save(self.run_dir / "checkpoints" / "best.pt")
         self.save_last()
-        if tc.sample_seconds:
-            write_sample(state.eval_model, self.cfg, self.run_dir, state.step, val_batch,
-                         val_file, self.board)
-            state.model.train()
         plots.plot_learning_curves([self.run_dir], self.run_dir / "learning_curves.png")
         self.write_report("running")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from wavenet.data.dataset import CropSampler
+from wavenet.errors import CheckpointError, one_line
 from wavenet.files import atomic_write
 from wavenet.model.network import WaveNet
 from wavenet.training.ema import EMA
@@ -73,6 +74,14 @@ class TrainState:
 
         A run that had no EMA so far starts its average from the resumed weights (`ema_decay`).
         """
+        try:
+            self._load(ckpt, ema_decay)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            # Weights were checked by checkpoint.load; this is the optimizer, schedule or RNG.
+            raise CheckpointError(f"checkpoint at step {ckpt.get('step')}: cannot resume its "
+                                  f"training state ({one_line(e, 200)})") from e
+
+    def _load(self, ckpt: dict, ema_decay: float) -> None:
         self.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -115,6 +124,21 @@ class StopSignals:
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+class WallClock:
+    """Seconds a run has trained, across resumes: the figure restored from its checkpoint plus
+    this process's time since. Calling it reads it."""
+
+    def __init__(self, clock=time.perf_counter) -> None:
+        self.clock = clock
+        self.before, self.started = 0.0, clock()
+
+    def resume(self, seconds: float) -> None:
+        self.before, self.started = seconds, self.clock()
+
+    def __call__(self) -> float:
+        return self.before + self.clock() - self.started
 
 
 class CheckpointSchedule:
