@@ -41,6 +41,18 @@ def atomic_write(path: str | Path, data: bytes, durable: bool = True) -> None:
             os.close(dir_fd)
 
 
+def temporary_beside(path: str | Path) -> Path:
+    """A new empty file `.<name>.<random>.tmp` in `path`'s directory, with the usual file mode,
+    to write and then rename over `path` (`remove_temporaries` clears what a kill leaves)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
 def remove_temporaries(directory: str | Path) -> list[Path]:
     """Delete the temporary files a killed `atomic_write` left in `directory`; returns them.
 

@@ -45,8 +45,13 @@ def run(cfg: EvaluateConfig) -> dict:
         "checkpoint": str(cfg.checkpoint), "step": ckpt["step"], "data_root": str(cfg.data.root),
     }
     if cfg.json_out:
-        atomic_write(Path(cfg.json_out), (json.dumps(result) + "\n").encode(), durable=False)
+        atomic_write(Path(cfg.json_out), (to_json(result) + "\n").encode(), durable=False)
     return result
+
+
+def to_json(result: dict) -> str:
+    """One JSON line; ValueError for a NaN or infinity, which JSON cannot hold."""
+    return json.dumps(result, allow_nan=False)
 
 
 def _main(argv: list[str]) -> None:
@@ -56,7 +61,7 @@ def _main(argv: list[str]) -> None:
         if i + 1 == len(argv):
             raise ValueError("--json-out needs a file name")
         argv = [*argv[:i], f"json_out={argv[i + 1]}", *argv[i + 2:]]
-    print(json.dumps(run(parse_key_values(EvaluateConfig, argv))))
+    print(to_json(run(parse_key_values(EvaluateConfig, argv))))
 
 
 def main(argv: list[str] | None = None) -> None:

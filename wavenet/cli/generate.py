@@ -4,7 +4,11 @@ Arguments are key=value pairs checked against `GenerateConfig`. Output is stream
 wav files chunk by chunk, so long generations run in flat memory.
 """
 
-from contextlib import ExitStack
+import os
+import resource
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import soundfile as sf
@@ -12,12 +16,13 @@ import torch
 
 from wavenet import checkpoint, mulaw
 from wavenet.cli.common import parse_key_values, run_tool
-from wavenet.config import GenerateConfig
+from wavenet.config import MAX_BATCH, GenerateConfig
 from wavenet.data.dataset import read_audio, speaker_ids
-from wavenet.errors import DataError
+from wavenet.errors import DataError, check_int, one_line
+from wavenet.files import temporary_beside
 from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, utterance_mel
 from wavenet.model.network import WaveNet
-from wavenet.sampling.cached import generate
+from wavenet.sampling.cached import generate, output_length, resolve_impl
 
 USAGE = """usage: wavenet-generate [checkpoint=PATH] [seconds=2] [batch=1] [temperature=1.0]
                         [seed=0] [prime=WAV] [prime_seconds=1.0] [out=DIR]
@@ -73,21 +78,47 @@ def conditioning(cfg: GenerateConfig, ckpt: dict, model: WaveNet
 
 
 def run(cfg: GenerateConfig) -> list[Path]:
-    """Generate the wav files of `cfg` into `cfg.out`; returns their paths."""
+    """Generate the wav files of `cfg` into `cfg.out`; returns their paths.
+
+    Everything is checked before any output is touched: the arguments, the checkpoint, the
+    prime, the mel, the speakers, the output's size against the wav format, the free disk
+    space, memory and the open-file limit. Each file is written to a temporary file beside it
+    and renamed into place once complete, so an error or Ctrl-C changes no existing file and
+    leaves no partial one.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ckpt = checkpoint.load(cfg.checkpoint)
     model = checkpoint.build_model(ckpt, cfg.checkpoint)
     rate, classes = ckpt["sample_rate"], model.config.classes
     speaker, mel, batch = conditioning(cfg, ckpt, model)
+    check_int(f"batch (the mel file {cfg.mel_from} holds {batch} mels)" if cfg.mel_from
+              else "batch", batch, 1, MAX_BATCH)
 
     prime = None
     if cfg.prime:
-        audio = read_audio(cfg.prime, rate)[-int(cfg.prime_seconds * rate):]
+        n = int(cfg.prime_seconds * rate)
+        if n < 1:
+            raise ValueError(f"prime_seconds={cfg.prime_seconds} is less than one sample at "
+                             f"{rate} Hz")
+        audio = read_audio(cfg.prime, rate)[-n:]
         prime = mulaw.encode(audio, classes).expand(batch, -1)
+    samples = None
+    if mel is None:
+        samples = int(cfg.seconds * rate)
+        if samples < 1:
+            raise ValueError(f"seconds={cfg.seconds} is less than one sample at {rate} Hz")
+    try:
+        samples = output_length(model, samples, prime, mel)
+    except ValueError as e:
+        raise ValueError(f"{cfg.mel_from}: {e}") from e
+    primed = prime.shape[-1] if prime is not None else 0
+    if samples < 1:
+        raise ValueError(f"{cfg.mel_from}: the mel covers {primed + samples} samples, "
+                         f"none after the {primed}-sample prime")
+    resolve_impl(cfg.impl, model, cfg.threads or torch.get_num_threads())
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = Path(cfg.checkpoint).stem
     tags = [""] * batch
     if cfg.mel_from:
@@ -96,12 +127,12 @@ def run(cfg: GenerateConfig) -> list[Path]:
         tags = [f"{tag}_{checkpoint.speakers(ckpt)[int(i)]}" for tag, i in zip(tags, speaker,
                                                                               strict=True)]
     paths = [out / f"{stem}{tag}_seed{cfg.seed}_{i}.wav" for i, tag in enumerate(tags)]
-    samples = None if mel is not None else int(cfg.seconds * rate)
+    check_resources(model, out, batch, primed, samples, mel is not None)
+
     gen = torch.Generator().manual_seed(cfg.seed)
-    with ExitStack() as stack:
-        chunks = generate(model, samples, batch, cfg.temperature, prime, gen,
-                          progress=cfg.progress, impl=cfg.impl, speaker=speaker, mel=mel)
-        files = [stack.enter_context(sf.SoundFile(p, "w", rate, 1, "PCM_16")) for p in paths]
+    chunks = generate(model, samples, batch, cfg.temperature, prime, gen,
+                      progress=cfg.progress, impl=cfg.impl, speaker=speaker, mel=mel)
+    with output_files(paths, rate) as files:
         if prime is not None:  # outputs continue the prime, so it starts each file
             for f in files:
                 f.write(mulaw.decode(prime[0], classes).numpy())
@@ -109,6 +140,90 @@ def run(cfg: GenerateConfig) -> list[Path]:
             for f, row in zip(files, mulaw.decode(chunk, classes).numpy(), strict=True):
                 f.write(row)
     return paths
+
+
+# 16-bit PCM wav: a 44-byte header, 2 bytes a sample, sizes in 32-bit fields.
+WAV_HEADER, WAV_LIMIT = 44, 2**32 - 1
+
+
+def check_resources(model: WaveNet, out: Path, batch: int, primed: int, samples: int,
+                    mel: bool) -> None:
+    """ValueError/OSError (one line) when `batch` files of `primed + samples` samples would
+    pass the wav format's 4 GiB limit, the free space of `out`'s disk, the memory the sampler
+    needs, or the open-file limit (raised to the hard limit where that is enough)."""
+    total = primed + samples
+    size = WAV_HEADER + 2 * total
+    if size > WAV_LIMIT:
+        raise ValueError(f"{total} samples per file is {size / 2**30:.1f} GiB, beyond the wav "
+                         f"format's 4 GiB: generate less (seconds=)")
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == Path(p.anchor))
+    if existing.exists() and not existing.is_dir():
+        raise OSError(f"{out}: {existing} is not a directory")
+    free = shutil.disk_usage(existing).free
+    if batch * size > free:
+        raise OSError(f"{out}: {batch} files of {size / 2**20:.1f} MiB need "
+                      f"{batch * size / 2**20:.1f} MiB, the disk has {free / 2**20:.1f} MiB free")
+    c = model.config
+    spans = sum((c.kernel_size - 1) * d for d in c.dilations)
+    # float32 values: the queues, the prime's teacher-forced pass, the upsampled mel.
+    values = spans * c.residual_channels
+    values += (primed + 1) * (c.classes + c.gate_channels + 2 * c.residual_channels
+                              + c.skip_channels)
+    if mel:
+        values += (total + 1) * c.mel.channels
+    need, available = 4 * batch * values, available_memory()
+    if need > available:
+        raise ValueError(f"batch={batch} of {total} samples needs about {need / 2**30:.1f} GiB "
+                         f"of memory, {available / 2**30:.1f} GiB are available: lower batch "
+                         f"or the length")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    files = batch + 64  # the outputs and what the process already has open
+    if soft != resource.RLIM_INFINITY and files > soft:
+        if hard != resource.RLIM_INFINITY and files > hard:
+            raise ValueError(f"batch={batch} needs {files} open files, the limit is {hard} "
+                             f"(ulimit -n): lower batch")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, hard))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable), or the physical total."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def output_files(paths: list[Path], rate: int) -> Iterator[list[sf.SoundFile]]:
+    """16-bit wav files open for writing, each a temporary file beside its path, renamed into
+    place when the block completes. On any exception (Ctrl-C too) the temporaries are deleted
+    and every existing file is left as it was; a folder made for them and left empty goes."""
+    out = paths[0].parent
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    temps: list[Path] = []
+    try:
+        with ExitStack() as stack:
+            files = []
+            for path in paths:
+                tmp = temporary_beside(path)
+                temps.append(tmp)
+                files.append(stack.enter_context(sf.SoundFile(tmp, "w", rate, 1, "PCM_16",
+                                                              format="WAV")))
+            yield files
+        for tmp, path in zip(temps, paths, strict=True):
+            tmp.replace(path)
+    except sf.SoundFileError as e:
+        raise OSError(f"{out}: cannot write the wav files ({one_line(e)})") from e
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        for folder in made:  # deepest first; only what we made and is still empty
+            with suppress(OSError):
+                folder.rmdir()
 
 
 def _main(argv: list[str]) -> None:

@@ -26,7 +26,7 @@ import torchaudio.functional as AF
 from tqdm import tqdm
 
 from wavenet import mulaw
-from wavenet.data.layouts import find_audio, resolve_layout
+from wavenet.data.layouts import find_audio, resolve_layout, screen
 from wavenet.errors import DataError, one_line
 from wavenet.model.features import MelConfig, log_mel, pad_frames, usable_samples
 
@@ -143,7 +143,9 @@ def _load_cache(path: Path, key: str) -> Dataset | None:
     if not path.is_file():
         return None
     try:
-        blob = torch.load(path, weights_only=True)
+        with warnings.catch_warnings():  # a refused pickle warns over 2 lines
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, weights_only=True)
         if blob["key"] != key or blob["version"] != CACHE_VERSION:
             return None
         names, speakers, audios = blob["names"], blob["speakers"], blob["audio"]
@@ -200,8 +202,9 @@ def load_dataset(
     layout: one of LAYOUTS ("auto": detect_layout(root)); it decides the files and speakers.
 
     trim_db: trim edge silence quieter than this (dB re. the clip's peak), None to keep it.
-    Files that fail, or have fewer than min_samples samples after trimming, are listed in
-    Dataset.skipped with a reason. Raises DataError when no file is usable. Results are cached
+    Files that fail, or have fewer than min_samples samples after trimming, rows naming a file
+    outside root and repeated rows are listed in Dataset.skipped with a reason. Raises
+    DataError when no file is usable. Results are cached
     in cache_dir (default: $WAVENET_CACHE_DIR or ~/.cache/wavenet); root is never written to.
     """
     if sample_rate <= 0:
@@ -210,7 +213,7 @@ def load_dataset(
         raise ValueError(f"min_samples must be >= 1, got {min_samples}")
     root = Path(root)
     layout = resolve_layout(root, layout)
-    entries = find_audio(root, layout)
+    entries, screened = screen(root, find_audio(root, layout))
     key = _cache_key(root, layout, entries, sample_rate, trim_db, min_samples)
     cache_path = Path(cache_dir or default_cache_dir()) / f"dataset-{key[:40]}.pt"
     cached = _load_cache(cache_path, key)
@@ -218,7 +221,7 @@ def load_dataset(
         return cached
 
     utterances: list[Utterance] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = list(screened)
     for name, speaker in tqdm(entries, desc=f"decoding {root}", unit="file", disable=not progress):
         path = root / name
         if not path.is_file():

@@ -10,7 +10,8 @@ A dataset is a folder in one of these layouts (``LAYOUTS``; "auto" picks one wit
 - ``metadata``: ``metadata.csv`` with a header, columns ``file,speaker,...`` (speaker optional).
 - ``folder``: any tree of wav/flac/ogg files; no speakers.
 
-``find_audio`` lists (name, speaker) pairs; wavenet.data decodes, caches and crops them.
+``find_audio`` lists (name, speaker) pairs, ``screen`` drops those outside the root and repeats;
+wavenet.data decodes, caches and crops them.
 """
 
 from __future__ import annotations
@@ -115,6 +116,32 @@ def find_audio(root: str | Path, layout: str = "auto") -> list[tuple[str, str]]:
     if not entries:
         raise DataError(f"{metadata}: no rows, so no audio files in {root}")
     return entries
+
+
+OUTSIDE = "outside the dataset root"
+DUPLICATE = "listed more than once: used once"
+
+
+def screen(root: str | Path, entries: list[tuple[str, str]]
+           ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(entries to use, (name, reason) of the others): a name that resolves outside `root`
+    after following symlinks (`../x.wav`, an absolute path, a link out) is skipped, with no
+    word on whether its file exists; a file listed again (by any spelling) is used once."""
+    base = Path(root).resolve()
+    kept, skipped, seen = [], [], set()
+    for name, speaker in entries:
+        try:
+            target = (base / name).resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            target = None
+        if target is None or not target.is_relative_to(base):
+            skipped.append((name, OUTSIDE))
+        elif target in seen:
+            skipped.append((name, DUPLICATE))
+        else:
+            seen.add(target)
+            kept.append((name, speaker))
+    return kept, skipped
 
 
 def _find_folder(root: Path) -> list[tuple[str, str]]:

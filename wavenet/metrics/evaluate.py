@@ -105,8 +105,12 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
     for speaker in sorted({utterances[i].speaker for i in used}):
         idx = torch.tensor([i for i in used if utterances[i].speaker == speaker])
         per_speaker[speaker] = float(totals[idx].sum() / counts[idx].sum()) / LN2
+    bits = float(totals.sum() / counts.sum()) / LN2
+    if not math.isfinite(bits) or not all(map(math.isfinite, per_speaker.values())):
+        raise ValueError(f"the model's bits/sample is not finite ({bits}): its logits overflow "
+                         f"on this data; no score")
     return {
-        "bits_per_sample": float(totals.sum() / counts.sum()) / LN2,
+        "bits_per_sample": bits,
         "per_speaker": per_speaker,
         "samples": int(counts.sum()),
         "files": len(used),

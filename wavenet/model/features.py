@@ -28,6 +28,7 @@ from wavenet.errors import check_float, check_int, one_line
 
 SILENCE = math.log(1e-5)  # the log-mel value of silence; pads frames beyond an utterance
 MEL_FILE_EXTENSIONS = (".npy", ".pt")
+MAX_LOG_MEL = 100.0  # |log-mel| bound of a saved mel: e^100 is no magnitude of real audio
 
 
 @dataclass
@@ -159,4 +160,7 @@ def load_mel(path: str | Path, cfg: MelConfig) -> torch.Tensor:
         raise ValueError(f"{path}: has no frames (shape {tuple(mel.shape)})")
     if not torch.isfinite(mel).all():
         raise ValueError(f"{path}: contains NaN or infinite values")
+    if mel.abs().max() > MAX_LOG_MEL:
+        raise ValueError(f"{path}: holds values up to {mel.abs().max().item():.3g}, not a "
+                         f"natural-log mel (silence is {SILENCE:.2f}; |values| <= {MAX_LOG_MEL})")
     return mel.float()
