@@ -91,3 +91,24 @@ def test_unknown_key_and_wrong_type_are_rejected_at_composition():
 def test_out_of_range_values_are_rejected_by_the_schema(override, match):
     with pytest.raises((ValueError, ValidationError, ConfigKeyError), match=match):
         load(override)
+
+
+@pytest.mark.parametrize("experiment,speaker_channels,n_mels", [
+    ("speaker_demo", 16, 0), ("vocoder_demo", 0, 80), ("vocoder_asterisk4", 0, 80)])
+def test_conditioning_experiments_compose(experiment, speaker_channels, n_mels):
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={experiment}"]))
+    assert cfg.name == experiment
+    assert cfg.model.speaker_channels == speaker_channels
+    assert cfg.model.mel.n_mels == n_mels
+
+
+@pytest.mark.parametrize("key,value", [("ema_decay", 1.0), ("accumulate", 0),
+                                       ("precision", "fp16"), ("lr_schedule", "step"),
+                                       ("device", "tpu")])
+def test_scale_keys_are_checked(key, value):
+    from wavenet.config import TrainConfig
+
+    with pytest.raises(ValueError, match=f"train.{key}"):
+        TrainConfig(**{key: value})

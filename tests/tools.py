@@ -1,15 +1,26 @@
-"""Running the installed command-line tools (wavenet-train, ...) from tests."""
+"""Running the command-line tools (wavenet-train, ...) from tests: as installed console scripts
+in a new process, or through their `main(argv)` in this one; and the one-line-error check."""
 
+import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
+import torch
 
 BIN = Path(sys.executable).parent
-# One thread: test models are tiny, and see conftest.py on OpenMP spin-waits.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# In-process entry points, by console-script name.
+MAINS = {"wavenet-generate": "wavenet.cli.generate", "wavenet-evaluate": "wavenet.cli.evaluate",
+         "wavenet-plot": "wavenet.cli.plot", "wavenet-report": "wavenet.cli.report"}
+
+
+def env() -> dict[str, str]:
+    """The environment of a tool process: this one's (read now, so the session's
+    WAVENET_CACHE_DIR is in it) with one thread, as test models are tiny (see conftest.py)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def exe(name: str) -> str:
@@ -21,10 +32,44 @@ def exe(name: str) -> str:
 
 
 def run_tool(name: str, *args: str, cwd: Path, ok: bool = False,
-             timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run console script `name` with `args`; with ok=True, assert it exited 0."""
-    proc = subprocess.run([exe(name), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+             timeout: int = 300) -> CompletedProcess:
+    """Run console script `name` with `args` in a new process; with ok=True, assert it
+    exited 0."""
+    proc = subprocess.run([exe(name), *args], cwd=cwd, env=env(), capture_output=True, text=True,
                           timeout=timeout)
     if ok:
         assert proc.returncode == 0, f"{name} failed:\n{proc.stderr[-3000:]}"
     return proc
+
+
+def run_main(name: str, *args: str, capsys: pytest.CaptureFixture,
+             ok: bool = False) -> CompletedProcess:
+    """Call tool `name`'s main(list(args)) in this process; returns its exit status (0 when it
+    returns) and its stdout and stderr, as run_tool would; with ok=True, assert it exited 0.
+    Restores torch's thread count."""
+    main = importlib.import_module(MAINS[name]).main
+    capsys.readouterr()  # drop what the test printed before
+    threads = torch.get_num_threads()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        torch.set_num_threads(threads)
+    out, err = capsys.readouterr()
+    if ok:
+        assert code == 0, f"{name} failed:\n{err[-3000:]}"
+    return CompletedProcess([name, *args], code, out, err)
+
+
+def one_line_error(proc: CompletedProcess, *names: str, code: int = 2) -> str:
+    """Assert the tool failed with `code` and one stderr line naming all of `names`; returns
+    the line."""
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+    return lines[0]

@@ -1,26 +1,20 @@
-"""Speaker- and mel-conditioned models through the real tools: crops, training, the speaker table,
-copy synthesis from wav / .npy / .pt, evaluation, and the one-line errors."""
+"""Speaker- and mel-conditioned models through the tools: training (a real wavenet-train
+process), the speaker table, copy synthesis from wav / .npy / .pt, evaluation, and the one-line
+errors (wavenet-generate and -evaluate through their main() in process)."""
 
 import csv
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-from tools import run_tool
 
-from wavenet import checkpoint, mulaw
-from wavenet.cli.common import register
-from wavenet.config import CONF_DIR
-from wavenet.data.dataset import Conditioning, CropSampler, load_dataset, validation_batch
-from wavenet.model.features import MelConfig, log_mel, pad_frames, usable_samples
+from wavenet import checkpoint
+from wavenet.model.features import MelConfig, log_mel
 
 TINY = ["model=tiny", "train=quick", "train.progress=false", "data.crop=500", "train.max_steps=6",
         "train.val_every=3", "train.sample_seconds=0.05"]
@@ -29,10 +23,6 @@ MEL = ["model.mel.n_mels=20", "model.mel.n_fft=256", "model.mel.win_length=256",
        "model.mel.hop_length=64", "model.mel.upsample=[8,8]", "model.mel.channels=8"]
 MEL_CFG = MelConfig(n_mels=20, n_fft=256, win_length=256, hop_length=64, upsample=[8, 8],
                     channels=8)
-
-
-def cli(name: str, *args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
-    return run_tool(name, *args, cwd=cwd, ok=ok)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +42,7 @@ def labelled(tmp_path_factory, demo_root) -> Path:
 
 
 @pytest.fixture(scope="module")
-def speaker_run(tmp_path_factory, labelled) -> Path:
+def speaker_run(tmp_path_factory, labelled, cli) -> Path:
     run = tmp_path_factory.mktemp("speaker_run")
     cli("wavenet-train", *TINY, "model.speaker_channels=4", f"data.root={labelled}",
         f"hydra.run.dir={run}", cwd=run)
@@ -60,54 +50,10 @@ def speaker_run(tmp_path_factory, labelled) -> Path:
 
 
 @pytest.fixture(scope="module")
-def vocoder_run(tmp_path_factory, speech) -> Path:
+def vocoder_run(tmp_path_factory, speech, cli) -> Path:
     run = tmp_path_factory.mktemp("vocoder_run")
     cli("wavenet-train", *TINY, *MEL, f"data.root={speech}", f"hydra.run.dir={run}", cwd=run)
     return run
-
-
-# ------------------------------------------------------------------------------------ crops
-
-
-def test_mel_crops_carry_the_frames_of_their_span(demo_root):
-    utts = load_dataset(demo_root).utterances[:6]
-    names = sorted({u.speaker for u in utts})
-    cond = Conditioning(names, MEL_CFG, 16000)
-    sampler = CropSampler(utts, 640, seed=3, cond=cond)
-    batch = sampler.draw(12)
-    frames = 640 // 64 + 2 * MEL_CFG.context
-    assert batch.audio.shape == (12, 640) and batch.mel.shape == (12, 20, frames)
-    padded = [pad_frames(log_mel(u.audio, 16000, MEL_CFG), MEL_CFG.context) for u in utts]
-    for row in range(12):
-        # Find the crop in its utterance: it starts on a hop and its frames are that span's.
-        hits = []
-        for i, u in enumerate(utts):
-            enc = mulaw.encode(u.audio[: usable_samples(len(u.audio), MEL_CFG)], 256)
-            for start in range(0, len(enc) - 640 + 1, 64):
-                if torch.equal(enc[start:start + 640], batch.audio[row]):
-                    hits.append((i, start))
-        assert hits, "a crop must be a hop-aligned span of some utterance"
-        i, start = hits[0]
-        torch.testing.assert_close(batch.mel[row], padded[i][:, start // 64:start // 64 + frames])
-        assert batch.speaker[row] == cond.speakers.index(utts[i].speaker)
-    # The sampler state resumes the same conditioned draws.
-    state = sampler.state_dict()
-    again = CropSampler(utts, 640, seed=0, cond=cond)
-    again.load_state_dict(state)
-    a, b = sampler.draw(4), again.draw(4)
-    assert torch.equal(a.audio, b.audio) and torch.equal(a.mel, b.mel)
-    with pytest.raises(ValueError, match="multiple of the mel hop"):
-        CropSampler(utts, 650, cond=cond)
-
-
-def test_validation_batch_windows_match_their_frames(demo_root):
-    utts = load_dataset(demo_root).utterances[:3]
-    cond = Conditioning(None, MEL_CFG, 16000)
-    val = validation_batch(utts, 1280, 6, cond=cond)
-    assert val.speaker is None and val.mel.shape == (6, 20, 1280 // 64 + 4)
-    first = pad_frames(log_mel(utts[0].audio, 16000, MEL_CFG), MEL_CFG.context)
-    torch.testing.assert_close(val.mel[0], first[:, :24])
-    torch.testing.assert_close(val.mel[3], first[:, 20:44])  # the file's second window
 
 
 # --------------------------------------------------------------------------- speaker models
@@ -131,17 +77,18 @@ def test_speaker_run_saves_its_table_and_hours_per_speaker(speaker_run, labelled
     assert report["hours"] == pytest.approx(sum(seconds.values()) / 3600, abs=2e-5)
 
 
-def test_generate_picks_speakers_by_name(speaker_run, tmp_path):
+def test_generate_picks_speakers_by_name(speaker_run, tmp_path, cli_main):
     ckpt = speaker_run / "checkpoints" / "last.pt"
     out = tmp_path / "one"
-    proc = cli("wavenet-generate", f"checkpoint={ckpt}", "speaker=june", "seconds=0.05",
-               "batch=2", f"out={out}", "progress=false", cwd=tmp_path)
+    proc = cli_main("wavenet-generate", f"checkpoint={ckpt}", "speaker=june", "seconds=0.05",
+                    "batch=2", f"out={out}", "progress=false", ok=True)
     paths = proc.stdout.split()
     assert [Path(p).name for p in paths] == ["last_june_seed0_0.wav", "last_june_seed0_1.wav"]
     # A list gives one speaker per file (batch follows the list); rows are conditioned on
     # their own speaker, so the same seed gives different audio per speaker.
-    proc = cli("wavenet-generate", f"checkpoint={ckpt}", "speaker=[june,carlo]", "seconds=0.05",
-               f"out={tmp_path / 'two'}", "progress=false", "temperature=0", cwd=tmp_path)
+    proc = cli_main("wavenet-generate", f"checkpoint={ckpt}", "speaker=[june,carlo]",
+                    "seconds=0.05", f"out={tmp_path / 'two'}", "progress=false", "temperature=0",
+                    ok=True)
     names = [Path(p).name for p in proc.stdout.split()]
     assert names == ["last_june_seed0_0.wav", "last_carlo_seed0_1.wav"]
     june, carlo = (sf.read(p)[0] for p in proc.stdout.split())
@@ -154,16 +101,16 @@ def test_generate_picks_speakers_by_name(speaker_run, tmp_path):
     (["speaker=[june,carlo]", "batch=3"], r"speaker lists 2 names but batch=3"),
     (["speaker=june", "mel_from=x.wav"], r"has no mel conditioning"),
 ])
-def test_speaker_errors_are_one_line(speaker_run, tmp_path, args, match):
-    proc = cli("wavenet-generate", f"checkpoint={speaker_run / 'checkpoints' / 'last.pt'}",
-               *args, "seconds=0.01", f"out={tmp_path}", cwd=tmp_path, ok=False)
+def test_speaker_errors_are_one_line(speaker_run, tmp_path, args, match, cli_main):
+    proc = cli_main("wavenet-generate", f"checkpoint={speaker_run / 'checkpoints' / 'last.pt'}",
+                    *args, "seconds=0.01", f"out={tmp_path}")
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith("wavenet-generate: error:")
     assert re.search(match, proc.stderr), proc.stderr
 
 
-def test_speaker_conditioning_without_labels_is_a_one_line_error(speech, tmp_path):
+def test_speaker_conditioning_without_labels_is_a_one_line_error(speech, tmp_path, cli):
     proc = cli("wavenet-train", *TINY, "model.speaker_channels=4", f"data.root={speech}",
                f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, ok=False)
     assert proc.returncode == 2
@@ -171,9 +118,9 @@ def test_speaker_conditioning_without_labels_is_a_one_line_error(speech, tmp_pat
     assert "Traceback" not in proc.stderr
 
 
-def test_speaker_checkpoint_is_evaluated_per_speaker(speaker_run, labelled, tmp_path):
-    proc = cli("wavenet-evaluate", f"checkpoint={speaker_run / 'checkpoints' / 'last.pt'}",
-               f"data.root={labelled}", "progress=false", cwd=tmp_path)
+def test_speaker_checkpoint_is_evaluated_per_speaker(speaker_run, labelled, tmp_path, cli_main):
+    proc = cli_main("wavenet-evaluate", f"checkpoint={speaker_run / 'checkpoints' / 'last.pt'}",
+                    f"data.root={labelled}", "progress=false", ok=True)
     result = json.loads(proc.stdout)
     assert sorted(result["per_speaker"]) == ["carlo", "june"]
     assert 0 < result["bits_per_sample"] < 8.5
@@ -195,7 +142,7 @@ def test_vocoder_run_stores_its_mel_settings(vocoder_run):
     assert sf.info(samples / "source.wav").frames == sf.info(samples / "step_0000006.wav").frames
 
 
-def test_copy_synthesis_from_wav_npy_and_pt_agree(vocoder_run, speech, tmp_path):
+def test_copy_synthesis_from_wav_npy_and_pt_agree(vocoder_run, speech, tmp_path, cli_main):
     ckpt = vocoder_run / "checkpoints" / "last.pt"
     wav = sorted(speech.glob("*.flac"))[0]
     audio, rate = sf.read(wav, dtype="float32")
@@ -204,8 +151,8 @@ def test_copy_synthesis_from_wav_npy_and_pt_agree(vocoder_run, speech, tmp_path)
     torch.save(mel, tmp_path / "mel.pt")
     outputs = []
     for source in (wav, tmp_path / "mel.npy", tmp_path / "mel.pt"):
-        proc = cli("wavenet-generate", f"checkpoint={ckpt}", f"mel_from={source}", "seed=4",
-                   f"out={tmp_path / source.suffix[1:]}", "progress=false", cwd=tmp_path)
+        proc = cli_main("wavenet-generate", f"checkpoint={ckpt}", f"mel_from={source}", "seed=4",
+                        f"out={tmp_path / source.suffix[1:]}", "progress=false", ok=True)
         [path] = proc.stdout.split()
         outputs.append(sf.read(path)[0])
     assert len(outputs[0]) == len(audio) // 64 * 64  # as long as the mel: whole hops
@@ -219,40 +166,29 @@ def test_copy_synthesis_from_wav_npy_and_pt_agree(vocoder_run, speech, tmp_path)
     (lambda d: torch.save({"mel": 1}, d / "bad.pt"), r"bad.pt: expected a float tensor"),
     (lambda d: None, r"mel-conditioned vocoder: pass mel_from="),
 ])
-def test_vocoder_errors_are_one_line(vocoder_run, tmp_path, make, match):
+def test_vocoder_errors_are_one_line(vocoder_run, tmp_path, make, match, cli_main):
     make(tmp_path)
     bad = sorted(tmp_path.glob("bad.*"))
     args = [f"mel_from={bad[0]}"] if bad else []
-    proc = cli("wavenet-generate", f"checkpoint={vocoder_run / 'checkpoints' / 'last.pt'}",
-               *args, f"out={tmp_path / 'out'}", cwd=tmp_path, ok=False)
+    proc = cli_main("wavenet-generate", f"checkpoint={vocoder_run / 'checkpoints' / 'last.pt'}",
+                    *args, f"out={tmp_path / 'out'}")
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert re.search(match, proc.stderr), proc.stderr
 
 
-def test_vocoder_checkpoint_is_evaluated(vocoder_run, speech, tmp_path):
-    proc = cli("wavenet-evaluate", f"checkpoint={vocoder_run / 'checkpoints' / 'last.pt'}",
-               f"data.root={speech}", "progress=false", "chunk=3000", cwd=tmp_path)
+def test_vocoder_checkpoint_is_evaluated(vocoder_run, speech, tmp_path, cli_main):
+    proc = cli_main("wavenet-evaluate", f"checkpoint={vocoder_run / 'checkpoints' / 'last.pt'}",
+                    f"data.root={speech}", "progress=false", "chunk=3000", ok=True)
     result = json.loads(proc.stdout)
     total = sum(len(sf.read(p)[0]) // 64 * 64 - 1 for p in speech.glob("*.flac"))
     assert result["samples"] == total  # whole hops of every file, every position after the first
 
 
-# ---------------------------------------------------------------------------------- configs
+# ----------------------------------------------------------------------------------- resume
 
 
-@pytest.mark.parametrize("experiment,speaker_channels,n_mels", [
-    ("speaker_demo", 16, 0), ("vocoder_demo", 0, 80), ("vocoder_asterisk4", 0, 80)])
-def test_conditioning_experiments_compose(experiment, speaker_channels, n_mels):
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={experiment}"]))
-    assert cfg.name == experiment
-    assert cfg.model.speaker_channels == speaker_channels
-    assert cfg.model.mel.n_mels == n_mels
-
-
-def test_conditioned_runs_resume(vocoder_run, speaker_run, speech, labelled, tmp_path):
+def test_conditioned_runs_resume(vocoder_run, speaker_run, speech, labelled, tmp_path, cli):
     """Same command, more steps: both conditioned runs continue from last.pt."""
     for run, args in ((vocoder_run, [*MEL, f"data.root={speech}"]),
                       (speaker_run, ["model.speaker_channels=4", f"data.root={labelled}"])):
@@ -264,7 +200,7 @@ def test_conditioned_runs_resume(vocoder_run, speaker_run, speech, labelled, tmp
         assert checkpoint.load(copy / "checkpoints" / "last.pt")["step"] == 8
 
 
-def test_the_shipped_vocoder_resynthesises_closer_than_free_babble(tmp_path, demo_root):
+def test_the_shipped_vocoder_resynthesises_closer_than_free_babble(tmp_path, demo_root, cli_main):
     """data/pretrained/asterisk4-vocoder.pt through the CLI: as long as the mel, and nearer the
     source's spectrum than the shipped unconditioned model's output of the same length."""
     from wavenet.config import PRETRAINED
@@ -276,12 +212,12 @@ def test_the_shipped_vocoder_resynthesises_closer_than_free_babble(tmp_path, dem
                           dtype="float32")
     clip = tmp_path / "clip.wav"
     sf.write(clip, audio[: int(1.5 * rate)], rate)
-    proc = cli("wavenet-generate", f"checkpoint={vocoder}", f"mel_from={clip}",
-               f"out={tmp_path / 'voc'}", "progress=false", cwd=tmp_path)
+    proc = cli_main("wavenet-generate", f"checkpoint={vocoder}", f"mel_from={clip}",
+                    f"out={tmp_path / 'voc'}", "progress=false", ok=True)
     resynth, out_rate = sf.read(proc.stdout.split()[0], dtype="float32")
     assert out_rate == rate and len(resynth) == int(1.5 * rate) // 256 * 256
-    proc = cli("wavenet-generate", "seconds=1.5", f"out={tmp_path / 'free'}", "progress=false",
-               cwd=tmp_path)
+    proc = cli_main("wavenet-generate", "seconds=1.5", f"out={tmp_path / 'free'}",
+                    "progress=false", ok=True)
     babble = sf.read(proc.stdout.split()[0], dtype="float32")[0]
     source = torch.from_numpy(audio[: len(resynth)])
     near = mel_cepstral_distortion(source, torch.from_numpy(resynth), rate)
@@ -291,7 +227,7 @@ def test_the_shipped_vocoder_resynthesises_closer_than_free_babble(tmp_path, dem
 
 
 def test_conditioning_mismatches_are_one_line(speaker_run, vocoder_run, speech, labelled,
-                                              tmp_path):
+                                              tmp_path, cli, cli_main):
     speaker_ckpt = speaker_run / "checkpoints" / "last.pt"
     cases = [
         # Files whose speaker is not in the table cannot be scored.
@@ -303,7 +239,7 @@ def test_conditioning_mismatches_are_one_line(speaker_run, vocoder_run, speech, 
          "has no speaker conditioning; drop speaker="),
     ]
     for tool, args, match in cases:
-        proc = cli(tool, *args, "progress=false", cwd=tmp_path, ok=False)
+        proc = cli_main(tool, *args, "progress=false")
         assert proc.returncode == 2 and match in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     # Resuming a speaker run with another speaker table (other data) is refused.

@@ -1,5 +1,5 @@
-"""The training loop's guarantees, in process: checkpoint schedule, exact resume after a crash,
-signals, non-finite losses, failing checkpoint writes and the data report."""
+"""The training loop's guarantees, in process: the checkpoints it writes, exact resume after a
+crash, signals, non-finite losses, failing checkpoint writes and the data report."""
 
 import errno
 import json
@@ -13,31 +13,22 @@ from pathlib import Path
 import pytest
 import soundfile
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from builders import TINY_TRAIN
 
 from wavenet import checkpoint
-from wavenet.cli.common import register
-from wavenet.config import CONF_DIR
 from wavenet.data.dataset import CropSampler
 from wavenet.errors import Interrupted, TrainingStopped
 from wavenet.training import loop as train
-from wavenet.training import state as resume
+
+LOOP = [*TINY_TRAIN, "train.batch_size=2", "train.max_steps=8", "train.checkpoint_every=3"]
 
 
-def run(run_dir: Path, data: Path, *overrides: str) -> dict:
-    """train.train with a tiny config (validation only at the end, log every step)."""
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        dcfg = compose("config", overrides=[
-            "model=tiny", f"data.root={data}", "data.crop=100", "data.val_crops=2",
-            "train.batch_size=2", "train.max_steps=8", "train.val_every=1000",
-            "train.log_every=1", "train.sample_seconds=0", "train.checkpoint_minutes=0",
-            "train.checkpoint_every=3", "train.threads=1", "train.progress=false", *overrides])
-    try:
-        return train.train(OmegaConf.to_object(dcfg), run_dir, OmegaConf.to_container(dcfg))
-    finally:
-        torch.set_num_threads(1)
+@pytest.fixture
+def run(train_run):
+    """run(run_dir, data, *overrides): train_run with a tiny config (validation only at the
+    end, log every step, last.pt every 3 steps)."""
+    return lambda run_dir, data, *overrides: train_run(run_dir, *LOOP, f"data.root={data}",
+                                                       *overrides)
 
 
 def losses(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -67,31 +58,7 @@ def sample_hook(monkeypatch, action) -> list[int]:
     return calls
 
 
-def test_checkpoint_schedule_fires_on_steps_or_minutes():
-    now = [0.0]
-    by_steps = resume.CheckpointSchedule(every=3, minutes=0, clock=lambda: now[0])
-    assert [s for s in range(1, 10) if by_steps.due(s)] == [3, 6, 9]
-    by_time = resume.CheckpointSchedule(every=0, minutes=0.5, clock=lambda: now[0])
-    now[0] = 29.0
-    assert not by_time.due(1)
-    now[0] = 30.0
-    assert by_time.due(2)
-    by_time.saved()
-    now[0] = 59.0
-    assert not by_time.due(3)
-    assert not resume.CheckpointSchedule(every=0, minutes=0).due(100)
-
-
-def test_defaults_lose_under_a_minute_on_the_demo_config():
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("config", overrides=["experiment=demo"]))
-    seconds_per_step = 0.35  # the demo on 2 CPU cores
-    worst = min(cfg.train.checkpoint_every * seconds_per_step, 60 * cfg.train.checkpoint_minutes)
-    assert 0 < worst < 60
-
-
-def test_last_checkpoint_every_n_steps_and_at_the_end(tmp_path, speech, monkeypatch):
+def test_last_checkpoint_every_n_steps_and_at_the_end(tmp_path, speech, monkeypatch, run):
     saved: list[tuple[str, int]] = []
     real_save = checkpoint.save
     monkeypatch.setattr(checkpoint, "save", lambda path, payload: (
@@ -103,7 +70,7 @@ def test_last_checkpoint_every_n_steps_and_at_the_end(tmp_path, speech, monkeypa
     assert used == sorted(p.name for p in speech.iterdir()) and report["skipped"] == []
 
 
-def test_resume_after_a_crash_is_exact(tmp_path, speech, monkeypatch):
+def test_resume_after_a_crash_is_exact(tmp_path, speech, monkeypatch, run):
     reference = tmp_path / "reference"
     run(reference, speech)
 
@@ -135,7 +102,8 @@ def test_resume_after_a_crash_is_exact(tmp_path, speech, monkeypatch):
 
 
 @pytest.mark.parametrize("signum,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
-def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, signum, exit_code):
+def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, signum, exit_code,
+                                             run):
     before = signal.getsignal(signum)
     sample_hook(monkeypatch, lambda n: n == 5 and signal.raise_signal(signum))
     with pytest.raises(Interrupted) as stop:
@@ -146,7 +114,8 @@ def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, sign
     assert signal.getsignal(signum) == before
 
 
-def test_second_sigint_stops_at_once_without_a_partial_checkpoint(tmp_path, speech, monkeypatch):
+def test_second_sigint_stops_at_once_without_a_partial_checkpoint(tmp_path, speech, monkeypatch,
+                                                                 run):
     before = signal.getsignal(signal.SIGINT)
 
     def impatient(n):
@@ -178,7 +147,7 @@ def nan_hook(monkeypatch, bad_calls) -> None:
     monkeypatch.setattr(train, "bits_per_sample", bits)
 
 
-def test_non_finite_losses_are_skipped_and_reported(tmp_path, speech, monkeypatch, caplog):
+def test_non_finite_losses_are_skipped_and_reported(tmp_path, speech, monkeypatch, caplog, run):
     nan_hook(monkeypatch, {3, 4})
     calls = sample_hook(monkeypatch, lambda n: None)
     with caplog.at_level(logging.WARNING, logger="wavenet.train"):
@@ -191,7 +160,7 @@ def test_non_finite_losses_are_skipped_and_reported(tmp_path, speech, monkeypatc
 
 
 def test_too_many_non_finite_losses_stop_with_the_last_good_checkpoint(
-        tmp_path, speech, monkeypatch):
+        tmp_path, speech, monkeypatch, run):
     nan_hook(monkeypatch, set(range(3, 100)))
     states: list[tuple[int, dict]] = []
     real_save = checkpoint.save
@@ -207,7 +176,7 @@ def test_too_many_non_finite_losses_stop_with_the_last_good_checkpoint(
     assert same_weights(last["model"], good)
 
 
-def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path, speech, monkeypatch):
+def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path, speech, monkeypatch, run):
     real_fdopen = os.fdopen
     writes = [0]
 
@@ -242,7 +211,7 @@ def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path, speech, monke
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.pt"]
 
 
-def test_unreadable_file_is_skipped_and_reported(tmp_path, speech, monkeypatch):
+def test_unreadable_file_is_skipped_and_reported(tmp_path, speech, monkeypatch, run):
     # Tests run as root, where chmod 000 does not stop reads: simulate the permission error.
     data = tmp_path / "data"
     shutil.copytree(speech, data)
@@ -262,16 +231,7 @@ def test_unreadable_file_is_skipped_and_reported(tmp_path, speech, monkeypatch):
     assert len(report["train"] + report["validation"]) == 3
 
 
-def test_truncate_metrics_drops_later_and_torn_lines(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"st')
-    resume.truncate_metrics(path, 2)
-    assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
-    resume.truncate_metrics(path, 0)
-    assert path.read_text() == ""
-
-
-def test_tensorboard_logger_writes_scalars_audio_and_spectrograms(tmp_path, speech):
+def test_tensorboard_logger_writes_scalars_audio_and_spectrograms(tmp_path, speech, run):
     pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install "
                         "'wavenet[tensorboard]')")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -1,20 +1,12 @@
-"""Learning curves and spectrograms: valid images of a sensible size, one-line errors, the CLI."""
+"""Learning curves and spectrograms (wavenet.metrics.plots): valid images of a sensible size and
+clear errors (wavenet-plot: cli/test_plot.py)."""
 
-import json
 import math
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from matplotlib.image import imread
-from omegaconf import OmegaConf
-from tools import run_tool
+from builders import read_png, write_run
 
-from wavenet.cli.common import register
-from wavenet.cli.plot import main
-from wavenet.config import CONF_DIR
 from wavenet.data.dataset import read_audio
 from wavenet.metrics.plots import (
     learning_curves_figure,
@@ -23,36 +15,6 @@ from wavenet.metrics.plots import (
     save_figure,
     spectrograms_figure,
 )
-from wavenet.training.loop import train
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def write_run(run: Path, steps: int = 100, val_every: int = 20, wall: bool = False,
-              speed: float = 1.0) -> Path:
-    """A run directory with a metrics.jsonl in wavenet-train's format (optionally wall_s)."""
-    run.mkdir(parents=True)
-    lines = []
-    for step in range(5, steps + 1, 5):
-        record = {"step": step, "train_bits": 5 + 3 * math.exp(-step * speed / 40), "lr": 1e-3,
-                  "samples_per_s": 1e4}
-        if wall:
-            record["wall_s"] = 0.7 * step
-        if step % val_every == 0:
-            record["val_bits"] = record["train_bits"] + 0.1
-            record["bigram_val_bits"] = 5.2
-        lines.append(json.dumps(record))
-    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    return run
-
-
-def read_png(path: Path):
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
-    pixels = imread(path)  # (height, width, channels) floats in [0, 1]
-    height, width = pixels.shape[:2]
-    assert 300 <= height <= 2000 and 500 <= width <= 3000, pixels.shape
-    assert pixels[..., :3].std() > 0.05  # something is drawn, not a blank canvas
-    return pixels
 
 
 def legend_texts(fig) -> list[str]:
@@ -116,17 +78,12 @@ def test_missing_or_empty_metrics_are_clear_errors(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_curves_of_a_real_training_run(tmp_path, demo_root):
+def test_curves_of_a_real_training_run(tmp_path, demo_root, train_run):
     """The format wavenet-train writes today, read back: a guard against drift."""
-    register()
-    overrides = ["model=tiny", f"data.root={demo_root}", "data.crop=200", "data.val_crops=2",
-                 "train.max_steps=4", "train.log_every=1", "train.val_every=2",
-                 "train.batch_size=2", "train.sample_seconds=0", "train.threads=1",
-                 "train.progress=false"]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        dcfg = compose("config", overrides=overrides)
-    train(OmegaConf.to_object(dcfg), tmp_path / "run", OmegaConf.to_container(dcfg, resolve=True))
-    torch.set_num_threads(1)
+    train_run(tmp_path / "run", "model=tiny", f"data.root={demo_root}", "data.crop=200",
+              "data.val_crops=2", "train.max_steps=4", "train.log_every=1", "train.val_every=2",
+              "train.batch_size=2", "train.sample_seconds=0", "train.threads=1",
+              "train.progress=false")
     fig = learning_curves_figure([tmp_path / "run"])
     lines = fig.axes[0].get_lines()
     assert [len(line.get_xdata()) for line in lines] == [4, 2, 2]  # train, validation, bigram
@@ -159,32 +116,5 @@ def test_spectrogram_bad_input(real, match, tmp_path):
         spectrograms_figure(real, torch.zeros(16000), 16000)
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_tool("wavenet-plot", *args, cwd=cwd)
 
 
-def test_cli_end_to_end(tmp_path):
-    runs = [write_run(tmp_path / "r1", wall=True), write_run(tmp_path / "r2")]
-    proc = cli(str(runs[0]), str(runs[1]), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "learning_curves.png"  # default: in the current directory
-    read_png(tmp_path / "learning_curves.png")
-
-
-def test_main_names_a_dir_without_metrics_in_one_line(tmp_path, capsys):
-    run = write_run(tmp_path / "run")
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(run), str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")])
-    assert exit_info.value.code == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "nothing" in lines[0] and "metrics.jsonl" in lines[0], lines
-    assert lines[0].startswith("wavenet-plot: error:") and captured.out == ""
-    assert not (tmp_path / "x.png").exists()
-
-
-def test_main_writes_where_told(tmp_path, capsys):
-    run = write_run(tmp_path / "run")
-    main([str(run), "--out", str(tmp_path / "figs" / "lc.svg")])
-    assert capsys.readouterr().out.strip() == str(tmp_path / "figs" / "lc.svg")
-    assert (tmp_path / "figs" / "lc.svg").read_text().lstrip().startswith("<?xml")

@@ -1,5 +1,6 @@
-"""Faults and bad input through the real command-line tools: every one either survived or a
-one-line error with a non-zero exit and no traceback."""
+"""Faults and bad input through the command-line tools: every one either survived or a one-line
+error with a non-zero exit and no traceback. wavenet-train runs as a real process (Hydra's
+command line, signals, exit codes); wavenet-generate's checks run its main() in process."""
 
 import json
 import pickle
@@ -8,15 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import tools
 import torch
 import torchaudio.functional as AF
-from tools import ENV, exe, run_tool
+from builders import save_model_checkpoint
+from tools import exe, one_line_error
 
 from wavenet import WaveNet, checkpoint
 from wavenet.config import PROJECT_DIR
@@ -25,40 +27,16 @@ TRAIN = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.batch_size=2"
          "train.sample_seconds=0", "train.threads=1", "train.progress=false"]
 
 
-def cli(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_tool(name, *args, cwd=cwd)
-
-
-def one_line_error(proc: subprocess.CompletedProcess, *names: str, code: int = 2) -> str:
-    """Assert the process failed with `code` and one stderr line naming all of `names`."""
-    assert proc.returncode == code, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for name in names:
-        assert name in lines[0], lines[0]
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
-def speech(demo_root) -> tuple[np.ndarray, int]:
+def utterance(demo_root) -> tuple[np.ndarray, int]:
     """One real utterance, (time,) float32 at 16 kHz."""
     audio, rate = sf.read(sorted((demo_root / "wavs").glob("*.flac"))[0], dtype="float32")
     return audio, rate
 
 
-def resampled(speech: tuple[np.ndarray, int], rate: int) -> np.ndarray:
-    audio, old = speech
+def resampled(utterance: tuple[np.ndarray, int], rate: int) -> np.ndarray:
+    audio, old = utterance
     return AF.resample(torch.from_numpy(audio), old, rate).numpy()
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory, demo_root) -> Path:
-    """Four real demo utterances in a plain folder: quick to decode."""
-    root = tmp_path_factory.mktemp("speech")
-    for path in sorted((demo_root / "wavs").glob("*.flac"))[:4]:
-        (root / path.name).write_bytes(path.read_bytes())
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +44,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = WaveNet(blocks=1, layers_per_block=3, residual_channels=4, gate_channels=8,
                     skip_channels=8)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    checkpoint.save(path, {"model": model.state_dict(), "model_config": asdict(model.config),
-                           "sample_rate": 16000, "classes": 256, "step": 0})
-    return path
+    return save_model_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model)
 
 
 # ------------------------------------------------------------------------------------ config
@@ -87,15 +62,15 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     ("data.sample_rate=0", ["data.sample_rate"]),
     ("train.max_bad_steps=0", ["train.max_bad_steps"]),
 ])
-def test_bad_config_is_one_line_before_any_work(tmp_path, demo_root, override, names):
+def test_bad_config_is_one_line_before_any_work(tmp_path, demo_root, override, names, cli):
     run = tmp_path / "run"
     proc = cli("wavenet-train", *TRAIN, "train.max_steps=2", override, f"data.root={demo_root}",
-               f"hydra.run.dir={run}", cwd=tmp_path)
+               f"hydra.run.dir={run}", cwd=tmp_path, ok=False)
     one_line_error(proc, "wavenet-train: error:", *names)
     assert not (run / "data_report.json").exists()  # the data were never read
 
 
-def test_help_and_printing_the_config_still_work(tmp_path):
+def test_help_and_printing_the_config_still_work(tmp_path, cli):
     proc = cli("wavenet-train", "--help", cwd=tmp_path)
     assert proc.returncode == 0 and "Configuration groups" in proc.stdout
     proc = cli("wavenet-train", "model=tiny", "train.checkpoint_every=7", "--cfg", "job",
@@ -106,22 +81,22 @@ def test_help_and_printing_the_config_still_work(tmp_path):
 # -------------------------------------------------------------------------------------- data
 
 
-def test_mixed_dataset_trains_on_the_usable_files_and_reports_the_rest(tmp_path, speech):
+def test_mixed_dataset_trains_on_the_usable_files_and_reports_the_rest(tmp_path, utterance, cli):
     data = tmp_path / "data"
     data.mkdir()
     good = {
-        "stereo_44k.wav": (np.stack([resampled(speech, 44100)] * 2, axis=1), 44100, "PCM_16"),
-        "u8_8k.wav": (resampled(speech, 8000), 8000, "PCM_U8"),
-        "s24_22k.flac": (resampled(speech, 22050), 22050, "PCM_24"),
-        "s32_48k.wav": (resampled(speech, 48000), 48000, "PCM_32"),
-        "float_16k.wav": (speech[0], 16000, "FLOAT"),
+        "stereo_44k.wav": (np.stack([resampled(utterance, 44100)] * 2, axis=1), 44100, "PCM_16"),
+        "u8_8k.wav": (resampled(utterance, 8000), 8000, "PCM_U8"),
+        "s24_22k.flac": (resampled(utterance, 22050), 22050, "PCM_24"),
+        "s32_48k.wav": (resampled(utterance, 48000), 48000, "PCM_32"),
+        "float_16k.wav": (utterance[0], 16000, "FLOAT"),
     }
     for name, (audio, rate, subtype) in good.items():
         sf.write(data / name, audio, rate, subtype=subtype)
-    nan = speech[0].copy()
+    nan = utterance[0].copy()
     nan[1000] = np.nan
     sf.write(data / "nan.wav", nan, 16000, subtype="FLOAT")
-    sf.write(data / "short.wav", speech[0][:30], 16000)  # tiny's receptive field is 64
+    sf.write(data / "short.wav", utterance[0][:30], 16000)  # tiny's receptive field is 64
     (data / "corrupt.flac").write_bytes(random.Random(0).randbytes(4096))
     (data / "empty.wav").write_bytes(b"")
     (data / "notes.wav").write_text("not audio, despite the name\n")
@@ -151,7 +126,7 @@ def test_mixed_dataset_trains_on_the_usable_files_and_reports_the_rest(tmp_path,
     ("corrupt", ["no usable audio", "bad.wav", "cannot read audio"]),
     ("missing", ["no usable audio", "gone.wav", "file not found"]),
 ])
-def test_dataset_with_nothing_usable_is_one_line(tmp_path, layout, names):
+def test_dataset_with_nothing_usable_is_one_line(tmp_path, layout, names, cli):
     data = tmp_path / "data"
     data.mkdir()
     if layout == "corrupt":
@@ -159,7 +134,7 @@ def test_dataset_with_nothing_usable_is_one_line(tmp_path, layout, names):
     elif layout == "missing":
         (data / "metadata.csv").write_text("file,speaker\ngone.wav,a\n")
     proc = cli("wavenet-train", *TRAIN, f"data.root={data}", f"hydra.run.dir={tmp_path / 'run'}",
-               cwd=tmp_path)
+               cwd=tmp_path, ok=False)
     one_line_error(proc, "wavenet-train: error:", str(data), *names)
 
 
@@ -182,7 +157,7 @@ def evil_checkpoint(path: Path, target: Path) -> Path:
     return path
 
 
-def test_malicious_checkpoint_never_runs_through_either_tool(tmp_path, small_data):
+def test_malicious_checkpoint_never_runs_through_either_tool(tmp_path, speech, cli, cli_main):
     live = tmp_path / "live"  # the payload is real: an unsafe load runs it
     torch.load(evil_checkpoint(tmp_path / "live.pt", live), weights_only=False)
     assert live.exists()
@@ -190,11 +165,10 @@ def test_malicious_checkpoint_never_runs_through_either_tool(tmp_path, small_dat
     evil = evil_checkpoint(tmp_path / "evil.pt", target)
     with pytest.raises(pickle.UnpicklingError):  # weights_only refuses it, as the tools do
         torch.load(evil, weights_only=True)
-    proc = cli("wavenet-generate", f"checkpoint={evil}", "seconds=0.01", f"out={tmp_path}",
-               cwd=tmp_path)
+    proc = cli_main("wavenet-generate", f"checkpoint={evil}", "seconds=0.01", f"out={tmp_path}")
     one_line_error(proc, "wavenet-generate: error:", "evil.pt")
-    proc = cli("wavenet-train", *TRAIN, f"data.root={small_data}", f"train.resume={evil}",
-               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    proc = cli("wavenet-train", *TRAIN, f"data.root={speech}", f"train.resume={evil}",
+               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, ok=False)
     one_line_error(proc, "wavenet-train: error:", "evil.pt")
     assert not target.exists()
 
@@ -203,7 +177,8 @@ def test_malicious_checkpoint_never_runs_through_either_tool(tmp_path, small_dat
     ("truncated", ["truncated.pt", "not a readable wavenet checkpoint"]),
     ("newer", ["newer.pt", "newer than this wavenet reads"]),
 ])
-def test_damaged_or_newer_checkpoint_is_one_line(tmp_path, tiny_checkpoint, damage, names):
+def test_damaged_or_newer_checkpoint_is_one_line(tmp_path, tiny_checkpoint, damage, names,
+                                                 cli_main):
     path = tmp_path / f"{damage}.pt"
     if damage == "truncated":
         data = tiny_checkpoint.read_bytes()
@@ -211,24 +186,24 @@ def test_damaged_or_newer_checkpoint_is_one_line(tmp_path, tiny_checkpoint, dama
     else:
         ckpt = checkpoint.load(tiny_checkpoint)
         torch.save({**ckpt, "version": checkpoint.VERSION + 1}, path)
-    proc = cli("wavenet-generate", f"checkpoint={path}", "seconds=0.01", f"out={tmp_path}",
-               cwd=tmp_path)
+    proc = cli_main("wavenet-generate", f"checkpoint={path}", "seconds=0.01", f"out={tmp_path}")
     one_line_error(proc, "wavenet-generate: error:", *names)
 
 
 # -------------------------------------------------------------------------------- generation
 
 
-def test_prime_at_another_rate_and_layout_is_resampled(tmp_path, tiny_checkpoint, speech):
+def test_prime_at_another_rate_and_layout_is_resampled(tmp_path, tiny_checkpoint, utterance,
+                                                       cli_main):
     prime = tmp_path / "prime_8k_stereo.wav"
-    sf.write(prime, np.stack([resampled(speech, 8000)] * 2, axis=1), 8000, subtype="PCM_16")
-    proc = cli("wavenet-generate", f"checkpoint={tiny_checkpoint}", f"prime={prime}",
-               "prime_seconds=0.1", "seconds=0.05", f"out={tmp_path / 'out'}", "progress=false",
-               cwd=tmp_path)
+    sf.write(prime, np.stack([resampled(utterance, 8000)] * 2, axis=1), 8000, subtype="PCM_16")
+    proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", f"prime={prime}",
+                    "prime_seconds=0.1", "seconds=0.05", f"out={tmp_path / 'out'}",
+                    "progress=false")
     assert proc.returncode == 0, proc.stderr
     audio, rate = sf.read(proc.stdout.split()[0])
     assert rate == 16000 and len(audio) == 1600 + 800
-    expected = resampled((resampled(speech, 8000), 8000), 16000)[-1600:]
+    expected = resampled((resampled(utterance, 8000), 8000), 16000)[-1600:]
     assert np.abs(audio[:1600] - expected).max() < 0.05  # μ-law quantized, else the same
 
 
@@ -239,9 +214,11 @@ def test_prime_at_another_rate_and_layout_is_resampled(tmp_path, tiny_checkpoint
     (["prime=/nonexistent/prime.wav"], ["/nonexistent/prime.wav"]),
     (["prime=README.md"], ["README.md", "cannot read audio"]),
 ])
-def test_bad_generation_arguments_are_one_line(tmp_path, tiny_checkpoint, args, names):
-    proc = cli("wavenet-generate", f"checkpoint={tiny_checkpoint}", *args,
-               f"out={tmp_path / 'out'}", cwd=PROJECT_DIR)
+def test_bad_generation_arguments_are_one_line(tmp_path, tiny_checkpoint, args, names,
+                                               cli_main, monkeypatch):
+    monkeypatch.chdir(PROJECT_DIR)  # prime=README.md
+    proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", *args,
+                    f"out={tmp_path / 'out'}")
     one_line_error(proc, "wavenet-generate: error:", *names)
 
 
@@ -249,12 +226,12 @@ def test_bad_generation_arguments_are_one_line(tmp_path, tiny_checkpoint, args, 
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
-def test_signal_saves_last_checkpoint_and_exits_cleanly(tmp_path, small_data, signum, code):
+def test_signal_saves_last_checkpoint_and_exits_cleanly(tmp_path, speech, signum, code, cli):
     run = tmp_path / "run"
-    args = [*TRAIN, f"data.root={small_data}", "train.log_every=1", "train.checkpoint_every=0",
+    args = [*TRAIN, f"data.root={speech}", "train.log_every=1", "train.checkpoint_every=0",
             "train.checkpoint_minutes=0", f"hydra.run.dir={run}"]
     proc = subprocess.Popen([exe("wavenet-train"), *args, "train.max_steps=100000"],
-                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                            cwd=tmp_path, env=tools.env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         metrics = run / "metrics.jsonl"
@@ -278,11 +255,11 @@ def test_signal_saves_last_checkpoint_and_exits_cleanly(tmp_path, small_data, si
     assert f"at step {step}" in proc.stdout and "resumed from" in proc.stdout
 
 
-def test_diverging_run_stops_after_max_bad_steps(tmp_path, small_data):
+def test_diverging_run_stops_after_max_bad_steps(tmp_path, speech, cli):
     run = tmp_path / "run"
-    proc = cli("wavenet-train", *TRAIN, f"data.root={small_data}", "train.lr=1e30",
+    proc = cli("wavenet-train", *TRAIN, f"data.root={speech}", "train.lr=1e30",
                "train.warmup_steps=0", "train.max_steps=50", "train.max_bad_steps=3",
-               f"hydra.run.dir={run}", cwd=tmp_path)
+               f"hydra.run.dir={run}", cwd=tmp_path, ok=False)
     one_line_error(proc, "3 steps in a row with a non-finite loss", "last.pt", code=1)
     assert proc.stdout.count("update skipped") == 3
     step = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
@@ -296,7 +273,7 @@ def test_diverging_run_stops_after_max_bad_steps(tmp_path, small_data):
 def test_kill_drill_five_rounds(tmp_path):
     """scripts/fault_drill.py: SIGKILL at random moments and during checkpoint writes."""
     proc = subprocess.run([sys.executable, str(PROJECT_DIR / "scripts" / "fault_drill.py"),
-                           "--runs", "5", "--workdir", str(tmp_path)], env=ENV,
+                           "--runs", "5", "--workdir", str(tmp_path)], env=tools.env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -6,30 +6,23 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from wavenet import checkpoint, mulaw
-from wavenet.cli.common import register
-from wavenet.config import CONF_DIR
 from wavenet.data.dataset import load_dataset, split_by_file
 from wavenet.metrics.baseline import bigram_bits_per_sample, unigram_bits_per_sample
 from wavenet.model.features import log_mel, usable_samples
-from wavenet.training.loop import train
 
 
 @pytest.mark.slow
-def test_tiny_model_learns_real_speech_better_than_a_bigram(asterisk_root, tmp_path):
-    register()
+def test_tiny_model_learns_real_speech_better_than_a_bigram(asterisk_root, tmp_path, train_run,
+                                                            compose):
     overrides = ["model=tiny", "data=asterisk4", f"data.root={asterisk_root}", "data.crop=2000",
                  "train.max_steps=600", "train.batch_size=8", "train.lr=5e-3",
                  "train.warmup_steps=50", "train.val_every=600", "train.sample_seconds=0",
                  "train.threads=2", "train.progress=false"]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        dcfg = compose("config", overrides=overrides)
-    cfg = OmegaConf.to_object(dcfg)
-    train(cfg, tmp_path, OmegaConf.to_container(dcfg, resolve=True))
-    torch.set_num_threads(1)
+    cfg = OmegaConf.to_object(compose(*overrides))
+    train_run(tmp_path, *overrides)
 
     # Score whole validation files, every sample after the first, for both models.
     data = load_dataset(asterisk_root, cfg.data.sample_rate, min_samples=cfg.model.classes)
@@ -54,20 +47,16 @@ def test_tiny_model_learns_real_speech_better_than_a_bigram(asterisk_root, tmp_p
 
 
 @pytest.mark.slow
-def test_tiny_vocoder_learns_to_use_the_mel(asterisk_root, tmp_path):
+def test_tiny_vocoder_learns_to_use_the_mel(asterisk_root, tmp_path, train_run, compose):
     """After a short run, held-out files cost fewer bits with their own log-mel than with the
     log-mel of the same audio played backwards (same spectra, wrong moments)."""
-    register()
     overrides = ["model=tiny", "model.mel.n_mels=80", "model.mel.channels=32", "data=asterisk4",
                  f"data.root={asterisk_root}", "data.crop=2000", "train.max_steps=400",
                  "train.batch_size=8", "train.lr=5e-3", "train.warmup_steps=50",
                  "train.val_every=400", "train.sample_seconds=0", "train.threads=2",
                  "train.progress=false"]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        dcfg = compose("config", overrides=overrides)
-    cfg = OmegaConf.to_object(dcfg)
-    train(cfg, tmp_path, OmegaConf.to_container(dcfg, resolve=True))
-    torch.set_num_threads(1)
+    cfg = OmegaConf.to_object(compose(*overrides))
+    train_run(tmp_path, *overrides)
 
     model = checkpoint.build_model(checkpoint.load(tmp_path / "checkpoints" / "last.pt"))
     mel_cfg = model.config.mel

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from builders import stepwise_logits
 
 from wavenet import CachedSampler, WaveNet, generate
 from wavenet.sampling import numba_kernel as fast
@@ -17,16 +18,6 @@ def model():
     # Two blocks and kernel 3 exercise multi-tap queues and block wrap-around.
     return WaveNet(blocks=2, layers_per_block=5, kernel_size=3, residual_channels=8,
                    gate_channels=16, skip_channels=16).eval()
-
-
-def stepwise_logits(model, x, prime_len):
-    """Logits for positions prime_len..T-1 from the cached sampler, (batch, classes, T-prime)."""
-    sampler = CachedSampler(model)
-    state, logits = sampler.start(x.shape[0], x[:, :prime_len] if prime_len else None)
-    out = [logits]
-    for t in range(prime_len + 1, x.shape[1]):
-        out.append(sampler.step(state, x[:, t - 1]))
-    return torch.stack(out, dim=2)
 
 
 @pytest.mark.parametrize("batch", [1, 4])

@@ -1,4 +1,5 @@
-"""Tests for wavenet.layouts (dataset layouts: detection, file lists, speakers) and speaker hours.
+"""Tests for wavenet.data.layouts (dataset layouts: detection, file lists, speakers) and speaker
+hours.
 
 Every fixture is a small copy of real demo speech (data/demo/wavs/*.flac) arranged as the layout
 expects, with .wav written where the real dataset ships .wav.
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
+from builders import metadata_rows, sine, write_audio
 
 from wavenet.data import dataset as data
 from wavenet.data.dataset import load_dataset, read_audio, speaker_hours
@@ -337,3 +339,80 @@ def test_speaker_hours_keeps_the_empty_speaker(ljspeech: Path, clips: list[Path]
     assert speaker_hours([], SR) == {}
     with pytest.raises(ValueError, match="0"):
         speaker_hours([], 0)
+
+
+# ---------------------------------------------------------------------------- find_audio
+
+
+def test_find_audio_recursive_sorted_case_insensitive(tmp_path: Path) -> None:
+    for name in ["b.WAV", "sub/a.flac", "sub/deeper/c.Ogg", "a.wav"]:
+        write_audio(tmp_path / name, sine(440, 0.01))
+    (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "sub" / "cover.png").write_bytes(b"\x89PNG")
+    (tmp_path / "folder.wav").mkdir()  # a directory with an audio suffix is not a file
+    assert find_audio(tmp_path) == [
+        ("a.wav", ""),
+        ("b.WAV", ""),
+        ("sub/a.flac", ""),
+        ("sub/deeper/c.Ogg", ""),
+    ]
+
+
+
+def test_find_audio_metadata_keeps_row_order_and_speakers(tmp_path: Path) -> None:
+    write_audio(tmp_path / "wavs" / "z.flac", sine(440, 0.01))
+    write_audio(tmp_path / "wavs" / "a.flac", sine(440, 0.01))
+    write_audio(tmp_path / "unlisted.wav", sine(440, 0.01))  # metadata decides, not the folder
+    (tmp_path / "metadata.csv").write_text(
+        "file,speaker,duration\n"
+        "wavs/z.flac,june,0.01\n"
+        "wavs/missing.flac,carlo,1.0\n"
+        "wavs/a.flac,allison,0.01\n"
+    )
+    assert find_audio(tmp_path) == [
+        ("wavs/z.flac", "june"),
+        ("wavs/missing.flac", "carlo"),
+        ("wavs/a.flac", "allison"),
+    ]
+
+
+
+def test_find_audio_metadata_without_speaker_column(tmp_path: Path) -> None:
+    (tmp_path / "metadata.csv").write_text("file\nb.wav\na.wav\n")
+    assert find_audio(tmp_path) == [("b.wav", ""), ("a.wav", "")]
+
+
+
+def test_find_audio_metadata_without_file_column(tmp_path: Path) -> None:
+    (tmp_path / "metadata.csv").write_text("path,speaker\na.wav,x\n")
+    with pytest.raises(DataError, match="file"):
+        find_audio(tmp_path)
+
+
+
+def test_find_audio_missing_or_empty_dir_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(DataError, match="does not exist") as err:
+        find_audio(missing)
+    assert str(missing) in str(err.value)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no audio here")
+    with pytest.raises(DataError, match="no audio files") as err:
+        find_audio(empty)
+    assert str(empty) in str(err.value)
+
+    not_dir = tmp_path / "file.wav"
+    write_audio(not_dir, sine(440, 0.01))
+    with pytest.raises(DataError, match="not a directory") as err:
+        find_audio(not_dir)
+    assert str(not_dir) in str(err.value)
+
+
+
+def test_asterisk4_layout_is_found(asterisk_root: Path) -> None:
+    entries = find_audio(asterisk_root)
+    assert len(entries) == len(metadata_rows(asterisk_root))
+    assert all((asterisk_root / name).is_file() for name, _ in entries)
+    assert {speaker for _, speaker in entries} == {"allison", "june", "carlo", "ivrvoice_ru"}

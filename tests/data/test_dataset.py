@@ -1,6 +1,6 @@
-"""Tests for wavenet.data: finding, reading, trimming, caching, splitting and cropping audio."""
+"""Tests for wavenet.data.dataset: reading, trimming, caching and splitting audio files (the
+layouts that find them: test_layouts.py; crops: test_crops.py)."""
 
-import csv
 import hashlib
 import io
 import os
@@ -13,43 +13,23 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+from builders import SR, metadata_rows, sine, write_audio
 
 from wavenet.data import dataset as data
 from wavenet.data.dataset import (
-    CropSampler,
     Utterance,
     load_dataset,
     read_audio,
     split_by_file,
     trim_silence,
-    validation_batch,
 )
 from wavenet.data.layouts import find_audio
 from wavenet.errors import DataError
-
-SR = 16000
-
-
-def sine(freq: float, seconds: float, sr: int = SR, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(round(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def write(path: Path, audio: np.ndarray, sr: int = SR, subtype: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, audio, sr, subtype=subtype)
-    return path
 
 
 def peak_hz(audio: torch.Tensor, sr: int) -> float:
     spectrum = torch.fft.rfft(audio.double()).abs()
     return float(spectrum.argmax()) * sr / audio.numel()
-
-
-def metadata_rows(root: Path) -> list[dict[str, str]]:
-    with open(root / "metadata.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture
@@ -67,77 +47,12 @@ def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
 
 
-# ---------------------------------------------------------------------------- find_audio
-
-
-def test_find_audio_recursive_sorted_case_insensitive(tmp_path: Path) -> None:
-    for name in ["b.WAV", "sub/a.flac", "sub/deeper/c.Ogg", "a.wav"]:
-        write(tmp_path / name, sine(440, 0.01))
-    (tmp_path / "notes.txt").write_text("not audio")
-    (tmp_path / "sub" / "cover.png").write_bytes(b"\x89PNG")
-    (tmp_path / "folder.wav").mkdir()  # a directory with an audio suffix is not a file
-    assert find_audio(tmp_path) == [
-        ("a.wav", ""),
-        ("b.WAV", ""),
-        ("sub/a.flac", ""),
-        ("sub/deeper/c.Ogg", ""),
-    ]
-
-
-def test_find_audio_metadata_keeps_row_order_and_speakers(tmp_path: Path) -> None:
-    write(tmp_path / "wavs" / "z.flac", sine(440, 0.01))
-    write(tmp_path / "wavs" / "a.flac", sine(440, 0.01))
-    write(tmp_path / "unlisted.wav", sine(440, 0.01))  # metadata decides, not the folder
-    (tmp_path / "metadata.csv").write_text(
-        "file,speaker,duration\n"
-        "wavs/z.flac,june,0.01\n"
-        "wavs/missing.flac,carlo,1.0\n"
-        "wavs/a.flac,allison,0.01\n"
-    )
-    assert find_audio(tmp_path) == [
-        ("wavs/z.flac", "june"),
-        ("wavs/missing.flac", "carlo"),
-        ("wavs/a.flac", "allison"),
-    ]
-
-
-def test_find_audio_metadata_without_speaker_column(tmp_path: Path) -> None:
-    (tmp_path / "metadata.csv").write_text("file\nb.wav\na.wav\n")
-    assert find_audio(tmp_path) == [("b.wav", ""), ("a.wav", "")]
-
-
-def test_find_audio_metadata_without_file_column(tmp_path: Path) -> None:
-    (tmp_path / "metadata.csv").write_text("path,speaker\na.wav,x\n")
-    with pytest.raises(DataError, match="file"):
-        find_audio(tmp_path)
-
-
-def test_find_audio_missing_or_empty_dir_names_it(tmp_path: Path) -> None:
-    missing = tmp_path / "nope"
-    with pytest.raises(DataError, match="does not exist") as err:
-        find_audio(missing)
-    assert str(missing) in str(err.value)
-
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "readme.txt").write_text("no audio here")
-    with pytest.raises(DataError, match="no audio files") as err:
-        find_audio(empty)
-    assert str(empty) in str(err.value)
-
-    not_dir = tmp_path / "file.wav"
-    write(not_dir, sine(440, 0.01))
-    with pytest.raises(DataError, match="not a directory") as err:
-        find_audio(not_dir)
-    assert str(not_dir) in str(err.value)
-
-
 # ---------------------------------------------------------------------------- read_audio
 
 
 def test_read_audio_downmixes_stereo_to_channel_mean(tmp_path: Path) -> None:
     left, right = sine(440, 0.2), sine(1000, 0.2, amp=0.3)
-    path = write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), subtype="FLOAT")
+    path = write_audio(tmp_path / "stereo.wav", np.stack([left, right], axis=1), subtype="FLOAT")
     audio = read_audio(path, SR)
     assert audio.dtype == torch.float32 and audio.shape == (len(left),)
     torch.testing.assert_close(audio, torch.from_numpy((left + right) / 2), atol=1e-7, rtol=0)
@@ -146,7 +61,7 @@ def test_read_audio_downmixes_stereo_to_channel_mean(tmp_path: Path) -> None:
 @pytest.mark.parametrize("file_rate", [8000, 44100])
 def test_read_audio_resamples_and_keeps_frequency(tmp_path: Path, file_rate: int) -> None:
     seconds, freq = 1.0, 1000.0
-    path = write(tmp_path / "tone.wav", sine(freq, seconds, sr=file_rate), sr=file_rate)
+    path = write_audio(tmp_path / "tone.wav", sine(freq, seconds, sr=file_rate), sr=file_rate)
     audio = read_audio(path, SR)
     assert audio.dtype == torch.float32 and audio.dim() == 1
     assert abs(audio.numel() - seconds * SR) <= 1
@@ -166,21 +81,21 @@ def test_read_audio_resamples_and_keeps_frequency(tmp_path: Path, file_rate: int
 )
 def test_read_audio_sample_formats(tmp_path: Path, suffix: str, subtype: str, atol: float) -> None:
     tone = sine(440, 0.1)
-    path = write(tmp_path / f"tone{suffix}", tone, subtype=subtype)
+    path = write_audio(tmp_path / f"tone{suffix}", tone, subtype=subtype)
     audio = read_audio(path, SR)
     assert audio.dtype == torch.float32
     torch.testing.assert_close(audio, torch.from_numpy(tone), atol=atol, rtol=0)
 
 
 def test_read_audio_ogg_vorbis(tmp_path: Path) -> None:
-    path = write(tmp_path / "tone.ogg", sine(440, 0.5), subtype="VORBIS")
+    path = write_audio(tmp_path / "tone.ogg", sine(440, 0.5), subtype="VORBIS")
     audio = read_audio(path, SR)
     assert audio.numel() == 8000  # lossy, but the length and the pitch survive
     assert peak_hz(audio, SR) == pytest.approx(440, abs=2.0)
 
 
 def test_read_audio_clips_beyond_full_scale(tmp_path: Path) -> None:
-    path = write(tmp_path / "hot.wav", 1.5 * sine(440, 0.1, amp=1.0), subtype="FLOAT")
+    path = write_audio(tmp_path / "hot.wav", 1.5 * sine(440, 0.1, amp=1.0), subtype="FLOAT")
     audio = read_audio(path, SR)
     assert float(audio.abs().max()) == 1.0
 
@@ -273,7 +188,7 @@ def test_trim_silence_all_silent_is_empty() -> None:
 
 def test_load_dataset_skips_bad_file_and_loads_good_ones(real_files: Path, tmp_path: Path) -> None:
     _text(real_files / "broken.wav")
-    write(real_files / "extra" / "tone.flac", sine(440, 0.25, sr=22050), sr=22050)
+    write_audio(real_files / "extra" / "tone.flac", sine(440, 0.25, sr=22050), sr=22050)
     ds = load_dataset(real_files, cache_dir=tmp_path / "cache")
     names = [u.name for u in ds.utterances]
     assert names == sorted(n for n, _ in find_audio(real_files) if n != "broken.wav")
@@ -289,7 +204,7 @@ def test_load_dataset_skips_bad_file_and_loads_good_ones(real_files: Path, tmp_p
 
 
 def test_load_dataset_skips_missing_metadata_file(tmp_path: Path) -> None:
-    write(tmp_path / "wavs" / "a.flac", sine(440, 0.1))
+    write_audio(tmp_path / "wavs" / "a.flac", sine(440, 0.1))
     (tmp_path / "metadata.csv").write_text("file,speaker\nwavs/gone.flac,x\nwavs/a.flac,y\n")
     ds = load_dataset(tmp_path, cache_dir=tmp_path.parent / "cache")
     assert [(u.name, u.speaker) for u in ds.utterances] == [("wavs/a.flac", "y")]
@@ -298,9 +213,9 @@ def test_load_dataset_skips_missing_metadata_file(tmp_path: Path) -> None:
 
 def test_load_dataset_min_samples_and_silence_are_skipped(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    write(root / "long.wav", sine(440, 0.1))
-    write(root / "short.wav", sine(440, 0.001))
-    write(root / "silent.wav", np.zeros(1600, dtype=np.float32))
+    write_audio(root / "long.wav", sine(440, 0.1))
+    write_audio(root / "short.wav", sine(440, 0.001))
+    write_audio(root / "silent.wav", np.zeros(1600, dtype=np.float32))
     ds = load_dataset(root, trim_db=-40.0, min_samples=800, cache_dir=tmp_path / "cache")
     assert [u.name for u in ds.utterances] == ["long.wav"]
     reasons = dict(ds.skipped)
@@ -464,112 +379,6 @@ def test_split_by_file_rejects_bad_fraction(fraction: float) -> None:
         split_by_file(_utterances(4), fraction)
 
 
-# ---------------------------------------------------------------------------- CropSampler
-
-
-def _noise_utterances(lengths: list[int], seed: int = 0) -> list[Utterance]:
-    g = torch.Generator().manual_seed(seed)
-    return [
-        Utterance(f"{i}.wav", "", (torch.rand(n, generator=g) * 2 - 1).float())
-        for i, n in enumerate(lengths)
-    ]
-
-
-def test_crop_sampler_shapes_dtype_range_and_real_substrings() -> None:
-    utts = _noise_utterances([3000, 1200, 5000])
-    length = 1000
-    sampler = CropSampler(utts, length, classes=256, seed=0)
-    batch = sampler.draw(16).audio
-    assert batch.shape == (16, length) and batch.dtype == torch.int64
-    assert int(batch.min()) >= 0 and int(batch.max()) < 256
-    windows = torch.cat([AF.mu_law_encoding(u.audio, 256).unfold(0, length, 1) for u in utts])
-    for row in batch:
-        assert (windows == row).all(dim=1).any(), "crop is not a window of any encoded file"
-
-
-def test_crop_sampler_other_class_counts() -> None:
-    batch = CropSampler(_noise_utterances([500]), 100, classes=16).draw(8).audio
-    assert int(batch.min()) >= 0 and int(batch.max()) < 16
-
-
-def test_crop_sampler_left_pads_short_files_with_silence() -> None:
-    (utt,) = _noise_utterances([100])
-    batch = CropSampler([utt], 300, classes=256).draw(4).audio
-    assert batch.shape == (4, 300)
-    expected = torch.cat([torch.full((200,), 128), AF.mu_law_encoding(utt.audio, 256)])
-    assert (batch == expected).all()
-    assert int(AF.mu_law_encoding(torch.zeros(1), 256)) == 128  # silence is classes // 2
-
-
-def test_crop_sampler_covers_every_offset() -> None:
-    ramp = Utterance("ramp.wav", "", torch.linspace(-0.9, 0.9, 10))
-    first = CropSampler([ramp], 8, seed=0).draw(300).audio[:, 0]
-    encoded = AF.mu_law_encoding(ramp.audio, 256)
-    assert set(first.tolist()) == set(encoded[:3].tolist())  # offsets 0, 1 and 2, no more
-
-
-def test_crop_sampler_picks_files_in_proportion_to_length() -> None:
-    quiet = Utterance("quiet.wav", "", torch.full((1000,), -0.5))
-    loud = Utterance("loud.wav", "", torch.full((9000,), 0.5))
-    batch = CropSampler([quiet, loud], 1, seed=0).draw(4000).audio
-    quiet_class = int(AF.mu_law_encoding(torch.tensor([-0.5]), 256))
-    share = float((batch[:, 0] == quiet_class).double().mean())
-    assert share == pytest.approx(0.1, abs=0.02)
-
-
-def test_crop_sampler_state_dict_resumes_exactly(tmp_path: Path) -> None:
-    utts = _noise_utterances([3000, 1200, 5000])
-    sampler = CropSampler(utts, 500, seed=3)
-    sampler.draw(4)
-    path = tmp_path / "state.pt"
-    torch.save(sampler.state_dict(), path)
-    expected = [sampler.draw(4).audio for _ in range(3)]
-
-    resumed = CropSampler(utts, 500, seed=999)
-    resumed.load_state_dict(torch.load(path, weights_only=True))
-    for want in expected:
-        assert torch.equal(resumed.draw(4).audio, want)
-
-    # same seed, same stream; another seed, another stream
-    a, b = CropSampler(utts, 500, seed=7), CropSampler(utts, 500, seed=7)
-    assert torch.equal(a.draw(8).audio, b.draw(8).audio)
-    assert not torch.equal(CropSampler(utts, 500, seed=8).draw(8).audio, a.draw(8).audio)
-
-
-def test_crop_sampler_rejects_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="empty"):
-        CropSampler([], 100)
-    with pytest.raises(ValueError, match="length"):
-        CropSampler(_noise_utterances([100]), 0)
-    with pytest.raises(ValueError, match="batch"):
-        CropSampler(_noise_utterances([100]), 10).draw(0)
-
-
-# ---------------------------------------------------------------------------- validation_batch
-
-
-def test_validation_batch_round_robin_windows() -> None:
-    length = 100
-    utts = _noise_utterances([250, 100, 30])
-    enc = [AF.mu_law_encoding(u.audio, 256) for u in utts]
-    crops = validation_batch(utts, length, max_crops=100).audio
-    assert crops.shape == (4, length) and crops.dtype == torch.int64
-    padded_short = torch.cat([torch.full((70,), 128), enc[2]])
-    expected = torch.stack([enc[0][:100], enc[1], padded_short, enc[0][100:200]])
-    assert torch.equal(crops, expected)
-    assert torch.equal(validation_batch(utts, length, max_crops=100).audio, crops)  # deterministic
-
-    limited = validation_batch(utts, length, max_crops=3).audio
-    assert torch.equal(limited, expected[:3])  # every file contributes before any repeats
-
-
-def test_validation_batch_rejects_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="max_crops"):
-        validation_batch(_noise_utterances([100]), 10, max_crops=0)
-    with pytest.raises(ValueError, match="empty"):
-        validation_batch([], 10, max_crops=4)
-
-
 # ---------------------------------------------------------------------------- real speech
 
 
@@ -597,8 +406,3 @@ def test_demo_subset_is_an_unchanged_copy_of_asterisk4(
     assert (asterisk_root / "CREDITS.md").read_text() in (demo_root / "CREDITS.md").read_text()
 
 
-def test_asterisk4_layout_is_found(asterisk_root: Path) -> None:
-    entries = find_audio(asterisk_root)
-    assert len(entries) == len(metadata_rows(asterisk_root))
-    assert all((asterisk_root / name).is_file() for name, _ in entries)
-    assert {speaker for _, speaker in entries} == {"allison", "june", "carlo", "ivrvoice_ru"}
