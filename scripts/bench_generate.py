@@ -171,12 +171,12 @@ def run(model: WaveNet, impl: str, samples: int, batch: int, threads: int,
     return {"rss_first_chunk_mb": round(rss[0], 1), "rss_last_chunk_mb": round(rss[-1], 1)}
 
 
-def weight_facts(model: WaveNet, impl: str, threads: int, bw: dict) -> dict:
+def weight_facts(model: WaveNet, impl: str, threads: int, batch: int, bw: dict) -> dict:
     """Bytes one sample reads and the batch-1 speed that reading them at the measured
     bandwidth allows (see the module docstring)."""
     if impl in STORAGE:
         merged = CachedSampler(model).merged_weights()
-        parts = kernel_parts(threads, merged, STORAGE[impl])
+        parts = kernel_parts(threads, merged, STORAGE[impl], batch)
         nbytes = numba_kernel.CompiledWeights(merged, STORAGE[impl], parts).nbytes
     else:
         parts = 1
@@ -335,7 +335,7 @@ def main() -> None:
             seconds = statistics.median(runs)
             per_stream = n / seconds
             facts = weight_facts(model, "compiled" if impl == "baseline" else impl,
-                                 1 if impl == "baseline" else args.threads, bw)
+                                 1 if impl == "baseline" else args.threads, args.batch, bw)
             if impl == "baseline":
                 facts["parts"] = 1
             line = {

@@ -7,7 +7,7 @@ one replay. Everything a graph reads must live at fixed addresses, so the step h
 the graph advances itself (ring-buffer slots are computed from it on the device), the uniforms
 of a chunk sit in a device buffer the graph indexes, and the drawn classes go to a device
 buffer. All layers' taps are gathered at the start of a step and all layers' inputs written at
-its end (a step reads only older slots), which keeps the kernel count down.
+its end (a step reads only older slots). The layers run the reference step's own ops.
 
 The numbers are those of the reference path on the same device: same merged weights, same draw
 (`wavenet.sampling.cached.draw`) from the same uniforms.
@@ -36,13 +36,6 @@ class GraphStep:
         self.sampler, self.state, self.temperature = sampler, state, float(temperature)
         w = sampler.merged_weights()
         self.embed = w.embed
-        self.conv_w = [c.t().contiguous() for c in w.conv_w]  # (kernel * residual, gate)
-        self.res_w = [r.t().contiguous() for r in w.res_w]  # (gate / 2, residual)
-        self.res_b = w.res_b
-        self.skip_w = w.skip_w.t().contiguous()  # (layers * gate / 2, skip)
-        self.skip_b, self.skip_scale = w.skip_b, w.skip_scale
-        self.w1, self.b1 = w.head_w1.t().contiguous(), w.head_b1
-        self.w2, self.b2 = w.head_w2.t().contiguous(), w.head_b2
         k, layers = sampler.kernel_size, len(w.dilations)
         # Tap m >= 1 of layer l at position t lives at offsets[l] + (t - m * d_l) % span_l.
         lm = [(layer, m) for layer in range(layers) for m in range(1, k)]
@@ -73,21 +66,23 @@ class GraphStep:
                                                      st.batch, s.residual)
         bias = st.bias
         if st.local is not None:
-            local = st.local.index_select(2, t).squeeze(2) @ s.local_w
-            bias = bias + local.view_as(bias)
-        inputs, gated = [], []
+            local = st.local.index_select(2, t).transpose(1, 2) @ s.local_w
+            bias = bias + local.contiguous().view_as(bias)
+        # The same ops on the same tensors as CachedSampler._advance, so the same GPU kernels
+        # give the same numbers (and the same draws) as the reference path.
+        inputs, skips = [], None
         for layer in range(self.layers):
             inputs.append(h)
             xcat = torch.cat([h, *taps[layer].unbind(0)], dim=1)
-            a = torch.addmm(bias[:, layer], xcat, self.conv_w[layer])
+            a = torch.addmm(bias[:, layer], xcat, s.conv_w[layer])
             filt, gate = a.chunk(2, dim=1)
-            g = torch.tanh(filt) * torch.sigmoid(gate)
-            gated.append(g)
-            if layer + 1 < self.layers:
-                h = (h + torch.addmm(self.res_b[layer], g, self.res_w[layer])) * math.sqrt(0.5)
-        skip = torch.addmm(self.skip_b, torch.cat(gated, dim=1), self.skip_w)
-        hidden = torch.relu(torch.addmm(self.b1, torch.relu(skip * self.skip_scale), self.w1))
-        self.logits.copy_(torch.addmm(self.b2, hidden, self.w2))
+            out = torch.addmm(s.rs_b[layer], torch.tanh(filt) * torch.sigmoid(gate),
+                              s.rs_w[layer])
+            skip = out[:, s.residual:]
+            skips = skip if skips is None else skips + skip
+            h = (h + out[:, : s.residual]) * math.sqrt(0.5)
+        logits = s.model.head((skips * s.skip_scale).unsqueeze(-1)).squeeze(-1)
+        self.logits.copy_(logits)
         st.buffer.index_copy_(0, self.offsets + torch.remainder(t, self.spans),
                               torch.stack(inputs))
         self.position.add_(1)
