@@ -44,7 +44,7 @@ from wavenet.training import distributed
 from wavenet.training.distributed import World
 from wavenet.training.ema import EMA
 from wavenet.training.outputs import RunOutputs, write_data_report
-from wavenet.training.state import StopSignals, TrainState
+from wavenet.training.state import StopSignals, TrainState, WallClock
 
 log = logging.getLogger("wavenet.train")
 
@@ -61,15 +61,16 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     try:
         precision = set_up_process(tc, world)
         data = build_data(cfg, run_dir, world)
-        state = build_state(cfg, data, world)
-        out = RunOutputs(cfg, run_dir, resolved, state, data.speakers, world.main)
+        clock = WallClock()  # seconds trained, across resumes
+        state = build_state(cfg, data, world, clock)
+        out = RunOutputs(cfg, run_dir, resolved, state, data.speakers, world.main, clock)
         restore(state, out, world, tc.ema_decay)
         net, ddp = wrap(state.model, world, tc.compile)
         bad = 0  # non-finite steps in a row
-        seen, clock = 0, time.perf_counter()  # samples trained on since the last log
+        seen, since = 0, time.perf_counter()  # samples trained on since the last log
         with StopSignals() as signals, out:
             state.model.train()
-            while state.step < tc.max_steps:
+            while state.step < tc.max_steps and not out_of_time(tc, clock, world):
                 result = train_step(state, net, data.crops, tc, precision, world, ddp)
                 if result.problem is not None:  # the update was skipped
                     bad += 1
@@ -87,17 +88,19 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
                     seen += result.samples
                     out.bar.update(1)
                     out.bar.set_postfix(bits=f"{result.bits:.3f}")
-                    validate = step % tc.val_every == 0 or step == tc.max_steps
+                    last = step == tc.max_steps or out_of_time(tc, clock, world)
+                    validate = step % tc.val_every == 0 or last
                     if step % tc.log_every == 0 or validate:
                         record = log_record(state, out, world.mean(result.bits),
-                                            seen / (time.perf_counter() - clock))
+                                            seen / (time.perf_counter() - since))
                         if validate and world.main:
                             record.update(validation(state, data, out))
+                            record.update(out.sample(data.val_batch, data.val_file))
                         out.log(record)
-                        seen, clock = 0, time.perf_counter()
+                        seen, since = 0, time.perf_counter()
                     if validate and world.main:
-                        out.validated(record["val_bits"], data.val_batch, data.val_file)
-                        clock = time.perf_counter()  # keep validation out of the throughput
+                        out.validated(record["val_bits"])
+                        since = time.perf_counter()  # keep validation out of the throughput
                     elif world.main:
                         out.save_if_due()
                 # Every rank stops at the same step, whichever of them got the signal.
@@ -193,8 +196,11 @@ def build_data(cfg: Config, run_dir: Path, world: World) -> TrainingData:
     return TrainingData(crops, val_batch.to(world.device), val_set[0], speakers, bigram)
 
 
-def build_state(cfg: Config, data: TrainingData, world: World) -> TrainState:
-    """A fresh model on this process's device, AdamW, the LR schedule and (rank 0) the EMA."""
+def build_state(cfg: Config, data: TrainingData, world: World, clock: WallClock) -> TrainState:
+    """A fresh model on this process's device, AdamW, the LR schedule and (rank 0) the EMA.
+
+    With train.max_minutes the schedule's progress is the share of that time `clock` has run.
+    """
     mc, tc = cfg.model, cfg.train
     model = WaveNet(mc, speakers=len(data.speakers))
     r = mc.receptive_field
@@ -211,8 +217,10 @@ def build_state(cfg: Config, data: TrainingData, world: World) -> TrainState:
              world.size, tc.ema_decay or "off", ", compiled" if tc.compile else "")
     model.to(world.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    budget = 60.0 * tc.max_minutes
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio, tc.lr_schedule))
+        s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio, tc.lr_schedule,
+        progress=(lambda: clock() / budget) if budget else None))
     # Only rank 0 validates and saves, so only rank 0 keeps the average.
     ema = EMA(model, tc.ema_decay) if tc.ema_decay and world.main else None
     return TrainState(model, optimizer, scheduler, data.crops, ema, tc.ema_eval)
@@ -351,15 +359,27 @@ def validate(model: WaveNet, crops: Batch, batch_size: int) -> float:
 
 
 def lr_factor(step: int, warmup: int, max_steps: int, min_ratio: float,
-              schedule: str = "cosine") -> float:
+              schedule: str = "cosine", progress=None) -> float:
     """Linear warmup to 1 over `warmup` steps, then "cosine" decay to `min_ratio` at max_steps,
-    or "inverse_sqrt": sqrt(warmup / (step + 1)), never below `min_ratio`."""
+    or "inverse_sqrt": sqrt(warmup / (step + 1)), never below `min_ratio`.
+
+    progress: for a run bounded by time, a callable giving the share of the time budget spent;
+    the cosine then runs over time instead of over steps.
+    """
     if step < warmup:
         return (step + 1) / warmup
     if schedule == "inverse_sqrt":
         return max(min_ratio, math.sqrt(max(1, warmup) / (step + 1)))
-    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if progress is not None:
+        share = min(1.0, progress())
+    else:
+        share = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * share))
+
+
+def out_of_time(tc: TrainConfig, clock: WallClock, world: World) -> bool:
+    """Whether train.max_minutes is spent (every rank answers alike: any rank's clock)."""
+    return bool(tc.max_minutes) and world.any_true(clock() >= 60.0 * tc.max_minutes)
 
 
 def autocast(device: torch.device, precision: str):
