@@ -66,28 +66,47 @@ def remove_temporaries(directory: str | Path) -> list[Path]:
 
 @contextmanager
 def locked_dir(directory: str | Path, holder: str = "another process") -> Iterator[Path]:
-    """Hold `directory` for this process: an exclusive advisory lock (flock) on
-    `directory/.lock`, which then holds our pid. The kernel drops the lock when the holder
-    exits in any way (kill -9 included), so a lock is never stale.
+    """Hold `directory` for this process: an exclusive advisory lock (flock) on the empty file
+    `directory/.lock`. The kernel drops the lock when the holder exits in any way (kill -9
+    included), so a lock is never stale, and the file's bytes never change.
 
-    Raises RunDirInUse naming the holder's pid when another process holds it. The directory
-    must exist; nothing else in it is read or written.
+    Raises RunDirInUse naming the holder's pid (from /proc/locks) when another process holds
+    it. The directory must exist; nothing else in it is read or written.
     """
     path = Path(directory) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666 & ~_umask())
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            who = f"{holder} (pid {pid})" if pid.isdigit() else holder
+            pid = lock_holder(os.fstat(fd))
+            who = f"{holder} (pid {pid})" if pid else holder
             raise RunDirInUse(f"{directory}: in use by {who}; wait for it to end or choose "
                               f"another directory") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path
     finally:
         os.close(fd)  # releases the lock
+
+
+def lock_holder(stat: os.stat_result) -> int | None:
+    """The pid holding a flock on the file of `stat`, from Linux's /proc/locks, or None."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"; blocked waiters have "->".
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or "->" in fields:
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            if (int(inode) == stat.st_ino and int(major, 16) == os.major(stat.st_dev)
+                    and int(minor, 16) == os.minor(stat.st_dev)):
+                return int(fields[4])
+        except ValueError:
+            continue
+    return None
 
 
 def _umask() -> int:
