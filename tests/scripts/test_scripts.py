@@ -27,7 +27,7 @@ ELSEWHERE = {"fault_drill.py": "--runs", "bench_generate.py": "--quick",
              "setup.sh": None, "install_browser.sh": None, "gpu_check.sh": None,
              "machine.py": None}
 HERE = {"bench_train.py", "heldout_files.py", "copy_synthesis.py", "train.py", "generate.py",
-        "evaluate.py", "plot.py"}
+        "evaluate.py", "plot.py", "storage_accuracy.py"}
 
 
 def run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -99,3 +99,14 @@ def test_copy_synthesis_scores_the_shipped_vocoder_on_one_file(fake_run, repo_ro
     # The μ-law round trip is the floor: the vocoder cannot be closer to the source than it.
     assert rows["mulaw"]["log_mel_distance_db"] < rows["vocoder"]["log_mel_distance_db"]
     assert rows["mulaw"]["pesq_wb"] > rows["vocoder"]["pesq_wb"]
+
+
+def test_storage_accuracy_scores_every_storage(repo_root, demo_root):
+    ckpt = repo_root / "data" / "pretrained" / "asterisk4-small.pt"
+    proc = run("storage_accuracy.py", "--checkpoint", str(ckpt), "--root", str(demo_root),
+               "--files", "1", "--threads", "1")
+    rows = json_lines(proc.stdout)
+    assert [r["storage"] for r in rows] == ["float32", "bfloat16"]
+    assert rows[0]["minus_float32"] == 0 and rows[0]["files"] == rows[1]["files"] == 1
+    # Rounding the weights moves the figure, but far less than a bit.
+    assert 0 < abs(rows[1]["minus_float32"]) < 0.5
