@@ -108,6 +108,22 @@ def train_run() -> Callable[..., dict]:
     return _train_run
 
 
+# A tiny model on the bundled demo speech, long enough to learn more than a few samples'
+# statistics: about 40 s on one core (tests/training/test_learning.py measures what it reaches).
+DEMO_RUN = ["model=tiny", "data.crop=1000", "train.batch_size=8", "train.lr=5e-3",
+            "train.warmup_steps=20", "train.max_steps=800", "train.val_every=800",
+            "train.sample_seconds=0", "train.threads=1", "train.progress=false"]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, demo_root: Path) -> Path:
+    """The run dir of DEMO_RUN on data/demo (checkpoints/last.pt, metrics.jsonl,
+    data_report.json), trained in this process once per session."""
+    run = tmp_path_factory.mktemp("demo_run")
+    _train_run(run, *DEMO_RUN, f"data.root={demo_root}")
+    return run
+
+
 # ---------------------------------------------------------------------- command-line tools
 
 

@@ -3,7 +3,6 @@ line: cli/test_evaluate.py)."""
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -109,20 +108,9 @@ def test_result_keys_and_reference_points(long_utterance):
         evaluate(random_model(TINY_ARCH), [Utterance("one.wav", "", torch.zeros(1))])
 
 
-@pytest.fixture(scope="module")
-def trained(demo_root, tmp_path_factory, train_run) -> Path:
-    """last.pt of a tiny model trained in-process for 150 steps on data/demo (~15 s)."""
-    run = tmp_path_factory.mktemp("run")
-    train_run(run, "model=tiny", f"data.root={demo_root}", "data.crop=1000",
-              "train.max_steps=150", "train.batch_size=8", "train.lr=5e-3",
-              "train.warmup_steps=20", "train.val_every=150", "train.sample_seconds=0",
-              "train.threads=1", "train.progress=false")
-    return run / "checkpoints" / "last.pt"
-
-
-def test_trained_tiny_model_beats_the_unigram_entropy(trained, demo):
+def test_trained_tiny_model_beats_the_unigram_entropy(demo_run, demo):
     # Scored on the files training held out (scoring all 265 s takes 20 s on one thread).
-    model = checkpoint.build_model(checkpoint.load(trained))
+    model = checkpoint.build_model(checkpoint.load(demo_run / "checkpoints" / "last.pt"))
     _, held_out = split_by_file(demo, 0.1)
     result = evaluate(model, held_out, batch=8, chunk=16384)
     print(json.dumps(result))
