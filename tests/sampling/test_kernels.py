@@ -24,8 +24,13 @@ import torch
 from wavenet.model.features import MelConfig, pad_frames
 from wavenet.model.network import WaveNet, WaveNetConfig
 from wavenet.sampling import numba_kernel
-from wavenet.sampling.cached import (IMPLS, CachedSampler, UniformStream, generate, l2_bytes,
-                                     resolve_impl)
+from wavenet.sampling.cached import (
+    IMPLS,
+    CachedSampler,
+    UniformStream,
+    generate,
+    resolve_impl,
+)
 
 needs_numba = pytest.mark.skipif(not numba_kernel.available(), reason="numba is not installed")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -154,15 +159,14 @@ def test_conditioned_generation_equals_the_reference_draws(impl):
                        generated(ref_model, "reference", 1.0, **cond))
 
 
-def test_auto_picks_by_device_dtype_and_cache_size():
+def test_auto_picks_by_device_and_dtype():
     small = small_model()
     assert {"auto", "compiled", "compiled-bf16", "reference", "cuda-graph"} <= set(IMPLS)
     if numba_kernel.available():
-        assert resolve_impl("auto", small) == "compiled"  # fits any L2: nothing to gain
-        big = WaveNet()
-        fits = 4 * sum(p.numel() for p in big.parameters()) <= 2 * l2_bytes()
-        assert resolve_impl("auto", big, threads=2) == ("compiled" if fits else "compiled-bf16")
-        assert resolve_impl("auto", big.double(), threads=2) == "compiled"  # exact stays exact
+        assert resolve_impl("auto", small) == "compiled"
+        # bfloat16 storage is never picked for the user until measured faster (docs/speed.md).
+        assert resolve_impl("auto", WaveNet(), threads=2) == "compiled"
+        assert resolve_impl("auto", WaveNet().double(), threads=2) == "compiled"
     assert resolve_impl("auto", small.to(torch.bfloat16)) == "reference"
     for impl in ("compiled-bf16", "cuda-graph"):
         with pytest.raises(ValueError, match=impl):
