@@ -111,7 +111,7 @@ class TrainConfig:
                 "seed": (0, 2**63 - 1)}
         for name, (low, high) in ints.items():
             check_int(f"train.{name}", getattr(self, name), low, high)
-        floats = {"lr": (0, 1e3, True), "weight_decay": (0, 1e3, False),
+        floats = {"lr": (0, 1e30, True), "weight_decay": (0, 1e3, False),
                   "min_lr_ratio": (0, 1, False), "grad_clip": (0, 1e12, False),
                   "ema_decay": (0, 1, False), "checkpoint_minutes": (0, 1e6, False),
                   "max_minutes": (0, 1e7, False),

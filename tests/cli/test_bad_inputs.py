@@ -594,12 +594,15 @@ def train_in_process(monkeypatch, cwd: Path, *args: str):
     return train_cli.main
 
 
-@pytest.mark.parametrize("override,names", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
-@pytest.mark.parametrize("target", ["existing", "new"])
+# Every case aims at the finished run; a quarter also at a new run dir (keeps the file fast).
+TRAIN_TARGETS = [(*case, "existing") for case in TRAIN_CASES] + [
+    (*case, "new") for case in TRAIN_CASES[::4]]
+
+
+@pytest.mark.parametrize("override,names,target", TRAIN_TARGETS,
+                         ids=[f"{c[0]}-{c[2]}" for c in TRAIN_TARGETS])
 def test_train_rejected_config_touches_no_run_dir(world, capsys, monkeypatch, tmp_path,
                                                   override, names, target):
-    if target == "new" and TRAIN_CASES.index((override, names)) % 4:
-        pytest.skip("a quarter of the cases also aim at a new run dir")  # keeps the file fast
     run = world["run"] if target == "existing" else tmp_path / "runs" / "new"
     before = snapshot(world["base"])
     call = train_in_process(monkeypatch, tmp_path, *TRAIN, f"data.root={world['data']}",
@@ -607,6 +610,15 @@ def test_train_rejected_config_touches_no_run_dir(world, capsys, monkeypatch, tm
     one_line(capsys, call, names=["wavenet-train: error:", *names])
     assert snapshot(world["base"]) == before
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("where", ["tiny.pt", "tiny.pt/run"])
+def test_train_run_dir_in_the_way_of_a_file(world, capsys, monkeypatch, tmp_path, where):
+    before = snapshot(world["base"])
+    call = train_in_process(monkeypatch, tmp_path, *TRAIN, f"data.root={world['data']}",
+                            f"hydra.run.dir={world['base'] / where}")
+    one_line(capsys, call, names=["tiny.pt"])
+    assert snapshot(world["base"]) == before
 
 
 def _train_proc(world, run: Path, *args: str, **kw) -> subprocess.Popen:
@@ -655,6 +667,7 @@ def test_kill_9_during_start_up_leaves_no_stale_lock(world, tmp_path):
     ("nan", ["last.pt", "NaN"]),
     ("no_optimizer", ["last.pt", "optimizer"]),
     ("other_model", ["last.pt", "differs"]),
+    ("no_data", ["no_such_data"]),
 ])
 def test_resume_from_a_bad_checkpoint_changes_nothing(world, tmp_path, damage, names):
     run = tmp_path / "run"
@@ -668,8 +681,9 @@ def test_resume_from_a_bad_checkpoint_changes_nothing(world, tmp_path, damage, n
     torch.save(ckpt, last)
     before = snapshot(run)
     other = ["model.residual_channels=8"] if damage == "other_model" else []
-    proc = run_tool("wavenet-train", *TRAIN, f"data.root={world['data']}",
-                    f"hydra.run.dir={run}", "train.max_steps=4", *other, cwd=world["base"])
+    data = tmp_path / "no_such_data" if damage == "no_data" else world["data"]
+    proc = run_tool("wavenet-train", *TRAIN, f"data.root={data}", f"hydra.run.dir={run}",
+                    "train.max_steps=4", *other, cwd=world["base"])
     proc_line(proc, names=names)
     assert snapshot(run) == before
 

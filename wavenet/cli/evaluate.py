@@ -28,6 +28,8 @@ unigram_bits_per_sample (and checkpoint, step, data_root)."""
 
 def run(cfg: EvaluateConfig) -> dict:
     """Load the checkpoint and the dataset, evaluate, write `cfg.json_out`; returns the result."""
+    if cfg.json_out and Path(cfg.json_out).is_dir():
+        raise ValueError(f"json_out={cfg.json_out} is a directory; give a file name")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ckpt = checkpoint.load(cfg.checkpoint)

@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from wavenet.cli.common import check_known_keys, fail, register
 from wavenet.config import Config
+from wavenet.data.layouts import find_audio
 from wavenet.errors import Interrupted, TrainingStopped, one_line
 from wavenet.files import atomic_write, locked_dir
 from wavenet.training.loop import train
@@ -91,9 +92,12 @@ def hydra_main(dcfg: DictConfig) -> None:
         main_rank = os.environ.get("RANK", "0") == "0"
         with locked_dir(run_dir, NAME) if main_rank else nullcontext():
             if main_rank:
+                # What can be checked cheaply is, before the run's record changes: the data
+                # folder lists audio, and the checkpoint to resume continues this model.
+                find_audio(cfg.data.root, cfg.data.layout)
                 path = resume_path(cfg, run_dir)
                 if path is not None:
-                    read_resume(cfg, path)  # before .hydra/ of the run it continues changes
+                    read_resume(cfg, path)
                 write_record(run_dir, dcfg)
             train(cfg, run_dir, resolved)
     except Interrupted as e:  # SIGINT: 130 like any Ctrl-C'd tool; SIGTERM: a requested stop
@@ -125,6 +129,8 @@ def main() -> None:
         cause = f" ({one_line(e.__cause__)})" if e.__cause__ else ""
         print(f"{NAME}: error: {one_line(e)}{cause}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # Hydra cannot make the run dir (a file is in the way, ...)
+        fail(NAME, e)
     except KeyboardInterrupt:
         print(f"{NAME}: interrupted", file=sys.stderr)
         sys.exit(130)
