@@ -26,7 +26,7 @@ import torch
 from wavenet import checkpoint, mulaw
 from wavenet.data.dataset import read_audio
 from wavenet.metrics.listening import copy_synthesis_scores
-from wavenet.metrics.spectral import HOP
+from wavenet.metrics.spectral import ANALYSIS
 from wavenet.model.features import SILENCE, log_mel, usable_samples
 from wavenet.sampling.cached import generate
 
@@ -64,7 +64,7 @@ def synthesise(model, rate: int, audios: list[torch.Tensor], batch: int, tempera
 def score(name: str, refs: list[torch.Tensor], tests: list[torch.Tensor], rate: int,
           extra: dict) -> dict:
     """Means over files, weighted by frames, of copy_synthesis_scores."""
-    frames = [len(r) // HOP for r in refs]
+    frames = [len(r) // ANALYSIS.hop_length for r in refs]
     total = sum(frames)
     means = dict.fromkeys(("mcd_db", "log_mel_db", "pesq_wb", "stoi"), 0.0)
     for f, r, t in zip(frames, refs, tests, strict=True):
