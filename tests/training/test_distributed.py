@@ -2,16 +2,23 @@
 CPU). The DDP tests launch the real trainer under torchrun with two CPU processes and compare
 it with one process on the same crops."""
 
+import copy
+import math
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import tools
 import torch
-from builders import TINY_TRAIN, assert_weights_close, last_checkpoint
+from builders import TINY_ARCH, TINY_TRAIN, assert_weights_close, last_checkpoint
 
 from wavenet import checkpoint
 from wavenet.config import PROJECT_DIR
+from wavenet.model.network import WaveNet, WaveNetConfig
+from wavenet.training import loop as train
+from wavenet.training.distributed import World
 
 BIN = Path(sys.executable).parent
 TINY = [*TINY_TRAIN, "train.warmup_steps=2", "train.lr=3e-3"]
@@ -58,3 +65,26 @@ def test_ddp_matches_one_process_and_resumes_anywhere(tmp_path, speech, train_ru
     checkpoint.build_model(last_checkpoint(ddp))  # and wavenet-generate can read it
 
 
+
+
+@dataclass(frozen=True)
+class TwoRanks(World):
+    """Rank 0 of a world of two whose other rank reports `other` (a weights digest)."""
+
+    other: str = ""
+
+    def gather(self, obj: object) -> list:
+        return [obj, self.other]
+
+
+def test_ranks_whose_weights_differ_stop_the_run():
+    """The end-of-run check: equal digests pass; one last weight one float step off fails."""
+    torch.manual_seed(0)
+    model = WaveNet(WaveNetConfig(**TINY_ARCH))
+    train.check_ranks_agree(model, TwoRanks(size=2, other=train.weights_digest(model)))
+    drifted = copy.deepcopy(model)
+    with torch.no_grad():
+        last = list(drifted.parameters())[-1].view(-1)
+        last[-1] = torch.nextafter(last[-1], torch.tensor(math.inf))
+    with pytest.raises(RuntimeError, match="different weights"):
+        train.check_ranks_agree(model, TwoRanks(size=2, other=train.weights_digest(drifted)))

@@ -246,3 +246,31 @@ def test_tensorboard_logger_writes_scalars_audio_and_spectrograms(tmp_path, spee
     assert [e.step for e in events.Scalars("train_bits")] == [1, 2, 3, 4]
     assert [e.step for e in events.Scalars("val_bits")] == [4]
     assert tags["audio"] == ["sample"] and tags["images"] == ["spectrograms"]
+
+
+def test_resume_never_starts_afresh_beside_a_checkpoint(tmp_path, speech, run):
+    """train.resume=never in a run dir whose last.pt is at step 3 trains from step 0 (auto would
+    find nothing left to do at max_steps=2 and keep step 3)."""
+    reference, again = tmp_path / "reference", tmp_path / "again"
+    run(reference, speech, "train.max_steps=2")
+    run(again, speech, "train.max_steps=3")
+    run(again, speech, "train.max_steps=2", "train.resume=never")
+    last = checkpoint.load(again / "checkpoints" / "last.pt")
+    assert last["step"] == 2
+    assert same_weights(last["model"], weights(reference / "checkpoints" / "last.pt"))
+
+
+def test_resume_from_a_path_continues_that_run_exactly(tmp_path, speech, run):
+    """train.resume=PATH in a new run dir continues the run PATH came from: 3 steps there, 3
+    here, equal to 6 steps at once (a schedule that does not depend on max_steps)."""
+    schedule = ["train.lr_schedule=inverse_sqrt", "train.warmup_steps=2"]
+    straight, first, second = tmp_path / "straight", tmp_path / "first", tmp_path / "second"
+    run(straight, speech, *schedule, "train.max_steps=6")
+    run(first, speech, *schedule, "train.max_steps=3")
+    run(second, speech, *schedule, "train.max_steps=6",
+        f"train.resume={first / 'checkpoints' / 'last.pt'}")
+    assert [s for s, _, _ in losses(second)] == [4, 5, 6]
+    assert losses(second) == losses(straight)[3:]
+    assert same_weights(weights(second / "checkpoints" / "last.pt"),
+                        weights(straight / "checkpoints" / "last.pt"))
+    assert checkpoint.load(first / "checkpoints" / "last.pt")["step"] == 3  # left as it was

@@ -128,3 +128,26 @@ def test_bf16_runs_the_forward_pass_in_bfloat16(step_parts):
     assert seen == {"fp32": torch.float32, "bf16": torch.bfloat16}
     assert math.isfinite(results["bf16"]) and results["bf16"] != results["fp32"]
     assert results["bf16"] == pytest.approx(results["fp32"], abs=0.05)
+
+
+def test_compile_wraps_the_training_step_and_checkpoints_hold_plain_weights(
+        tmp_path, speech, train_run, monkeypatch):
+    """train.compile=true trains through torch.compile's wrapper (here with the eager backend,
+    which needs no C++ compiler), and last.pt holds the plain module's keys."""
+    real_compile = torch.compile
+    compiled: list[torch.nn.Module] = []
+
+    def compile_eager(module, **kwargs):
+        compiled.append(module)
+        return real_compile(module, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", compile_eager)
+    calls = []
+    monkeypatch.setattr(WaveNet, "forward", lambda self, *a, real=WaveNet.forward: (
+        calls.append(torch.compiler.is_compiling()), real(self, *a))[1])
+    train_run(tmp_path, *TINY_TRAIN, f"data.root={speech}", "train.compile=true",
+              "train.max_steps=2", "train.ema_decay=0")
+    assert len(compiled) == 1 and isinstance(compiled[0], WaveNet)
+    assert any(calls), "no forward pass ran under torch.compile"
+    keys = last_checkpoint(tmp_path)["model"].keys()
+    assert keys == WaveNet(WaveNetConfig(**TINY_ARCH)).state_dict().keys()
