@@ -1,4 +1,5 @@
-"""Writing files so that a crash at any moment leaves the old file or the new one, never half."""
+"""Writing files so that a crash at any moment leaves the old file or the new one, never half;
+holding a directory for one process at a time."""
 
 import fcntl
 import os

@@ -731,3 +731,16 @@ def test_plot_bad_output(world, capsys, out, names):
     argv = [str(world["run"]), "--out", _fill([out], world)[0]]
     one_line(capsys, lambda: plot_cli.main(argv), names=names)
     assert snapshot(world["base"]) == before
+
+
+# --------------------------------------------------------------------------- wavenet-report
+
+
+@pytest.mark.parametrize("run,names", PLOT_CASES[:3], ids=[c[0] for c in PLOT_CASES[:3]])
+def test_report_bad_run_dir(world, capsys, run, names):
+    import wavenet.cli.report as report_cli
+
+    before = snapshot(world["base"])
+    argv = _fill([run], world)
+    one_line(capsys, lambda: report_cli.main(argv), names=_fill(names, world))
+    assert snapshot(world["base"]) == before
