@@ -1,0 +1,86 @@
+"""The package's layering: every import points down, and only wavenet.cli imports Hydra.
+
+Layers, bottom first (a module may import its own layer's modules and any layer below):
+errors/files/mulaw, model, sampling and data, config and checkpoint, metrics, training, cli.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "wavenet"
+LAYERS = [
+    {"wavenet", "wavenet.errors", "wavenet.files", "wavenet.mulaw"},
+    {"wavenet.model"},
+    {"wavenet.sampling", "wavenet.data"},
+    {"wavenet.config", "wavenet.checkpoint"},
+    {"wavenet.metrics"},
+    {"wavenet.training"},
+    {"wavenet.cli", "wavenet.conf"},
+]
+HYDRA = ("hydra", "omegaconf")
+
+
+def unit(module: str) -> str:
+    """The layered unit a module belongs to: its sub-package, or the top-level module."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def layer(module: str) -> int:
+    name = unit(module)
+    for i, names in enumerate(LAYERS):
+        if name in names:
+            return i
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(rel.parts).removesuffix(".__init__")
+        found[name] = path
+    return found
+
+
+def imports(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth (function-level imports count too)."""
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_imports_point_down(module):
+    if module == "wavenet":  # the package's public names re-export lower layers
+        return
+    mine = layer(module)
+    for name in imports(modules()[module]):
+        if not name.startswith("wavenet."):
+            continue
+        target = name if name in modules() else name.rsplit(".", 1)[0]
+        if target in modules():
+            assert layer(target) <= mine, f"{module} (layer {mine}) imports {target} " \
+                                          f"(layer {layer(target)})"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in modules() if unit(m) != "wavenet.cli"))
+def test_only_the_command_lines_import_hydra(module):
+    bad = sorted(n for n in imports(modules()[module]) if n.split(".")[0] in HYDRA)
+    assert not bad, f"{module} imports {bad}; Hydra stops at wavenet.cli"
+
+
+def test_every_sub_package_says_what_it_owns():
+    for init in PACKAGE.glob("*/__init__.py"):
+        if init.parent.name == "conf":
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and "import" in doc.lower(), f"{init}: say what it owns and may import"
