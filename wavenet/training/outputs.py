@@ -16,6 +16,7 @@ Only rank 0 writes; the other ranks of a torchrun job get a `RunOutputs` that wr
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 from contextlib import ExitStack
@@ -57,10 +58,9 @@ def write_data_report(path: Path, root: str, layout: str, dataset: Dataset,
 
 def write_wav(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
     """(time,) float audio in [-1, 1] -> 16-bit PCM wav, written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(tmp, audio.numpy(), sample_rate, subtype="PCM_16", format="WAV")
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    sf.write(buffer, audio.numpy(), sample_rate, subtype="PCM_16", format="WAV")
+    atomic_write(path, buffer.getvalue(), durable=False)
 
 
 def write_sample(model: WaveNet, cfg: Config, run_dir: Path, step: int, val_batch: Batch,
