@@ -14,6 +14,8 @@ import soundfile as sf
 import torch
 
 from wavenet import checkpoint
+from wavenet.data.dataset import load_dataset
+from wavenet.metrics.evaluate import evaluate
 from wavenet.model.features import MelConfig, log_mel
 
 TINY = ["model=tiny", "train=quick", "train.progress=false", "data.crop=500", "train.max_steps=6",
@@ -123,7 +125,13 @@ def test_speaker_checkpoint_is_evaluated_per_speaker(speaker_run, labelled, tmp_
                     f"data.root={labelled}", "progress=false", ok=True)
     result = json.loads(proc.stdout)
     assert sorted(result["per_speaker"]) == ["carlo", "june"]
-    assert 0 < result["bits_per_sample"] < 8.5
+    # What the checkpoint's model scores, each file in one pass with its own speaker.
+    ckpt = checkpoint.load(speaker_run / "checkpoints" / "last.pt")
+    direct = evaluate(checkpoint.build_model(ckpt), load_dataset(labelled, 16000).utterances,
+                      chunk=10**9, speakers=ckpt["speakers"])
+    assert result["bits_per_sample"] == pytest.approx(direct["bits_per_sample"], abs=2e-5)
+    assert result["per_speaker"] == pytest.approx(direct["per_speaker"], abs=2e-5)
+    assert result["per_speaker"]["carlo"] != result["per_speaker"]["june"]
 
 
 # ---------------------------------------------------------------------------------- vocoder
@@ -183,6 +191,10 @@ def test_vocoder_checkpoint_is_evaluated(vocoder_run, speech, tmp_path, cli_main
     result = json.loads(proc.stdout)
     total = sum(len(sf.read(p)[0]) // 64 * 64 - 1 for p in speech.glob("*.flac"))
     assert result["samples"] == total  # whole hops of every file, every position after the first
+    # Chunks of 3000 score what one pass over each whole file with its whole mel scores.
+    model = checkpoint.build_model(checkpoint.load(vocoder_run / "checkpoints" / "last.pt"))
+    direct = evaluate(model, load_dataset(speech, 16000).utterances, chunk=10**9)
+    assert result["bits_per_sample"] == pytest.approx(direct["bits_per_sample"], abs=2e-5)
 
 
 # ----------------------------------------------------------------------------------- resume

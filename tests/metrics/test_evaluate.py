@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from builders import TINY_ARCH, random_model
+from builders import COND_MEL, TINY_ARCH, conditioned_model, random_model
 
 from wavenet import checkpoint, mulaw
 from wavenet.data.dataset import Utterance, load_dataset, split_by_file
 from wavenet.metrics.evaluate import chunk_windows, evaluate
+from wavenet.model.features import log_mel, pad_frames, usable_samples
 from wavenet.model.network import WaveNet
 
 TWO_BLOCKS_K3 = {**TINY_ARCH, "blocks": 2, "layers_per_block": 5, "kernel_size": 3}  # field 125
@@ -63,6 +64,35 @@ def test_chunked_equals_one_pass_over_a_long_file(config, long_utterance, monkey
     wrong = evaluate(model, [utterance], batch=8, chunk=500)["bits_per_sample"]
     print(f"one sample short of context: off by {abs(wrong - reference) / reference:.1e}")
     assert abs(wrong - reference) > 1e-12 * reference
+
+
+@pytest.mark.parametrize("speaker,mel", [(True, False), (False, True), (True, True)],
+                         ids=["speaker", "mel", "both"])
+def test_chunked_equals_one_pass_for_conditioned_models(speaker, mel, demo):
+    """Speaker and mel conditioning, chunked and batched: each file's bits equal one forward
+    pass over the whole file with its speaker and its whole log-mel (float64, so exactly)."""
+    model = conditioned_model(speaker, mel).double()
+    table = ["allison", "carlo", "june"]  # the model's 3 speakers
+    files = [Utterance(u.name, u.speaker, u.audio[:12000 - 7 * i])  # 0.75 s, cut mid-hop
+             for i, u in enumerate([u for u in demo if u.speaker in table][::7][:4])]
+    assert len({u.speaker for u in files}) >= 2
+    nll, count, per_speaker = 0.0, 0, {}
+    for u in files:
+        audio = u.audio[: usable_samples(len(u.audio), COND_MEL)] if mel else u.audio
+        seq = mulaw.encode(audio)
+        frames = pad_frames(log_mel(audio, 16000, COND_MEL), COND_MEL.context).double()
+        with torch.no_grad():
+            logits = model(seq[None], torch.tensor([table.index(u.speaker)]) if speaker else None,
+                           frames[None] if mel else None)[0, :, 1:]
+        file_nll = F.cross_entropy(logits.t(), seq[1:], reduction="sum").item()
+        nll, count = nll + file_nll, count + len(seq) - 1
+        s = per_speaker.setdefault(u.speaker, [0.0, 0])
+        s[0], s[1] = s[0] + file_nll, s[1] + len(seq) - 1
+    chunked = evaluate(model, files, batch=3, chunk=500, speakers=table, sample_rate=16000)
+    assert chunked["samples"] == count
+    assert chunked["bits_per_sample"] == pytest.approx(nll / count / math.log(2), rel=1e-12)
+    assert chunked["per_speaker"] == pytest.approx(
+        {k: v[0] / v[1] / math.log(2) for k, v in per_speaker.items()}, rel=1e-12)
 
 
 def test_chunked_equals_one_pass_in_float32(long_utterance):
