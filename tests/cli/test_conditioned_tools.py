@@ -15,6 +15,7 @@ import torch
 
 from wavenet import checkpoint
 from wavenet.data.dataset import load_dataset
+from wavenet.metrics import listening
 from wavenet.metrics.evaluate import evaluate
 from wavenet.model.features import MelConfig, log_mel
 
@@ -212,30 +213,36 @@ def test_conditioned_runs_resume(vocoder_run, speaker_run, speech, labelled, tmp
         assert checkpoint.load(copy / "checkpoints" / "last.pt")["step"] == 8
 
 
-def test_the_shipped_vocoder_resynthesises_closer_than_free_babble(tmp_path, demo_root, cli_main):
-    """data/pretrained/asterisk4-vocoder.pt through the CLI: as long as the mel, and nearer the
-    source's spectrum than the shipped unconditioned model's output of the same length."""
+def test_the_shipped_vocoder_resynthesises_its_own_mel(tmp_path, demo_root, cli_main):
+    """data/pretrained/asterisk4-vocoder.pt through wavenet-generate: as long as the mel, within
+    7 dB mel-cepstral distortion of its source (it measured 5.9 dB), and 2 dB nearer than the
+    same vocoder driven by another utterance of the same speaker (9.2 dB): the output follows
+    its own mel, not just the voice."""
     from wavenet.config import PRETRAINED
-    from wavenet.metrics.spectral import mel_cepstral_distortion
 
+    if not listening.available():
+        pytest.skip("the metrics extra (pysptk) is not installed: pip install -e '.[metrics]'")
     vocoder = PRETRAINED.parent / "asterisk4-vocoder.pt"
     assert vocoder.is_file(), f"{vocoder} is not in the repository"
-    audio, rate = sf.read(demo_root / "wavs" / "ast_it_IT_m_Carlo_agent-user.flac",
-                          dtype="float32")
-    clip = tmp_path / "clip.wav"
-    sf.write(clip, audio[: int(1.5 * rate)], rate)
-    proc = cli_main("wavenet-generate", f"checkpoint={vocoder}", f"mel_from={clip}",
-                    f"out={tmp_path / 'voc'}", "progress=false", ok=True)
-    resynth, out_rate = sf.read(proc.stdout.split()[0], dtype="float32")
-    assert out_rate == rate and len(resynth) == int(1.5 * rate) // 256 * 256
-    proc = cli_main("wavenet-generate", "seconds=1.5", f"out={tmp_path / 'free'}",
-                    "progress=false", ok=True)
-    babble = sf.read(proc.stdout.split()[0], dtype="float32")[0]
-    source = torch.from_numpy(audio[: len(resynth)])
-    near = mel_cepstral_distortion(source, torch.from_numpy(resynth), rate)
-    far = mel_cepstral_distortion(source, torch.from_numpy(babble[: len(resynth)]), rate)
-    print(f"MCD: re-synthesis {near:.1f} dB, free output {far:.1f} dB")
-    assert near < far - 5, (near, far)
+
+    def vocode(name: str) -> tuple[np.ndarray, np.ndarray]:
+        audio, rate = sf.read(demo_root / "wavs" / name, dtype="float32")
+        clip = tmp_path / name.replace(".flac", ".wav")
+        sf.write(clip, audio[: int(1.5 * rate)], rate)
+        proc = cli_main("wavenet-generate", f"checkpoint={vocoder}", f"mel_from={clip}",
+                        f"out={tmp_path / 'out'}", "progress=false", ok=True)
+        out, out_rate = sf.read(proc.stdout.split()[0], dtype="float32")
+        assert out_rate == rate == 16000 and len(out) == int(1.5 * rate) // 256 * 256
+        return audio[: len(out)], out
+
+    source, resynth = vocode("ast_it_IT_m_Carlo_agent-user.flac")
+    _, other = vocode("ast_it_IT_m_Carlo_auth-incorrect.flac")
+    near = listening.mel_cepstral_distortion(torch.from_numpy(source),
+                                             torch.from_numpy(resynth), 16000)
+    far = listening.mel_cepstral_distortion(torch.from_numpy(source), torch.from_numpy(other),
+                                            16000)
+    print(f"MCD to the source: its re-synthesis {near:.1f} dB, another utterance's {far:.1f} dB")
+    assert near < 7.0 and near < far - 2.0, (near, far)
 
 
 def test_conditioning_mismatches_are_one_line(speaker_run, vocoder_run, speech, labelled,
