@@ -2,7 +2,7 @@
 
     python scripts/bench_generate.py                               # wavenet, batch 1, every path
     python scripts/bench_generate.py --batch 16 --threads 2
-    python scripts/bench_generate.py --baseline /work/base         # + an older checkout, interleaved
+    python scripts/bench_generate.py --baseline ../base   # + an older checkout, interleaved
     python scripts/bench_generate.py --impl compiled --seconds 600 # 10 min streamed to disk
     python scripts/bench_generate.py --end-to-end data/pretrained/asterisk4-small.pt
     python scripts/bench_generate.py --device cuda --impl reference cuda-graph
@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -44,36 +43,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_model, load
 
 from wavenet import checkpoint, mulaw
 from wavenet.config import model_config
 from wavenet.model.features import MelConfig
 from wavenet.model.network import WaveNet
 from wavenet.sampling import numba_kernel
-from wavenet.sampling.cached import (STORAGE, CachedSampler, generate, generate_naive,
-                                     kernel_parts, l2_bytes)
+from wavenet.sampling.cached import (
+    STORAGE,
+    CachedSampler,
+    generate,
+    generate_naive,
+    kernel_parts,
+    l2_bytes,
+)
 
 RATE = 16000
 PATHS = ("compiled", "compiled-bf16", "reference", "cuda-graph", "naive")
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (lscpu's 'Model name', from /proc/cpuinfo) or platform's guess."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load() -> float:
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except OSError:
-        return float("nan")
 
 
 def _sum_loop(a, reps):

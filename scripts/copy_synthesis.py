@@ -37,7 +37,8 @@ def heldout(run: Path) -> list[Path]:
 
 
 def synthesise(model, rate: int, audios: list[torch.Tensor], batch: int, temperature: float,
-               seed: int, conditioned: bool, threads: int) -> tuple[list[torch.Tensor], float]:
+               seed: int, conditioned: bool, threads: int, preemphasis: float = 0.0
+               ) -> tuple[list[torch.Tensor], float]:
     """Generated audio per input (same lengths) and the generation wall time in seconds."""
     order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
     outputs: list[torch.Tensor] = [torch.empty(0)] * len(audios)
@@ -57,7 +58,8 @@ def synthesise(model, rate: int, audios: list[torch.Tensor], batch: int, tempera
         out = torch.cat(list(generate(model, samples, len(group), temperature, generator=gen,
                                       mel=mel, threads=threads)), dim=1)
         for row, i in enumerate(group):
-            outputs[i] = mulaw.decode(out[row, :len(audios[i])], model.config.classes)
+            decoded = mulaw.decode(out[row:row + 1, :len(audios[i])], model.config.classes)
+            outputs[i] = mulaw.Deemphasis(preemphasis)(decoded)[0]
     return outputs, time.perf_counter() - start
 
 
@@ -106,7 +108,7 @@ def main() -> None:
     systems = {"mulaw": ([mulaw.decode(mulaw.encode(a, 256), 256) for a in refs], {})}
     threads = args.threads or torch.get_num_threads()
     voc, seconds = synthesise(vocoder, rate, refs, args.batch, args.temperature, args.seed, True,
-                              threads)
+                              threads, checkpoint.preemphasis(ckpt))
     systems["vocoder"] = (voc, {"checkpoint": args.vocoder, "step": ckpt["step"],
                                 "train_wall_s": round(ckpt.get("wall_s", 0.0)),
                                 "generate_samples_per_s": round(sum(map(len, refs)) / seconds)})
@@ -114,7 +116,7 @@ def main() -> None:
         base_ckpt = checkpoint.load(args.baseline)
         base = checkpoint.build_model(base_ckpt)
         out, seconds = synthesise(base, rate, refs, args.batch, args.temperature, args.seed,
-                                  False, threads)
+                                  False, threads, checkpoint.preemphasis(base_ckpt))
         systems["unconditioned"] = (out, {"checkpoint": args.baseline, "step": base_ckpt["step"],
                                           "generate_samples_per_s":
                                               round(sum(map(len, refs)) / seconds)})

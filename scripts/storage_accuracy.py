@@ -42,7 +42,8 @@ def main() -> None:
     for storage in STORAGES:
         start = time.perf_counter()
         result = evaluate(rounded_model(model, storage), held_out, batch=4,
-                          speakers=checkpoint.speakers(ckpt), sample_rate=ckpt["sample_rate"])
+                          speakers=checkpoint.speakers(ckpt), sample_rate=ckpt["sample_rate"],
+                          preemphasis=checkpoint.preemphasis(ckpt))
         bits = result["bits_per_sample"]
         reference = bits if reference is None else reference
         print(json.dumps({"checkpoint": args.checkpoint, "storage": storage,

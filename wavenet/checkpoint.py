@@ -119,6 +119,7 @@ def check(ckpt: dict[str, Any], training: bool = False) -> None:
     for key in ("wall_s", "best_val_bits"):
         if ckpt.get(key) is not None:
             check_float(key, ckpt[key], 0, 1e12)
+    check_float("preemphasis", ckpt.get("preemphasis", 0.0), 0, 0.99)
     with torch.device("meta"):  # shapes only: nothing is allocated
         skeleton = WaveNet(config, speakers=len(names))
     shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
@@ -161,8 +162,8 @@ def check_weights(name: str, weights: object, shapes: dict[str, tuple[int, ...]]
 
 
 # What generation and evaluation read; `export` keeps only these (no optimizer, RNG, ...).
-INFERENCE_KEYS = ("model", "model_config", "sample_rate", "classes", "speakers", "config", "step",
-                  "best_val_bits", "wall_s")
+INFERENCE_KEYS = ("model", "model_config", "sample_rate", "classes", "preemphasis", "speakers",
+                  "config", "step", "best_val_bits", "wall_s")
 
 
 def export(src: str | Path, dst: str | Path) -> dict[str, Any]:
@@ -172,6 +173,11 @@ def export(src: str | Path, dst: str | Path) -> dict[str, Any]:
     slim = {k: ckpt[k] for k in INFERENCE_KEYS if k in ckpt}
     save(dst, slim)
     return slim
+
+
+def preemphasis(ckpt: dict[str, Any]) -> float:
+    """The pre-emphasis the model's audio had in training (0.0: none; see wavenet.mulaw)."""
+    return float(ckpt.get("preemphasis", 0.0))
 
 
 def build_model(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> WaveNet:

@@ -56,9 +56,14 @@ class DataConfig(DatasetConfig):
     crop: int = 4000  # predicted samples per training crop, on top of the receptive field
     val_fraction: float = 0.1  # share of files held out for validation (split by file)
     val_crops: int = 32  # validation crops evaluated at each validation
+    # Pre-emphasis coefficient: the model learns y[t] = x[t] - a * x[t-1] (0.85 in LPCNet), and
+    # generation undoes it, so 8-bit noise lies under the speech spectrum; 0 = off. Kept in the
+    # checkpoint: generation and evaluation follow it.
+    preemphasis: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_float("data.preemphasis", self.preemphasis, 0, 0.99)
         check_int("data.sample_rate", self.sample_rate, 1, MAX_SAMPLE_RATE)
         check_int("data.crop", self.crop, 1, 2**24)
         check_int("data.val_crops", self.val_crops, 1, 2**16)

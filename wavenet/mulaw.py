@@ -37,3 +37,35 @@ def decode(indices: torch.Tensor, classes: int = DEFAULT_CLASSES) -> torch.Tenso
             f"got range [{int(indices.min())}, {int(indices.max())}]"
         )
     return AF.mu_law_decoding(indices.long(), classes).float()
+
+
+def preemphasis(audio: torch.Tensor, coef: float) -> torch.Tensor:
+    """y[t] = x[t] - coef * x[t-1] along the last axis (x[-1] = 0); coef 0 returns `audio`.
+
+    A model of pre-emphasised audio has its 8-bit quantisation noise, flat across frequency,
+    tilted back down with the speech by `Deemphasis` at generation, so the noise lies under the
+    speech spectrum instead of above its high end (LPCNet's trick, coef 0.85).
+    """
+    return AF.preemphasis(audio, coef) if coef else audio
+
+
+class Deemphasis:
+    """The inverse of `preemphasis`, y[t] = x[t] + coef * y[t-1], applied chunk by chunk.
+
+    Call it on consecutive (batch, n) chunks of one stream: the filter's memory (each row's
+    last output) carries across calls, so chunked output equals one pass over the whole.
+    """
+
+    def __init__(self, coef: float, batch: int = 1):
+        self.coef = coef
+        self.last = torch.zeros(batch)
+
+    def __call__(self, chunk: torch.Tensor) -> torch.Tensor:
+        """(batch, n) float -> (batch, n) float, clipped to [-1, 1]."""
+        if not self.coef or chunk.shape[-1] == 0:
+            return chunk
+        # The zero-input response of the previous chunk's last output decays as coef ** k.
+        decay = self.coef ** torch.arange(1, chunk.shape[-1] + 1, dtype=chunk.dtype)
+        out = AF.deemphasis(chunk, self.coef) + self.last.to(chunk)[:, None] * decay
+        self.last = out[:, -1]
+        return out.clamp(-1.0, 1.0)

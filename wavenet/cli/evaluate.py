@@ -40,11 +40,12 @@ def run(cfg: EvaluateConfig) -> dict:
     for name, reason in dataset.skipped:
         print(f"wavenet-evaluate: skipped {name}: {reason}", file=sys.stderr)
     result = evaluate(model, dataset.utterances, cfg.batch, cfg.chunk, cfg.progress,
-                      checkpoint.speakers(ckpt), ckpt["sample_rate"])
+                      checkpoint.speakers(ckpt), ckpt["sample_rate"], checkpoint.preemphasis(ckpt))
     result = {
         **{k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()},
         "per_speaker": {k: round(v, 5) for k, v in result["per_speaker"].items()},
         "checkpoint": str(cfg.checkpoint), "step": ckpt["step"], "data_root": str(cfg.data.root),
+        "preemphasis": checkpoint.preemphasis(ckpt),
     }
     if cfg.json_out:
         atomic_write(Path(cfg.json_out), (to_json(result) + "\n").encode(), durable=False)

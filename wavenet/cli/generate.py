@@ -101,8 +101,9 @@ def run(cfg: GenerateConfig) -> list[Path]:
         if n < 1:
             raise ValueError(f"prime_seconds={cfg.prime_seconds} is less than one sample at "
                              f"{rate} Hz")
-        audio = read_audio(cfg.prime, rate)[-n:]
-        prime = mulaw.encode(audio, classes).expand(batch, -1)
+        audio = read_audio(cfg.prime, rate)[-n - 1:-1]
+        emphasised = mulaw.preemphasis(audio, checkpoint.preemphasis(ckpt))
+        prime = mulaw.encode(emphasised, classes).expand(batch, -1)
     samples = None
     if mel is None:
         samples = int(cfg.seconds * rate)
@@ -132,12 +133,15 @@ def run(cfg: GenerateConfig) -> list[Path]:
     gen = torch.Generator().manual_seed(cfg.seed)
     chunks = generate(model, samples, batch, cfg.temperature, prime, gen,
                       progress=cfg.progress, impl=cfg.impl, speaker=speaker, mel=mel)
+    deemphasis = mulaw.Deemphasis(checkpoint.preemphasis(ckpt), batch)  # no-op without
     with output_files(paths, rate) as files:
         if prime is not None:  # outputs continue the prime, so it starts each file
-            for f in files:
-                f.write(mulaw.decode(prime[0], classes).numpy())
+            for f, row in zip(files, deemphasis(mulaw.decode(prime, classes)).numpy(),
+                              strict=True):
+                f.write(row)
         for chunk in chunks:
-            for f, row in zip(files, mulaw.decode(chunk, classes).numpy(), strict=True):
+            for f, row in zip(files, deemphasis(mulaw.decode(chunk, classes)).numpy(),
+                              strict=True):
                 f.write(row)
     return paths
 

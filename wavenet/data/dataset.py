@@ -318,11 +318,13 @@ def split_by_file(
     return train, val
 
 
-def _encode(audio: torch.Tensor, length: int, classes: int) -> torch.Tensor:
-    """(time,) float -> (max(time, length),) compact-int μ-law classes, left-padded with silence."""
+def _encode(audio: torch.Tensor, length: int, classes: int, preemphasis: float = 0.0
+            ) -> torch.Tensor:
+    """(time,) float -> (max(time, length),) compact-int μ-law classes of the (pre-emphasised)
+    audio, left-padded with silence."""
     # uint8 holds 256 classes in a quarter of int32's memory; wider quantizations need int32.
     dtype = torch.uint8 if classes <= 256 else torch.int32
-    encoded = mulaw.encode(audio, classes).to(dtype)
+    encoded = mulaw.encode(mulaw.preemphasis(audio, preemphasis), classes).to(dtype)
     pad = length - encoded.numel()
     if pad > 0:
         silence = torch.full((pad,), mulaw.silence_class(classes), dtype=dtype)
@@ -370,13 +372,14 @@ class Batch:
 
 @dataclass
 class Conditioning:
-    """What crops carry besides audio: speaker ids in the speaker table `speakers` (sorted
-    names, id = position) and/or log-mel frames per `mel` at `sample_rate`. The default carries
-    nothing."""
+    """How crops are made besides cutting: speaker ids in the speaker table `speakers` (sorted
+    names, id = position), log-mel frames per `mel` at `sample_rate` (of the plain audio), and
+    the pre-emphasis of the audio the classes encode. The default adds nothing."""
 
     speakers: list[str] | None = None
     mel: MelConfig | None = None
     sample_rate: int = 16000
+    preemphasis: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mel is not None and not self.mel.enabled:
@@ -399,13 +402,14 @@ def _prepare(utterances: list[Utterance], length: int, classes: int, cond: Condi
     if cond.speakers is not None:
         ids = speaker_ids(cond.speakers, [u.speaker for u in utterances])
     if cond.mel is None:
-        return [_encode(u.audio, length, classes) for u in utterances], None, ids
+        return ([_encode(u.audio, length, classes, cond.preemphasis) for u in utterances],
+                None, ids)
     encoded, mels = [], []
     for u in utterances:
         # Whole hops only; short files get leading silence, which the mel then describes too.
         audio = u.audio[: usable_samples(len(u.audio), cond.mel)]
         audio = torch.nn.functional.pad(audio, (max(0, length - len(audio)), 0))
-        encoded.append(_encode(audio, length, classes))
+        encoded.append(_encode(audio, length, classes, cond.preemphasis))  # the mel hears it plain
         mels.append(pad_frames(log_mel(audio, cond.sample_rate, cond.mel), cond.mel.context))
     return encoded, mels, ids
 

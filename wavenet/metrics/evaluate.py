@@ -33,13 +33,15 @@ def chunk_windows(length: int, chunk: int, context: int) -> list[tuple[int, int,
 @torch.no_grad()
 def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk: int = 65536,
              progress: bool = False, speakers: list[str] | None = None,
-             sample_rate: int = 16000) -> dict:
+             sample_rate: int = 16000, preemphasis: float = 0.0) -> dict:
     """Negative log-likelihood in bits per μ-law sample of `utterances` under `model`.
 
     utterances: their .audio is (time,) float in [-1, 1] at the model's sample rate; each is
     μ-law encoded with the model's classes and scored at every position t >= 1, exactly as one
     forward pass over the whole file would score it. Files with fewer than 2 samples have no
     scored position and are not counted. Runs on the model's device; float64 accumulation.
+    preemphasis: the coefficient the model was trained with (wavenet.mulaw.preemphasis); the
+    figure is then per μ-law sample of the pre-emphasised audio, which is what it predicts.
 
     Conditioned models: `speakers` is the checkpoint's speaker table (each utterance's speaker
     must be in it); a mel-conditioned model hears the log-mel of each file (at `sample_rate`),
@@ -57,7 +59,7 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
     mel_cfg = model.config.mel if model.upsampler is not None else None
     audios = [u.audio[: usable_samples(len(u.audio), mel_cfg)] if mel_cfg else u.audio
               for u in utterances]
-    seqs = [mulaw.encode(a, classes) for a in audios]
+    seqs = [mulaw.encode(mulaw.preemphasis(a, preemphasis), classes) for a in audios]
     ids = None
     if model.speaker_embed is not None:
         ids = speaker_ids(speakers or [], [u.speaker for u in utterances])

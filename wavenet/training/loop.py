@@ -176,7 +176,7 @@ def build_data(cfg: Config, run_dir: Path, world: World) -> TrainingData:
     if not val_set:
         val_set = train_set  # val_fraction=0: report fit to the training data
     speakers = speaker_table(dataset.utterances, dc.root, layout) if mc.speaker_channels else []
-    cond = Conditioning(speakers or None, mc.mel, dc.sample_rate)
+    cond = Conditioning(speakers or None, mc.mel, dc.sample_rate, dc.preemphasis)
     # With a mel, crops are whole hops: the crop is rounded up to the next multiple.
     length = math.ceil((r + dc.crop) / cond.hop) * cond.hop
     crops = CropSampler(train_set, length, mc.classes, seed=tc.seed, rank=world.rank,
@@ -184,9 +184,11 @@ def build_data(cfg: Config, run_dir: Path, world: World) -> TrainingData:
     val_batch = validation_batch(val_set, length, dc.val_crops, mc.classes, cond)
     bigram = math.nan
     if world.main:
-        bigram = bigram_bits_per_sample([mulaw.encode(u.audio, mc.classes) for u in train_set],
-                                        [mulaw.encode(u.audio, mc.classes) for u in val_set],
-                                        mc.classes)
+        def encode(utts: list[Utterance]) -> list[torch.Tensor]:
+            return [mulaw.encode(mulaw.preemphasis(u.audio, dc.preemphasis), mc.classes)
+                    for u in utts]
+
+        bigram = bigram_bits_per_sample(encode(train_set), encode(val_set), mc.classes)
     log.info("data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio; "
              "see data_report.json", len(dataset.utterances), len(train_set), len(val_set),
              len(dataset.skipped),
