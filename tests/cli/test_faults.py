@@ -20,8 +20,9 @@ import torchaudio.functional as AF
 from builders import save_model_checkpoint
 from tools import exe, one_line_error
 
-from wavenet import WaveNet, checkpoint
+from wavenet import WaveNet, checkpoint, mulaw
 from wavenet.config import PROJECT_DIR
+from wavenet.data.dataset import read_audio
 
 TRAIN = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.batch_size=2",
          "train.sample_seconds=0", "train.threads=1", "train.progress=false"]
@@ -195,16 +196,23 @@ def test_damaged_or_newer_checkpoint_is_one_line(tmp_path, tiny_checkpoint, dama
 
 def test_prime_at_another_rate_and_layout_is_resampled(tmp_path, tiny_checkpoint, utterance,
                                                        cli_main):
-    prime = tmp_path / "prime_8k_stereo.wav"
-    sf.write(prime, np.stack([resampled(utterance, 8000)] * 2, axis=1), 8000, subtype="PCM_16")
+    audio_8k = resampled(utterance, 8000)
+    loudest = int(np.argmax(np.convolve(audio_8k**2, np.ones(800), "valid")))
+    prime = tmp_path / "prime_8k_stereo.wav"  # ends with its loudest 0.1 s
+    sf.write(prime, np.stack([audio_8k[: loudest + 800]] * 2, axis=1), 8000, subtype="PCM_16")
     proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", f"prime={prime}",
                     "prime_seconds=0.1", "seconds=0.05", f"out={tmp_path / 'out'}",
                     "progress=false")
     assert proc.returncode == 0, proc.stderr
     audio, rate = sf.read(proc.stdout.split()[0])
     assert rate == 16000 and len(audio) == 1600 + 800
-    expected = resampled((resampled(utterance, 8000), 8000), 16000)[-1600:]
-    assert np.abs(audio[:1600] - expected).max() < 0.05  # μ-law quantized, else the same
+    # The output starts with the prime's last 0.1 s, down-mixed and resampled to 16 kHz, then
+    # μ-law quantized: exactly (to 16-bit PCM) what read_audio and the μ-law round trip give.
+    tail = read_audio(prime, 16000)[-1600:]
+    assert tail.pow(2).mean().sqrt() > 0.05  # loud: an offset or a wrong rate shows
+    assert np.abs(audio[:1600] - mulaw.decode(mulaw.encode(tail)).numpy()).max() <= 1 / 32767
+    independent = resampled((audio_8k[: loudest + 800], 8000), 16000)[-1600:]
+    assert np.corrcoef(audio[:1600], independent)[0, 1] > 0.99
 
 
 @pytest.mark.parametrize("args,names", [

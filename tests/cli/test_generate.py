@@ -1,7 +1,21 @@
-"""wavenet-generate's argument checks, in process: each bad argument is one line and exit 2."""
+"""wavenet-generate in process: each bad argument is one line and exit 2; impl= and threads=
+reach the sampler."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
+import soundfile as sf
+import torch
+from builders import TINY_ARCH, random_model, save_model_checkpoint
 from tools import one_line_error
+
+from wavenet import checkpoint, mulaw
+from wavenet.cli import generate as cli_generate
+from wavenet.sampling import numba_kernel
+from wavenet.sampling.cached import generate
+
+needs_numba = pytest.mark.skipif(not numba_kernel.available(), reason="numba is not installed")
 
 
 @pytest.mark.parametrize("args,match", [
@@ -15,3 +29,38 @@ from tools import one_line_error
 def test_generate_user_errors_are_one_line(args, match, repo_root, cli_main, monkeypatch):
     monkeypatch.chdir(repo_root)  # checkpoint=README.md
     one_line_error(cli_main("wavenet-generate", *args), "wavenet-generate: error:", match)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return save_model_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt",
+                                 random_model(TINY_ARCH))
+
+
+@pytest.mark.parametrize("impl", ["reference", pytest.param("compiled", marks=needs_numba)])
+def test_impl_and_threads_reach_the_sampler(impl, tiny_checkpoint, tmp_path, cli_main,
+                                            monkeypatch):
+    """impl= picks the sampler path and threads= the torch threads it runs on; the file holds
+    what that path draws with the seed."""
+    seen = []
+    real = cli_generate.generate
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["impl"], torch.get_num_threads()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli_generate, "generate", spy)
+    proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", f"impl={impl}",
+                    "threads=2", "seconds=0.02", "seed=5", f"out={tmp_path}", "progress=false",
+                    ok=True)
+    assert seen == [(impl, 2)]
+    model = checkpoint.build_model(checkpoint.load(tiny_checkpoint))
+    drawn = next(generate(model, 320, generator=torch.Generator().manual_seed(5), impl=impl))
+    audio, _ = sf.read(proc.stdout.strip())
+    assert np.abs(audio - mulaw.decode(drawn[0]).numpy()).max() <= 1 / 32767
+
+
+def test_an_unknown_impl_is_one_line(tiny_checkpoint, tmp_path, cli_main):
+    proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", "impl=quantum",
+                    f"out={tmp_path}")
+    one_line_error(proc, "wavenet-generate: error:", "impl", "quantum")
