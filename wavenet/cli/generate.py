@@ -101,7 +101,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
         if n < 1:
             raise ValueError(f"prime_seconds={cfg.prime_seconds} is less than one sample at "
                              f"{rate} Hz")
-        audio = read_audio(cfg.prime, rate)[-n - 1:-1]
+        audio = read_audio(cfg.prime, rate)[-n:]
         emphasised = mulaw.preemphasis(audio, checkpoint.preemphasis(ckpt))
         prime = mulaw.encode(emphasised, classes).expand(batch, -1)
     samples = None
