@@ -3,11 +3,14 @@ folder, the shipped model."""
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import tools
 import torch
 
 from wavenet import checkpoint, mulaw
@@ -122,3 +125,22 @@ def test_generate_without_a_checkpoint_uses_the_shipped_model(tmp_path, cli):
     centred = audio - audio.mean()
     lag1 = (centred[1:] * centred[:-1]).sum() / (centred**2).sum()
     assert lag1 > 0.5 and 0.01 < audio.std() < 0.5, (lag1, audio.std())
+
+
+def test_library_deprecation_notices_stay_off_the_tools_stderr(tmp_path):
+    """A new FutureWarning or DeprecationWarning inside torch or numba must not add a line to
+    every tool's one-line errors; a warning from this package, or about the input, still shows."""
+    code = """if True:
+        import warnings
+        import wavenet.cli
+        for module, category in [("torch._dynamo.x", FutureWarning),
+                                 ("numba.core", DeprecationWarning),
+                                 ("torch.nn", UserWarning), ("wavenet.x", FutureWarning)]:
+            warnings.warn_explicit(f"{module} notice", category, "x.py", 1, module=module)
+    """
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=tools.env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["x.py:1: UserWarning: torch.nn notice",
+                     "x.py:1: FutureWarning: wavenet.x notice"]
