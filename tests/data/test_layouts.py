@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from builders import metadata_rows, sine, write_audio
+from builders import sine, write_audio
 
 from wavenet.data import dataset as data
 from wavenet.data.dataset import load_dataset, read_audio, speaker_hours
@@ -358,7 +358,6 @@ def test_find_audio_recursive_sorted_case_insensitive(tmp_path: Path) -> None:
     ]
 
 
-
 def test_find_audio_metadata_keeps_row_order_and_speakers(tmp_path: Path) -> None:
     write_audio(tmp_path / "wavs" / "z.flac", sine(440, 0.01))
     write_audio(tmp_path / "wavs" / "a.flac", sine(440, 0.01))
@@ -376,18 +375,15 @@ def test_find_audio_metadata_keeps_row_order_and_speakers(tmp_path: Path) -> Non
     ]
 
 
-
 def test_find_audio_metadata_without_speaker_column(tmp_path: Path) -> None:
     (tmp_path / "metadata.csv").write_text("file\nb.wav\na.wav\n")
     assert find_audio(tmp_path) == [("b.wav", ""), ("a.wav", "")]
-
 
 
 def test_find_audio_metadata_without_file_column(tmp_path: Path) -> None:
     (tmp_path / "metadata.csv").write_text("path,speaker\na.wav,x\n")
     with pytest.raises(DataError, match="file"):
         find_audio(tmp_path)
-
 
 
 def test_find_audio_missing_or_empty_dir_names_it(tmp_path: Path) -> None:
@@ -410,9 +406,3 @@ def test_find_audio_missing_or_empty_dir_names_it(tmp_path: Path) -> None:
     assert str(not_dir) in str(err.value)
 
 
-
-def test_asterisk4_layout_is_found(asterisk_root: Path) -> None:
-    entries = find_audio(asterisk_root)
-    assert len(entries) == len(metadata_rows(asterisk_root))
-    assert all((asterisk_root / name).is_file() for name, _ in entries)
-    assert {speaker for _, speaker in entries} == {"allison", "june", "carlo", "ivrvoice_ru"}
