@@ -744,3 +744,18 @@ def test_report_bad_run_dir(world, capsys, run, names):
     argv = _fill([run], world)
     one_line(capsys, lambda: report_cli.main(argv), names=_fill(names, world))
     assert snapshot(world["base"]) == before
+
+
+USAGE_CASES = [([], ["RUN_DIR"]), (["{run}", "--bogus"], ["--bogus"]), (["{run}", "--out"], ["--out"])]
+
+
+@pytest.mark.parametrize("tool", ["plot", "report"])
+@pytest.mark.parametrize("argv,names", USAGE_CASES, ids=["no_run", "unknown_option", "no_out"])
+def test_argparse_usage_errors_are_one_line(world, capsys, tool, argv, names):
+    import wavenet.cli.report as report_cli
+
+    main = {"plot": plot_cli.main, "report": report_cli.main}[tool]
+    argv = [str(world["run"]) if a == "{run}" else a for a in argv]
+    before = snapshot(world["base"])
+    one_line(capsys, lambda: main(argv), names=[f"wavenet-{tool}: error:", *names])
+    assert snapshot(world["base"]) == before

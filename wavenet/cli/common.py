@@ -2,10 +2,11 @@
 promise every tool keeps for user errors: one line on stderr and exit status 2, no traceback.
 """
 
+import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -53,6 +54,16 @@ def parse_key_values(schema: type[T], argv: list[str]) -> T:
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         raise ValueError(f"{key}: {one_line(e)}" if key else one_line(e)) from e
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the tools' promise: a usage error is one line on stderr and exit 2 (plain
+    argparse prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {one_line(ValueError(message))} (see --help)",
+              file=sys.stderr)
+        sys.exit(2)
 
 
 def fail(name: str, e: BaseException, status: int = 2) -> None:

@@ -3,16 +3,15 @@
     wavenet-plot RUN_DIR [RUN_DIR ...] [--out learning_curves.png]
 """
 
-import argparse
 from pathlib import Path
 
-from wavenet.cli.common import fail
+from wavenet.cli.common import OneLineParser, fail
 from wavenet.metrics.plots import plot_learning_curves
 
 
 def main(argv: list[str] | None = None) -> None:
     """wavenet-plot: learning curves of runs in one figure; prints the written path."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="wavenet-plot",
         description="Plot train and validation bits/sample of wavenet-train runs (their "
                     "metrics.jsonl) in one figure, with each run's bigram baseline.")

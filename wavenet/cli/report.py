@@ -5,16 +5,16 @@ several write one page comparing them (see wavenet.metrics.report), with links r
 output file's folder. Prints the written path; user errors print one line and exit 2.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
+from wavenet.cli.common import OneLineParser
 from wavenet.errors import one_line
 from wavenet.metrics.report import write_comparison, write_report, write_run_page
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="wavenet-report",
         description="Write a self-contained HTML page of wavenet-train runs: status, scores, "
                     "learning curves and a player for every generated sample.")
