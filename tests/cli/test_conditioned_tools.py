@@ -268,6 +268,8 @@ def test_conditioning_mismatches_are_one_line(speaker_run, vocoder_run, speech, 
     shutil.copytree(labelled, other)
     meta = (other / "metadata.csv").read_text().replace(",june", ",anna")
     (other / "metadata.csv").write_text(meta)
+    report = (copy / "data_report.json").read_bytes()
     proc = cli("wavenet-train", *TINY, "model.speaker_channels=4", f"data.root={other}",
                "train.max_steps=8", f"hydra.run.dir={copy}", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "with speakers ['carlo', 'june'] differs" in proc.stderr
+    assert (copy / "data_report.json").read_bytes() == report  # the run's record is unchanged

@@ -43,7 +43,7 @@ from wavenet.model.network import WaveNet
 from wavenet.training import distributed
 from wavenet.training.distributed import World
 from wavenet.training.ema import EMA
-from wavenet.training.outputs import RunOutputs, write_data_report
+from wavenet.training.outputs import RunOutputs, data_report
 from wavenet.training.state import StopSignals, TrainState, WallClock
 
 log = logging.getLogger("wavenet.train")
@@ -60,11 +60,12 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     world = distributed.setup(tc.device)
     try:
         precision = set_up_process(tc, world)
-        data = build_data(cfg, run_dir, world)
+        data = build_data(cfg, world)
         clock = WallClock()  # seconds trained, across resumes
         state = build_state(cfg, data, world, clock)
         out = RunOutputs(cfg, run_dir, resolved, state, data.speakers, world.main, clock)
         restore(state, out, world, tc.ema_decay)
+        out.write_data_report(data.report)
         net, ddp = wrap(state.model, world, tc.compile)
         bad = 0  # non-finite steps in a row
         seen, since = 0, time.perf_counter()  # samples trained on since the last log
@@ -151,11 +152,12 @@ class TrainingData:
     val_file: Utterance  # the first validation file: a vocoder's samples re-synthesise it
     speakers: list[str]
     bigram: float
+    report: dict  # data_report.json, written once the run is known to go on (after resume)
 
 
-def build_data(cfg: Config, run_dir: Path, world: World) -> TrainingData:
-    """Decode (or read the cache of) the dataset, split it by file, write data_report.json and
-    build the crop sampler and the validation batch."""
+def build_data(cfg: Config, world: World) -> TrainingData:
+    """Decode (or read the cache of) the dataset, split it by file, and build the crop sampler,
+    the validation batch and data_report.json's content."""
     dc, mc, tc = cfg.data, cfg.model, cfg.train
     r = mc.receptive_field
     # Rank 0 decodes the data first and fills the cache; the other ranks then read the cache.
@@ -170,9 +172,7 @@ def build_data(cfg: Config, run_dir: Path, world: World) -> TrainingData:
     for name, reason in dataset.skipped:
         log.warning("skipped %s: %s", name, reason)
     train_set, val_set = split_by_file(dataset.utterances, dc.val_fraction)
-    if world.main:
-        write_data_report(run_dir / "data_report.json", dc.root, layout, dataset, train_set,
-                          val_set)
+    report = data_report(dc.root, layout, dataset, train_set, val_set)
     if not val_set:
         val_set = train_set  # val_fraction=0: report fit to the training data
     speakers = speaker_table(dataset.utterances, dc.root, layout) if mc.speaker_channels else []
@@ -195,7 +195,7 @@ def build_data(cfg: Config, run_dir: Path, world: World) -> TrainingData:
              sum(len(u.audio) for u in dataset.utterances) / dc.sample_rate)
     if speakers:
         log.info("speaker conditioning: %d speakers (%s)", len(speakers), ", ".join(speakers))
-    return TrainingData(crops, val_batch.to(world.device), val_set[0], speakers, bigram)
+    return TrainingData(crops, val_batch.to(world.device), val_set[0], speakers, bigram, report)
 
 
 def build_state(cfg: Config, data: TrainingData, world: World, clock: WallClock) -> TrainState:

@@ -41,10 +41,10 @@ from wavenet.training.state import CheckpointSchedule, TrainState, WallClock, tr
 log = logging.getLogger("wavenet.train")
 
 
-def write_data_report(path: Path, root: str, layout: str, dataset: Dataset,
-                      train_set: list[Utterance], val_set: list[Utterance]) -> None:
-    """data_report.json: the layout, hours per speaker, the files used (train / validation) and
-    the files skipped, with why."""
+def data_report(root: str, layout: str, dataset: Dataset, train_set: list[Utterance],
+                val_set: list[Utterance]) -> dict:
+    """What data_report.json holds: the layout, hours per speaker, the files used (train /
+    validation) and the files skipped, with why."""
     rate = dataset.sample_rate
     hours = lambda utts: {k: round(v, 5) for k, v in speaker_hours(utts, rate).items()}  # noqa: E731
     report_ = {"root": str(root), "layout": layout, "sample_rate": rate,
@@ -53,7 +53,7 @@ def write_data_report(path: Path, root: str, layout: str, dataset: Dataset,
                "train": [u.name for u in train_set],
                "validation": [u.name for u in val_set],
                "skipped": [{"file": name, "reason": reason} for name, reason in dataset.skipped]}
-    atomic_write(path, (json.dumps(report_, indent=1) + "\n").encode(), durable=False)
+    return report_
 
 
 def write_wav(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
@@ -187,6 +187,11 @@ class RunOutputs:
             log.info("removed %s, left by an interrupted checkpoint write", tmp.name)
         path = self.resume_path()
         return None if path is None else read_resume(self.cfg, path, self.speakers)
+
+    def write_data_report(self, report_: dict) -> None:
+        if self.main:
+            atomic_write(self.run_dir / "data_report.json",
+                         (json.dumps(report_, indent=1) + "\n").encode(), durable=False)
 
     def resumed(self, ckpt: dict | None) -> None:
         """Note where this run starts: the wall time already trained, and drop metrics past it."""
