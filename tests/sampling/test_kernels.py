@@ -14,6 +14,7 @@ part ways, after which each is a different valid sample of the same model).
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -231,3 +232,15 @@ def test_benchmark_script_prints_its_fields():
         for field in ("samples_per_s_aggregate", "samples_per_s_per_stream", "realtime_factor",
                       "first_call_s", "seconds", "runs_s", "weight_bytes", "load", "cpu"):
             assert field in line, field
+
+
+def test_the_layer_split_needs_free_cores():
+    from wavenet.sampling.cached import kernel_parts
+
+    weights = CachedSampler(WaveNet()).merged_weights()  # 5 MB: more than any core's L2 here
+    cores = os.cpu_count() or 1
+    if cores >= 2:
+        assert kernel_parts(2, weights, batch=1, busy=0.0) == 2
+    # Other work on the cores: one thread, not a barrier waiting for a descheduled one.
+    assert kernel_parts(2, weights, batch=1, busy=float(cores)) == 1
+    assert kernel_parts(2, weights, batch=16, busy=0.0) == 1  # rows split instead

@@ -7,6 +7,7 @@ Training and sampling share the model's weights; the sampler reads them once, me
 """
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,12 +338,18 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
 
 
 def kernel_parts(threads: int, weights: MergedWeights, storage: str = "float32",
-                 batch: int = 1) -> int:
+                 batch: int = 1, busy: float | None = None) -> int:
     """Threads to split every layer's weights between: 1 where there are at least as many
     batch rows as threads (the kernel splits the rows: measured faster at batch 16, no barrier
-    per layer) or where the stored weights fit one core's L2 (nothing to gain), else the most
-    <= threads that divide gate / 2 and skip evenly."""
+    per layer), where the stored weights fit one core's L2 (nothing to gain), or where other
+    work holds the cores (`busy`: the 1-minute load average, read when None; a spin barrier
+    waiting for a descheduled thread made the split 20x slower than one thread on a loaded
+    2-core machine), else the most <= threads that divide gate / 2 and skip evenly."""
     if batch >= threads:
+        return 1
+    cores = os.cpu_count() or 1
+    busy = os.getloadavg()[0] if busy is None else busy
+    if busy + threads > cores + 0.5:
         return 1
     bytes_per = {"float32": weights.embed.element_size(), "bfloat16": 2}[storage]
     stored = bytes_per * sum(w.numel() for w in (weights.conv_w, weights.res_w, weights.skip_w,
