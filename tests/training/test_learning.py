@@ -67,7 +67,7 @@ def test_tiny_model_learns_real_speech_better_than_a_bigram(asterisk_root, tmp_p
     overrides = ["model=tiny", "data=asterisk4", f"data.root={asterisk_root}", "data.crop=2000",
                  "train.max_steps=600", "train.batch_size=8", "train.lr=5e-3",
                  "train.warmup_steps=50", "train.val_every=600", "train.sample_seconds=0",
-                 "train.threads=2", "train.progress=false"]
+                 "train.threads=1", "train.progress=false"]
     cfg = OmegaConf.to_object(compose(*overrides))
     train_run(tmp_path, *overrides)
 
@@ -101,7 +101,7 @@ def test_tiny_vocoder_learns_to_use_the_mel(asterisk_root, tmp_path, train_run, 
     overrides = ["model=tiny", "model.mel.n_mels=80", "model.mel.channels=32", "data=asterisk4",
                  f"data.root={asterisk_root}", "data.crop=2000", "train.max_steps=400",
                  "train.batch_size=8", "train.lr=5e-3", "train.warmup_steps=50",
-                 "train.val_every=400", "train.sample_seconds=0", "train.threads=2",
+                 "train.val_every=400", "train.sample_seconds=0", "train.threads=1",
                  "train.progress=false"]
     cfg = OmegaConf.to_object(compose(*overrides))
     train_run(tmp_path, *overrides)
