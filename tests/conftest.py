@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 import tools
 import torch
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,37 +73,17 @@ def _session_cache_dir(tmp_path_factory) -> Path:
 # -------------------------------------------------------------------------- Hydra and train
 
 
-def _compose(*overrides: str) -> DictConfig:
-    from wavenet.cli.common import register
-    from wavenet.config import CONF_DIR
-
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
-
-
-def _train_run(run_dir: Path, *overrides: str) -> dict:
-    from wavenet.training.loop import train
-
-    dcfg = _compose(*overrides)
-    try:
-        return train(OmegaConf.to_object(dcfg), run_dir, OmegaConf.to_container(dcfg,
-                                                                              resolve=True))
-    finally:
-        torch.set_num_threads(1)  # train.threads sets the process's threads
-
-
 @pytest.fixture(scope="session")
 def compose() -> Callable[..., DictConfig]:
     """compose(*overrides) -> the DictConfig wavenet-train would run (wavenet.conf + overrides)."""
-    return _compose
+    return tools.compose
 
 
 @pytest.fixture(scope="session")
 def train_run() -> Callable[..., dict]:
     """train_run(run_dir, *overrides): wavenet.training.loop.train in this process on the
     composed config, as wavenet-train runs it; returns the last metrics record."""
-    return _train_run
+    return tools.train_run
 
 
 # A tiny model on the bundled demo speech, long enough to learn more than a few samples'
@@ -120,7 +98,7 @@ def demo_run(tmp_path_factory, demo_root: Path) -> Path:
     """The run dir of DEMO_RUN on data/demo (checkpoints/last.pt, metrics.jsonl,
     data_report.json), trained in this process once per session."""
     run = tmp_path_factory.mktemp("demo_run")
-    _train_run(run, *DEMO_RUN, f"data.root={demo_root}")
+    tools.train_run(run, *DEMO_RUN, f"data.root={demo_root}")
     return run
 
 

@@ -4,17 +4,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
+from tools import compose
 
-from wavenet.cli.common import register
 from wavenet.config import CONF_DIR, PROJECT_DIR, Config
 from wavenet.model.network import WaveNetConfig
 
 CONF = CONF_DIR
-register()
 
 
 def options(group: str) -> list[str]:
@@ -22,9 +20,7 @@ def options(group: str) -> list[str]:
 
 
 def load(*overrides: str) -> Config:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    return OmegaConf.to_object(cfg)
+    return OmegaConf.to_object(compose(*overrides))
 
 
 def test_defaults_compose_to_the_paper_model_on_demo_data():
@@ -96,9 +92,7 @@ def test_out_of_range_values_are_rejected_by_the_schema(override, match):
 @pytest.mark.parametrize("experiment,speaker_channels,n_mels", [
     ("speaker_demo", 16, 0), ("vocoder_demo", 0, 80), ("vocoder_asterisk4", 0, 80)])
 def test_conditioning_experiments_compose(experiment, speaker_channels, n_mels):
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={experiment}"]))
+    cfg = load(f"experiment={experiment}")
     assert cfg.name == experiment
     assert cfg.model.speaker_channels == speaker_channels
     assert cfg.model.mel.n_mels == n_mels

@@ -1,5 +1,7 @@
 """Running the command-line tools (wavenet-train, ...) from tests: as installed console scripts
-in a new process, or through their `main(argv)` in this one; and the one-line-error check."""
+in a new process, or through their `main(argv)` in this one; the one-line-error check; and
+wavenet-train's config and training run in this process (Hydra compose, then the loop).
+conftest.py hands these to tests as fixtures."""
 
 import importlib
 import os
@@ -10,6 +12,13 @@ from subprocess import CompletedProcess
 
 import pytest
 import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from wavenet.cli.common import register
+from wavenet.config import CONF_DIR
+from wavenet.training.loop import train
 
 BIN = Path(sys.executable).parent
 # In-process entry points, by console-script name.
@@ -73,3 +82,21 @@ def one_line_error(proc: CompletedProcess, *names: str, code: int = 2) -> str:
     for name in names:
         assert name in lines[0], lines[0]
     return lines[0]
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The DictConfig wavenet-train would run: Hydra compose over wavenet.conf + overrides."""
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def train_run(run_dir: Path, *overrides: str) -> dict:
+    """wavenet.training.loop.train in this process on compose(*overrides), writing into run_dir;
+    returns the last metrics record. Restores one torch thread (train.threads sets them)."""
+    dcfg = compose(*overrides)
+    try:
+        return train(OmegaConf.to_object(dcfg), run_dir, OmegaConf.to_container(dcfg,
+                                                                              resolve=True))
+    finally:
+        torch.set_num_threads(1)
