@@ -1,6 +1,7 @@
 """A built wheel carries its Hydra configs: the tools work from an installed package, away from
 the checkout."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,8 +14,15 @@ from wavenet.config import CONF_DIR
 @pytest.fixture(scope="module")
 def unpacked_wheel(tmp_path_factory, repo_root):
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: setuptools leaves build/ beside the sources it builds.
+    source = out / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo_root / name, source / name)
+    shutil.copytree(repo_root / "wavenet", source / "wavenet",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(out), str(repo_root)], check=True,
+                    "--no-build-isolation", "-w", str(out), str(source)], check=True,
                    capture_output=True, timeout=300)
     wheel = next(out.glob("wavenet-*.whl"))
     site = out / "site"
