@@ -746,7 +746,8 @@ def test_report_bad_run_dir(world, capsys, run, names):
     assert snapshot(world["base"]) == before
 
 
-USAGE_CASES = [([], ["RUN_DIR"]), (["{run}", "--bogus"], ["--bogus"]), (["{run}", "--out"], ["--out"])]
+USAGE_CASES = [([], ["RUN_DIR"]), (["{run}", "--bogus"], ["--bogus"]),
+               (["{run}", "--out"], ["--out"])]
 
 
 @pytest.mark.parametrize("tool", ["plot", "report"])

@@ -5,6 +5,7 @@ frequencies with the speech when de-emphasised, so it hides under the speech spe
 """
 
 import json
+import shutil
 
 import pytest
 import soundfile as sf
@@ -93,7 +94,11 @@ def test_the_checkpoint_records_it_and_the_tools_follow(emphasised_run, demo_roo
     ckpt = checkpoint.load(ckpt_path)
     assert checkpoint.preemphasis(ckpt) == A
     # Evaluation scores the audio the model predicts: the emphasised one.
-    evaluate_cli.main([f"checkpoint={ckpt_path}", f"data.root={demo_root}", "progress=false",
+    two = tmp_path / "two"
+    two.mkdir()
+    for path in sorted((demo_root / "wavs").glob("*.flac"))[:2]:
+        shutil.copy(path, two / path.name)
+    evaluate_cli.main([f"checkpoint={ckpt_path}", f"data.root={two}", "progress=false",
                        f"json_out={tmp_path / 'e.json'}"])
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["preemphasis"] == A
