@@ -4,14 +4,10 @@ import json
 import math
 
 import pytest
-import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from wavenet.cli.common import register
-from wavenet.config import CONF_DIR
+from wavenet.config import TrainConfig
 from wavenet.metrics import listening
-from wavenet.training.loop import lr_factor, train
+from wavenet.training.loop import lr_factor
 from wavenet.training.state import WallClock
 
 
@@ -37,24 +33,20 @@ def test_wall_clock_continues_across_a_resume():
     assert clock() == pytest.approx(52.0)
 
 
-def test_a_run_stops_by_time_and_validates_its_last_step(tmp_path, demo_root):
-    register()
+def test_a_run_stops_by_time_and_validates_its_last_step(tmp_path, demo_root, train_run):
     overrides = ["model=tiny", "train=quick", f"data.root={demo_root}", "data.crop=300",
                  "train.max_steps=100000", "train.max_minutes=0.05", "train.val_every=100000",
                  "train.log_every=5", "train.sample_seconds=0.25", "train.threads=1",
                  "train.progress=false", "train.warmup_steps=2"]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        dcfg = compose("config", overrides=overrides)
     run = tmp_path / "run"
-    train(OmegaConf.to_object(dcfg), run, OmegaConf.to_container(dcfg, resolve=True))
-    torch.set_num_threads(1)
+    train_run(run, *overrides)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     last = records[-1]
     # Stopped by the 3 s budget, far from max_steps, with a validation and a sample at the end.
     assert 3.0 <= last["wall_s"] < 60 and last["step"] < 100000
     assert "val_bits" in last and (run / "samples" / f"step_{last['step']:07d}.wav").is_file()
     # The schedule reached its floor with the time, not with the steps.
-    assert last["lr"] == pytest.approx(OmegaConf.to_object(dcfg).train.lr * 0.1, rel=0.05)
+    assert last["lr"] == pytest.approx(TrainConfig.lr * 0.1, rel=0.05)
     if listening.available():
         # Every validation's sample is scored by ear (DNSMOS, 1-5) in the step's record.
         for key in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"):

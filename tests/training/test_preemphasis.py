@@ -10,16 +10,11 @@ import shutil
 import pytest
 import soundfile as sf
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from wavenet import checkpoint, mulaw
 from wavenet.cli import evaluate as evaluate_cli
 from wavenet.cli import generate as generate_cli
-from wavenet.cli.common import register
-from wavenet.config import CONF_DIR
 from wavenet.data.dataset import Conditioning, CropSampler, Utterance, read_audio
-from wavenet.training.loop import train
 
 A = 0.85
 
@@ -75,16 +70,11 @@ def test_crops_encode_the_emphasised_audio_and_the_mel_hears_it_plain(voice):
 
 
 @pytest.fixture(scope="module")
-def emphasised_run(tmp_path_factory, demo_root):
-    register()
-    overrides = ["model=tiny", "train=quick", f"data.root={demo_root}", "data.crop=300",
-                 "data.preemphasis=0.85", "train.max_steps=10", "train.sample_seconds=0.25",
-                 "train.threads=1", "train.progress=false"]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        dcfg = compose("config", overrides=overrides)
+def emphasised_run(tmp_path_factory, demo_root, train_run):
     run = tmp_path_factory.mktemp("emphasis") / "run"
-    train(OmegaConf.to_object(dcfg), run, OmegaConf.to_container(dcfg, resolve=True))
-    torch.set_num_threads(1)
+    train_run(run, "model=tiny", "train=quick", f"data.root={demo_root}", "data.crop=300",
+              "data.preemphasis=0.85", "train.max_steps=10", "train.sample_seconds=0.25",
+              "train.threads=1", "train.progress=false")
     return run
 
 
