@@ -1,0 +1,318 @@
+"""wavenet-generate: bad arguments, checkpoint contents, primes, mels, speakers and outputs.
+
+Untrusted input through every tool: bad arguments, config values, checkpoint contents, audio,
+mels, metadata rows, run directories and the disk. Each case: the exit status, exactly one line
+on stderr naming the bad value or file, no traceback, and every pre-existing output and run dir
+byte-for-byte unchanged (hashed before and after), with no new run dir.
+
+Most cases call the tools in-process (`main(argv)` raises SystemExit); the few where the process
+itself matters (Ctrl-C, two runs on one dir, kill -9) run the installed commands.
+"""
+
+import copy
+import math
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from bad_inputs import (
+    Evil,
+    _fill,
+    one_line,
+    snapshot,
+)
+from tools import env, exe
+
+import wavenet.cli.generate as generate_cli
+
+# ----------------------------------------------------------------- wavenet-generate arguments
+
+
+# (arguments, names the error line must hold); {ckpt}, {mels}, {prime}, ... are filled in.
+GENERATE_ARGS = [
+    (["seconds=nan"], ["seconds", "nan"]),
+    (["seconds=inf"], ["seconds", "inf"]),
+    (["seconds=-inf"], ["seconds"]),
+    (["seconds=-1"], ["seconds"]),
+    (["seconds=0"], ["seconds"]),
+    (["seconds=1e-9"], ["seconds", "one sample"]),
+    (["seconds=1e12"], ["seconds"]),
+    (["seconds=1e6"], ["seconds"]),
+    (["seconds=abc"], ["seconds", "abc"]),
+    (["seconds="], ["seconds="]),
+    (["batch=0"], ["batch"]),
+    (["batch=-1"], ["batch"]),
+    (["batch=100000"], ["batch", "100000"]),
+    (["batch=1.5"], ["batch", "1.5"]),
+    (["batch=abc"], ["batch"]),
+    (["temperature=nan"], ["temperature", "nan"]),
+    (["temperature=inf"], ["temperature", "inf"]),
+    (["temperature=-inf"], ["temperature"]),
+    (["temperature=-1"], ["temperature"]),
+    (["temperature=1e9"], ["temperature"]),
+    (["temperature=warm"], ["temperature", "warm"]),
+    (["prime={prime}", "prime_seconds=nan"], ["prime_seconds"]),
+    (["prime={prime}", "prime_seconds=inf"], ["prime_seconds"]),
+    (["prime={prime}", "prime_seconds=0"], ["prime_seconds"]),
+    (["prime={prime}", "prime_seconds=-1"], ["prime_seconds"]),
+    (["prime={prime}", "prime_seconds=1e-6"], ["prime_seconds", "one sample"]),
+    (["seed=-1"], ["seed"]),
+    (["seed=18446744073709551616"], ["seed"]),
+    (["seed=x"], ["seed"]),
+    (["threads=-1"], ["threads"]),
+    (["threads=100000"], ["threads"]),
+    (["impl=warp"], ["impl", "warp"]),
+    (["impl="], ["impl="]),
+    (["out="], ["out="]),
+    (["checkpoint="], ["checkpoint="]),
+    (["prime="], ["prime="]),
+    (["mel_from="], ["mel_from="]),
+    (["colour=red"], ["colour"]),
+    (["seconds"], ["seconds"]),
+    (["=3"], ["=3"]),
+    (["progress=maybe"], ["progress", "maybe"]),
+    (["speaker=[]"], ["speaker"]),
+    (["speaker=[a,b]", "batch=3"], ["speaker", "batch=3"]),
+    (["speaker=anna"], ["speaker"]),  # the tiny model has no speakers
+    (["mel_from={mels}/good.npy"], ["mel_from"]),  # nor a mel
+]
+
+
+
+def generate(w: dict, args: list[str]):
+    argv = [f"checkpoint={w['ckpt']}", "seconds=0.01", f"out={w['out']}", "progress=false",
+            *_fill(args, w)]
+    return lambda: generate_cli.main(argv)
+
+
+@pytest.mark.parametrize("args,names", GENERATE_ARGS, ids=lambda v: str(v))
+def test_generate_bad_argument(world, capsys, args, names):
+    before = snapshot(world["base"])
+    one_line(capsys, generate(world, args), names=_fill(names, world))
+    assert snapshot(world["base"]) == before
+
+
+# ------------------------------------------------------ wavenet-generate checkpoint contents
+
+
+def _set(key, value):
+    def mutate(c):
+        c[key] = value
+    return mutate
+
+
+def _config(key, value):
+    def mutate(c):
+        c["model_config"][key] = value
+    return mutate
+
+
+def _drop(key, where=None):
+    def mutate(c):
+        del (c[where] if where else c)[key]
+    return mutate
+
+
+def _tensor(fn):
+    def mutate(c):
+        fn(c["model"])
+    return mutate
+
+
+def _fill_weight(value):
+    return _tensor(lambda m: m["head.3.weight"].fill_(value))
+
+
+# (name, mutation of the tiny payload, names the error line must hold)
+CHECKPOINT_CASES = [
+    ("no_format", _drop("format"), ["not a wavenet checkpoint"]),
+    ("other_format", _set("format", "gpt"), ["not a wavenet checkpoint"]),
+    ("version_99", _set("version", 99), ["version 99"]),
+    ("version_str", _set("version", "1"), ["version"]),
+    ("version_0", _set("version", 0), ["version"]),
+    ("no_model", _drop("model"), ["'model'"]),
+    ("no_model_config", _drop("model_config"), ["model_config"]),
+    ("no_sample_rate", _drop("sample_rate"), ["sample_rate"]),
+    ("no_step", _drop("step"), ["step"]),
+    ("config_extra_key", _config("colour", "red"), ["colour"]),
+    ("config_missing_key", _drop("blocks", "model_config"), ["blocks"]),
+    ("config_list", _set("model_config", [1, 2]), ["model_config", "list"]),
+    ("config_string", _set("model_config", "tiny"), ["model_config", "str"]),
+    ("config_none", _set("model_config", None), ["model_config"]),
+    ("classes_65536", lambda c: (c["model_config"].update(classes=65536),
+                                 c.update(classes=65536)), ["embed.weight"]),
+    ("classes_abc", _config("classes", "abc"), ["model.classes", "abc"]),
+    ("classes_1", _config("classes", 1), ["model.classes"]),
+    ("classes_float", _config("classes", 256.0), ["model.classes"]),
+    ("classes_bool", _config("classes", True), ["model.classes"]),
+    ("blocks_0", _config("blocks", 0), ["model.blocks"]),
+    ("channels_2_20", _config("residual_channels", 2**20), ["model.residual_channels"]),
+    ("params_too_many", lambda c: c["model_config"].update(
+        residual_channels=8192, gate_channels=16384, skip_channels=16384), ["parameters"]),
+    ("layers_40", _config("layers_per_block", 40), ["model.layers_per_block"]),
+    ("kernel_1", _config("kernel_size", 1), ["model.kernel_size"]),
+    ("gate_odd", _config("gate_channels", 31), ["gate_channels"]),
+    ("mel_list", _config("mel", [80]), ["model.mel"]),
+    ("mel_bad_key", _config("mel", {"n_mels": 8, "bands": 3}), ["bands"]),
+    ("mel_fmin_nan", _config("mel", {"fmin": math.nan}), ["model.mel.fmin"]),
+    ("speaker_channels_str", _config("speaker_channels", "4"), ["model.speaker_channels"]),
+    ("sample_rate_0", _set("sample_rate", 0), ["sample_rate", "0"]),
+    ("sample_rate_neg", _set("sample_rate", -16000), ["sample_rate"]),
+    ("sample_rate_abc", _set("sample_rate", "abc"), ["sample_rate", "abc"]),
+    ("sample_rate_float", _set("sample_rate", 16000.5), ["sample_rate"]),
+    ("sample_rate_huge", _set("sample_rate", 10**9), ["sample_rate"]),
+    ("step_neg", _set("step", -1), ["step"]),
+    ("step_str", _set("step", "ten"), ["step"]),
+    ("classes_disagree", _set("classes", 65536), ["classes"]),
+    ("speakers_without_embedding", _set("speakers", ["anna"]), ["speakers"]),
+    ("speakers_not_list", _set("speakers", "anna"), ["speakers"]),
+    ("wall_s_nan", _set("wall_s", math.nan), ["wall_s"]),
+    ("model_not_mapping", _set("model", [1, 2, 3]), ["'model'"]),
+    ("tensor_wrong_shape", _tensor(lambda m: m.__setitem__("embed.weight", torch.zeros(3, 3))),
+     ["embed.weight", "(3, 3)"]),
+    ("tensor_missing", _tensor(lambda m: m.pop("head.3.bias")), ["head.3.bias"]),
+    ("tensor_extra", _tensor(lambda m: m.__setitem__("spy.weight", torch.zeros(1))),
+     ["spy.weight"]),
+    ("tensor_not_tensor", _tensor(lambda m: m.__setitem__("head.3.bias", "zeros")),
+     ["head.3.bias"]),
+    ("tensor_int", _tensor(lambda m: m.__setitem__("head.3.bias", m["head.3.bias"].long())),
+     ["head.3.bias", "int64"]),
+    ("weights_nan", _fill_weight(math.nan), ["head.3.weight", "NaN"]),
+    ("weights_inf", _fill_weight(math.inf), ["head.3.weight"]),
+]
+
+
+@pytest.mark.parametrize("name,mutate,names", CHECKPOINT_CASES, ids=[c[0] for c in
+                                                                      CHECKPOINT_CASES])
+def test_generate_bad_checkpoint_contents(world, capsys, tmp_path, name, mutate, names):
+    payload = copy.deepcopy(world["payload"])
+    mutate(payload)
+    path = tmp_path / f"{name}.pt"
+    torch.save(payload, path)
+    before = snapshot(world["base"])
+    one_line(capsys, generate(world, [f"checkpoint={path}"]), names=[path, *names])
+    assert snapshot(world["base"]) == before
+
+
+def _file_cases(tmp: Path, w: dict) -> dict[str, Path]:
+    """Checkpoint files that are not checkpoints at all."""
+    files = {"missing": tmp / "missing.pt", "folder": tmp}
+    (tmp / "empty.pt").write_bytes(b"")
+    files["empty"] = tmp / "empty.pt"
+    (tmp / "random.pt").write_bytes(os.urandom(4096))
+    files["random"] = tmp / "random.pt"
+    (tmp / "truncated.pt").write_bytes(w["ckpt"].read_bytes()[:3000])
+    files["truncated"] = tmp / "truncated.pt"
+    torch.save({"weights": Evil()}, tmp / "pickle.pt", _use_new_zipfile_serialization=True)
+    files["pickle"] = tmp / "pickle.pt"
+    torch.save(torch.zeros(3), tmp / "tensor.pt")
+    files["tensor"] = tmp / "tensor.pt"
+    return files
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "empty", "random", "truncated", "pickle",
+                                  "tensor"])
+def test_generate_not_a_checkpoint(world, capsys, tmp_path, kind):
+    path = _file_cases(tmp_path, world)[kind]
+    before = snapshot(world["base"])
+    one_line(capsys, generate(world, [f"checkpoint={path}"]), names=[path])
+    assert snapshot(world["base"]) == before
+    assert not Path("/tmp/wavenet-pwned").exists()
+
+
+# ------------------------------------------------- wavenet-generate prime, mel, speakers, out
+
+
+def _prime_files(base: Path) -> dict[str, Path]:
+    folder = base / "primes"
+    if not folder.exists():
+        folder.mkdir()
+        (folder / "text.wav").write_text("RIFF? no, a text file")
+        sf.write(folder / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+        sf.write(folder / "nan.wav", np.full(100, np.nan, dtype=np.float32), 16000,
+                 subtype="FLOAT")
+        (folder / "a_folder.wav").mkdir()
+        sf.write(folder / "short.wav", np.zeros(8, dtype=np.float32), 16000)
+    return {p.stem: p for p in folder.iterdir()}
+
+
+PRIME_MEL_CASES = [
+    (["prime={base}/no_such.wav"], ["no_such.wav"]),
+    (["prime={base}/primes/text.wav"], ["text.wav"]),
+    (["prime={base}/primes/empty.wav"], ["empty.wav"]),
+    (["prime={base}/primes/nan.wav"], ["nan.wav", "NaN"]),
+    (["prime={base}/primes/a_folder.wav"], ["a_folder.wav"]),
+    (["checkpoint={vocoder}"], ["mel_from"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/missing.npy"], ["missing.npy"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/bands.npy"], ["bands.npy", "5 mel bands"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/flat.npy"], ["flat.npy"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/ints.npy"], ["ints.npy"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/empty_batch.npy"], ["empty_batch.npy"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/no_frames.npy"], ["no_frames.npy"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/nan.npy"], ["nan.npy", "NaN"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/huge.npy"], ["huge.npy"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/pickle.pt"], ["pickle.pt"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/garbage.npy"], ["garbage.npy"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/batch3.npy", "batch=2"], ["batch3.npy", "batch=2"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/big_batch.npy"], ["big_batch.npy", "batch"]),
+    (["checkpoint={vocoder}", "mel_from={mels}/good.npy", "prime={prime}"],
+     ["good.npy", "prime"]),  # the mel is shorter than the prime
+    (["checkpoint={vocoder}", "mel_from={base}/primes/short.wav"], ["short.wav"]),
+    (["checkpoint={speaker}"], ["speaker=NAME", "anna"]),
+    (["checkpoint={speaker}", "speaker=zoe"], ["zoe", "anna"]),
+    (["checkpoint={speaker}", "speaker=[anna,zoe]"], ["zoe"]),
+    (["out={base}/tiny.pt"], ["tiny.pt"]),  # a file, not a folder
+    (["out={base}/tiny.pt/sub"], ["tiny.pt"]),
+    (["seconds=80000", "batch=4000"], ["MiB free"]),  # more than the disk holds
+    (["checkpoint={base}/rate48k.pt", "seconds=86400"], ["4 GiB"]),  # past the wav format
+    (["prime={prime}", "batch=4096"], ["memory"]),  # the primed pass would not fit
+]
+
+
+@pytest.mark.parametrize("args,names", PRIME_MEL_CASES, ids=lambda v: str(v))
+def test_generate_bad_prime_mel_speaker_or_output(world, capsys, args, names):
+    _prime_files(world["base"])
+    before = snapshot(world["base"])
+    one_line(capsys, generate(world, args), names=_fill(names, world))
+    assert snapshot(world["base"]) == before
+
+
+def test_generate_success_replaces_files_whole(world, capsys, tmp_path):
+    """A good run writes complete files and leaves no temporary behind."""
+    out = tmp_path / "fresh" / "deeper"
+    generate_cli.main([f"checkpoint={world['ckpt']}", "seconds=0.01", f"out={out}",
+                       "progress=false", "impl=reference", "batch=2"])
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["tiny_seed0_0.wav", "tiny_seed0_1.wav"]
+    assert sf.info(out / names[0]).frames == 160
+
+
+def test_generate_error_leaves_no_new_folder(world, capsys, tmp_path):
+    out = tmp_path / "never" / "made"
+    one_line(capsys, lambda: generate_cli.main([f"checkpoint={world['ckpt']}", f"out={out}",
+                                                "temperature=-2"]), names=["temperature"])
+    assert not (tmp_path / "never").exists()
+
+
+def test_generate_ctrl_c_is_one_line_and_keeps_earlier_output(world, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(world["out"], out)
+    before = snapshot(out)
+    proc = subprocess.Popen([exe("wavenet-generate"), f"checkpoint={world['ckpt']}",
+                             "seconds=600", f"out={out}", "progress=false", "impl=reference"],
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # generating: the temporaries are open
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "wavenet-generate: interrupted"
+    assert snapshot(out) == before  # nothing replaced, no temporary left

@@ -1,0 +1,189 @@
+"""wavenet-train: rejected configs, blocked or shared run dirs, bad resumes.
+
+Untrusted input through every tool: bad arguments, config values, checkpoint contents, audio,
+mels, metadata rows, run directories and the disk. Each case: the exit status, exactly one line
+on stderr naming the bad value or file, no traceback, and every pre-existing output and run dir
+byte-for-byte unchanged (hashed before and after), with no new run dir.
+
+Most cases call the tools in-process (`main(argv)` raises SystemExit); the few where the process
+itself matters (Ctrl-C, two runs on one dir, kill -9) run the installed commands.
+"""
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from bad_inputs import TRAIN, one_line, proc_line, snapshot
+from tools import env, exe, run_tool
+
+import wavenet.cli.train as train_cli
+
+# ---------------------------------------------------------------------------- wavenet-train
+
+
+TRAIN_CASES = [
+    ("model.blocks=0", ["model.blocks"]),
+    ("model.blocks=three", ["model.blocks", "three"]),
+    ("model.residual_channels=1048576", ["model.residual_channels"]),
+    ("model.layers_per_block=40", ["model.layers_per_block"]),
+    ("model.classes=1", ["model.classes"]),
+    ("model.kernel_size=1", ["model.kernel_size"]),
+    ("model.gate_channels=7", ["model.gate_channels"]),
+    ("model.speaker_channels=-1", ["model.speaker_channels"]),
+    ("model.mel.n_mels=-1", ["model.mel.n_mels"]),
+    ("model.mel.hop_length=100", ["model.mel.upsample"]),
+    ("model.mel.fmin=nan", ["model.mel.fmin"]),
+    ("model.mel.fmax=inf", ["model.mel.fmax"]),
+    ("train.lr=inf", ["train.lr", "inf"]),
+    ("train.lr=nan", ["train.lr", "nan"]),
+    ("train.lr=0", ["train.lr"]),
+    ("train.lr=-1", ["train.lr"]),
+    ("train.grad_clip=nan", ["train.grad_clip", "nan"]),
+    ("train.grad_clip=-1", ["train.grad_clip"]),
+    ("train.checkpoint_minutes=nan", ["train.checkpoint_minutes", "nan"]),
+    ("train.checkpoint_minutes=inf", ["train.checkpoint_minutes"]),
+    ("train.weight_decay=nan", ["train.weight_decay"]),
+    ("train.min_lr_ratio=2", ["train.min_lr_ratio"]),
+    ("train.ema_decay=1", ["train.ema_decay"]),
+    ("train.ema_decay=nan", ["train.ema_decay"]),
+    ("train.sample_seconds=inf", ["train.sample_seconds"]),
+    ("train.sample_temperature=nan", ["train.sample_temperature"]),
+    ("train.max_steps=0", ["train.max_steps"]),
+    ("train.batch_size=0", ["train.batch_size"]),
+    ("train.accumulate=0", ["train.accumulate"]),
+    ("train.threads=-1", ["train.threads"]),
+    ("train.seed=-1", ["train.seed"]),
+    ("train.precision=fp8", ["train.precision", "fp8"]),
+    ("train.device=tpu", ["train.device", "tpu"]),
+    ("train.lr_schedule=linear", ["train.lr_schedule", "linear"]),
+    ("train.resume=", ["train.resume"]),
+    ("data.val_fraction=nan", ["data.val_fraction"]),
+    ("data.val_fraction=1", ["data.val_fraction"]),
+    ("data.sample_rate=0", ["data.sample_rate"]),
+    ("data.crop=0", ["data.crop"]),
+    ("data.trim_db=nan", ["data.trim_db"]),
+    ("data.trim_db=3", ["data.trim_db"]),
+    ("data.layout=xml", ["data.layout", "xml"]),
+    ("data.val_crops=0", ["data.val_crops"]),
+    ("+train.colour=red", ["train.colour"]),
+    ("train.max_stpes=3", ["max_stpes"]),
+    ("model=huge", ["model/huge"]),
+    ("logger=wandb", ["logger", "wandb"]),
+]
+
+
+def train_in_process(monkeypatch, cwd: Path, *args: str):
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["wavenet-train", *args])
+    return train_cli.main
+
+
+# Every case aims at the finished run; a quarter also at a new run dir (keeps the file fast).
+TRAIN_TARGETS = [(*case, "existing") for case in TRAIN_CASES] + [
+    (*case, "new") for case in TRAIN_CASES[::4]]
+
+
+@pytest.mark.parametrize("override,names,target", TRAIN_TARGETS,
+                         ids=[f"{c[0]}-{c[2]}" for c in TRAIN_TARGETS])
+def test_train_rejected_config_touches_no_run_dir(world, capsys, monkeypatch, tmp_path,
+                                                  override, names, target):
+    run = world["run"] if target == "existing" else tmp_path / "runs" / "new"
+    before = snapshot(world["base"])
+    call = train_in_process(monkeypatch, tmp_path, *TRAIN, f"data.root={world['data']}",
+                            f"hydra.run.dir={run}", override)
+    one_line(capsys, call, names=["wavenet-train: error:", *names])
+    assert snapshot(world["base"]) == before
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("where", ["tiny.pt", "tiny.pt/run"])
+def test_train_run_dir_in_the_way_of_a_file(world, capsys, monkeypatch, tmp_path, where):
+    before = snapshot(world["base"])
+    call = train_in_process(monkeypatch, tmp_path, *TRAIN, f"data.root={world['data']}",
+                            f"hydra.run.dir={world['base'] / where}")
+    one_line(capsys, call, names=["tiny.pt"])
+    assert snapshot(world["base"]) == before
+
+
+def _train_proc(world, run: Path, *args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([exe("wavenet-train"), *TRAIN, f"data.root={world['data']}",
+                             f"hydra.run.dir={run}", *args], cwd=world["base"], env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_two_runs_on_one_dir_the_second_is_refused(world, tmp_path):
+    run = tmp_path / "shared_run"
+    first = _train_proc(world, run, "train.max_steps=100000", "train.val_every=100000",
+                        "train.checkpoint_every=5")
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+            assert first.poll() is None, first.communicate()[1][-2000:]
+            time.sleep(0.2)
+        second = run_tool("wavenet-train", *TRAIN, f"data.root={world['data']}",
+                          f"hydra.run.dir={run}", "train.seed=1", cwd=world["base"])
+        proc_line(second, names=[str(run), f"pid {first.pid}"])
+        assert first.poll() is None  # the first is untouched and still training
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err[-2000:]
+    config = (run / ".hydra" / "config.yaml").read_text()
+    assert "seed: 0" in config and "seed: 1" not in config
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_kill_9_during_start_up_leaves_no_stale_lock(world, tmp_path):
+    run = tmp_path / "killed"
+    proc = _train_proc(world, run)
+    deadline = time.monotonic() + 60
+    while not (run / ".lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=60)
+    again = run_tool("wavenet-train", *TRAIN, f"data.root={world['data']}",
+                     f"hydra.run.dir={run}", cwd=world["base"])
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+@pytest.mark.parametrize("damage,names", [
+    ("nan", ["last.pt", "NaN"]),
+    ("no_optimizer", ["last.pt", "optimizer"]),
+    ("other_model", ["last.pt", "differs"]),
+    ("no_data", ["no_such_data"]),
+])
+def test_resume_from_a_bad_checkpoint_changes_nothing(world, tmp_path, damage, names):
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    last = run / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    if damage == "nan":
+        ckpt["model"]["head.3.weight"].fill_(math.nan)
+    elif damage == "no_optimizer":
+        del ckpt["optimizer"]
+    torch.save(ckpt, last)
+    before = snapshot(run)
+    other = ["model.residual_channels=8"] if damage == "other_model" else []
+    data = tmp_path / "no_such_data" if damage == "no_data" else world["data"]
+    proc = run_tool("wavenet-train", *TRAIN, f"data.root={data}", f"hydra.run.dir={run}",
+                    "train.max_steps=4", *other, cwd=world["base"])
+    proc_line(proc, names=names)
+    assert snapshot(run) == before
+
+
+def test_resume_from_a_named_bad_checkpoint(world, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    run = tmp_path / "fresh_run"
+    proc = run_tool("wavenet-train", *TRAIN, f"data.root={world['data']}",
+                    f"hydra.run.dir={run}", f"train.resume={bad}", cwd=world["base"])
+    proc_line(proc, names=["bad.pt"])
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing but the lock
