@@ -48,6 +48,6 @@ def test_a_run_stops_by_time_and_validates_its_last_step(tmp_path, demo_root, tr
     # The schedule reached its floor with the time, not with the steps.
     assert last["lr"] == pytest.approx(TrainConfig.lr * 0.1, rel=0.05)
     if listening.available():
-        # Every validation's sample is scored by ear (DNSMOS, 1-5) in the step's record.
+        # Every validation's sample is scored by ear (DNSMOS, about 1-5) in the step's record.
         for key in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"):
-            assert 1.0 <= last[key] <= 5.0 and math.isfinite(last[key])
+            assert 0.0 < last[key] <= 5.0 and math.isfinite(last[key])  # fits dip below 1
