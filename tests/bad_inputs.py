@@ -1,5 +1,13 @@
 """Shared by the bad-input tests (tests/cli/test_bad_*.py): the world they aim at, the
-snapshot that proves nothing changed, and the one-line checks."""
+snapshot that proves nothing changed, and the one-line checks.
+
+Untrusted input through every tool: bad arguments, config values, checkpoint contents, audio,
+mels, metadata rows, run directories and the disk. Each case: the exit status, exactly one line
+on stderr naming the bad value or file, no traceback, and every pre-existing output and run dir
+byte-for-byte unchanged (hashed before and after), with no new run dir.
+
+Most cases call the tools in-process (`main(argv)` raises SystemExit); the few where the process
+itself matters (Ctrl-C, two runs on one dir, kill -9) run the installed commands."""
 
 import hashlib
 import math
@@ -107,29 +115,29 @@ TRAIN = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.batch_size=2"
          "train.progress=false"]
 
 
+def _single_line(code: int, expected: int, err: str, out: str, names) -> str:
+    """The one stderr line of a tool that exited with `code` (must be `expected`), naming
+    every one of `names`, with no traceback anywhere."""
+    assert code == expected, err[-2000:]
+    assert "Traceback" not in err + out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for name in names:
+        assert str(name) in lines[0], lines[0]
+    return lines[0]
+
+
 def one_line(capsys, call, code: int = 2, names: tuple[str, ...] = ()) -> str:
     """Call `call`, which must exit with `code` after exactly one stderr line naming `names`."""
     with pytest.raises(SystemExit) as exit_:
         call()
     out = capsys.readouterr()
-    assert exit_.value.code == code, out.err
-    assert "Traceback" not in out.err + out.out
-    lines = out.err.strip().splitlines()
-    assert len(lines) == 1, out.err
-    for name in names:
-        assert str(name) in lines[0], lines[0]
-    return lines[0]
+    return _single_line(exit_.value.code, code, out.err, out.out, names)
 
 
 def proc_line(proc: subprocess.CompletedProcess, code: int = 2, names=()) -> str:
-    assert proc.returncode == code, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for name in names:
-        assert str(name) in lines[0], lines[0]
-    return lines[0]
-
+    """The same for a finished process."""
+    return _single_line(proc.returncode, code, proc.stderr, proc.stdout, names)
 
 
 def _fill(args: list[str], w: dict) -> list[str]:

@@ -1,12 +1,6 @@
 """wavenet-generate: bad arguments, checkpoint contents, primes, mels, speakers and outputs.
 
-Untrusted input through every tool: bad arguments, config values, checkpoint contents, audio,
-mels, metadata rows, run directories and the disk. Each case: the exit status, exactly one line
-on stderr naming the bad value or file, no traceback, and every pre-existing output and run dir
-byte-for-byte unchanged (hashed before and after), with no new run dir.
-
-Most cases call the tools in-process (`main(argv)` raises SystemExit); the few where the process
-itself matters (Ctrl-C, two runs on one dir, kill -9) run the installed commands.
+What every case holds: tests/bad_inputs.py.
 """
 
 import copy
