@@ -85,7 +85,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu",
 # model_config keys: those every checkpoint has, and those added later (defaults when absent).
 CONFIG_KEYS = ("blocks", "layers_per_block", "kernel_size", "residual_channels",
                "gate_channels", "skip_channels", "classes")
-LATER_CONFIG_KEYS = ("speaker_channels", "mel")
+LATER_CONFIG_KEYS = ("speaker_channels", "mel", "output", "mixtures")
 MAX_SPEAKERS = 2**16
 
 

@@ -30,7 +30,7 @@ def _noise_utterances(lengths: list[int], seed: int = 0) -> list[Utterance]:
 def test_crop_sampler_shapes_dtype_range_and_real_substrings() -> None:
     utts = _noise_utterances([3000, 1200, 5000])
     length = 1000
-    sampler = CropSampler(utts, length, classes=256, seed=0)
+    sampler = CropSampler(utts, length, codec=256, seed=0)
     batch = sampler.draw(16).audio
     assert batch.shape == (16, length) and batch.dtype == torch.int64
     assert int(batch.min()) >= 0 and int(batch.max()) < 256
@@ -41,14 +41,14 @@ def test_crop_sampler_shapes_dtype_range_and_real_substrings() -> None:
 
 
 def test_crop_sampler_other_class_counts() -> None:
-    batch = CropSampler(_noise_utterances([500]), 100, classes=16).draw(8).audio
+    batch = CropSampler(_noise_utterances([500]), 100, codec=16).draw(8).audio
     assert int(batch.min()) >= 0 and int(batch.max()) < 16
 
 
 
 def test_crop_sampler_left_pads_short_files_with_silence() -> None:
     (utt,) = _noise_utterances([100])
-    batch = CropSampler([utt], 300, classes=256).draw(4).audio
+    batch = CropSampler([utt], 300, codec=256).draw(4).audio
     assert batch.shape == (4, 300)
     expected = torch.cat([torch.full((200,), 128), AF.mu_law_encoding(utt.audio, 256)])
     assert (batch == expected).all()

@@ -75,5 +75,5 @@ def test_bad_architecture_is_rejected(bad):
 
 
 def test_float_input_is_rejected(model):
-    with pytest.raises(ValueError, match="integer class indices"):
+    with pytest.raises(ValueError, match="integer codes"):
         model(torch.zeros(1, 10))

@@ -22,8 +22,9 @@ from wavenet.metrics.evaluate import evaluate
 USAGE = """usage: wavenet-evaluate checkpoint=PATH data.root=DIR [batch=8] [chunk=65536]
                         [json_out=FILE | --json-out FILE] [progress=true] [threads=0]
                         [data.layout=auto] [data.trim_db=null] [data.cache_dir=null]
-Prints one JSON line: bits_per_sample, per_speaker, samples, files, uniform_bits_per_sample,
-unigram_bits_per_sample (and checkpoint, step, data_root)."""
+Prints one JSON line: bits_per_sample and per_speaker (per μ-law or per 16-bit sample, as
+"unit" says), bits_per_16bit_sample (every output kind in one unit), samples, files,
+uniform_bits_per_sample, unigram_bits_per_sample (and checkpoint, step, data_root)."""
 
 
 def run(cfg: EvaluateConfig) -> dict:

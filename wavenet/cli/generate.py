@@ -90,7 +90,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
         torch.set_num_threads(cfg.threads)
     ckpt = checkpoint.load(cfg.checkpoint)
     model = checkpoint.build_model(ckpt, cfg.checkpoint)
-    rate, classes = ckpt["sample_rate"], model.config.classes
+    rate, codec = ckpt["sample_rate"], model.config.codec
     speaker, mel, batch = conditioning(cfg, ckpt, model)
     check_int(f"batch (the mel file {cfg.mel_from} holds {batch} mels)" if cfg.mel_from
               else "batch", batch, 1, MAX_BATCH)
@@ -103,7 +103,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
                              f"{rate} Hz")
         audio = read_audio(cfg.prime, rate)[-n:]
         emphasised = mulaw.preemphasis(audio, checkpoint.preemphasis(ckpt))
-        prime = mulaw.encode(emphasised, classes).expand(batch, -1)
+        prime = codec.encode(emphasised).expand(batch, -1)
     samples = None
     if mel is None:
         samples = int(cfg.seconds * rate)
@@ -136,11 +136,11 @@ def run(cfg: GenerateConfig) -> list[Path]:
     deemphasis = mulaw.Deemphasis(checkpoint.preemphasis(ckpt), batch)  # no-op without
     with output_files(paths, rate) as files:
         if prime is not None:  # outputs continue the prime, so it starts each file
-            for f, row in zip(files, deemphasis(mulaw.decode(prime, classes)).numpy(),
+            for f, row in zip(files, deemphasis(codec.decode(prime)).numpy(),
                               strict=True):
                 f.write(row)
         for chunk in chunks:
-            for f, row in zip(files, deemphasis(mulaw.decode(chunk, classes)).numpy(),
+            for f, row in zip(files, deemphasis(codec.decode(chunk)).numpy(),
                               strict=True):
                 f.write(row)
     return paths
@@ -171,7 +171,7 @@ def check_resources(model: WaveNet, out: Path, batch: int, primed: int, samples:
     spans = sum((c.kernel_size - 1) * d for d in c.dilations)
     # float32 values: the queues, the prime's teacher-forced pass, the upsampled mel.
     values = spans * c.residual_channels
-    values += (primed + 1) * (c.classes + c.gate_channels + 2 * c.residual_channels
+    values += (primed + 1) * (c.output_channels + c.gate_channels + 2 * c.residual_channels
                               + c.skip_channels)
     if mel:
         values += (total + 1) * c.mel.channels

@@ -318,16 +318,15 @@ def split_by_file(
     return train, val
 
 
-def _encode(audio: torch.Tensor, length: int, classes: int, preemphasis: float = 0.0
+def _encode(audio: torch.Tensor, length: int, codec: mulaw.Codec, preemphasis: float = 0.0
             ) -> torch.Tensor:
-    """(time,) float -> (max(time, length),) compact-int μ-law classes of the (pre-emphasised)
-    audio, left-padded with silence."""
-    # uint8 holds 256 classes in a quarter of int32's memory; wider quantizations need int32.
-    dtype = torch.uint8 if classes <= 256 else torch.int32
-    encoded = mulaw.encode(mulaw.preemphasis(audio, preemphasis), classes).to(dtype)
+    """(time,) float -> (max(time, length),) compact-int codes of the (pre-emphasised) audio,
+    left-padded with silence."""
+    # uint8 holds 256 classes in a quarter of int32's memory; wider codes need int32.
+    encoded = codec.encode(mulaw.preemphasis(audio, preemphasis)).to(codec.dtype)
     pad = length - encoded.numel()
     if pad > 0:
-        silence = torch.full((pad,), mulaw.silence_class(classes), dtype=dtype)
+        silence = torch.full((pad,), codec.silence, dtype=codec.dtype)
         encoded = torch.cat([silence, encoded])
     return encoded
 
@@ -345,7 +344,7 @@ def _check_crop_args(utterances: list[Utterance], length: int, classes: int) -> 
 class Batch:
     """Crops and their conditioning, as the model takes them.
 
-    audio: (n, length) int64 μ-law classes.
+    audio: (n, length) int64 codes (μ-law classes, or 16-bit codes; see wavenet.mulaw.Codec).
     speaker: (n,) int64 ids into the speaker table, or None (no speaker conditioning).
     mel: (n, n_mels, length / hop + 2 * context) float32 log-mel frames of the crops with
       `context` frames on each side (silence beyond the utterance), or None.
@@ -391,36 +390,37 @@ class Conditioning:
         return self.mel.hop_length if self.mel is not None else 1
 
 
-def _prepare(utterances: list[Utterance], length: int, classes: int, cond: Conditioning
+def _prepare(utterances: list[Utterance], length: int, codec: mulaw.Codec, cond: Conditioning
              ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor | None]:
-    """Per utterance: μ-law classes (at least `length`, left-padded with silence), the padded
-    log-mel frames (with a mel), and the speaker ids (with a speaker table)."""
-    _check_crop_args(utterances, length, classes)
+    """Per utterance: codes (at least `length`, left-padded with silence), the padded log-mel
+    frames (with a mel), and the speaker ids (with a speaker table)."""
+    _check_crop_args(utterances, length, codec.classes)
     if length % cond.hop:
         raise ValueError(f"crop length {length} must be a multiple of the mel hop {cond.hop}")
     ids = None
     if cond.speakers is not None:
         ids = speaker_ids(cond.speakers, [u.speaker for u in utterances])
     if cond.mel is None:
-        return ([_encode(u.audio, length, classes, cond.preemphasis) for u in utterances],
+        return ([_encode(u.audio, length, codec, cond.preemphasis) for u in utterances],
                 None, ids)
     encoded, mels = [], []
     for u in utterances:
         # Whole hops only; short files get leading silence, which the mel then describes too.
         audio = u.audio[: usable_samples(len(u.audio), cond.mel)]
         audio = torch.nn.functional.pad(audio, (max(0, length - len(audio)), 0))
-        encoded.append(_encode(audio, length, classes, cond.preemphasis))  # the mel hears it plain
+        encoded.append(_encode(audio, length, codec, cond.preemphasis))  # the mel hears it plain
         mels.append(pad_frames(log_mel(audio, cond.sample_rate, cond.mel), cond.mel.context))
     return encoded, mels, ids
 
 
 class CropSampler:
-    """Random training crops of `length` μ-law class indices, with their conditioning.
+    """Random training crops of `length` codes, with their conditioning.
 
-    Every utterance is μ-law encoded once (files shorter than `length` are left-padded with
-    the silence class). draw() picks files with probability proportional to their length and
-    a uniform offset inside each, from its own generator seeded with `seed`; state_dict() and
-    load_state_dict() let a resumed run draw exactly the batches the original would have.
+    Every utterance is encoded once with `codec` (a wavenet.mulaw.Codec, or an int: that many μ-law
+    classes; files shorter than `length` are left-padded with the silence code). draw() picks files
+    with probability proportional to their length and a uniform offset inside each, from its own
+    generator seeded with `seed`; state_dict() and load_state_dict() let a resumed run draw exactly
+    the batches the original would have.
 
     With a mel (`cond.mel`), utterances are cut to whole hops, `length` must be a multiple of
     the hop, crops start on hop boundaries, and each carries its frames plus `context` frames
@@ -434,15 +434,15 @@ class CropSampler:
     """
 
     def __init__(
-        self, utterances: list[Utterance], length: int, classes: int = 256, seed: int = 0,
-        rank: int = 0, world_size: int = 1, cond: Conditioning | None = None,
+        self, utterances: list[Utterance], length: int, codec: mulaw.Codec | int = 256,
+        seed: int = 0, rank: int = 0, world_size: int = 1, cond: Conditioning | None = None,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.cond = cond or Conditioning()
-        encoded, mels, self._speakers = _prepare(utterances, length, classes, self.cond)
+        self.codec = mulaw.as_codec(codec)
+        encoded, mels, self._speakers = _prepare(utterances, length, self.codec, self.cond)
         self.length = length
-        self.classes = classes
         self.rank, self.world_size = rank, world_size
         # One flat buffer + start offsets so a batch is a single vectorised gather.
         self._flat = torch.cat(encoded)
@@ -488,7 +488,7 @@ class CropSampler:
 
 
 def validation_batch(
-    utterances: list[Utterance], length: int, max_crops: int, classes: int = 256,
+    utterances: list[Utterance], length: int, max_crops: int, codec: mulaw.Codec | int = 256,
     cond: Conditioning | None = None,
 ) -> Batch:
     """Deterministic crops (at most max_crops) and their conditioning, for validation.
@@ -500,7 +500,7 @@ def validation_batch(
     if max_crops < 1:
         raise ValueError(f"max_crops must be >= 1, got {max_crops}")
     cond = cond or Conditioning()
-    encoded, mels, ids = _prepare(utterances, length, classes, cond)
+    encoded, mels, ids = _prepare(utterances, length, mulaw.as_codec(codec), cond)
     n_windows = [e.numel() // length for e in encoded]
     picked: list[tuple[int, int]] = []  # (file, window)
     for k in range(max(n_windows)):

@@ -34,32 +34,36 @@ def chunk_windows(length: int, chunk: int, context: int) -> list[tuple[int, int,
 def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk: int = 65536,
              progress: bool = False, speakers: list[str] | None = None,
              sample_rate: int = 16000, preemphasis: float = 0.0) -> dict:
-    """Negative log-likelihood in bits per μ-law sample of `utterances` under `model`.
+    """Negative log-likelihood in bits per sample of `utterances` under `model`.
 
     utterances: their .audio is (time,) float in [-1, 1] at the model's sample rate; each is
-    μ-law encoded with the model's classes and scored at every position t >= 1, exactly as one
-    forward pass over the whole file would score it. Files with fewer than 2 samples have no
+    encoded with the model's codec (μ-law classes, or 16-bit codes for a continuous output) and
+    scored at every position t >= 1, exactly as one forward pass over the whole file would
+    score it. Files with fewer than 2 samples have no
     scored position and are not counted. Runs on the model's device; float64 accumulation.
     preemphasis: the coefficient the model was trained with (wavenet.mulaw.preemphasis); the
-    figure is then per μ-law sample of the pre-emphasised audio, which is what it predicts.
+    figure is then per sample of the pre-emphasised audio, which is what it predicts.
 
     Conditioned models: `speakers` is the checkpoint's speaker table (each utterance's speaker
     must be in it); a mel-conditioned model hears the log-mel of each file (at `sample_rate`),
     and files are scored over whole hops (the mel describes nothing beyond the last one).
 
-    Returns {"bits_per_sample": float, "per_speaker": {speaker: float}, "samples": int (scored
-    positions), "files": int, "uniform_bits_per_sample": log2(classes),
-    "unigram_bits_per_sample": entropy of the class histogram of the scored samples}.
+    Returns {"bits_per_sample": float, "per_speaker": {speaker: float} (both per code: per
+    μ-law sample of a categorical model, per 16-bit sample of a continuous one), "unit":
+    "mulaw" or "16-bit", "bits_per_16bit_sample": float (every model in one unit: a categorical
+    model spreads each class's probability evenly over its 16-bit values), "samples": int
+    (scored positions), "files": int, "uniform_bits_per_sample": log2(codes),
+    "unigram_bits_per_sample": entropy of the code histogram of the scored samples}.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    classes = model.config.classes
+    codec = model.config.codec
     mel_cfg = model.config.mel if model.upsampler is not None else None
     audios = [u.audio[: usable_samples(len(u.audio), mel_cfg)] if mel_cfg else u.audio
               for u in utterances]
-    seqs = [mulaw.encode(mulaw.preemphasis(a, preemphasis), classes) for a in audios]
+    seqs = [codec.encode(mulaw.preemphasis(a, preemphasis)) for a in audios]
     ids = None
     if model.speaker_embed is not None:
         ids = speaker_ids(speakers or [], [u.speaker for u in utterances])
@@ -84,7 +88,7 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
         for b in range(0, len(windows), batch):
             group = windows[b : b + batch]
             width = group[0][3] - group[0][1]
-            x = torch.full((len(group), width), mulaw.silence_class(classes), dtype=torch.long)
+            x = torch.full((len(group), width), codec.silence, dtype=torch.long)
             mask = torch.zeros(len(group), width, dtype=torch.bool)
             for row, (i, start, first, end) in enumerate(group):
                 x[row, : end - start] = seqs[i][start:end]
@@ -96,8 +100,8 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
                 local = torch.stack([window_features(model, mels[i], start, end, width)
                                      for i, start, _, end in group])
             # Right padding cannot reach earlier positions (the model is causal); it is masked.
-            logits = model.run(x, speaker=speaker, local=local)[0]
-            nll = F.cross_entropy(logits, x, reduction="none").double() * mask
+            params = model.run(x, speaker=speaker, local=local)[0]
+            nll = model.nll(params, x).double() * mask
             totals.index_add_(0, torch.tensor([w[0] for w in group]), nll.sum(dim=1).cpu())
             bar.update(int(mask.sum()))
     model.train(was_training)
@@ -108,16 +112,21 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
         idx = torch.tensor([i for i in used if utterances[i].speaker == speaker])
         per_speaker[speaker] = float(totals[idx].sum() / counts[idx].sum()) / LN2
     bits = float(totals.sum() / counts.sum()) / LN2
+    widths = mulaw.log2_widths(codec)
+    offset = float(sum(widths[seqs[i][1:]].sum() for i in used) / counts.sum())
     if not math.isfinite(bits) or not all(map(math.isfinite, per_speaker.values())):
         raise ValueError(f"the model's bits/sample is not finite ({bits}): its logits overflow "
                          f"on this data; no score")
     return {
         "bits_per_sample": bits,
         "per_speaker": per_speaker,
+        "unit": "mulaw" if codec.kind == "mulaw" else "16-bit",
+        "bits_per_16bit_sample": bits + offset,
         "samples": int(counts.sum()),
         "files": len(used),
-        "uniform_bits_per_sample": math.log2(classes),
-        "unigram_bits_per_sample": unigram_bits_per_sample([seqs[i][1:] for i in used], classes),
+        "uniform_bits_per_sample": math.log2(codec.classes),
+        "unigram_bits_per_sample": unigram_bits_per_sample([seqs[i][1:] for i in used],
+                                                           codec.classes),
     }
 
 

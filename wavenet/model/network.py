@@ -1,8 +1,11 @@
 """WaveNet: causal dilated convolutions, gated units, residual and skip connections.
 
-Tensors are (batch, channels, time). The model reads μ-law class indices (batch, time) and returns
-logits (batch, classes, time) for a 256-way (by default) softmax, where the logits at time t are a
-prediction of sample t from samples strictly before t.
+Tensors are (batch, channels, time). The model reads integer codes (batch, time) and returns the
+parameters (batch, channels, time) of a distribution over each next code, where those at time t
+predict sample t from samples strictly before t. `model.output` picks the distribution
+(wavenet.model.output): "categorical", logits of a 256-way (by default) softmax over μ-law
+classes, read through an embedding; "mol" or "gaussian", a continuous distribution over 16-bit
+linear audio, read through a learned linear map of the sample value.
 
 Optional conditioning is added to every layer's gate pre-activations:
 - global: a learned speaker embedding (`speaker_channels`), one projection per layer;
@@ -19,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wavenet import mulaw
 from wavenet.errors import check_int
+from wavenet.model import output as outputs
 from wavenet.model.features import SILENCE, MelConfig, pad_frames
 from wavenet.model.receptive_field import causal_padding, stack_receptive_field
 
@@ -27,7 +32,8 @@ from wavenet.model.receptive_field import causal_padding, stack_receptive_field
 # config or a checkpoint from asking for terabytes before anything is allocated.
 BOUNDS = {"blocks": (1, 64), "layers_per_block": (1, 24), "kernel_size": (2, 64),
           "residual_channels": (1, 8192), "gate_channels": (2, 16384),
-          "skip_channels": (1, 16384), "classes": (2, 65536), "speaker_channels": (0, 4096)}
+          "skip_channels": (1, 16384), "classes": (2, 65536), "speaker_channels": (0, 4096),
+          "mixtures": (1, 256)}
 MAX_PARAMETERS = 2**28  # 1 GiB of float32 weights
 MAX_RECEPTIVE_FIELD = 2**22  # samples (4.4 minutes at 16 kHz): the sampler queues one per layer
 
@@ -42,7 +48,11 @@ class WaveNetConfig:
     residual_channels: int = 64
     gate_channels: int = 128  # dilated conv outputs, split in half: tanh filter and sigmoid gate
     skip_channels: int = 256
-    classes: int = 256  # μ-law quantization levels
+    classes: int = 256  # μ-law quantization levels (output=categorical)
+    # The next sample's distribution: "categorical" (softmax over μ-law classes), "mol" (a
+    # discretized mixture of `mixtures` logistics) or "gaussian", the last two over 16-bit audio.
+    output: str = "categorical"
+    mixtures: int = 10
     # Global conditioning: width of the learned speaker embedding; 0 = none. The speaker table
     # (how many, their names) comes from the training data and is saved in the checkpoint.
     speaker_channels: int = 0
@@ -56,6 +66,9 @@ class WaveNetConfig:
                 raise ValueError(f"model.mel: {e}") from e
         if not isinstance(self.mel, MelConfig):
             raise ValueError(f"model.mel must be a mapping of mel settings, got {self.mel!r}")
+        if self.output not in outputs.OUTPUTS:
+            raise ValueError(f"model.output must be one of {', '.join(outputs.OUTPUTS)}, "
+                             f"got {self.output!r}")
         for name, (low, high) in BOUNDS.items():
             check_int(f"model.{name}", getattr(self, name), low, high)
         if self.gate_channels % 2:
@@ -73,16 +86,29 @@ class WaveNetConfig:
         """How many parameters the WaveNet of this config has (with `speakers` in its table),
         computed without building it."""
         r, g, s, k, c = (self.residual_channels, self.gate_channels, self.skip_channels,
-                         self.kernel_size, self.classes)
+                         self.kernel_size, self.output_channels)
         m = self.mel
         local = m.channels if m.enabled else 0
         layer = r * g * k + g + self.speaker_channels * g + local * g + (g // 2 + 1) * (r + s)
-        n = c * r + speakers * self.speaker_channels + len(self.dilations) * layer
+        inputs = self.classes * r if self.output == "categorical" else 2 * r
+        n = inputs + speakers * self.speaker_channels + len(self.dilations) * layer
         n += s * s + s + s * c + c  # the head
         if m.enabled:
             n += m.n_mels * local * (2 * m.context + 1) + local
             n += sum(local * local * stride + local for stride in m.upsample)
         return n
+
+    @property
+    def output_channels(self) -> int:
+        """Channels of the head: the output distribution's parameters."""
+        return outputs.channels(self.output, self.classes, self.mixtures)
+
+    @property
+    def codec(self) -> mulaw.Codec:
+        """How audio becomes the codes this model reads and predicts."""
+        if self.output == "categorical":
+            return mulaw.Codec("mulaw", self.classes)
+        return mulaw.LINEAR16
 
     @property
     def dilations(self) -> list[int]:
@@ -176,8 +202,23 @@ class Upsampler(nn.Module):
         return h
 
 
+class LinearInput(nn.Module):
+    """16-bit codes -> a learned linear map of their value x = (code - 32768) / 32768: x * w + b,
+    (..., residual); the continuous outputs' counterpart of the embedding."""
+
+    def __init__(self, residual: int):
+        super().__init__()
+        # Like a Conv1d(1, residual, 1) of the value, as r9y9/wavenet_vocoder reads raw audio.
+        self.weight = nn.Parameter(torch.empty(residual).uniform_(-1.0, 1.0))
+        self.bias = nn.Parameter(torch.empty(residual).uniform_(-1.0, 1.0))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        x = (codes.long() - outputs.HALF).to(self.weight.dtype) / outputs.HALF
+        return x[..., None] * self.weight + self.bias
+
+
 class WaveNet(nn.Module):
-    """WaveNet over μ-law class indices, optionally conditioned on speaker and/or log-mel frames.
+    """WaveNet over integer codes, optionally conditioned on speaker and/or log-mel frames.
 
     >>> model = WaveNet(WaveNetConfig(blocks=1, layers_per_block=4))
     >>> model(torch.zeros(2, 100, dtype=torch.long)).shape
@@ -199,7 +240,9 @@ class WaveNet(nn.Module):
         self.config = config
         c = config
         self.speakers = speakers
-        self.embed = nn.Embedding(c.classes, c.residual_channels)
+        self.distribution = outputs.build(c.output, c.classes, c.mixtures)
+        self.embed = (nn.Embedding(c.classes, c.residual_channels) if c.output == "categorical"
+                      else LinearInput(c.residual_channels))
         self.speaker_embed = nn.Embedding(speakers, c.speaker_channels) if speakers else None
         self.upsampler = Upsampler(c.mel) if c.mel.enabled else None
         local = c.mel.channels if c.mel.enabled else 0
@@ -212,7 +255,7 @@ class WaveNet(nn.Module):
             nn.ReLU(),
             nn.Conv1d(c.skip_channels, c.skip_channels, 1),
             nn.ReLU(),
-            nn.Conv1d(c.skip_channels, c.classes, 1),
+            nn.Conv1d(c.skip_channels, c.output_channels, 1),
         )
         # Summing many skip outputs grows their variance with depth; keep it near 1.
         self.skip_scale = 1.0 / math.sqrt(len(self.layers))
@@ -224,8 +267,21 @@ class WaveNet(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise ValueError(f"WaveNet expects integer class indices (batch, time), "
+            raise ValueError(f"WaveNet expects integer codes (batch, time), "
                              f"got {tuple(x.shape)} {x.dtype}")
+
+    @torch.no_grad()
+    def input_table(self) -> torch.Tensor:
+        """(codes, residual): the first layer's input vector of every code (a copy), which the
+        cached sampler looks up: the embedding, or the linear input map of all 65536 values."""
+        if isinstance(self.embed, nn.Embedding):
+            return self.embed.weight.detach().clone()
+        return self.embed(torch.arange(mulaw.LINEAR16_LEVELS, device=self.embed.weight.device))
+
+    def nll(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(batch, output_channels, time) parameters, (batch, time) codes -> (batch, time)
+        NLL in nats per code (per μ-law sample or per 16-bit sample)."""
+        return self.distribution.nll(params, target)
 
     def check_conditioning(self, batch: int, speaker: torch.Tensor | None,
                            local: torch.Tensor | None, time: int | None = None) -> None:
@@ -247,7 +303,7 @@ class WaveNet(nn.Module):
                              f"the context frames")
 
     def shifted_input(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, time) indices -> (batch, residual, time) first-layer input at t = embed(x[t-1]).
+        """(batch, time) codes -> (batch, residual, time) first-layer input at t = embed(x[t-1]).
 
         Position 0 has no past and gets zeros, as do the causal convolutions' left pads.
         """
@@ -275,7 +331,8 @@ class WaveNet(nn.Module):
 
     def forward(self, x: torch.Tensor, speaker: torch.Tensor | None = None,
                 mel: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher-forced logits. x: (batch, time) int class indices -> (batch, classes, time).
+        """Teacher-forced output parameters (logits of a categorical model).
+        x: (batch, time) int codes -> (batch, output_channels, time).
 
         speaker: (batch,) int ids into the speaker table, for a speaker-conditioned model.
         mel: (batch, n_mels, time / hop + 2 * context) log-mel frames of x with context (see
@@ -288,7 +345,8 @@ class WaveNet(nn.Module):
             local: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and, when tail > 0, the last `tail` steps of every residual layer's input.
 
-        x: (batch, time) -> (logits (batch, classes, time), [(batch, residual, min(tail, time))]).
+        x: (batch, time) -> (parameters (batch, output_channels, time),
+        [(batch, residual, min(tail, time))]).
         speaker: (batch,) ids; local: (batch, mel.channels, time) upsampled features.
         The cached sampler fills its queues from the layer inputs when priming.
         """

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from wavenet.model.network import WaveNet
+from wavenet.model.output import KINDS, categorical_draw
 from wavenet.sampling import numba_kernel as kernel
 
 
@@ -24,15 +25,16 @@ from wavenet.sampling import numba_kernel as kernel
 class MergedWeights:
     """The step's weights in the layouts the fast paths read, all (out, in) like PyTorch's.
 
-    embed: (classes, residual). conv_w: (layers, gate, kernel * residual), every layer's dilated
-    convolution with its taps side by side in the order [current, t - d, t - 2d, ...]; conv_b:
-    (layers, gate). res_w: (layers, residual, gate / 2), res_b: (layers, residual). skip_w:
-    (skip, layers * gate / 2), every layer's skip projection side by side (so all skips are one
-    matmul over the layers' gated outputs stacked); skip_b: (skip,) their biases summed.
-    head_w1/head_b1: (skip, skip)/(skip,), head_w2/head_b2: (classes, skip)/(classes,).
-    skip_scale: the model's skip_scale. dilations, spans, offsets: the ring buffers' layout
-    (see SamplerState). Tensors share the model's device and dtype; conditioning projections
-    are not here (the state holds them per row).
+    embed: (codes, residual), every code's first-layer input (`WaveNet.input_table`). conv_w:
+    (layers, gate, kernel * residual), every layer's dilated convolution with its taps side by side
+    in the order [current, t - d, t - 2d, ...]; conv_b: (layers, gate). res_w: (layers, residual,
+    gate / 2), res_b: (layers, residual). skip_w: (skip, layers * gate / 2), every layer's skip
+    projection side by side (so all skips are one matmul over the layers' gated outputs stacked);
+    skip_b: (skip,) their biases summed. head_w1/head_b1: (skip, skip)/(skip,), head_w2/head_b2:
+    (channels, skip)/(channels,), the output distribution's parameters. skip_scale: the model's
+    skip_scale. dilations, spans, offsets: the ring buffers' layout (see SamplerState). kind: the
+    output distribution, numbered as output.KINDS. Tensors share the model's device and dtype;
+    conditioning projections are not here (the state holds them per row).
     """
 
     embed: torch.Tensor
@@ -50,6 +52,7 @@ class MergedWeights:
     dilations: list[int]
     spans: list[int]
     offsets: list[int]
+    kind: int = 0
 
 
 @dataclass
@@ -124,7 +127,7 @@ class CachedSampler:
         rs_w = torch.stack(self.rs_w).transpose(1, 2)  # (layers, residual + skip, gate / 2)
         rs_b = torch.stack(self.rs_b)
         return MergedWeights(
-            embed=model.embed.weight.detach().clone(),
+            embed=model.input_table(),
             conv_w=torch.stack(self.conv_w).transpose(1, 2).contiguous(),
             conv_b=torch.stack(self.conv_b),
             res_w=rs_w[:, :res].contiguous(), res_b=rs_b[:, :res].contiguous(),
@@ -135,7 +138,8 @@ class CachedSampler:
             head_w2=model.head[3].weight[:, :, 0].detach().clone(),
             head_b2=model.head[3].bias.detach().clone(),
             skip_scale=float(self.skip_scale), dilations=list(self.dilations),
-            spans=list(self.spans), offsets=list(self.offsets))
+            spans=list(self.spans), offsets=list(self.offsets),
+            kind=KINDS[model.config.output])
 
     @torch.no_grad()
     def new_state(self, batch: int, speaker: torch.Tensor | None = None,
@@ -205,10 +209,11 @@ class CachedSampler:
     def step(self, state: SamplerState, x: torch.Tensor) -> torch.Tensor:
         """Feed the newest sample and return the logits of the next one.
 
-        x: (batch,) int class indices of sample `state.position - 1`.
-        Returns (batch, classes) logits for sample `state.position`; advances the state.
+        x: (batch,) int codes of sample `state.position - 1`.
+        Returns (batch, channels) output parameters (logits of a categorical model) for sample
+        `state.position`; advances the state.
         """
-        return self._advance(state, self.model.embed.weight[x.long()])
+        return self._advance(state, self.model.embed(x.long()))
 
     def local_bias(self, state: SamplerState, n: int) -> torch.Tensor:
         """(batch, n, layers * gate): every layer's mel projection at positions
@@ -271,19 +276,19 @@ def check_temperature(temperature: float) -> None:
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
 
 
-def draw(logits: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
-    """Sample from softmax(logits / temperature) by inverse CDF -> (batch,) int64.
+def draw(logits: torch.Tensor, temperature: float, uniform: torch.Tensor,
+         model: WaveNet | None = None) -> torch.Tensor:
+    """Draw the next codes -> (batch,) int64, one uniform (batch,) in [0, 1) per row.
 
-    logits: (batch, classes); uniform: (batch,) in [0, 1). temperature 0 means greedy (argmax);
-    below 1 sharpens, above 1 flattens.
+    logits: (batch, channels), the output parameters of `model` (default: a categorical
+    softmax, sampled by inverse CDF). temperature 0 means greedy (the most likely class; for a
+    continuous output, the mean of its most likely component); below 1 sharpens, above 1
+    flattens (a continuous output's weights are softened like logits, its scales multiplied).
     """
     check_temperature(temperature)
-    if temperature == 0:
-        return logits.argmax(dim=1)
-    probs = torch.softmax(logits.double() / temperature, dim=1)
-    cdf = probs.cumsum(dim=1)
-    target = (uniform.to(cdf) * cdf[:, -1])[:, None]
-    return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_(max=logits.shape[1] - 1)
+    if model is None:
+        return categorical_draw(logits, temperature, uniform)
+    return model.distribution.draw(logits, temperature, uniform)
 
 
 # Sampler paths (`generate(impl=...)`, `wavenet-generate impl=...`):
@@ -388,9 +393,10 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
              chunk: int = 16000, progress: bool = False, impl: str = "auto",
              threads: int | None = None, speaker: torch.Tensor | None = None,
              mel: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-    """Generate `samples` new class indices per item with the cached sampler, in chunks.
+    """Generate `samples` new codes per item with the cached sampler, in chunks.
 
-    prime: (batch, P) int class indices to continue from, or None to start from silence.
+    prime: (batch, P) int codes (`model.config.codec`) to continue from, or None to start from
+    silence.
     speaker: (batch,) speaker ids of a speaker-conditioned model.
     mel: (batch, n_mels, frames) log-mel (wavenet.features) of a mel-conditioned model, covering
     the prime and the new samples; samples=None generates all that the mel covers.
@@ -438,7 +444,7 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
             else:
                 out = torch.empty(batch, n, dtype=torch.long)
                 for i in range(n):
-                    out[:, i] = draw(logits, temperature, u[i])
+                    out[:, i] = draw(logits, temperature, u[i], model)
                     logits = sampler.step(state, out[:, i])
             bar.update(n)
             yield out
@@ -468,5 +474,6 @@ def generate_naive(model: WaveNet, samples: int | None, batch: int = 1, temperat
         end = seq.shape[1] + 1  # positions end - len(ctx) .. end - 1
         ctx_local = local[:, :, end - ctx.shape[1]:end] if local is not None else None
         logits = model.run(ctx, speaker=speaker, local=ctx_local)[0][:, :, -1]
-        seq = torch.cat([seq, draw(logits, temperature, uniforms.take(1)[0])[:, None]], dim=1)
+        seq = torch.cat([seq, draw(logits, temperature, uniforms.take(1)[0], model)[:, None]],
+                        dim=1)
     return seq[:, start:]

@@ -58,7 +58,7 @@ class GraphStep:
         s, st = self.sampler, self.state
         t = self.position
         u = self.uniforms.index_select(0, self.index)[0]
-        x = draw(self.logits, self.temperature, u)
+        x = draw(self.logits, self.temperature, u, s.model)
         self.out.index_copy_(1, self.index, x[:, None])
         h = self.embed[x]  # (batch, residual)
         slots = self.tap_offsets + torch.remainder(t - self.tap_back, self.tap_spans)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from wavenet.model import output
+
 try:
     import numba
     from llvmlite import ir
@@ -183,7 +185,9 @@ def _linear_rows(x, w, bias, out):
 
 
 def _sample_row(logits, u, temperature, scratch):
-    """Inverse-CDF draw from softmax(logits / temperature) with uniform u; argmax when T = 0."""
+    """Inverse-CDF draw from softmax(logits / temperature) with uniform u; argmax when T = 0.
+
+    The same draw as wavenet.model.output.categorical_draw."""
     n = logits.shape[0]
     best = 0
     for j in range(1, n):
@@ -205,6 +209,97 @@ def _sample_row(logits, u, temperature, scratch):
     return n - 1
 
 
+# wavenet.model.output's constants, as the compiled draws use them.
+_LOG_SCALE_MIN = output.LOG_SCALE_MIN
+_HALF_LEVELS = float(output.HALF)
+_TINY = output.TINY
+# Acklam's rational approximation of the standard normal quantile (relative error 1.2e-9),
+# refined below by one Halley step to float64 accuracy.
+_ACKLAM_A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+             1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00)
+_ACKLAM_B = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+             6.680131188771972e+01, -1.328068155288572e+01)
+_ACKLAM_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+             -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00)
+_ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+             3.754408661907416e+00)
+
+
+def _ndtri_lower(p):
+    """The standard normal quantile of p in (0, 0.5]."""
+    a, b, c, d = _ACKLAM_A, _ACKLAM_B, _ACKLAM_C, _ACKLAM_D
+    if p < 0.02425:
+        q = math.sqrt(-2.0 * math.log(p))
+        x = ((((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5])
+             / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0))
+    else:
+        q = p - 0.5
+        r = q * q
+        x = ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q
+             / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0))
+    e = 0.5 * math.erfc(-x / math.sqrt(2.0)) - p
+    v = e * math.sqrt(2.0 * math.pi) * math.exp(0.5 * x * x)
+    return x - v / (1.0 + 0.5 * x * v)
+
+
+def _ndtri(p):
+    """The standard normal quantile (torch.special.ndtri) of p in (0, 1); 1 - p is exact for
+    p >= 0.5, so the upper half mirrors the lower."""
+    return _ndtri_lower(p) if p <= 0.5 else -_ndtri_lower(1.0 - p)
+
+
+def _to_code(x):
+    """A continuous value -> its 16-bit code (output.to_codes: round half to even, clipped)."""
+    v = np.rint(x * _HALF_LEVELS)
+    return int(min(max(v, -_HALF_LEVELS), _HALF_LEVELS - 1.0) + _HALF_LEVELS)
+
+
+def _draw_mol(params, u, temperature, scratch):
+    """A discretized mixture of logistics' draw (output.Logistics.draw) with uniform u."""
+    k = params.shape[0] // 3
+    best = 0
+    for j in range(1, k):
+        if params[j] > params[best]:
+            best = j
+    if temperature == 0.0:
+        return _to_code(float(params[k + best]))
+    top = float(params[best])
+    total = 0.0
+    for j in range(k):
+        scratch[j] = math.exp((float(params[j]) - top) / temperature)
+        total += scratch[j]
+    target = u * total
+    below = 0.0
+    c = k - 1
+    for j in range(k):
+        if below + scratch[j] > target:
+            c = j
+            break
+        below += scratch[j]
+    v = min(max((target - below) / scratch[c], _TINY), 1.0 - _TINY)
+    scale = math.exp(max(float(params[2 * k + c]), _LOG_SCALE_MIN))
+    return _to_code(float(params[k + c]) + temperature * scale * (math.log(v) - math.log1p(-v)))
+
+
+def _draw_gaussian(params, u, temperature):
+    """A discretized Gaussian's draw (output.Gaussian.draw) with uniform u."""
+    mean = float(params[0])
+    if temperature == 0.0:
+        return _to_code(mean)
+    scale = math.exp(max(float(params[1]), _LOG_SCALE_MIN))
+    v = min(max(u, _TINY), 1.0 - _TINY)
+    return _to_code(mean + temperature * scale * _ndtri(v))
+
+
+def _draw(kind, params, u, temperature, scratch):
+    """The next code from one row's output parameters; kind as output.KINDS numbers them."""
+    if kind == 1:
+        return _draw_mol(params, u, temperature, scratch)
+    if kind == 2:
+        return _draw_gaussian(params, u, temperature)
+    return _sample_row(params, u, temperature, scratch)
+
+
 def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     """Generate n samples for every batch row, computing this part's share of each layer.
 
@@ -212,14 +307,15 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     layers * gate) or a dummy); ring: (buffer, row_bias) of the SamplerState; net: (offsets,
     spans, dilations); weights: `CompiledWeights.arrays`; exchange: (sync counters, residual,
     skip and logits partials, each (2, parts, batch, width)); options: (temperature, exact,
-    has_local). With parts > 1 the other parts run the same call concurrently.
+    has_local, kind: the output distribution, output.KINDS). With parts > 1 the other parts run
+    the same call concurrently.
     """
     first_logits, uniforms, out, local = io
     buffer, row_bias = ring
     offsets, spans, dilations = net
     embed, conv_w, res_w, res_b, skip_w, skip_b, w1, b1, w2, b2, skip_scale = weights
     sync, x_res, x_skip, x_logits = exchange
-    temperature, exact, has_local = options
+    temperature, exact, has_local, kind = options
     rows = out.shape[0]
     n_layers, width, taps_c = conv_w.shape[1:]  # width = this part's filter + gate rows
     share = width // 2  # gated outputs of this part per layer
@@ -256,7 +352,7 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     for i in range(n):
         t = t0 + i
         for r in range(rows):
-            x = _sample_row(logits[r], uniforms[i, r], temperature, scratch)
+            x = _draw(kind, logits[r], uniforms[i, r], temperature, scratch)
             if part == 0:
                 out[r, i] = x
             h[r] = embed[x]
@@ -355,6 +451,13 @@ if numba is not None:
     _linear = numba.njit(fastmath=True, cache=True, inline="always")(_linear)
     _linear_rows = numba.njit(fastmath=True, cache=True, inline="always")(_linear_rows)
     _sample_row = numba.njit(fastmath=True, cache=True)(_sample_row)
+    # The continuous draws keep IEEE semantics: they mirror torch's float64 arithmetic.
+    _ndtri_lower = numba.njit(cache=True)(_ndtri_lower)
+    _ndtri = numba.njit(cache=True)(_ndtri)
+    _to_code = numba.njit(cache=True)(_to_code)
+    _draw_mol = numba.njit(cache=True)(_draw_mol)
+    _draw_gaussian = numba.njit(cache=True)(_draw_gaussian)
+    _draw = numba.njit(cache=True)(_draw)
     _run_part = numba.njit(fastmath=True, cache=True, nogil=True)(_run_part)
 
 
@@ -405,6 +508,7 @@ class CompiledWeights:
     dilations: np.ndarray
     parts: int
     storage: str
+    kind: int  # the output distribution (output.KINDS)
 
     def __init__(self, merged, storage: str = "float32", parts: int = 1) -> None:
         if hasattr(merged, "merged_weights"):
@@ -438,7 +542,7 @@ class CompiledWeights:
         self.offsets = np.asarray(merged.offsets, dtype=np.int64)
         self.spans = np.asarray(merged.spans, dtype=np.int64)
         self.dilations = np.asarray(merged.dilations, dtype=np.int64)
-        self.parts, self.storage = parts, storage
+        self.parts, self.storage, self.kind = parts, storage, merged.kind
 
     @property
     def nbytes(self) -> int:
@@ -451,13 +555,14 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
                    local: torch.Tensor | None = None) -> torch.Tensor:
     """Draw len(uniforms) samples per row, advancing `state` and `logits` in place.
 
-    logits: (batch, classes) float, the next sample's logits (updated to the following one).
-    uniforms: (n, batch) float in [0, 1), one per draw. state: a SamplerState on the CPU.
+    logits: (batch, channels) float, the next sample's output parameters (updated to the
+    following one's). uniforms: (n, batch) float in [0, 1), one per draw (used as float64).
+    state: a SamplerState on the CPU.
     local: (batch, n, layers * gate) the mel projections of these n positions
     (`CachedSampler.local_bias`), for a mel-conditioned model; None otherwise.
     threads: with weights of one part (weights that fit a core's cache), batch rows are split
     across this many threads instead, each running its rows independently.
-    Returns (batch, n) int64 class indices.
+    Returns (batch, n) int64 codes.
     """
     n, batch = uniforms.shape
     out = np.empty((batch, n), dtype=np.int64)
@@ -468,11 +573,11 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
                          f"got {tuple(local.shape)}")
     dt = lg.dtype
     local_np = local.numpy() if has_local else np.zeros((batch, 1, 1), dt)
-    u = uniforms.numpy().astype(dt)
+    u = uniforms.numpy().astype(np.float64)
     buffer, bias = state.buffer.numpy(), state.bias.numpy()
     parts = weights.parts
     net = (weights.offsets, weights.spans, weights.dilations)
-    options = (float(temperature), dt == np.float64, has_local)
+    options = (float(temperature), dt == np.float64, has_local, weights.kind)
 
     def rows_args(b0: int, b1: int, parts: int) -> tuple:
         embed, skip_b, b2 = weights.arrays[0], weights.arrays[5], weights.arrays[9]

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -145,13 +144,15 @@ def set_up_process(tc: TrainConfig, world: World) -> str:
 @dataclass
 class TrainingData:
     """The data side of a run: training crops, the fixed validation batch, the speaker table
-    and the bigram baseline's validation bits/sample (NaN on ranks > 0)."""
+    and the bigram baseline's validation bits/sample (NaN on ranks > 0), in the model's unit
+    (per μ-law sample for a categorical model, per 16-bit sample for a continuous one)."""
 
     crops: CropSampler
     val_batch: Batch
     val_file: Utterance  # the first validation file: a vocoder's samples re-synthesise it
     speakers: list[str]
     bigram: float
+    bits16_offset: float  # validation bits per code -> per 16-bit sample (0 for 16-bit codes)
     report: dict  # data_report.json, written once the run is known to go on (after resume)
 
 
@@ -179,23 +180,39 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     cond = Conditioning(speakers or None, mc.mel, dc.sample_rate, dc.preemphasis)
     # With a mel, crops are whole hops: the crop is rounded up to the next multiple.
     length = math.ceil((r + dc.crop) / cond.hop) * cond.hop
-    crops = CropSampler(train_set, length, mc.classes, seed=tc.seed, rank=world.rank,
+    crops = CropSampler(train_set, length, mc.codec, seed=tc.seed, rank=world.rank,
                         world_size=world.size, cond=cond)
-    val_batch = validation_batch(val_set, length, dc.val_crops, mc.classes, cond)
+    val_batch = validation_batch(val_set, length, dc.val_crops, mc.codec, cond)
+    offset = float(mulaw.log2_widths(mc.codec)[val_batch.audio[:, mc.receptive_field:]].mean())
     bigram = math.nan
     if world.main:
-        def encode(utts: list[Utterance]) -> list[torch.Tensor]:
-            return [mulaw.encode(mulaw.preemphasis(u.audio, dc.preemphasis), mc.classes)
-                    for u in utts]
-
-        bigram = bigram_bits_per_sample(encode(train_set), encode(val_set), mc.classes)
+        bigram = bigram_baseline(train_set, val_set, mc.codec, dc.preemphasis)
     log.info("data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio; "
              "see data_report.json", len(dataset.utterances), len(train_set), len(val_set),
              len(dataset.skipped),
              sum(len(u.audio) for u in dataset.utterances) / dc.sample_rate)
     if speakers:
         log.info("speaker conditioning: %d speakers (%s)", len(speakers), ", ".join(speakers))
-    return TrainingData(crops, val_batch.to(world.device), val_set[0], speakers, bigram, report)
+    return TrainingData(crops, val_batch.to(world.device), val_set[0], speakers, bigram, offset,
+                        report)
+
+
+def bigram_baseline(train_set: list[Utterance], val_set: list[Utterance], codec: mulaw.Codec,
+                    preemphasis: float) -> float:
+    """The validation bits of a previous-sample model of μ-law classes, per code of `codec`:
+    per μ-law sample for μ-law codes; per 16-bit sample for 16-bit codes (a 256-class bigram
+    spreading each class's probability evenly over its 16-bit values; a 65536-level bigram
+    table would hold 4 G cells)."""
+    mu = codec if codec.kind == "mulaw" else mulaw.Codec()
+
+    def encode(utts: list[Utterance]) -> list[torch.Tensor]:
+        return [mu.encode(mulaw.preemphasis(u.audio, preemphasis)) for u in utts]
+
+    val = encode(val_set)
+    bits = bigram_bits_per_sample(encode(train_set), val, mu.classes)
+    if codec.kind != "mulaw":
+        bits += float(mulaw.log2_widths(mu)[torch.cat([s[1:] for s in val])].mean())
+    return bits
 
 
 def build_state(cfg: Config, data: TrainingData, world: World, clock: WallClock) -> TrainState:
@@ -312,11 +329,13 @@ def log_record(state: TrainState, out: RunOutputs, bits: float, samples_per_s: f
 
 
 def validation(state: TrainState, data: TrainingData, out: RunOutputs) -> dict:
-    """Rank 0: the validation figures of this step's record (val_bits against the bigram's)."""
+    """Rank 0: the validation figures of this step's record: val_bits (per code) against the
+    bigram's, and val_bits16, per 16-bit sample, which compares models of any output."""
     val_bits = validate(state.eval_model, data.val_batch, out.cfg.train.batch_size)
     out.bar.write(f"step {state.step}: validation {val_bits:.3f} bits/sample "
                   f"(bigram {data.bigram:.3f})")
-    return {"val_bits": round(val_bits, 5), "bigram_val_bits": round(data.bigram, 5)}
+    return {"val_bits": round(val_bits, 5), "bigram_val_bits": round(data.bigram, 5),
+            "val_bits16": round(val_bits + data.bits16_offset, 5)}
 
 
 def check_ranks_agree(model: WaveNet, world: World) -> None:
@@ -333,14 +352,15 @@ def check_ranks_agree(model: WaveNet, world: World) -> None:
 
 
 def bits_per_sample(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """Mean cross-entropy in bits of the samples that have a full receptive field of context.
+    """Mean NLL in bits per code of the samples that have a full receptive field of context.
 
     batch: crops (batch, receptive_field + n) int64 and their conditioning -> scalar tensor
     (differentiable). Only the last n positions of each crop are scored.
     """
     r = _receptive_field(model)
-    logits = model(batch.audio, batch.speaker, batch.mel)[:, :, r:]
-    return F.cross_entropy(logits.float(), batch.audio[:, r:]) / LN2
+    params = model(batch.audio, batch.speaker, batch.mel)[:, :, r:]
+    nll = distributed.unwrap(model).nll(params.float(), batch.audio[:, r:])
+    return nll.mean().float() / LN2
 
 
 def _receptive_field(model: nn.Module) -> int:

@@ -77,7 +77,7 @@ def write_sample(model: WaveNet, cfg: Config, run_dir: Path, step: int, val_batc
     if next(model.parameters()).device.type != "cpu":
         model = copy.deepcopy(model).cpu()
     first = val_batch.split(1)[0].to("cpu")
-    real = mulaw.Deemphasis(dc.preemphasis)(mulaw.decode(first.audio, mc.classes))[0]
+    real = mulaw.Deemphasis(dc.preemphasis)(mc.codec.decode(first.audio))[0]
     mel = None
     if mc.mel.enabled:
         real, mel = utterance_mel(val_file.audio[:n], dc.sample_rate, mc.mel)
@@ -88,7 +88,7 @@ def write_sample(model: WaveNet, cfg: Config, run_dir: Path, step: int, val_batc
     gen = torch.Generator().manual_seed(tc.seed + step)
     audio = torch.cat(list(generate(model, n, generator=gen, temperature=tc.sample_temperature,
                                     speaker=first.speaker, mel=mel)), dim=1)
-    fake = mulaw.Deemphasis(dc.preemphasis)(mulaw.decode(audio, mc.classes))[0]
+    fake = mulaw.Deemphasis(dc.preemphasis)(mc.codec.decode(audio))[0]
     write_wav(run_dir / "samples" / f"step_{step:07d}.wav", fake, dc.sample_rate)
     if board is not None:
         board.add_audio("sample", fake[None], step, dc.sample_rate)
