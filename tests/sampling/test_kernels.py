@@ -10,7 +10,10 @@ Draws: every path takes the same uniforms and draws by inverse CDF, so where two
 agree to ~1e-6 they pick the same class unless a uniform falls within ~1e-6 of a CDF step; with
 the seeds below that never happens, so float32 compiled and reference audio are equal sample for
 sample (a property of these seeds, not a guarantee: over long runs one near-tie can make them
-part ways, after which each is a different valid sample of the same model).
+part ways, after which each is a different valid sample of the same model). A continuous output
+rounds its draw to one of 65536 codes, where a 1e-7 difference in the parameters moves a draw
+across a code boundary about once in 200 samples: its paths are held equal draw for draw in
+float64 (differences ~1e-15), and in float32 by their parameters against the forward pass.
 """
 
 import json
@@ -42,19 +45,23 @@ MEL = MelConfig(n_mels=10, n_fft=64, win_length=64, hop_length=HOP, channels=12,
 STORAGES = {"compiled": "float32", "compiled-bf16": "bfloat16"}
 
 
-def small_model(conditioned: bool = False, seed: int = 0) -> WaveNet:
+OUTPUTS = ["categorical", "mol", "gaussian"]
+
+
+def small_model(conditioned: bool = False, seed: int = 0, output: str = "categorical",
+                dtype: torch.dtype = torch.float32) -> WaveNet:
     """Two blocks, kernel 3 (multi-tap queues, block wrap-around); optionally speaker + mel."""
     torch.manual_seed(seed)
     config = WaveNetConfig(blocks=2, layers_per_block=5, kernel_size=3, residual_channels=8,
                            gate_channels=16, skip_channels=16,
                            speaker_channels=6 if conditioned else 0,
-                           mel=MEL if conditioned else MelConfig())
+                           mel=MEL if conditioned else MelConfig(), output=output, mixtures=4)
     model = WaveNet(config, speakers=3 if conditioned else 0).eval()
     if conditioned:  # fresh conditioning weights are small; make them matter
         with torch.no_grad():
             for p in model.parameters():
                 p.mul_(3.0)
-    return model
+    return model.to(dtype)
 
 
 def conditioning(model: WaveNet, batch: int, samples: int) -> dict:
@@ -68,7 +75,8 @@ def conditioning(model: WaveNet, batch: int, samples: int) -> dict:
 def compiled_run(model, impl, batch, prime_len, n, parts, cond):
     """Prime, draw n samples on the compiled path split in `parts`; return (seq with a zero
     placeholder at the end, the logits the kernel left for that placeholder position)."""
-    prime = torch.randint(0, 256, (batch, prime_len), generator=torch.Generator().manual_seed(2))
+    prime = torch.randint(0, model.config.codec.classes, (batch, prime_len),
+                          generator=torch.Generator().manual_seed(2))
     sampler = CachedSampler(model)
     state, logits = sampler.start(batch, prime, **cond)
     weights = numba_kernel.CompiledWeights(sampler.merged_weights(), STORAGES[impl], parts)
@@ -90,8 +98,9 @@ def forward_last(model, seq, cond):
 @pytest.mark.parametrize("parts", [1, 2])
 @pytest.mark.parametrize("batch", [1, 16])
 @pytest.mark.parametrize("conditioned", [False, True])
-def test_compiled_paths_equal_forward(impl, parts, batch, conditioned):
-    model = small_model(conditioned)
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_compiled_paths_equal_forward(impl, parts, batch, conditioned, output):
+    model = small_model(conditioned, output=output)
     prime_len, n = 150, 105  # past the 121-sample receptive field; 256 = 16 mel frames
     cond = conditioning(model, batch, prime_len + n + 1)
     seq, logits = compiled_run(model, impl, batch, prime_len, n, parts, cond)
@@ -134,6 +143,27 @@ def generated(model, impl, temperature, threads=1, **kw):
     return torch.cat(list(generate(model, 200, 2, temperature=temperature, impl=impl,
                                    chunk=64, threads=threads,
                                    generator=torch.Generator().manual_seed(4), **kw)), dim=1)
+
+
+@needs_numba
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.3])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("output", ["mol", "gaussian"])
+def test_continuous_draws_equal_the_reference_draws_in_float64(temperature, threads, output):
+    model = small_model(output=output, dtype=torch.float64)
+    prime = torch.randint(0, 2**16, (2, 40), generator=torch.Generator().manual_seed(1))
+    reference = generated(model, "reference", temperature, prime=prime)
+    assert torch.equal(generated(model, "compiled", temperature, threads, prime=prime), reference)
+    assert len(reference.unique()) > (1 if temperature == 0 else 100)  # not stuck on one code
+
+
+@needs_numba
+@pytest.mark.parametrize("output", ["mol", "gaussian"])
+def test_continuous_conditioned_draws_equal_the_reference_draws_in_float64(output):
+    model = small_model(conditioned=True, output=output, dtype=torch.float64)
+    cond = conditioning(model, 2, 200)
+    assert torch.equal(generated(model, "compiled", 1.0, **cond),
+                       generated(model, "reference", 1.0, **cond))
 
 
 @needs_numba

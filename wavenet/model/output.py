@@ -160,6 +160,12 @@ class Logistics(Output):
         return to_codes(x)
 
 
+def _ndtr(z: torch.Tensor) -> torch.Tensor:
+    """The standard normal CDF to float64's relative accuracy in the lower tail (where
+    torch.special.ndtr is off by 2% at z = -8)."""
+    return 0.5 * torch.special.erfc(-z / math.sqrt(2.0))
+
+
 class Gaussian(Output):
     """One discretized Gaussian; channels [mean, log-scale]."""
 
@@ -178,8 +184,7 @@ class Gaussian(Output):
         # The interval's mass from the nearer tail: Phi(b) - Phi(a) below the mean, Phi(-a) -
         # Phi(-b) above it, so neither difference is of two numbers near 1.
         upper = (x - mean) > 0
-        mass = torch.where(upper, torch.special.ndtr(-a) - torch.special.ndtr(-b),
-                           torch.special.ndtr(b) - torch.special.ndtr(a))
+        mass = torch.where(upper, _ndtr(-a) - _ndtr(-b), _ndtr(b) - _ndtr(a))
         # Far in a tail the mass underflows float64: the density at the centre times the width.
         z = (x - mean) * inv_s
         log_mid = -0.5 * z * z - log_s - 0.5 * math.log(2 * math.pi) + math.log(2 * HALF_BIN)
