@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from machine import cpu_model, load
 
-from wavenet import checkpoint, mulaw
+from wavenet import checkpoint
 from wavenet.config import model_config
 from wavenet.model.features import MelConfig
 from wavenet.model.network import WaveNet
@@ -137,7 +137,7 @@ def run(model: WaveNet, impl: str, samples: int, batch: int, threads: int,
     generator = torch.Generator().manual_seed(0)
     if impl == "naive":
         # Primed with a whole receptive field, so every forward covers what a real step sees.
-        prime = torch.randint(0, model.config.classes, (batch, model.receptive_field),
+        prime = torch.randint(0, model.config.codec.classes, (batch, model.receptive_field),
                               generator=generator)
         cond = conditioning(model, model.receptive_field + samples, batch)
         generate_naive(model, samples, batch, prime=prime.to(model.embed.weight.device),
@@ -152,7 +152,7 @@ def run(model: WaveNet, impl: str, samples: int, batch: int, threads: int,
     for chunk in generate(model, samples, batch, generator=generator, impl=impl,
                           threads=threads, **cond):
         if sink:
-            f.write(mulaw.decode(chunk.cpu()).t().numpy())
+            f.write(model.config.codec.decode(chunk.cpu()).t().numpy())
         rss.append(rss_mb())
     if sink:
         f.close()

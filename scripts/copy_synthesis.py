@@ -58,7 +58,7 @@ def synthesise(model, rate: int, audios: list[torch.Tensor], batch: int, tempera
         out = torch.cat(list(generate(model, samples, len(group), temperature, generator=gen,
                                       mel=mel, threads=threads)), dim=1)
         for row, i in enumerate(group):
-            decoded = mulaw.decode(out[row:row + 1, :len(audios[i])], model.config.classes)
+            decoded = model.config.codec.decode(out[row:row + 1, :len(audios[i])])
             outputs[i] = mulaw.Deemphasis(preemphasis)(decoded)[0]
     return outputs, time.perf_counter() - start
 

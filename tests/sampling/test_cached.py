@@ -20,11 +20,15 @@ def model():
                    gate_channels=16, skip_channels=16).eval()
 
 
-@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("batch", [1, 16])
 @pytest.mark.parametrize("prime_len", [0, 1, 37, 150])
-def test_cached_steps_equal_forward(model, batch, prime_len):
+@pytest.mark.parametrize("output", ["categorical", "mol", "gaussian"])
+def test_cached_steps_equal_forward(batch, prime_len, output):
     torch.manual_seed(batch + prime_len)
-    x = torch.randint(0, 256, (batch, 300))  # longer than the receptive field (121)
+    model = WaveNet(blocks=2, layers_per_block=5, kernel_size=3, residual_channels=8,
+                    gate_channels=16, skip_channels=16, output=output, mixtures=4).eval()
+    # Longer than the receptive field (121); codes of the model's codec.
+    x = torch.randint(0, model.config.codec.classes, (batch, 300))
     with torch.no_grad():
         expected = model(x)[:, :, prime_len:]
     got = stepwise_logits(model, x, prime_len)
