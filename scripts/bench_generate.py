@@ -6,11 +6,13 @@
     python scripts/bench_generate.py --impl compiled --seconds 600 # 10 min streamed to disk
     python scripts/bench_generate.py --end-to-end data/pretrained/asterisk4-small.pt
     python scripts/bench_generate.py --device cuda --impl reference cuda-graph
+    python scripts/bench_generate.py --output categorical mol gaussian --impl compiled
     python scripts/bench_generate.py --quick                       # tiny settings, for CI
 
 The first line (`"kind": "machine"`) names the CPU and the read bandwidth one core gets from
 arrays of 256 KB (L2), 4 MB (last-level cache) and 64 MB (memory), measured by a numba loop.
-Then one line per path (`"kind": "generate"`):
+Then one line per path and --output (`"kind": "generate"`; every output kind's runs are
+interleaved with the others'):
   path            compiled, compiled-bf16 (numba), reference (CachedSampler.step), cuda-graph,
                   naive (a forward pass over the whole receptive field per sample, primed with a
                   full receptive field), or baseline (--baseline's `compiled`, in a subprocess)
@@ -49,6 +51,7 @@ from wavenet import checkpoint
 from wavenet.config import model_config
 from wavenet.model.features import MelConfig
 from wavenet.model.network import WaveNet
+from wavenet.model.output import OUTPUTS
 from wavenet.sampling import numba_kernel
 from wavenet.sampling.cached import (
     STORAGE,
@@ -94,15 +97,18 @@ def bandwidths(quick: bool) -> dict:
     return out
 
 
-def build(model_name: str, checkpoint_path: str | None, condition: str) -> tuple[str, WaveNet]:
+def build(model_name: str, checkpoint_path: str | None, condition: str,
+          output: str | None = None) -> tuple[str, WaveNet]:
     """(name to report, model in eval mode): from a checkpoint, or conf/model/NAME.yaml with
-    the conditioning of `condition` (none, speaker, mel or both)."""
+    the conditioning of `condition` (none, speaker, mel or both) and the output distribution
+    `output` (default: the config's)."""
     if checkpoint_path:
         return Path(checkpoint_path).stem, checkpoint.build_model(checkpoint.load(checkpoint_path))
     try:
         config = model_config(model_name)
     except ValueError as e:
         raise SystemExit(f"--model: {e}") from None
+    config.output = output or config.output
     speakers = 0
     if condition in ("speaker", "both"):
         config.speaker_channels, speakers = 16, 4
@@ -264,6 +270,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="benchmark a trained checkpoint instead of --model")
     parser.add_argument("--condition", choices=["none", "speaker", "mel", "both"],
                         default="none", help="conditioning added to --model")
+    parser.add_argument("--output", nargs="+", choices=list(OUTPUTS),
+                        help="output distributions of --model to time side by side")
     parser.add_argument("--impl", nargs="+", choices=[*PATHS, "all"], default=["all"])
     parser.add_argument("--baseline", help="also time this checkout's compiled path")
     parser.add_argument("--end-to-end", nargs="*", metavar="CKPT",
@@ -274,6 +282,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.model, args.samples, args.naive_samples, args.repeats = "tiny", 200, 2, 1
+    if args.output and args.checkpoint:
+        parser.error("--output builds models of --model; a checkpoint has its own output")
     for name in ("batch", "threads", "samples", "naive_samples", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -286,39 +296,47 @@ def main() -> None:
                "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
                "load": load()}
     print(json.dumps(machine), flush=True)
-    name, model = build(args.model, args.checkpoint, args.condition)
-    model = model.to(args.device, DTYPES[args.dtype])
+    models = {}
+    for output in args.output or [None]:
+        name, model = build(args.model, args.checkpoint, args.condition, output)
+        models[model.config.output] = (name, model.to(args.device, DTYPES[args.dtype]))
+    name, model = next(iter(models.values()))  # the baseline's
     on_cpu, wanted = args.device == "cpu", set(args.impl)
     runs_here = {"compiled": on_cpu and numba_kernel.available() and args.dtype != "bfloat16",
                  "compiled-bf16": on_cpu and numba_kernel.available() and args.dtype == "float32",
                  "reference": True, "cuda-graph": not on_cpu, "naive": True}
     impls = [i for i in PATHS if runs_here[i] and ("all" in wanted or i in wanted)]
+    jobs = [(output, impl) for output in models for impl in impls]
     samples = int(args.seconds * RATE) if args.seconds else args.samples
     with torch.inference_mode(), tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        first, times, extra, loads = {}, {i: [] for i in impls}, {}, {}
+        first, times, extra, loads = {}, {job: [] for job in jobs}, {}, {}
         baseline = None
-        for impl in impls:
+        for job in jobs:
+            output, impl = job
             start = time.perf_counter()
-            run(model, impl, 100 if impl != "naive" else 1, args.batch, args.threads)
-            first[impl] = time.perf_counter() - start
-            loads[impl] = [load()]
+            run(models[output][1], impl, 100 if impl != "naive" else 1, args.batch, args.threads)
+            first[job] = time.perf_counter() - start
+            loads[job] = [load()]
+        base = (model.config.output, "baseline")
         if args.baseline:
             baseline = Baseline(args.baseline, model, args.batch, args.threads, samples, tmp)
-            first["baseline"], times["baseline"], loads["baseline"] = baseline.first_call_s, \
-                [], [load()]
+            first[base], times[base], loads[base] = baseline.first_call_s, [], [load()]
         for _ in range(args.repeats):  # interleaved: every path once per round
-            for impl in impls:
+            for job in jobs:
+                output, impl = job
                 n = args.naive_samples if impl == "naive" else samples
                 sink = tmp / "out.wav" if args.seconds and impl != "naive" else None
                 start = time.perf_counter()
-                extra[impl] = run(model, impl, n, args.batch, args.threads, sink)
-                times[impl].append(time.perf_counter() - start)
+                extra[job] = run(models[output][1], impl, n, args.batch, args.threads, sink)
+                times[job].append(time.perf_counter() - start)
             if baseline:
-                times["baseline"].append(baseline.time())
+                times[base].append(baseline.time())
         if baseline:
             baseline.close()
-        for impl, runs in times.items():
+        for job, runs in times.items():
+            output, impl = job
+            name, model = models[output]
             n = args.naive_samples if impl == "naive" else samples
             seconds = statistics.median(runs)
             per_stream = n / seconds
@@ -327,15 +345,16 @@ def main() -> None:
             if impl == "baseline":
                 facts["parts"] = 1
             line = {
-                "kind": "generate", "path": impl, "model": name, "cpu": machine["cpu"],
+                "kind": "generate", "path": impl, "output": output, "model": name,
+                "cpu": machine["cpu"],
                 "device": args.device, "dtype": args.dtype, "batch": args.batch,
                 "threads": args.threads, "samples": n, "repeats": len(runs),
                 "seconds": round(seconds, 3), "runs_s": [round(r, 3) for r in runs],
                 "samples_per_s_aggregate": round(args.batch * per_stream, 1),
                 "samples_per_s_per_stream": round(per_stream, 1),
                 "realtime_factor": round(per_stream / RATE, 4),
-                "first_call_s": round(first[impl], 3), **facts,
-                "load": [*loads[impl], load()], **extra.get(impl, {}),
+                "first_call_s": round(first[job], 3), **facts,
+                "load": [*loads[job], load()], **extra.get(job, {}),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "receptive_field": model.receptive_field,
                 "params": sum(p.numel() for p in model.parameters()),

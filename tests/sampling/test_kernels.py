@@ -264,6 +264,17 @@ def test_benchmark_script_prints_its_fields():
             assert field in line, field
 
 
+def test_benchmark_times_every_output_side_by_side():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_generate.py"), "--quick",
+                          "--threads", "1", "--impl", "reference", "--output", "categorical",
+                          "mol", "gaussian"], capture_output=True, text=True, check=True,
+                         timeout=600).stdout
+    lines = [json.loads(line) for line in out.splitlines()[1:]]
+    assert [(line["output"], line["path"]) for line in lines] == [
+        ("categorical", "reference"), ("mol", "reference"), ("gaussian", "reference")]
+    assert all(line["samples_per_s_per_stream"] > 0 for line in lines)
+
+
 def test_the_layer_split_needs_free_cores():
     from wavenet.sampling.cached import kernel_parts
 

@@ -546,8 +546,10 @@ class CompiledWeights:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of every weight a sample reads."""
-        return sum(a.nbytes for a in self.arrays if isinstance(a, np.ndarray))
+        """Bytes of every weight a sample reads (of the input table, one row)."""
+        embed = self.arrays[0]
+        return sum(a.nbytes for a in self.arrays[1:] if isinstance(a, np.ndarray)) \
+            + embed[0].nbytes
 
 
 def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, uniforms: torch.Tensor,
