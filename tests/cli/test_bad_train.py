@@ -70,6 +70,10 @@ TRAIN_CASES = [
     ("train.max_stpes=3", ["max_stpes"]),
     ("model=huge", ["model/huge"]),
     ("logger=wandb", ["logger", "wandb"]),
+    ("model.output=laplace", ["model.output", "laplace"]),
+    ("model.mixtures=0", ["model.mixtures"]),
+    # A run of another output cannot resume this categorical run's checkpoint.
+    ("model.output=mol", ["last.pt", "'output': 'categorical'", "'output': 'mol'"]),
 ]
 
 
