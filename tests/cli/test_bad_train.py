@@ -25,6 +25,10 @@ import wavenet.cli.train as train_cli
 TRAIN_CASES = [
     ("model.blocks=0", ["model.blocks"]),
     ("model.blocks=three", ["model.blocks", "three"]),
+    ("model.residual_channels=0", ["model.residual_channels", "0"]),
+    ("model.skip_channels=-8", ["model.skip_channels", "-8"]),
+    ("model.layers_per_block=0", ["model.layers_per_block"]),  # no dilations at all
+    ("train.max_bad_steps=0", ["train.max_bad_steps"]),
     ("model.residual_channels=1048576", ["model.residual_channels"]),
     ("model.layers_per_block=40", ["model.layers_per_block"]),
     ("model.classes=1", ["model.classes"]),
