@@ -38,7 +38,8 @@ def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_train_resume_generate(tmp_path, small_data, cli):
+def test_train_resume_generate(tmp_path, small_data, cli, cli_main, train_run):
+    """The real wavenet-train process, then resume and generation in process."""
     run = tmp_path / "run"
     args = [*TRAIN, f"data.root={small_data}", f"hydra.run.dir={run}"]
     cli("wavenet-train", *args, "train.max_steps=6", "train.val_every=3", cwd=tmp_path)
@@ -53,16 +54,15 @@ def test_train_resume_generate(tmp_path, small_data, cli):
     assert (run / "samples" / "step_0000006.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Same run dir, more steps: resume=auto continues at step 6.
-    proc = cli("wavenet-train", *args, "train.max_steps=10", "train.val_every=5", cwd=tmp_path)
-    assert "resumed from" in proc.stderr + proc.stdout
+    train_run(run, *TRAIN, f"data.root={small_data}", "train.max_steps=10", "train.val_every=5")
     steps = [m["step"] for m in metrics(run)]
     assert steps[: len(first)] == [m["step"] for m in first]
     assert min(steps[len(first):]) > 6 and steps[-1] == 10
 
     out = tmp_path / "gen"
     last = run / "checkpoints" / "last.pt"
-    proc = cli("wavenet-generate", f"checkpoint={last}", "seconds=0.1", "batch=2", f"out={out}",
-               "progress=false", "impl=reference", cwd=tmp_path)
+    proc = cli_main("wavenet-generate", f"checkpoint={last}", "seconds=0.1", "batch=2",
+                    f"out={out}", "progress=false", "impl=reference", ok=True)
     paths = [Path(p) for p in proc.stdout.split()]
     assert len(paths) == 2
     # The files hold what the checkpoint's model draws with seed 0, row by row, as 16-bit PCM.
@@ -81,9 +81,9 @@ def test_train_resume_generate(tmp_path, small_data, cli):
     sf.write(prime, speech[: loudest + 320], rate, subtype="FLOAT")
     tail = torch.from_numpy(speech[loudest:loudest + 320])
     assert tail.pow(2).mean().sqrt() > 0.05
-    proc = cli("wavenet-generate", f"checkpoint={run / 'checkpoints' / 'best.pt'}",
-               "seconds=0.05", f"prime={prime}", "prime_seconds=0.02", f"out={out}",
-               "seed=3", "progress=false", cwd=tmp_path)
+    proc = cli_main("wavenet-generate", f"checkpoint={run / 'checkpoints' / 'best.pt'}",
+                    "seconds=0.05", f"prime={prime}", "prime_seconds=0.02", f"out={out}",
+                    "seed=3", "progress=false", ok=True)
     audio, _ = sf.read(proc.stdout.split()[0])
     assert len(audio) == 320 + 800
     # The output starts with the prime's last 320 samples, μ-law quantized (then 16-bit PCM).
