@@ -23,6 +23,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 ASTERISK_ROOT = REPO_ROOT.parent / "shared" / "speech" / "asterisk4"
 
+# Session fixtures that train or build for tens of seconds: under pytest-xdist (scripts/test.sh
+# runs two workers, --dist loadgroup) every test that uses one runs on the same worker, so each
+# is built once; every other test goes with its file (its module fixtures are built once too).
+SHARED_FIXTURES = ("demo_run", "world")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        group = used[0] if used else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
