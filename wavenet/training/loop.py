@@ -10,6 +10,7 @@ wavenet.training.distributed), train their own share of each batch with Distribu
 and only rank 0 logs, validates, samples and writes into run_dir.
 """
 
+import gc
 import hashlib
 import logging
 import math
@@ -57,6 +58,7 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     """
     tc = cfg.train
     world = distributed.setup(tc.device)
+    net = ddp = None
     try:
         precision = set_up_process(tc, world)
         data = build_data(cfg, world)
@@ -121,6 +123,12 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
         world.barrier()
         return out.record
     finally:
+        # DDP's reducer holds the process group: let both go before leaving the group, or
+        # they are destroyed at interpreter exit, where gloo's threads were seen to abort the
+        # process ("terminate called without an active exception", SIGABRT) after a finished
+        # run on a loaded machine.
+        net = ddp = None
+        gc.collect()
         distributed.teardown(world)
 
 
