@@ -96,12 +96,13 @@ def test_tiny_model_learns_real_speech_better_than_a_bigram(asterisk_root, tmp_p
 
 @pytest.mark.slow
 def test_tiny_vocoder_learns_to_use_the_mel(asterisk_root, tmp_path, train_run, compose):
-    """After a short run, held-out files cost fewer bits with their own log-mel than with the
-    log-mel of the same audio played backwards (same spectra, wrong moments)."""
+    """After a short run (200 steps), held-out files cost fewer bits with their own log-mel than
+    with the log-mel of the same audio played backwards (same spectra, wrong moments): 5.23
+    against 5.62 bits/sample on 2026-12-02."""
     overrides = ["model=tiny", "model.mel.n_mels=80", "model.mel.channels=32", "data=asterisk4",
-                 f"data.root={asterisk_root}", "data.crop=2000", "train.max_steps=400",
+                 f"data.root={asterisk_root}", "data.crop=2000", "train.max_steps=200",
                  "train.batch_size=8", "train.lr=5e-3", "train.warmup_steps=50",
-                 "train.val_every=400", "train.sample_seconds=0", "train.threads=1",
+                 "train.val_every=200", "train.sample_seconds=0", "train.threads=1",
                  "train.progress=false"]
     cfg = OmegaConf.to_object(compose(*overrides))
     train_run(tmp_path, *overrides)
