@@ -23,30 +23,41 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 ASTERISK_ROOT = REPO_ROOT.parent / "shared" / "speech" / "asterisk4"
 
-# Session fixtures that train or build for tens of seconds: under pytest-xdist (scripts/test.sh
-# runs two workers, --dist loadgroup) every test that uses one runs on the same worker, so each
-# is built once; every other test goes with its file (its module fixtures are built once too).
-SHARED_FIXTURES = ("demo_run", "world")
+# Under pytest-xdist (scripts/test.sh runs two workers) tests are handed out a file at a time,
+# and the files that share a session fixture that trains or builds for tens of seconds go
+# together, so it is built once: `demo_run` (conftest.py) and `world` (tests/cli/conftest.py).
+FILE_GROUPS = {
+    "tests/training/test_learning.py": "demo_run", "tests/metrics/test_evaluate.py": "demo_run",
+    "tests/cli/test_outputs.py": "demo_run",
+    **{f"tests/cli/test_bad_{tool}.py": "world"
+       for tool in ("train", "generate", "evaluate", "plot_report")},
+}
+# Groups go out in collection order: the longest first, the short ones fill in behind them
+# (about 150, 75, 70 and 40 s of 560 on 2026-12-02; the rest in file order).
+LONGEST_FIRST = ("demo_run", "world", "tests/cli/test_faults.py", "tests/metrics/test_listening.py",
+                 "tests/sampling/test_kernels.py", "tests/scripts/test_scripts.py",
+                 "tests/sampling/test_cached.py")
 
 
-# xdist hands out groups in collection order, so the longest go first and the short ones fill
-# in behind them (about 110, 75, 70 and 65 s of 560 on 2026-12-02; the rest in file order).
-LONGEST_FIRST = ("tests/training/test_learning.py", "demo_run", "tests/cli/test_faults.py",
-                 "world", "tests/metrics/test_listening.py", "tests/sampling/test_kernels.py",
-                 "tests/scripts/test_scripts.py", "tests/sampling/test_cached.py")
+def _group(nodeid: str) -> str:
+    path = nodeid.split("::")[0]
+    return FILE_GROUPS.get(path, path)
 
 
-def _group(item) -> str:
-    used = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
-    return used[0] if used else item.nodeid.split("::")[0]
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return ByGroup(config, log)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: file order kept
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable
 
 
 @pytest.fixture(scope="session")
