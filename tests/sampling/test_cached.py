@@ -93,10 +93,11 @@ def test_uniform_stream_does_not_depend_on_how_it_is_taken():
 
 
 @needs_numba
-@pytest.mark.parametrize("batch", [1, 16])
+@pytest.mark.parametrize("batch", [1, 4])
 def test_compiled_path_equals_forward_for_the_default_architecture(batch):
     """float32, primed: after the compiled loop draws 200 samples per row, its logits and
-    queues equal the teacher-forced forward pass over prime + those samples."""
+    queues equal the teacher-forced forward pass over prime + those samples. Batch 4 splits
+    its rows between the two threads (batch 16 is held on a small model, test_kernels.py)."""
     torch.manual_seed(batch)
     model = WaveNet().eval()
     prime = torch.randint(0, 256, (batch, 3100))

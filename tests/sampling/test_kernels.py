@@ -111,8 +111,10 @@ def test_compiled_paths_equal_forward(impl, parts, batch, conditioned, output):
 
 
 @needs_numba
-@pytest.mark.parametrize("batch", [1, 16])
+@pytest.mark.parametrize("batch", [1, 4])
 def test_split_bf16_path_equals_forward_for_the_default_architecture(batch):
+    """The default architecture at batch 1 and 4 (its forward passes over 3,200 samples are the
+    cost); every path at batch 16 is held above on the small model."""
     torch.manual_seed(batch)
     model = WaveNet().eval()
     seq, logits = compiled_run(model, "compiled-bf16", batch, 3100, 100, 2, {})
