@@ -277,6 +277,26 @@ def test_comparison_page(tmp_path: Path):
     assert_links_resolve(page, out.parent)
 
 
+def test_comparison_of_outputs_shows_the_16bit_unit(tmp_path: Path):
+    """A μ-law run and a 16-bit run compare by val_bits16 (their val_bits are per code)."""
+    runs = []
+    for name, offset in (("categorical", 6.0), ("mol", 0.0)):
+        run = make_run(tmp_path / name, overrides=[f"model.output={name}"])
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        for r in records:
+            if "val_bits" in r:
+                r["val_bits16"] = r["val_bits"] + offset
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        runs.append((run, min(r["val_bits"] for r in records if "val_bits" in r) + offset))
+    out = tmp_path / "sweep.html"
+    report_main([str(runs[0][0]), str(runs[1][0]), "--out", str(out)])
+    page = read_page(out)
+    assert "best val bits / 16-bit sample" in page.text
+    text = " ".join(page.text)
+    assert all(f"{best16:.3f}" in text for _, best16 in runs)
+
+
 def test_one_run_without_out_writes_its_report(tmp_path: Path, capsys):
     run = make_run(tmp_path / "run")
     report_main([str(run)])

@@ -510,6 +510,10 @@ def render_comparison(runs: list[Run], base: Path) -> str:
     scores = [("best val bits", lambda r: r.best and r.best["val_bits"]),
               ("bigram", lambda r: r.bigram), ("steps", lambda r: r.step),
               ("wall time", lambda r: r.wall_s)]
+    if any("val_bits16" in r for run in runs for r in run.records):
+        # Per 16-bit sample: the one unit in which μ-law and 16-bit outputs compare.
+        scores.insert(1, ("best val bits / 16-bit sample",
+                          lambda r: r.best and r.best.get("val_bits16")))
     if any(k in r for run in runs for r in run.records for k, _ in DNSMOS):
         scores.append(("DNSMOS ovrl", lambda r: next(
             (x["dnsmos_ovrl"] for x in r.validations if "dnsmos_ovrl" in x), None)))
