@@ -162,7 +162,8 @@ def test_kill_9_during_start_up_leaves_no_stale_lock(world, tmp_path):
     ("other_model", ["last.pt", "differs"]),
     ("no_data", ["no_such_data"]),
 ])
-def test_resume_from_a_bad_checkpoint_changes_nothing(world, tmp_path, damage, names):
+def test_resume_from_a_bad_checkpoint_changes_nothing(world, tmp_path, damage, names, capsys,
+                                                       monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(world["run"], run)
     last = run / "checkpoints" / "last.pt"
@@ -175,9 +176,9 @@ def test_resume_from_a_bad_checkpoint_changes_nothing(world, tmp_path, damage, n
     before = snapshot(run)
     other = ["model.residual_channels=8"] if damage == "other_model" else []
     data = tmp_path / "no_such_data" if damage == "no_data" else world["data"]
-    proc = run_tool("wavenet-train", *TRAIN, f"data.root={data}", f"hydra.run.dir={run}",
-                    "train.max_steps=4", *other, cwd=world["base"])
-    proc_line(proc, names=names)
+    call = train_in_process(monkeypatch, world["base"], *TRAIN, f"data.root={data}",
+                            f"hydra.run.dir={run}", "train.max_steps=4", *other)
+    one_line(capsys, call, names=["wavenet-train: error:", *names])
     assert snapshot(run) == before
 
 
