@@ -5,6 +5,7 @@ categorical models; 16-bit linear PCM (code = sample + 32768, in [0, 65536)) for
 output distributions (wavenet.model.output). `Codec` names one of the two.
 """
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -144,6 +145,7 @@ def as_codec(codec: "Codec | int") -> Codec:
     return codec if isinstance(codec, Codec) else Codec("mulaw", int(codec))
 
 
+@functools.cache
 def log2_widths(codec: Codec) -> torch.Tensor:
     """(classes,) float64: log2 of how many 16-bit values each code stands for.
 
@@ -157,3 +159,9 @@ def log2_widths(codec: Codec) -> torch.Tensor:
     grid = torch.arange(-LINEAR16_LEVELS // 2, LINEAR16_LEVELS // 2, dtype=torch.float32)
     counts = torch.bincount(codec.encode(grid / (LINEAR16_LEVELS // 2)), minlength=codec.classes)
     return counts.clamp(min=1).double().log2()
+
+
+def mean_log2_width(codec: Codec, codes: torch.Tensor) -> float:
+    """The mean of `log2_widths` over `codes`: what turns a mean NLL in bits per code into bits
+    per 16-bit sample (0 for 16-bit codes)."""
+    return float(log2_widths(codec)[codes.long().cpu()].mean()) if codes.numel() else 0.0

@@ -112,8 +112,7 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
         idx = torch.tensor([i for i in used if utterances[i].speaker == speaker])
         per_speaker[speaker] = float(totals[idx].sum() / counts[idx].sum()) / LN2
     bits = float(totals.sum() / counts.sum()) / LN2
-    widths = mulaw.log2_widths(codec)
-    offset = float(sum(widths[seqs[i][1:]].sum() for i in used) / counts.sum())
+    offset = mulaw.mean_log2_width(codec, torch.cat([seqs[i][1:] for i in used]))
     if not math.isfinite(bits) or not all(map(math.isfinite, per_speaker.values())):
         raise ValueError(f"the model's bits/sample is not finite ({bits}): its logits overflow "
                          f"on this data; no score")

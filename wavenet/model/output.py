@@ -15,7 +15,6 @@ NLLs are computed in float64 (a 16-bit interval holds a mass of 1e-5 where float
 difference would keep two digits); every draw takes one uniform number per sample.
 """
 
-import functools
 import math
 
 import torch
@@ -73,12 +72,6 @@ class Output:
     def __init__(self, channels: int):
         self.channels = channels
 
-    @functools.cached_property
-    def log2_widths(self) -> torch.Tensor:
-        """(levels,) float64 log2 of the 16-bit values each code stands for (on the CPU)."""
-        with torch.device("cpu"):
-            return mulaw.log2_widths(self.codec)
-
     def nll(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """params (batch, channels, time), target (batch, time) codes -> (batch, time) NLL in
         nats per code."""
@@ -91,10 +84,6 @@ class Output:
 
     def initialize(self, head: torch.nn.Conv1d) -> None:
         """Start the head (its last 1x1 convolution) near a sensible first guess."""
-
-    def bits16_offset(self, target: torch.Tensor) -> torch.Tensor:
-        """(batch, time) float64: what turns bits per code into bits per 16-bit sample."""
-        return self.log2_widths.to(target.device)[target.long()]
 
 
 class Categorical(Output):

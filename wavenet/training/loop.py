@@ -191,7 +191,7 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     crops = CropSampler(train_set, length, mc.codec, seed=tc.seed, rank=world.rank,
                         world_size=world.size, cond=cond)
     val_batch = validation_batch(val_set, length, dc.val_crops, mc.codec, cond)
-    offset = float(mulaw.log2_widths(mc.codec)[val_batch.audio[:, mc.receptive_field:]].mean())
+    offset = mulaw.mean_log2_width(mc.codec, val_batch.audio[:, mc.receptive_field:])
     bigram = math.nan
     if world.main:
         bigram = bigram_baseline(train_set, val_set, mc.codec, dc.preemphasis)
@@ -219,7 +219,7 @@ def bigram_baseline(train_set: list[Utterance], val_set: list[Utterance], codec:
     val = encode(val_set)
     bits = bigram_bits_per_sample(encode(train_set), val, mu.classes)
     if codec.kind != "mulaw":
-        bits += float(mulaw.log2_widths(mu)[torch.cat([s[1:] for s in val])].mean())
+        bits += mulaw.mean_log2_width(mu, torch.cat([s[1:] for s in val]))
     return bits
 
 
