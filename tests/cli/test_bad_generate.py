@@ -25,6 +25,7 @@ from bad_inputs import (
 from tools import env, exe
 
 import wavenet.cli.generate as generate_cli
+from wavenet.cli import common
 
 # ----------------------------------------------------------------- wavenet-generate arguments
 
@@ -306,11 +307,39 @@ def test_generate_ctrl_c_is_one_line_and_keeps_earlier_output(world, tmp_path):
     proc = subprocess.Popen([exe("wavenet-generate"), f"checkpoint={world['ckpt']}",
                              "seconds=600", f"out={out}", "progress=false", "impl=reference"],
                             env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list(out.glob(".*.tmp")) and time.monotonic() < deadline:
-        time.sleep(0.1)  # generating: the temporaries are open
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob(".*.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.1)  # generating: the temporaries are open
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # no 10-minute generation left behind if it did not stop
     assert proc.returncode == 130, stderr
     assert stderr.strip() == "wavenet-generate: interrupted"
     assert snapshot(out) == before  # nothing replaced, no temporary left
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped raise
+def test_a_ctrl_c_lost_in_a_finalizer_still_stops_the_tool(capsys):
+    """Python drops a KeyboardInterrupt raised while a `__del__` runs ("Exception ignored");
+    the tools remember the signal, so the next check between chunks still stops them."""
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # handled inside __del__: the raise is dropped
+
+    steps = []
+
+    def action(argv):
+        Finalized()  # collected at once: SIGINT arrives within its __del__
+        steps.append("went on")  # as without the check: the interrupt did not surface
+        common.check_interrupted()
+        steps.append("finished")
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as exit_:
+        common.run_tool("wavenet-generate", "usage", action, [])
+    assert exit_.value.code == 130 and steps == ["went on"]
+    assert capsys.readouterr().err.strip() == "wavenet-generate: interrupted"
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
+    common.run_tool("wavenet-generate", "usage", lambda argv: common.check_interrupted(), [])

@@ -281,8 +281,8 @@ def test_kill_drill_three_rounds(tmp_path):
     """scripts/fault_drill.py: SIGKILL at a random moment, during a checkpoint write and during
     training (one round of each; `--runs 20` for the full drill, docs/reliability.md)."""
     proc = subprocess.run([sys.executable, str(PROJECT_DIR / "scripts" / "fault_drill.py"),
-                           "--runs", "3", "--workdir", str(tmp_path)], env=tools.env(),
-                          capture_output=True, text=True, timeout=300)
+                           "--runs", "3", "--steps", "150", "--workdir", str(tmp_path)],
+                          env=tools.env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     assert counts["kills"] == 3, counts

@@ -3,7 +3,9 @@ promise every tool keeps for user errors: one line on stderr and exit status 2, 
 """
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from typing import NoReturn, TypeVar
@@ -72,14 +74,33 @@ def fail(name: str, e: BaseException, status: int = 2) -> None:
     sys.exit(status)
 
 
+_interrupted = threading.Event()
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C came since the tool started. Python drops an exception
+    raised while a finalizer runs (a `__del__`, a weakref callback), so a Ctrl-C landing there
+    would be lost; long loops call this between chunks so that it still stops them."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
+
+
 def run_tool(name: str, usage: str, action: Callable[[list[str]], None],
              argv: list[str] | None = None) -> None:
     """Run `action(argv)`; --help prints `usage`; ValueError/OSError exit 2 with one line,
-    Ctrl-C exits 130 with one line."""
+    Ctrl-C exits 130 with one line (see `check_interrupted`)."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(usage)
         return
+    _interrupted.clear()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _on_sigint) if main_thread else None
     try:
         action(argv)
     except (ValueError, OSError) as e:
@@ -87,3 +108,6 @@ def run_tool(name: str, usage: str, action: Callable[[list[str]], None],
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)

@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 from wavenet import checkpoint, mulaw
-from wavenet.cli.common import parse_key_values, run_tool
+from wavenet.cli.common import check_interrupted, parse_key_values, run_tool
 from wavenet.config import MAX_BATCH, GenerateConfig
 from wavenet.data.dataset import read_audio, speaker_ids
 from wavenet.errors import DataError, check_int, one_line
@@ -140,6 +140,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
                               strict=True):
                 f.write(row)
         for chunk in chunks:
+            check_interrupted()
             for f, row in zip(files, deemphasis(codec.decode(chunk)).numpy(),
                               strict=True):
                 f.write(row)
