@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from bad_inputs import TRAIN, one_line, proc_line, snapshot
-from tools import env, exe, run_tool
+from bad_inputs import TRAIN, one_line, snapshot
+from tools import env, exe
 
 import wavenet.cli.train as train_cli
 
@@ -120,7 +120,7 @@ def _train_proc(world, run: Path, *args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_two_runs_on_one_dir_the_second_is_refused(world, tmp_path):
+def test_two_runs_on_one_dir_the_second_is_refused(world, tmp_path, capsys, monkeypatch):
     run = tmp_path / "shared_run"
     first = _train_proc(world, run, "train.max_steps=100000", "train.val_every=100000",
                         "train.checkpoint_every=5")
@@ -129,9 +129,10 @@ def test_two_runs_on_one_dir_the_second_is_refused(world, tmp_path):
         while not (run / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
             assert first.poll() is None, first.communicate()[1][-2000:]
             time.sleep(0.2)
-        second = run_tool("wavenet-train", *TRAIN, f"data.root={world['data']}",
-                          f"hydra.run.dir={run}", "train.seed=1", cwd=world["base"])
-        proc_line(second, names=[str(run), f"pid {first.pid}"])
+        second = train_in_process(monkeypatch, world["base"], *TRAIN,
+                                  f"data.root={world['data']}", f"hydra.run.dir={run}",
+                                  "train.seed=1")  # another process holds the lock: this one
+        one_line(capsys, second, names=[str(run), f"pid {first.pid}"])
         assert first.poll() is None  # the first is untouched and still training
     finally:
         first.send_signal(signal.SIGINT)
@@ -143,7 +144,7 @@ def test_two_runs_on_one_dir_the_second_is_refused(world, tmp_path):
     assert steps == sorted(set(steps))  # no step logged twice
 
 
-def test_kill_9_during_start_up_leaves_no_stale_lock(world, tmp_path):
+def test_kill_9_during_start_up_leaves_no_stale_lock(world, tmp_path, monkeypatch):
     run = tmp_path / "killed"
     proc = _train_proc(world, run)
     deadline = time.monotonic() + 60
@@ -151,9 +152,9 @@ def test_kill_9_during_start_up_leaves_no_stale_lock(world, tmp_path):
         time.sleep(0.05)
     proc.kill()
     proc.communicate(timeout=60)
-    again = run_tool("wavenet-train", *TRAIN, f"data.root={world['data']}",
-                     f"hydra.run.dir={run}", cwd=world["base"])
-    assert again.returncode == 0, again.stderr[-2000:]
+    train_in_process(monkeypatch, world["base"], *TRAIN, f"data.root={world['data']}",
+                     f"hydra.run.dir={run}")()  # returns: the run took the lock and finished
+    assert (run / "checkpoints" / "last.pt").is_file()
 
 
 @pytest.mark.parametrize("damage,names", [
@@ -182,11 +183,11 @@ def test_resume_from_a_bad_checkpoint_changes_nothing(world, tmp_path, damage, n
     assert snapshot(run) == before
 
 
-def test_resume_from_a_named_bad_checkpoint(world, tmp_path):
+def test_resume_from_a_named_bad_checkpoint(world, tmp_path, capsys, monkeypatch):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"PK\x03\x04 truncated")
     run = tmp_path / "fresh_run"
-    proc = run_tool("wavenet-train", *TRAIN, f"data.root={world['data']}",
-                    f"hydra.run.dir={run}", f"train.resume={bad}", cwd=world["base"])
-    proc_line(proc, names=["bad.pt"])
+    call = train_in_process(monkeypatch, world["base"], *TRAIN, f"data.root={world['data']}",
+                            f"hydra.run.dir={run}", f"train.resume={bad}")
+    one_line(capsys, call, names=["bad.pt"])
     assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing but the lock
