@@ -6,7 +6,9 @@ Each round restarts `wavenet-train model=tiny` in the same run directory (train.
 kills it with SIGKILL, then checks that every checkpoint still loads, that metrics.jsonl and
 data_report.json parse, and that the next start resumes from exactly the step last.pt holds.
 Kills land at a random moment (often during start-up: imports, data loading), at a random
-moment of training, or as soon as a checkpoint's temporary file appears, i.e. during the write.
+moment of training, or during a checkpoint write: the process is frozen (SIGSTOP) as soon as a
+checkpoint's temporary file appears and killed if the file is still there (else it goes on to
+the next write).
 After the last kill the run is finished without interruption and compared with an uninterrupted
 reference run: the weights and the logged losses must be identical. Prints one JSON line of
 counts; exits 1 if any check failed.
@@ -87,6 +89,37 @@ def new_temporary(ckpt_dir: Path, before: set[str]) -> bool:
     return bool(temporaries(ckpt_dir) - before)
 
 
+def stopped(proc: subprocess.Popen, timeout: float = 2.0) -> bool:
+    """Wait until `proc` shows as stopped (state T in /proc/PID/stat) after a SIGSTOP."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state in ("T", "t"):
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def stop_during_write(proc: subprocess.Popen, ckpt_dir: Path, before: set[str],
+                      timeout: float) -> None:
+    """Freeze `proc` (SIGSTOP) while a checkpoint write is under way: stop it as soon as a new
+    temporary file appears; if the write finished before the stop took hold (the temporary is
+    gone), let it go on (SIGCONT) and try the next write. Returns with `proc` stopped inside a
+    write, or running if `timeout` passed or it ended."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not wait_for(proc, partial(new_temporary, ckpt_dir, before),
+                        timeout=end - time.monotonic(), poll=0):
+            return
+        proc.send_signal(signal.SIGSTOP)
+        if stopped(proc) and new_temporary(ckpt_dir, before):
+            return
+        proc.send_signal(signal.SIGCONT)
+
+
 def check_run_dir(run: Path) -> tuple[int, int, int]:
     """(corrupt checkpoints, other corrupt files, step of last.pt or 0)."""
     bad_ckpt, bad_files, step = 0, 0, 0
@@ -165,10 +198,10 @@ def drill(runs: int, workdir: Path, steps: int | None = None, seed: int = 0) -> 
         mode = i % 3
         if mode == 0:  # anywhere: start-up, data loading, resuming or training
             time.sleep(rng.uniform(0.5, 4.5))
-        elif mode == 1:  # during a checkpoint write: kill as soon as a temporary file appears
+        elif mode == 1:  # during a checkpoint write: stopped with its temporary file open
             wait_for(proc, trained, timeout=60)
             time.sleep(rng.uniform(0.0, 0.3))  # not always the first write after the resume
-            wait_for(proc, partial(new_temporary, ckpt_dir, left_before), timeout=10, poll=0)
+            stop_during_write(proc, ckpt_dir, left_before, timeout=20)
         else:  # during training: a random moment after the first new step was logged
             wait_for(proc, trained, timeout=60)
             time.sleep(rng.uniform(0.0, 0.5))
