@@ -31,15 +31,21 @@ FILE_GROUPS = {
     "tests/cli/test_outputs.py": "demo_run",
     **{f"tests/cli/test_bad_{tool}.py": "world"
        for tool in ("train", "generate", "evaluate", "plot_report")},
+    # One worker compiles the sampler's float64, bf16 and conditioned kernels (numba, ~6-12 s
+    # each on a fresh clone before its cache exists), not both.
+    **{f"tests/sampling/test_{name}.py": "sampling"
+       for name in ("kernels", "cached", "conditioned")},
+    # The report tests share one real run (test_report.train_tiny_run), trained once per worker.
+    "tests/metrics/test_report.py": "report", "tests/cli/test_report_browser.py": "report",
 }
 # Groups go out in collection order, each to the first worker free: the longest first (about
-# 100, 90, 80 and 60 s on 2026-12-03), the short ones fill in behind them (the rest in file order).
+# 100, 90, 80, 60 and 60 s on 2026-12-03), the short ones fill in behind them (the rest in file
+# order).
 LONGEST_FIRST = ("world", "tests/cli/test_faults.py", "tests/training/test_learning_asterisk4.py",
-                 "demo_run", "tests/metrics/test_listening.py", "tests/scripts/test_scripts.py",
-                 "tests/cli/test_cli.py", "tests/training/test_distributed.py",
-                 "tests/metrics/test_report.py", "tests/cli/test_report_browser.py",
-                 "tests/training/test_loop.py", "tests/sampling/test_kernels.py",
-                 "tests/cli/test_conditioned_tools.py", "tests/sampling/test_cached.py")
+                 "demo_run", "sampling", "tests/metrics/test_listening.py",
+                 "tests/scripts/test_scripts.py", "tests/cli/test_cli.py",
+                 "tests/training/test_distributed.py", "report",
+                 "tests/training/test_loop.py", "tests/cli/test_conditioned_tools.py")
 
 
 def _group(nodeid: str) -> str:
