@@ -195,7 +195,13 @@ except ImportError:  # the package before wavenet/sampling/
     from wavenet.sampler import generate
     from wavenet.model import WaveNet, WaveNetConfig
 saved = torch.load(sys.argv[1], weights_only=False)
-model = WaveNet(WaveNetConfig(**saved["config"]), speakers=saved["speakers"]).eval()
+import dataclasses
+known = {f.name: f.default for f in dataclasses.fields(WaveNetConfig)}
+extra = {k: v for k, v in saved["config"].items() if k not in known}
+if any(v != saved["defaults"].get(k) for k, v in extra.items()):  # only keys at their default
+    sys.exit(f"the baseline checkout cannot build this model: {extra}")
+config = {k: v for k, v in saved["config"].items() if k in known}
+model = WaveNet(WaveNetConfig(**config), speakers=saved["speakers"]).eval()
 model.load_state_dict(saved["state"])
 batch, threads, samples = (int(v) for v in sys.argv[2:5])
 def once(n):
@@ -216,8 +222,9 @@ class Baseline:
     def __init__(self, root: str, model: WaveNet, batch: int, threads: int, samples: int,
                  tmp: Path):
         path = tmp / "baseline_model.pt"
-        torch.save({"config": dataclasses.asdict(model.config), "speakers": model.speakers,
-                    "state": model.state_dict()}, path)
+        defaults = {f.name: f.default for f in dataclasses.fields(model.config)}
+        torch.save({"config": dataclasses.asdict(model.config), "defaults": defaults,
+                    "speakers": model.speakers, "state": model.state_dict()}, path)
         env = {**os.environ, "PYTHONPATH": str(Path(root).resolve())}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", BASELINE_WORKER, str(path), str(batch), str(threads),
@@ -332,6 +339,9 @@ def main() -> None:
                 times[job].append(time.perf_counter() - start)
             if baseline:
                 times[base].append(baseline.time())
+                # Let its thread pool stop spinning: the next path reads idle cores before it
+                # splits layers between threads (busy_cores).
+                time.sleep(0.5)
         if baseline:
             baseline.close()
         for job, runs in times.items():

@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,17 @@ def test_the_layer_split_needs_free_cores():
     # Other work on the cores: one thread, not a barrier waiting for a descheduled one.
     assert kernel_parts(2, weights, batch=1, busy=float(cores)) == 1
     assert kernel_parts(2, weights, batch=16, busy=0.0) == 1  # rows split instead
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="busy_cores reads /proc/stat")
+def test_busy_cores_counts_a_spinning_process():
+    from wavenet.sampling.cached import busy_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        # With one process spinning, at least most of one core is busy (other tests may add).
+        assert busy_cores(0.3) >= 0.7
+    finally:
+        spinner.kill()
+        spinner.wait()

@@ -8,6 +8,7 @@ Training and sampling share the model's weights; the sampler reads them once, me
 
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,24 +343,44 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
     return "compiled" if compiled_ok else "reference"
 
 
+def busy_cores(window: float = 0.1) -> float:
+    """Cores that other work keeps busy now: the CPU time /proc/stat counts as not idle over
+    `window` seconds while this thread sleeps (the 1-minute load average where there is no
+    /proc/stat). The load average also counts this process's own recent work, so a benchmark
+    that has just generated would read its own threads as other work."""
+    def sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + fields[4]  # all jiffies, idle + iowait
+    first = sample()
+    time.sleep(window)
+    second = sample()
+    if first is None or second is None or second[0] <= first[0]:
+        return os.getloadavg()[0]
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return (os.cpu_count() or 1) * (1 - idle / total)
+
+
 def kernel_parts(threads: int, weights: MergedWeights, storage: str = "float32",
                  batch: int = 1, busy: float | None = None) -> int:
     """Threads to split every layer's weights between: 1 where there are at least as many
     batch rows as threads (the kernel splits the rows: measured faster at batch 16, no barrier
     per layer), where the stored weights fit one core's L2 (nothing to gain), or where other
-    work holds the cores (`busy`: the 1-minute load average, read when None; a spin barrier
-    waiting for a descheduled thread made the split 20x slower than one thread on a loaded
-    2-core machine), else the most <= threads that divide gate / 2 and skip evenly."""
+    work holds the cores (`busy`: cores busy with other work, `busy_cores()` when None; a spin
+    barrier waiting for a descheduled thread made the split 20x slower than one thread on a
+    loaded 2-core machine), else the most <= threads that divide gate / 2 and skip evenly."""
     if batch >= threads:
-        return 1
-    cores = os.cpu_count() or 1
-    busy = os.getloadavg()[0] if busy is None else busy
-    if busy + threads > cores + 0.5:
         return 1
     bytes_per = {"float32": weights.embed.element_size(), "bfloat16": 2}[storage]
     stored = bytes_per * sum(w.numel() for w in (weights.conv_w, weights.res_w, weights.skip_w,
                                                   weights.head_w1, weights.head_w2))
     if stored <= l2_bytes():
+        return 1
+    busy = busy_cores() if busy is None else busy
+    if busy + threads > (os.cpu_count() or 1) + 0.5:
         return 1
     half, skip = weights.conv_w.shape[1] // 2, weights.skip_b.shape[0]
     return max(p for p in range(1, max(1, threads) + 1) if half % p == 0 and skip % p == 0)
