@@ -88,8 +88,7 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
                 else:
                     bad, step = 0, state.step
                     seen += result.samples
-                    out.bar.update(1)
-                    out.bar.set_postfix(bits=f"{result.bits:.3f}")
+                    out.advance(result.bits)
                     last = step == tc.max_steps or out_of_time(tc, clock, world)
                     validate = step % tc.val_every == 0 or last
                     if step % tc.log_every == 0 or validate:

@@ -213,10 +213,28 @@ class RunOutputs:
             if self.cfg.logger == "tensorboard":
                 self.board = tensorboard_writer(self.run_dir / "tensorboard")
                 self._stack.callback(self.board.close)
-        self.bar = self._stack.enter_context(tqdm(
-            total=tc.max_steps, initial=self.state.step, unit="step", dynamic_ncols=True,
-            disable=not (tc.progress and self.main)))
+        hide = not (tc.progress and self.main)
+        if tc.max_minutes:  # the bar counts the budget's seconds; the step goes in its postfix
+            budget = 60.0 * tc.max_minutes
+            self.bar = self._stack.enter_context(tqdm(
+                total=budget, initial=min(budget, self.wall_s()), dynamic_ncols=True,
+                disable=hide, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of "
+                "train.max_minutes [{elapsed}<{remaining}{postfix}]"))
+        else:
+            self.bar = self._stack.enter_context(tqdm(
+                total=tc.max_steps, initial=self.state.step, unit="step", dynamic_ncols=True,
+                disable=hide))
         return self
+
+    def advance(self, bits: float) -> None:
+        """A step is done: move the bar (a step, or the seconds trained of train.max_minutes)
+        and show its training bits."""
+        if self.cfg.train.max_minutes:
+            self.bar.update(min(self.bar.total, self.wall_s()) - self.bar.n)
+            self.bar.set_postfix(step=self.state.step, bits=f"{bits:.3f}")
+        else:
+            self.bar.update(1)
+            self.bar.set_postfix(bits=f"{bits:.3f}")
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
