@@ -1,8 +1,10 @@
 """Learning curves and spectrograms (wavenet.metrics.plots): valid images of a sensible size and
 clear errors (wavenet-plot: cli/test_plot.py)."""
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from builders import read_png, write_run
@@ -49,6 +51,41 @@ def test_several_runs_in_one_figure_with_wall_time(tmp_path):
     wide = read_png(plot_learning_curves(runs, tmp_path / "sweep.png"))
     narrow = read_png(plot_learning_curves(runs[2:], tmp_path / "single.png"))
     assert wide.shape[1] > narrow.shape[1]  # the second panel
+
+
+def with_bits16(run, offset: float):
+    """Give a write_run run's validations val_bits16 = val_bits + offset (as wavenet-train
+    logs it: offset ~6 for μ-law codes, 0 for 16-bit ones)."""
+    path = run / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in records:
+        if "val_bits" in r:
+            r["val_bits16"] = r["val_bits"] + offset
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run
+
+
+def test_runs_of_different_outputs_are_drawn_in_one_unit(tmp_path):
+    mulaw = with_bits16(write_run(tmp_path / "mulaw"), 6.0)
+    linear = with_bits16(write_run(tmp_path / "linear"), 0.0)
+    fig = learning_curves_figure([mulaw, linear])
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "bits / 16-bit sample"
+    lines = [line for line in ax.get_lines() if line.get_color() == "C0"]
+    val = read_metrics(mulaw)
+    # Every curve of the μ-law run, its bigram included, moved up by its own offset.
+    drawn = {tuple(np.round(line.get_ydata(), 6)) for line in lines}
+    assert tuple(np.round([r["val_bits"] + 6.0 for r in val if "val_bits" in r], 6)) in drawn
+    assert tuple(np.round([r["train_bits"] + 6.0 for r in val], 6)) in drawn
+    assert (11.2, 11.2) in drawn  # the bigram 5.2 + 6
+    linear_val = [line for line in ax.get_lines() if line.get_color() == "C1"]
+    assert max(max(line.get_ydata()) for line in linear_val) < 8.5  # the 16-bit run unmoved
+    # Alone, each run keeps its own unit.
+    assert learning_curves_figure([mulaw]).axes[0].get_ylabel() == "bits / μ-law sample"
+    assert learning_curves_figure([linear]).axes[0].get_ylabel() == "bits / 16-bit sample"
+    # A run that cannot be converted is named, not silently mixed in.
+    with pytest.raises(ValueError, match="old: no val_bits16"):
+        learning_curves_figure([mulaw, linear, write_run(tmp_path / "old")])
 
 
 def test_same_names_get_their_parent_in_the_legend(tmp_path):

@@ -64,12 +64,31 @@ def _time_unit(seconds: float) -> tuple[float, str]:
     return 3600.0, "h"
 
 
+def bits16_offset(records: list[dict]) -> float | None:
+    """What a run adds to its bits per code to give bits per 16-bit sample (`val_bits16` -
+    `val_bits`: 0 for 16-bit outputs, ~6 for 8-bit μ-law), None for records without it."""
+    for r in records:
+        if "val_bits16" in r and "val_bits" in r:
+            return r["val_bits16"] - r["val_bits"]
+    return None
+
+
 def learning_curves_figure(run_dirs: list[Path]) -> Figure:
     """Train and validation bits/sample against step, one colour per run, each run's bigram
-    baseline dashed; a second panel against wall time when the records carry `wall_s`."""
+    baseline dashed; a second panel against wall time when the records carry `wall_s`.
+
+    Runs whose codes differ (a μ-law and a 16-bit output) are drawn in bits per 16-bit sample,
+    each shifted by its own `bits16_offset`; otherwise in the runs' own unit."""
     if not run_dirs:
         raise ValueError("no run directories given")
     runs = list(zip(run_labels(run_dirs), [read_metrics(d) for d in run_dirs], strict=True))
+    offsets = [bits16_offset(records) for _, records in runs]
+    mixed = len({round(o, 3) for o in offsets if o is not None}) > 1
+    if mixed and None in offsets:
+        missing = [label for (label, _), o in zip(runs, offsets, strict=True) if o is None][0]
+        raise ValueError(f"{missing}: no val_bits16 in its metrics, so its bits cannot be set "
+                         "beside the other runs' (their outputs differ); plot it apart")
+    shift = [o if mixed else 0.0 for o in offsets]
     walls = [r["wall_s"] for _, records in runs for r in records if "wall_s" in r]
     panels = [("step", 1.0, "step")]
     if walls:
@@ -80,20 +99,22 @@ def learning_curves_figure(run_dirs: list[Path]) -> Figure:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for k, (_, records) in enumerate(runs):
-        color = f"C{k % 10}"
+        color, up = f"C{k % 10}", shift[k]
         for ax, (key, scale, _) in zip(axes, panels, strict=True):
             for metric, style in (("train_bits", dict(lw=1, alpha=0.45)),
                                   ("val_bits", dict(lw=2, marker="o", ms=3))):
-                points = [(r[key] / scale, r[metric]) for r in records if key in r and metric in r]
+                points = [(r[key] / scale, r[metric] + up) for r in records
+                          if key in r and metric in r]
                 if points:
                     ax.plot(*zip(*points, strict=True), color=color, **style)
             bigram = [r["bigram_val_bits"] for r in records if "bigram_val_bits" in r]
             if bigram:
-                ax.axhline(bigram[-1], color=color, lw=1, ls="--")
+                ax.axhline(bigram[-1] + up, color=color, lw=1, ls="--")
     for ax, (_, _, xlabel) in zip(axes, panels, strict=True):
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("bits / μ-law sample")
+    sixteen = mixed or all(o is not None and abs(o) < 1e-3 for o in offsets)
+    axes[0].set_ylabel("bits / 16-bit sample" if sixteen else "bits / μ-law sample")
 
     styles = [Line2D([], [], color="gray", lw=1, alpha=0.45, label="train"),
               Line2D([], [], color="gray", lw=2, marker="o", ms=3, label="validation"),
