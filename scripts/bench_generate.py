@@ -339,9 +339,6 @@ def main() -> None:
                 times[job].append(time.perf_counter() - start)
             if baseline:
                 times[base].append(baseline.time())
-                # Let its thread pool stop spinning: the next path reads idle cores before it
-                # splits layers between threads (busy_cores).
-                time.sleep(0.5)
         if baseline:
             baseline.close()
         for job, runs in times.items():
