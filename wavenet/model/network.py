@@ -133,9 +133,14 @@ class CausalConv1d(nn.Conv1d):
         super().__init__(in_channels, out_channels, kernel_size, dilation=dilation)
         self.left_pad = causal_padding(kernel_size, dilation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, in_channels, time) -> (batch, out_channels, time)."""
-        return super().forward(F.pad(x, (self.left_pad, 0)))
+    def forward(self, x: torch.Tensor, out_len: int | None = None) -> torch.Tensor:
+        """x: (batch, in_channels, time) -> (batch, out_channels, out_len or time): the last
+        out_len outputs only, reading just the inputs they see (zeros before x's start)."""
+        if out_len is None:
+            return super().forward(F.pad(x, (self.left_pad, 0)))
+        pad = max(0, out_len + self.left_pad - x.shape[-1])
+        x = x[:, :, x.shape[-1] - (out_len + self.left_pad - pad):]
+        return super().forward(F.pad(x, (pad, 0)) if pad else x)
 
 
 class ResidualLayer(nn.Module):
@@ -150,7 +155,6 @@ class ResidualLayer(nn.Module):
         # Conditioning projections into the gate pre-activations (the dilated conv has the bias).
         self.speaker = nn.Linear(speaker_channels, gate, bias=False) if speaker_channels else None
         self.local = nn.Conv1d(local_channels, gate, 1, bias=False) if local_channels else None
-        # Residual and skip projections share one matmul; the split happens after.
         self.res_skip = nn.Conv1d(gate // 2, residual + skip, 1)
 
     def forward(self, x: torch.Tensor, speaker: torch.Tensor | None = None,
@@ -159,15 +163,37 @@ class ResidualLayer(nn.Module):
 
         speaker: (batch, speaker_channels) embedding; local: (batch, local_channels, time).
         """
-        a = self.dilated(x)
+        # Residual and skip projections share one matmul; the split happens after.
+        out = self.res_skip(self._gated(self.dilated(x), speaker, local))
+        res, skip = out.split([self.residual_channels, out.shape[1] - self.residual_channels], 1)
+        return (x + res) * math.sqrt(0.5), skip
+
+    def trimmed(self, x: torch.Tensor, speaker: torch.Tensor | None, local: torch.Tensor | None,
+                out_len: int, keep: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The layer for a loss on the last positions only: (the last out_len positions of
+        the next layer's input, or None for out_len 0; the last `keep` positions of the gated
+        activations, which the skip projection reads). x: the last positions of this layer's
+        input (all of them from the crop's start where out_len needs them);
+        local: (batch, local_channels, time), the whole crop's."""
+        width = max(out_len, keep)
+        z = self._gated(self.dilated(x, width), speaker,
+                        local[:, :, local.shape[-1] - width:] if local is not None else None)
+        if not out_len:
+            return None, z
+        r = self.residual_channels
+        res = F.conv1d(z[:, :, width - out_len:], self.res_skip.weight[:r],
+                       self.res_skip.bias[:r])
+        return (x[:, :, x.shape[-1] - out_len:] + res) * math.sqrt(0.5), z[:, :, width - keep:]
+
+    def _gated(self, a: torch.Tensor, speaker: torch.Tensor | None,
+               local: torch.Tensor | None) -> torch.Tensor:
+        """tanh(filter) * sigmoid(gate) of the dilated conv's output plus the conditioning."""
         if self.speaker is not None:
             a = a + self.speaker(speaker)[:, :, None]
         if self.local is not None:
             a = a + self.local(local)
         filt, gate = a.chunk(2, dim=1)
-        out = self.res_skip(torch.tanh(filt) * torch.sigmoid(gate))
-        res, skip = out.split([self.residual_channels, out.shape[1] - self.residual_channels], 1)
-        return (x + res) * math.sqrt(0.5), skip
+        return torch.tanh(filt) * torch.sigmoid(gate)
 
 
 class Upsampler(nn.Module):
@@ -339,30 +365,43 @@ class WaveNet(nn.Module):
         return self.upsample(pad_frames(mel, self.config.mel.context))
 
     def forward(self, x: torch.Tensor, speaker: torch.Tensor | None = None,
-                mel: torch.Tensor | None = None) -> torch.Tensor:
+                mel: torch.Tensor | None = None, last: int = 0) -> torch.Tensor:
         """Teacher-forced output parameters (logits of a categorical model).
-        x: (batch, time) int codes -> (batch, output_channels, time).
+        x: (batch, time) int codes -> (batch, output_channels, time), or (..., last) with
+        last > 0: the parameters of the last `last` positions only (see `run`).
 
         speaker: (batch,) int ids into the speaker table, for a speaker-conditioned model.
         mel: (batch, n_mels, time / hop + 2 * context) log-mel frames of x with context (see
         `upsample`), for a mel-conditioned model.
         """
         local = self.upsample(mel) if mel is not None else None
-        return self.run(x, speaker=speaker, local=local)[0]
+        return self.run(x, speaker=speaker, local=local, last=last)[0]
 
     def run(self, x: torch.Tensor, tail: int = 0, speaker: torch.Tensor | None = None,
-            local: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            local: torch.Tensor | None = None,
+            last: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and, when tail > 0, the last `tail` steps of every residual layer's input.
 
         x: (batch, time) -> (parameters (batch, output_channels, time),
         [(batch, residual, min(tail, time))]).
         speaker: (batch,) ids; local: (batch, mel.channels, time) upsampled features.
         The cached sampler fills its queues from the layer inputs when priming.
+        last > 0 (training, which scores a crop's last positions): parameters (batch,
+        output_channels, last), equal to the last `last` of the full output, computed from
+        only what they see: each layer's output where a later layer reads it, the skip outputs
+        and the head at those positions alone (a quarter less work for crops of
+        receptive_field + 2000).
         """
         self._check_input(x)
         self.check_conditioning(x.shape[0], speaker, local, x.shape[1])
+        if last and tail:
+            raise ValueError("run: pass last or tail, not both")
+        if not 0 <= last <= x.shape[1]:
+            raise ValueError(f"run: last={last} is outside 0..{x.shape[1]} (the input's length)")
         g = self.speaker_embed(speaker.long()) if speaker is not None else None
         h = self.shifted_input(x)
+        if last:
+            return self.head(self._last_skips(h, g, local, last) * self.skip_scale), []
         skips = 0
         inputs = []
         for layer in self.layers:
@@ -371,3 +410,22 @@ class WaveNet(nn.Module):
             h, skip = layer(h, g, local)
             skips = skips + skip
         return self.head(skips * self.skip_scale), inputs
+
+    def _last_skips(self, h: torch.Tensor, g: torch.Tensor | None, local: torch.Tensor | None,
+                    last: int) -> torch.Tensor:
+        """The sum of the skip outputs at the last `last` positions, (batch, skip, last): each
+        layer computes only the outputs that later layers read (the span of their dilations
+        beyond `last`), and the ten skip projections are one matmul over the layers' gated
+        activations stacked (the sum of the per-layer projections, in fewer, larger GEMMs)."""
+        c = self.config
+        above = [sum(d * (c.kernel_size - 1) for d in c.dilations[k + 1:])
+                 for k in range(len(self.layers))]
+        gated = []
+        for k, layer in enumerate(self.layers):
+            out_len = min(h.shape[-1], last + above[k]) if k < len(self.layers) - 1 else 0
+            h, z = layer.trimmed(h, g, local, out_len, last)
+            gated.append(z)
+        r = c.residual_channels
+        weight = torch.cat([layer.res_skip.weight[r:] for layer in self.layers], dim=1)
+        bias = torch.stack([layer.res_skip.bias[r:] for layer in self.layers]).sum(0)
+        return F.conv1d(torch.cat(gated, dim=1), weight, bias)

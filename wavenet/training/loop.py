@@ -365,7 +365,7 @@ def bits_per_sample(model: nn.Module, batch: Batch) -> torch.Tensor:
     (differentiable). Only the last n positions of each crop are scored.
     """
     r = _receptive_field(model)
-    params = model(batch.audio, batch.speaker, batch.mel)[:, :, r:]
+    params = model(batch.audio, batch.speaker, batch.mel, last=batch.audio.shape[1] - r)
     nll = distributed.unwrap(model).nll(params.float(), batch.audio[:, r:])
     return nll.mean().float() / LN2
 
