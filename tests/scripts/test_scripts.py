@@ -68,9 +68,11 @@ def test_entry_point_scripts_answer_help(script, capsys, monkeypatch, tmp_path):
 
 
 def test_bench_train_quick_prints_a_line_per_setting():
-    proc = run("bench_train.py", "--quick", "--precision", "fp32", "bf16")
+    proc = run("bench_train.py", "--quick", "--precision", "fp32", "bf16", "--score", "last",
+               "all")
     records = json_lines(proc.stdout)
-    assert [r["precision"] for r in records] == ["fp32", "bf16"]
+    assert [(r["precision"], r["score"]) for r in records] == [
+        ("fp32", "last"), ("fp32", "all"), ("bf16", "last"), ("bf16", "all")]
     for r in records:
         assert r["model"] == "tiny" and r["ema"] is True and r["cpu"]
         assert r["step_s"] > 0 and r["samples_per_s"] == pytest.approx(
