@@ -25,8 +25,8 @@ import statistics
 import time
 
 import torch
-from torch import nn
 from machine import cpu_model, load
+from torch import nn
 
 from wavenet.config import TrainConfig, model_config
 from wavenet.data.dataset import CropSampler, Utterance

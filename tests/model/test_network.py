@@ -87,7 +87,7 @@ def test_the_last_positions_alone_equal_the_whole_output_and_its_gradients(model
         if len(grads) == 1:
             whole = logits.detach()
     torch.testing.assert_close(logits.detach(), whole, rtol=1e-12, atol=1e-12)
-    for full, trimmed in zip(*grads):
+    for full, trimmed in zip(*grads, strict=True):
         torch.testing.assert_close(trimmed, full, rtol=1e-10, atol=1e-12)
 
 
