@@ -11,7 +11,8 @@ Once the loop is compiled, a sample costs a read of every weight (1.27 M for the
 streams them. Two things cut that traffic:
 
 - storage: weights kept as bfloat16 (the top 16 bits of a float32, widened back by a shift in
-  registers; the arithmetic stays float32), half the bytes;
+  registers; the arithmetic stays float32), half the bytes; or as int8 with one float32 scale
+  per output row (a quarter of the bytes: the default model's 1.27 MB fit one core's 2 MB L2);
 - parts: the weights split between `parts` threads (one per core), each computing its share of
   every layer from its own cache; a spin barrier per layer exchanges the residual partial sums.
   With bfloat16 and two parts each core's share (1.3 MB) stays in its 2 MB L2.
@@ -39,7 +40,7 @@ try:
 except ImportError:  # the reference PyTorch path still works
     numba = None
 
-STORAGES = ("float32", "bfloat16")
+STORAGES = ("float32", "bfloat16", "int8")
 
 
 def available() -> bool:
@@ -82,7 +83,8 @@ def _tanh(x):
 
 
 def _widen(w):
-    """A stored weight as arithmetic: bfloat16 bits (uint16) -> float32, floats unchanged."""
+    """A stored weight as arithmetic: bfloat16 bits (uint16) -> float32, int8 -> float32 (its
+    row's scale is applied to the sum), floats unchanged."""
     return w
 
 
@@ -96,8 +98,10 @@ if numba is not None:
 
     @overload(_widen, inline="always")
     def _widen_overload(w):
-        if isinstance(w, types.Integer):
+        if isinstance(w, types.Integer) and w.bitwidth == 16 and not w.signed:
             return lambda w: _f32_from_bits(np.uint32(w) << np.uint32(16))
+        if isinstance(w, types.Integer):
+            return lambda w: np.float32(w)
         return lambda w: w
 
     def _element_pointer(context, builder, signature, args):
@@ -144,6 +148,101 @@ if numba is not None:
         return types.void(types.boolean), codegen
 
 
+    def _host_features() -> set:
+        try:
+            from llvmlite import binding
+            return {k for k, v in binding.get_host_cpu_features().items() if v}
+        except Exception:  # noqa: BLE001 - any failure means: no integer dot here
+            return set()
+
+    _FEATURES = _host_features() if _X86 else set()
+    # The integer dot product: int16 activations times int8 weights summed in int32 by pmaddwd
+    # (32 products an instruction with AVX-512BW, 16 with AVX2), four weight rows per pass.
+    if "avx512bw" in _FEATURES:
+        _LANES, _MADD = 32, "llvm.x86.avx512.pmaddw.d.512"
+    elif "avx2" in _FEATURES:
+        _LANES, _MADD = 16, "llvm.x86.avx2.pmadd.wd"
+    else:
+        _LANES, _MADD = 0, ""
+    _ROWS = 4
+
+    def _qdot_codegen(rows):
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            xv_t = ir.VectorType(ir.IntType(16), _LANES)
+            wv_t = ir.VectorType(ir.IntType(8), _LANES)
+            acc_t = ir.VectorType(ir.IntType(32), _LANES // 2)
+            madd = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(acc_t, [xv_t, xv_t]), _MADD)
+            reduce = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(32), [acc_t]),
+                f"llvm.vector.reduce.add.v{_LANES // 2}i32")
+            x = context.make_array(signature.args[0])(context, builder, args[0])
+            w = context.make_array(signature.args[1])(context, builder, args[1])
+            row_bytes = cgutils.unpack_tuple(builder, w.strides, 2)[0]
+            first = builder.mul(context.cast(builder, args[2], signature.args[2], types.intp),
+                                row_bytes)
+            w_rows = [builder.gep(w.data, [builder.add(first, builder.mul(
+                row_bytes, ir.Constant(i64, i)))]) for i in range(rows)]
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(acc_t, None))
+                    for _ in range(rows)]
+            count = builder.udiv(args[3], ir.Constant(i64, _LANES))
+            with cgutils.for_range(builder, count) as loop:
+                at = builder.mul(loop.index, ir.Constant(i64, _LANES))
+                xs = builder.load(builder.bitcast(builder.gep(x.data, [at]), xv_t.as_pointer()),
+                                  align=2)
+                for acc, row in zip(accs, w_rows, strict=True):
+                    ws = builder.load(builder.bitcast(builder.gep(row, [at]), wv_t.as_pointer()),
+                                      align=1)
+                    product = builder.call(madd, [xs, builder.sext(ws, xv_t)])
+                    builder.store(builder.add(builder.load(acc), product), acc)
+            if rows == 1:
+                sums = [builder.call(reduce, [builder.load(accs[0])])]
+            else:
+                sums = _reduce4(builder, [builder.load(acc) for acc in accs])
+            return context.make_tuple(builder, signature.return_type,
+                                      [builder.sext(v, i64) for v in sums])
+        return codegen
+
+    def _shuffle(builder, a, b, lanes):
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), len(lanes)),
+                                                        [ir.Constant(ir.IntType(32), v)
+                                                         for v in lanes]))
+
+    def _reduce4(builder, accs):
+        """The lane sums of four int32 vectors as four scalars, by a transposing add tree (about
+        half the instructions of four separate reductions)."""
+        while accs[0].type.count > 8:  # fold the upper half onto the lower
+            n = accs[0].type.count // 2
+            accs = [builder.add(_shuffle(builder, v, v, range(n)),
+                                _shuffle(builder, v, v, range(n, 2 * n))) for v in accs]
+        even, odd = [0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]
+        pairs = [builder.add(_shuffle(builder, a, b, even), _shuffle(builder, a, b, odd))
+                 for a, b in ((accs[0], accs[1]), (accs[2], accs[3]))]
+        # pairs[0] lanes: row 0, row 1, row 0, row 1, ...; pairs[1]: rows 2, 3 likewise.
+        quads = builder.add(_shuffle(builder, pairs[0], pairs[1], [0, 1, 8, 9, 4, 5, 12, 13]),
+                            _shuffle(builder, pairs[0], pairs[1], [2, 3, 10, 11, 6, 7, 14, 15]))
+        # quads lanes: rows 0, 1, 2, 3 over inputs 0-3 mod 8, then rows 0-3 over 4-7 mod 8.
+        total = builder.add(_shuffle(builder, quads, quads, range(4)),
+                            _shuffle(builder, quads, quads, range(4, 8)))
+        return [builder.extract_element(total, ir.Constant(ir.IntType(32), i)) for i in range(4)]
+
+    def _qdot_typer(rows):
+        def typer(typingctx, x, w, row, n):
+            """Sums x[:n] * w[row + i, :n] for i < rows in int32 (n a multiple of _LANES): x an
+            int16 vector, w an int8 matrix with unit-stride rows."""
+            return types.UniTuple(types.int64, rows)(x, w, row, n), _qdot_codegen(rows)
+        return typer
+
+    _qdot4 = intrinsic(_qdot_typer(_ROWS))
+    _qdot1 = intrinsic(_qdot_typer(1))
+
+
+def int8_dot_available() -> bool:
+    """True where the compiled int8 path's integer dot product runs (x86 with AVX2)."""
+    return numba is not None and _LANES > 0
+
+
 def _barrier(sync, part, parts, count):
     """Wait until every part has arrived at barrier `count` (counters only grow)."""
     _store_release(sync, part * _LINE, count)
@@ -154,8 +253,10 @@ def _barrier(sync, part, parts, count):
             _relax(spins > _SPINS)
 
 
-def _linear(x, w, bias, out):
-    """out = x @ w.T + bias for x (rows, k), w (n, k) (PyTorch's layout), out (rows, n).
+def _project(x, w, scale, out, xq):
+    """out = (x @ w.T) * scale for x (rows, k), w (n, k) (PyTorch's layout), scale (n,) (ones
+    for float storage, which leaves the sums exact), out (rows, n); xq: int16 scratch (rows,
+    >= k) for the int8 path (`_project_int8`), which this dispatches to for int8 weights.
 
     Dot-product order: each weight row stays in L1 across the batch rows, and the inner loop is
     one vectorized reduction (about twice the throughput of an axpy over `out` here).
@@ -164,24 +265,65 @@ def _linear(x, w, bias, out):
     for j in range(w.shape[0]):
         wj = w[j]
         for r in range(rows):
-            acc = bias[j]
+            acc = _ZERO
             xr = x[r]
             for c in range(k):
                 acc += xr[c] * _widen(wj[c])
-            out[r, j] = acc
+            out[r, j] = acc * scale[j]
 
 
-def _linear_rows(x, w, bias, out):
-    """out = x @ w.T + bias for a bias per row: bias (rows, n); see `_linear`."""
+def _project_int8(x, w, scale, out, xq):
+    """`_project` for int8 weights: each row of x rounded to int16 levels of its own step
+    (max |x[r]| / levels), the dot products summed exactly in int32 (`_qdot4`), then scaled.
+
+    levels = min(32767, (2^31 - 1) // (127 k)): no sum of k products can overflow int32, and
+    a row's rounding error is at most half a step (1/65534 of its largest value for k <= 516).
+    """
     rows, k = x.shape
-    for j in range(w.shape[0]):
-        wj = w[j]
-        for r in range(rows):
-            acc = bias[r, j]
-            xr = x[r]
-            for c in range(k):
-                acc += xr[c] * _widen(wj[c])
-            out[r, j] = acc
+    n = w.shape[0]
+    levels = min(32767, (2**31 - 1) // (127 * k))
+    vec = k - k % _LANES
+    for r in range(rows):
+        xr, qr = x[r], xq[r]
+        top = _ZERO
+        for c in range(k):
+            top = max(top, abs(xr[c]))
+        step = top / np.float32(levels) if top > _ZERO else np.float32(1.0)
+        inv = np.float32(1.0) / step
+        for c in range(k):
+            qr[c] = np.int16(np.rint(xr[c] * inv))
+        j = 0
+        while j + 4 <= n:
+            s0, s1, s2, s3 = _qdot4(qr, w, j, vec)
+            out[r, j] = np.float32(s0) * (scale[j] * step)
+            out[r, j + 1] = np.float32(s1) * (scale[j + 1] * step)
+            out[r, j + 2] = np.float32(s2) * (scale[j + 2] * step)
+            out[r, j + 3] = np.float32(s3) * (scale[j + 3] * step)
+            j += 4
+        for j in range(n - n % 4, n):
+            out[r, j] = np.float32(_qdot1(qr, w, j, vec)[0]) * (scale[j] * step)
+        if vec < k:  # the last k % _LANES inputs
+            for j in range(n):
+                acc = 0
+                for c in range(vec, k):
+                    acc += np.int64(qr[c]) * np.int64(w[j, c])
+                out[r, j] += np.float32(acc) * (scale[j] * step)
+
+
+def _linear(x, w, scale, bias, out, xq):
+    """out = (x @ w.T) * scale + bias; see `_project`."""
+    _project(x, w, scale, out, xq)
+    for r in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[r, j] += bias[j]
+
+
+def _linear_rows(x, w, scale, bias, out, xq):
+    """`_linear` with a bias per row: bias (rows, n)."""
+    _project(x, w, scale, out, xq)
+    for r in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[r, j] += bias[r, j]
 
 
 def _sample_row(logits, u, temperature, scratch):
@@ -313,7 +455,8 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     first_logits, uniforms, out, local = io
     buffer, row_bias = ring
     offsets, spans, dilations = net
-    embed, conv_w, res_w, res_b, skip_w, skip_b, w1, b1, w2, b2, skip_scale = weights
+    embed, conv_w, res_w, res_b, skip_w, skip_b, w1, b1, w2, b2, skip_scale = weights[:11]
+    conv_s, res_s, skip_s, w1_s, w2_s = weights[11:]  # per-row scales (ones for floats)
     sync, x_res, x_skip, x_logits = exchange
     temperature, exact, has_local, kind = options
     rows = out.shape[0]
@@ -329,6 +472,7 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     dt = embed.dtype
     conv_p, res_p, skip_p, w1_p, b1_p, w2_p = (conv_w[part], res_w[part], skip_w[part],
                                                w1[part], b1[part], w2[part])
+    conv_sp, w1_sp = conv_s[part], w1_s[part]
     zero_res = np.zeros(res, dt)
     zero_skip = np.zeros(skip_c, dt)
     zero_classes = np.zeros(classes, dt)
@@ -344,6 +488,7 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     hidden = np.empty((rows, w1_p.shape[0]), dt)
     logits = np.empty((rows, classes), dt)
     scratch = np.empty(classes, np.float64)
+    xq = np.empty((rows, max(taps_c, gates.shape[1], skip_c)), np.int16)  # int8 path's inputs
     scale = dt.type(skip_scale)
     root_half = dt.type(math.sqrt(0.5))
     count = 0  # barriers passed; partials alternate between two slots by its parity
@@ -362,20 +507,25 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
             for m in range(1, kernel):
                 slot = base + (t - m * dilations[layer]) % span
                 for r in range(rows):
-                    xcat[r, m * res:(m + 1) * res] = buffer[slot, r]
+                    for c in range(res):
+                        xcat[r, m * res + c] = buffer[slot, r, c]
             for r in range(rows):
-                xcat[r, :res] = h[r]
-                held[layer, r] = h[r]
+                for c in range(res):
+                    xcat[r, c] = h[r, c]
+                    held[layer, r, c] = h[r, c]
             if parts == 1:  # the oldest tap is in xcat now; its row is free
                 for r in range(rows):
-                    buffer[base + t % span, r] = h[r]
-            for r in range(rows):
-                for jj in range(width):
-                    j = lo + jj if jj < share else half + lo + jj - share
-                    ab[r, jj] = row_bias[r, layer, j]
-                    if has_local:
-                        ab[r, jj] += local[r, i, layer * gate + j]
-            _linear_rows(xcat, conv_p[layer], ab, a)
+                    for c in range(res):
+                        buffer[base + t % span, r, c] = h[r, c]
+            for r in range(rows):  # this part's filter rows, then its gate rows
+                for jj in range(share):
+                    ab[r, jj] = row_bias[r, layer, lo + jj]
+                    ab[r, share + jj] = row_bias[r, layer, half + lo + jj]
+                if has_local:
+                    for jj in range(share):
+                        ab[r, jj] += local[r, i, layer * gate + lo + jj]
+                        ab[r, share + jj] += local[r, i, layer * gate + half + lo + jj]
+            _linear_rows(xcat, conv_p[layer], conv_sp[layer], ab, a, xq)
             for r in range(rows):
                 if exact:  # float64 models: libm, to the last bit
                     for j in range(share):
@@ -383,10 +533,12 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
                 else:  # sigmoid(y) = (1 + tanh(y / 2)) / 2
                     for j in range(share):
                         g[r, j] = _tanh(a[r, j]) * (_HALF + _HALF * _tanh(_HALF * a[r, share + j]))
-                gates[r, layer * share:(layer + 1) * share] = g[r]
+                for j in range(share):
+                    gates[r, layer * share + j] = g[r, j]
             if layer + 1 == n_layers:
                 break  # the last layer's residual output feeds nothing
-            _linear(g, res_p[layer], res_b[layer] if part == 0 else zero_res, o)
+            _linear(g, res_p[layer], res_s[layer], res_b[layer] if part == 0 else zero_res, o,
+                    xq)
             if parts > 1:
                 par = count & 1
                 x_res[par, part] = o
@@ -405,7 +557,7 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
                 for j in range(res):
                     h[r, j] = (h[r, j] + o[r, j]) * root_half
         # All skip projections as one long matmul: sum_l W_l g_l = [W_1 .. W_L] [g_1; ..; g_L].
-        _linear(gates, skip_p, skip_b if part == 0 else zero_skip, skip)
+        _linear(gates, skip_p, skip_s, skip_b if part == 0 else zero_skip, skip, xq)
         if parts > 1:
             par = count & 1
             x_skip[par, part] = skip
@@ -424,11 +576,11 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
         for r in range(rows):
             for j in range(skip_c):
                 skip[r, j] = max(skip[r, j] * scale, _ZERO)
-        _linear(skip, w1_p, b1_p, hidden)  # this part's hidden units
+        _linear(skip, w1_p, w1_sp, b1_p, hidden, xq)  # this part's hidden units
         for r in range(rows):
             for j in range(hidden.shape[1]):
                 hidden[r, j] = max(hidden[r, j], _ZERO)
-        _linear(hidden, w2_p, b2 if part == 0 else zero_classes, logits)  # their share
+        _linear(hidden, w2_p, w2_s, b2 if part == 0 else zero_classes, logits, xq)  # their share
         if parts > 1:
             par = count & 1
             x_logits[par, part] = logits
@@ -448,6 +600,19 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
 if numba is not None:
     _tanh = numba.njit(fastmath=True, cache=True, inline="always")(_tanh)
     _barrier = numba.njit(cache=True)(_barrier)
+    _project_float = numba.njit(fastmath=True, cache=True)(_project)
+    _project_int8 = numba.njit(fastmath=True, cache=True)(_project_int8)
+
+    def _project_dispatch(x, w, scale, out, xq):
+        """`_project` by the weights' type: int8 -> `_project_int8`, else the float loop."""
+
+    @overload(_project_dispatch, inline="always")
+    def _project_overload(x, w, scale, out, xq):
+        if isinstance(w.dtype, types.Integer) and w.dtype.bitwidth == 8:
+            return lambda x, w, scale, out, xq: _project_int8(x, w, scale, out, xq)
+        return lambda x, w, scale, out, xq: _project_float(x, w, scale, out, xq)
+
+    _project = _project_dispatch
     _linear = numba.njit(fastmath=True, cache=True, inline="always")(_linear)
     _linear_rows = numba.njit(fastmath=True, cache=True, inline="always")(_linear_rows)
     _sample_row = numba.njit(fastmath=True, cache=True)(_sample_row)
@@ -467,13 +632,28 @@ def _bf16_bits(w: torch.Tensor) -> np.ndarray:
         .view(np.uint16)
 
 
+def int8_scale(amax: torch.Tensor) -> torch.Tensor:
+    """Per-row scales of int8 storage from each row's largest |weight|: amax / 127 (1 for an
+    all-zero row), so that a row's weights are scale * q for integers q in -127 .. 127."""
+    return torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+
+
+def int8_codes(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The int8 codes q of weights w with scales broadcast against w: round(w / scale)."""
+    return torch.round(w / scale).clamp(-127, 127)
+
+
 def rounded_model(model, storage: str):
     """A copy of `model` whose weights are what the `storage` kernel multiplies by.
 
     The stored matrices (dilated convolutions, residual/skip projections, the head's two
-    convolutions) are rounded to bfloat16 and back; embeddings, biases and the conditioning
-    projections stay float32. Teacher-forced on this copy, `model.forward` gives the logits the
-    compiled-bf16 path computes, so the copy is what accuracy is measured on.
+    convolutions) are rounded to bfloat16 and back, or for int8 to scale * q with one scale per
+    output row of the matrices the kernel multiplies (a dilated convolution's or residual
+    projection's output channel in each layer; a skip channel over all layers, since the kernel
+    computes every layer's skip projection as one matrix; a head convolution's output channel);
+    embeddings, biases and the conditioning projections stay float32. Teacher-forced on this
+    copy, `model.forward` gives the logits the compiled path of that storage computes, so the
+    copy is what accuracy is measured on.
     """
     import copy
 
@@ -482,12 +662,23 @@ def rounded_model(model, storage: str):
     out = copy.deepcopy(model)
     if storage == "float32":
         return out
+    heads = [out.head[1].weight, out.head[3].weight]
     with torch.no_grad():
-        for layer in out.layers:
-            for p in (layer.dilated.weight, layer.res_skip.weight):
+        if storage == "bfloat16":
+            for p in [w for layer in out.layers for w in (layer.dilated.weight,
+                                                          layer.res_skip.weight)] + heads:
                 p.copy_(p.to(torch.bfloat16).to(p.dtype))
-        for conv in (out.head[1], out.head[3]):
-            conv.weight.copy_(conv.weight.to(torch.bfloat16).to(conv.weight.dtype))
+            return out
+        res = out.config.residual_channels
+        skip_scale = int8_scale(torch.stack([layer.res_skip.weight[res:].abs().amax(dim=(1, 2))
+                                             for layer in out.layers]).amax(dim=0))
+        for layer in out.layers:
+            w = layer.res_skip.weight
+            scale = torch.cat([int8_scale(w[:res].abs().amax(dim=(1, 2))), skip_scale])
+            w.copy_(int8_codes(w, scale[:, None, None]) * scale[:, None, None])
+        for w in [layer.dilated.weight for layer in out.layers] + heads:  # (out, in, taps)
+            scale = int8_scale(w.abs().amax(dim=(1, 2), keepdim=True))
+            w.copy_(int8_codes(w, scale) * scale)
     return out
 
 
@@ -496,10 +687,12 @@ class CompiledWeights:
     """The sampler's merged weights split into `parts` shares, as contiguous numpy arrays.
 
     merged: `CachedSampler.merged_weights()` (or the sampler itself). storage: 'float32' keeps
-    the model's dtype; 'bfloat16' stores the matrices as bfloat16 bits (float32 models only).
-    Part p computes gated outputs p*share .. (p+1)*share - 1 of every layer (share = gate / 2 /
-    parts), their residual and skip contributions, hidden units p*skip/parts .. of the head and
-    their share of the logits. The gate biases are not here: they are per row, in the state.
+    the model's dtype; 'bfloat16' stores the matrices as bfloat16 bits, 'int8' as int8 codes
+    with a float32 scale per output row (`rounded_model` says which rows); both for float32
+    models only. Part p computes gated outputs p*share .. (p+1)*share - 1 of every layer
+    (share = gate / 2 / parts), their residual and skip contributions, hidden units
+    p*skip/parts .. of the head and their share of the logits. The gate biases are not here:
+    they are per row, in the state.
     """
 
     arrays: tuple
@@ -515,8 +708,10 @@ class CompiledWeights:
             merged = merged.merged_weights()
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
-        if storage == "bfloat16" and merged.embed.dtype != torch.float32:
-            raise ValueError(f"bfloat16 storage needs a float32 model, got {merged.embed.dtype}")
+        if storage == "int8" and not int8_dot_available():
+            raise ValueError("int8 storage needs an x86 CPU with AVX2 (its integer dot product)")
+        if storage != "float32" and merged.embed.dtype != torch.float32:
+            raise ValueError(f"{storage} storage needs a float32 model, got {merged.embed.dtype}")
         layers, gate, _ = merged.conv_w.shape
         half, skip_c = gate // 2, merged.skip_b.shape[0]
         if parts < 1 or half % parts or skip_c % parts:
@@ -524,21 +719,31 @@ class CompiledWeights:
                              f"got {parts}")
         share, hid = half // parts, skip_c // parts
         as_np = lambda t: t.detach().cpu().contiguous().numpy()  # noqa: E731
+        matrices = [merged.conv_w, merged.res_w, merged.skip_w, merged.head_w1, merged.head_w2]
+        if storage == "int8":  # one scale per output row: the last dimension is the input
+            scales = [int8_scale(w.abs().amax(dim=-1)) for w in matrices]
+            matrices = [int8_codes(w, s[..., None]).to(torch.int8)
+                        for w, s in zip(matrices, scales, strict=True)]
+        else:
+            scales = [w.new_ones(w.shape[:-1]) for w in matrices]
         store = _bf16_bits if storage == "bfloat16" else as_np
-        conv, res_w = merged.conv_w, merged.res_w
-        skip_w = merged.skip_w.view(skip_c, layers, half)
+        (conv, res_w, skip_w, w1, w2), (conv_s, res_s, skip_s, w1_s, w2_s) = matrices, scales
+        skip_w = skip_w.view(skip_c, layers, half)
         shares = [slice(p * share, (p + 1) * share) for p in range(parts)]
-        conv_parts = torch.stack([torch.cat([conv[:, s], conv[:, half:][:, s]], dim=1)
-                                  for s in shares])  # (parts, layers, 2 * share, taps)
+
+        def gate_rows(t):  # (layers, gate, ...) -> (parts, layers, 2 * share, ...)
+            return torch.stack([torch.cat([t[:, s], t[:, half:][:, s]], dim=1) for s in shares])
+
         res_parts = torch.stack([res_w[:, :, s] for s in shares])  # (parts, layers, res, share)
         skip_parts = torch.stack([skip_w[:, :, s].reshape(skip_c, layers * share)
                                   for s in shares])  # (parts, skip, layers * share)
-        w1 = merged.head_w1.view(parts, hid, skip_c)
-        b1 = merged.head_b1.view(parts, hid)
-        w2 = torch.stack(list(merged.head_w2.view(-1, parts, hid).unbind(1)))  # (parts, cls, hid)
-        self.arrays = (as_np(merged.embed), store(conv_parts), store(res_parts),
-                       as_np(merged.res_b), store(skip_parts), as_np(merged.skip_b), store(w1),
-                       as_np(b1), store(w2), as_np(merged.head_b2), float(merged.skip_scale))
+        w2 = torch.stack(list(w2.view(-1, parts, hid).unbind(1)))  # (parts, classes, hid)
+        self.arrays = (as_np(merged.embed), store(gate_rows(conv)), store(res_parts),
+                       as_np(merged.res_b), store(skip_parts), as_np(merged.skip_b),
+                       store(w1.view(parts, hid, skip_c)), as_np(merged.head_b1.view(parts, hid)),
+                       store(w2), as_np(merged.head_b2), float(merged.skip_scale),
+                       as_np(gate_rows(conv_s)), as_np(res_s), as_np(skip_s),
+                       as_np(w1_s.view(parts, hid)), as_np(w2_s))
         self.offsets = np.asarray(merged.offsets, dtype=np.int64)
         self.spans = np.asarray(merged.spans, dtype=np.int64)
         self.dilations = np.asarray(merged.dilations, dtype=np.int64)
