@@ -13,7 +13,8 @@ The first line (`"kind": "machine"`) names the CPU and the read bandwidth one co
 arrays of 256 KB (L2), 4 MB (last-level cache) and 64 MB (memory), measured by a numba loop.
 Then one line per path and --output (`"kind": "generate"`; every output kind's runs are
 interleaved with the others'):
-  path            compiled, compiled-bf16 (numba), reference (CachedSampler.step), cuda-graph,
+  path            compiled, compiled-bf16, compiled-int8 (numba), reference (CachedSampler.step),
+                  cuda-graph,
                   naive (a forward pass over the whole receptive field per sample, primed with a
                   full receptive field), or baseline (--baseline's `compiled`, in a subprocess)
   samples_per_s_aggregate   batch * samples / seconds, summed over the batch rows
@@ -63,7 +64,7 @@ from wavenet.sampling.cached import (
 )
 
 RATE = 16000
-PATHS = ("compiled", "compiled-bf16", "reference", "cuda-graph", "naive")
+PATHS = ("compiled", "compiled-bf16", "compiled-int8", "reference", "cuda-graph", "naive")
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
@@ -311,6 +312,8 @@ def main() -> None:
     on_cpu, wanted = args.device == "cpu", set(args.impl)
     runs_here = {"compiled": on_cpu and numba_kernel.available() and args.dtype != "bfloat16",
                  "compiled-bf16": on_cpu and numba_kernel.available() and args.dtype == "float32",
+                 "compiled-int8": on_cpu and numba_kernel.int8_dot_available()
+                 and args.dtype == "float32",
                  "reference": True, "cuda-graph": not on_cpu, "naive": True}
     impls = [i for i in PATHS if runs_here[i] and ("all" in wanted or i in wanted)]
     jobs = [(output, impl) for output in models for impl in impls]

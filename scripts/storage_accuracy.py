@@ -7,7 +7,8 @@ Scores the held-out files of the root (split_by_file(..., 0.1), the split the sh
 were trained with) exactly (wavenet.metrics.evaluate) with the float32 weights and with the
 weights each compressed storage of the compiled sampler multiplies by (numba_kernel.
 rounded_model), and prints one JSON line per storage with the difference to float32. A storage
-passes when it is within 0.01 bits/sample of float32.
+passes when it is within 0.01 bits/sample of float32. (The int8 path also rounds each matrix
+input to int16 levels; tests/sampling/test_kernels.py bounds that effect on the logits.)
 """
 
 import argparse

@@ -9,7 +9,10 @@ from wavenet.sampling import numba_kernel as fast
 from wavenet.sampling.cached import UniformStream, draw, generate_naive, resolve_impl
 
 needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
-IMPLS = ["reference", pytest.param("compiled", marks=needs_numba)]
+needs_int8 = pytest.mark.skipif(not fast.int8_dot_available(),
+                                reason="the int8 path needs numba on an x86 CPU with AVX2")
+EXACT_IMPLS = ["reference", pytest.param("compiled", marks=needs_numba)]  # float64 models too
+IMPLS = [*EXACT_IMPLS, pytest.param("compiled-int8", marks=needs_int8)]
 
 
 @pytest.fixture
@@ -53,7 +56,7 @@ def test_batched_generation_equals_item_by_item_logits(model):
                                    atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", EXACT_IMPLS)
 def test_generate_equals_naive_recompute_with_the_same_random_draws(model, impl):
     model = model.double()  # identical draws need identical probabilities, not just close ones
     prime = torch.randint(0, 256, (2, 30))
@@ -121,7 +124,8 @@ def test_compiled_path_equals_forward_for_the_default_architecture(batch):
 
 
 def test_auto_picks_the_compiled_path_only_where_it_runs(model):
-    expected = "compiled" if fast.available() else "reference"
+    expected = ("compiled-int8" if fast.int8_dot_available() else
+                "compiled" if fast.available() else "reference")
     assert resolve_impl("auto", model) == expected
     assert resolve_impl("reference", model) == "reference"
     assert resolve_impl("auto", model.to(torch.bfloat16)) == "reference"

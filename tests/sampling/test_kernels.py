@@ -4,7 +4,10 @@ Tolerances: float32 paths match `model.forward` to 1e-4 in the logits. The bfloa
 multiplies by weights rounded to bfloat16, so it matches the forward pass of the model with
 those weights rounded (`numba_kernel.rounded_model`) to 1e-4, and the original model only to the
 rounding's effect (checked below at 0.15 in the logits of random-weight models; what matters,
-held-out bits/sample, moves < 0.01, see docs/speed.md).
+held-out bits/sample, moves < 0.01, see docs/speed.md). The int8 path multiplies by int8 weights
+(a scale per row) and also rounds every matrix input to int16 levels of its own largest value
+(at most 1/65534 of it, 1/17612 for the long skip sum): it matches the forward pass of the model
+with int8-rounded weights to 1e-3 (measured up to 3.5e-4 on these models).
 
 Draws: every path takes the same uniforms and draws by inverse CDF, so where two paths' logits
 agree to ~1e-6 they pick the same class unless a uniform falls within ~1e-6 of a CDF step; with
@@ -43,7 +46,11 @@ ROOT = Path(__file__).resolve().parents[2]
 HOP = 16
 MEL = MelConfig(n_mels=10, n_fft=64, win_length=64, hop_length=HOP, channels=12, context=2,
                 upsample=[4, 4])
-STORAGES = {"compiled": "float32", "compiled-bf16": "bfloat16"}
+STORAGES = {"compiled": "float32", "compiled-bf16": "bfloat16", "compiled-int8": "int8"}
+TOLERANCE = {"compiled": 1e-4, "compiled-bf16": 1e-4, "compiled-int8": 1e-3}
+needs_int8 = pytest.mark.skipif(not numba_kernel.int8_dot_available(),
+                                reason="the int8 path needs numba on an x86 CPU with AVX2")
+COMPILED = ["compiled", "compiled-bf16", pytest.param("compiled-int8", marks=needs_int8)]
 
 
 OUTPUTS = ["categorical", "mol", "gaussian"]
@@ -95,7 +102,7 @@ def forward_last(model, seq, cond):
 
 
 @needs_numba
-@pytest.mark.parametrize("impl", ["compiled", "compiled-bf16"])
+@pytest.mark.parametrize("impl", COMPILED)
 @pytest.mark.parametrize("parts", [1, 2])
 @pytest.mark.parametrize("batch", [1, 16])
 @pytest.mark.parametrize("conditioned", [False, True])
@@ -106,9 +113,61 @@ def test_compiled_paths_equal_forward(impl, parts, batch, conditioned, output):
     cond = conditioning(model, batch, prime_len + n + 1)
     seq, logits = compiled_run(model, impl, batch, prime_len, n, parts, cond)
     expected = forward_last(numba_kernel.rounded_model(model, STORAGES[impl]), seq, cond)
-    assert (logits - expected).abs().max() < 1e-4
-    if impl == "compiled-bf16":  # the rounding's own effect, against the float32 model
+    assert (logits - expected).abs().max() < TOLERANCE[impl]
+    if impl != "compiled":  # the rounding's own effect, against the float32 model
         assert (logits - forward_last(model, seq, cond)).abs().max() < 0.15
+
+
+@needs_int8
+@pytest.mark.parametrize("batch", [1, 3])
+def test_int8_path_equals_forward_for_the_default_architecture(batch):
+    torch.manual_seed(batch)
+    model = WaveNet().eval()
+    seq, logits = compiled_run(model, "compiled-int8", batch, 3100, 100, 1, {})
+    expected = forward_last(numba_kernel.rounded_model(model, "int8"), seq, {})
+    assert (logits - expected).abs().max() < 1e-3
+    assert (logits - forward_last(model, seq, {})).abs().max() < 0.05
+
+
+@needs_int8
+@pytest.mark.parametrize("n, k", [(128, 128), (7, 45), (256, 1920), (5, 3)])
+def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
+    """`_project_int8` against float64 arithmetic on the same int16 and int8 operands, over
+    shapes that leave row and input tails (n % 4, k % lanes), and at the largest magnitudes
+    (an overflowing int32 sum would be off by 2^32)."""
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(3, k, generator=g)
+    x[2] = x[2].abs().max()  # every input at the row's maximum
+    w = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+    w[-1] = 127  # with the row above, every product at its largest
+    scale = torch.rand(n, generator=g) + 0.5
+    out = torch.zeros(3, n)
+    xq = torch.zeros(3, k, dtype=torch.int16)
+    numba_kernel._project_int8(x.numpy(), w.numpy(), scale.numpy(), out.numpy(), xq.numpy())
+    levels = min(32767, (2**31 - 1) // (127 * k))
+    step = x.abs().amax(dim=1, keepdim=True) / levels
+    assert ((xq - x / step).abs() <= 0.5 + 1e-3).all() and xq.abs().max() <= levels
+    exact = (xq.double() @ w.double().t()) * scale.double() * step.double()
+    assert torch.allclose(out.double(), exact, rtol=1e-6, atol=0)
+
+
+def test_int8_rounding_keeps_one_scale_per_row():
+    """rounded_model('int8'): each dilated-convolution and head row is scale * q for integers
+    |q| <= 127 with 127 reached; a skip channel shares one scale over all layers."""
+    model = small_model()
+    rounded = numba_kernel.rounded_model(model, "int8")
+    res = model.config.residual_channels
+    for before, after in [(layer.dilated.weight, r.dilated.weight)
+                          for layer, r in zip(model.layers, rounded.layers, strict=True)] + [
+            (model.head[1].weight, rounded.head[1].weight)]:
+        scale = before.abs().amax(dim=(1, 2), keepdim=True) / 127
+        q = after / scale
+        assert torch.allclose(q, q.round(), atol=1e-3) and q.abs().amax() <= 127 + 1e-3
+        assert (after - before).abs().le(scale / 2 + 1e-7).all()
+    skips = torch.stack([r.res_skip.weight[res:] for r in rounded.layers])
+    top = torch.stack([m.res_skip.weight[res:] for m in model.layers]).abs().amax(dim=(0, 2, 3))
+    q = skips / (top / 127)[None, :, None, None]
+    assert torch.allclose(q, q.round(), atol=1e-3)
 
 
 @needs_numba
@@ -197,12 +256,14 @@ def test_auto_picks_by_device_and_dtype():
     small = small_model()
     assert {"auto", "compiled", "compiled-bf16", "reference", "cuda-graph"} <= set(IMPLS)
     if numba_kernel.available():
-        assert resolve_impl("auto", small) == "compiled"
-        # bfloat16 storage is never picked for the user until measured faster (docs/speed.md).
-        assert resolve_impl("auto", WaveNet(), threads=2) == "compiled"
+        # int8 storage where its integer dot product runs (measured fastest, docs/speed.md);
+        # bfloat16 storage only by name; float64 models keep their own weights.
+        fastest = "compiled-int8" if numba_kernel.int8_dot_available() else "compiled"
+        assert resolve_impl("auto", small) == fastest
+        assert resolve_impl("auto", WaveNet(), threads=2) == fastest
         assert resolve_impl("auto", WaveNet().double(), threads=2) == "compiled"
     assert resolve_impl("auto", small.to(torch.bfloat16)) == "reference"
-    for impl in ("compiled-bf16", "cuda-graph"):
+    for impl in ("compiled-bf16", "compiled-int8", "cuda-graph"):
         with pytest.raises(ValueError, match=impl):
             resolve_impl(impl, small.to(torch.bfloat16))
 

@@ -27,7 +27,7 @@ from wavenet.sampling.cached import generate, output_length, resolve_impl
 USAGE = """usage: wavenet-generate [checkpoint=PATH] [seconds=2] [batch=1] [temperature=1.0]
                         [seed=0] [prime=WAV] [prime_seconds=1.0] [out=DIR]
                         [speaker=NAME | speaker=[NAME,NAME,...]] [mel_from=WAV|NPY|PT]
-                        [impl=auto|compiled|reference] [threads=0] [progress=true]
+                        [impl=auto|compiled|compiled-int8|reference] [threads=0] [progress=true]
 checkpoint defaults to the shipped model, data/pretrained/asterisk4-small.pt
 speaker: for speaker-conditioned checkpoints (an unknown name lists the known ones)
 mel_from: for vocoder checkpoints; an audio file is re-synthesised from its own log-mel"""

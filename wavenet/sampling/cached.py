@@ -295,11 +295,13 @@ def draw(logits: torch.Tensor, temperature: float, uniform: torch.Tensor,
 # Sampler paths (`generate(impl=...)`, `wavenet-generate impl=...`):
 #   compiled        numba loop, the model's own float32/float64 weights (the exact fast path)
 #   compiled-bf16   numba loop, matrices stored as bfloat16, float32 arithmetic
+#   compiled-int8   numba loop, matrices stored as int8 (a scale per row), int16-rounded inputs,
+#                   exact int32 sums (x86 with AVX2)
 #   reference       CachedSampler.step in PyTorch ops, any device and dtype
 #   cuda-graph      CachedSampler.step captured as one CUDA graph (wavenet.sampling.cuda_graph)
 #   auto            the fastest of these that runs here and is accurate enough (`resolve_impl`)
-IMPLS = ("auto", "compiled", "compiled-bf16", "reference", "cuda-graph")
-STORAGE = {"compiled": "float32", "compiled-bf16": "bfloat16"}
+IMPLS = ("auto", "compiled", "compiled-bf16", "compiled-int8", "reference", "cuda-graph")
+STORAGE = {"compiled": "float32", "compiled-bf16": "bfloat16", "compiled-int8": "int8"}
 
 
 def l2_bytes() -> int:
@@ -318,11 +320,11 @@ def l2_bytes() -> int:
 def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
     """The path `impl` names, with 'auto' resolved for this model and machine.
 
-    auto: on CUDA, 'cuda-graph'; on the CPU with numba, 'compiled'; 'reference' where neither
-    runs. 'compiled-bf16' is chosen by name only: it passes the accuracy gate (held-out
-    bits/sample +0.00002 for the shipped small model) but has not yet been measured faster than
-    'compiled' on a quiet machine (docs/speed.md). Raises ValueError for a path that cannot run
-    this model.
+    auto: on CUDA, 'cuda-graph'; on the CPU with numba, 'compiled-int8' for a float32 model
+    where its integer dot product runs (x86 with AVX2: measured the fastest at batch 1 and 16,
+    held-out bits/sample within 0.002 of float32, docs/speed.md), else 'compiled'; 'reference'
+    where neither runs. 'compiled-bf16' is chosen by name only. Raises ValueError for a path
+    that cannot run this model.
     """
     if impl not in IMPLS:
         raise ValueError(f"sampler impl must be one of {IMPLS}, got {impl!r}")
@@ -334,12 +336,18 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
         raise ValueError("the compiled sampler needs numba and a float32/float64 model on the CPU")
     if impl == "compiled-bf16" and not (compiled_ok and weight.dtype == torch.float32):
         raise ValueError("the compiled-bf16 sampler needs numba and a float32 model on the CPU")
+    int8_ok = compiled_ok and weight.dtype == torch.float32 and kernel.int8_dot_available()
+    if impl == "compiled-int8" and not int8_ok:
+        raise ValueError("the compiled-int8 sampler needs numba, a float32 model on the CPU and "
+                         "an x86 CPU with AVX2")
     if impl == "cuda-graph" and weight.device.type != "cuda":
         raise ValueError("the cuda-graph sampler needs a model on a CUDA device")
     if impl != "auto":
         return impl
     if weight.device.type == "cuda":
         return "cuda-graph"
+    if int8_ok:
+        return "compiled-int8"
     return "compiled" if compiled_ok else "reference"
 
 
@@ -368,11 +376,13 @@ def kernel_parts(threads: int, weights: MergedWeights, storage: str = "float32",
                  batch: int = 1, busy: float | None = None) -> int:
     """Threads to split every layer's weights between: 1 where there are at least as many
     batch rows as threads (the kernel splits the rows: measured faster at batch 16, no barrier
-    per layer), where the stored weights fit one core's L2 (nothing to gain), or where other
+    per layer), for int8 storage (its 1.3 MB fit a 2 MB L2 and arithmetic sets its speed: the
+    split measured no faster, docs/speed.md), where the stored weights fit one core's L2
+    (nothing to gain), or where other
     work holds the cores (`busy`: cores busy with other work, `busy_cores()` when None; a spin
     barrier waiting for a descheduled thread made the split 20x slower than one thread on a
     loaded 2-core machine), else the most <= threads that divide gate / 2 and skip evenly."""
-    if batch >= threads:
+    if batch >= threads or storage == "int8":
         return 1
     bytes_per = {"float32": weights.embed.element_size(), "bfloat16": 2}[storage]
     stored = bytes_per * sum(w.numel() for w in (weights.conv_w, weights.res_w, weights.skip_w,

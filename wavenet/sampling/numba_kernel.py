@@ -12,7 +12,11 @@ streams them. Two things cut that traffic:
 
 - storage: weights kept as bfloat16 (the top 16 bits of a float32, widened back by a shift in
   registers; the arithmetic stays float32), half the bytes; or as int8 with one float32 scale
-  per output row (a quarter of the bytes: the default model's 1.27 MB fit one core's 2 MB L2);
+  per output row, a quarter of the bytes (the default model's 1.3 MB fit a 2 MB L2). The int8
+  path also rounds each matrix input to int16 levels of its own largest value and sums the
+  products exactly in int32 with pmaddwd (`_qdot4`): widening int8 weights to float32 would
+  cost more instructions than the multiply-adds, and the integer sum takes 32 products an
+  instruction. It runs one thread per stream: arithmetic, not weight traffic, sets its speed;
 - parts: the weights split between `parts` threads (one per core), each computing its share of
   every layer from its own cache; a spin barrier per layer exchanges the residual partial sums.
   With bfloat16 and two parts each core's share (1.3 MB) stays in its 2 MB L2.
