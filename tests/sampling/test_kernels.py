@@ -143,7 +143,8 @@ def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
     scale = torch.rand(n, generator=g) + 0.5
     out = torch.zeros(3, n)
     xq = torch.zeros(3, k, dtype=torch.int16)
-    numba_kernel._project_int8(x.numpy(), w.numpy(), scale.numpy(), out.numpy(), xq.numpy())
+    numba_kernel._project_int8(x.numpy(), w.numpy(), scale.numpy(), out.numpy(),
+                               (xq.numpy(), torch.zeros(3).numpy()))
     levels = min(32767, (2**31 - 1) // (127 * k))
     step = x.abs().amax(dim=1, keepdim=True) / levels
     assert ((xq - x / step).abs() <= 0.5 + 1e-3).all() and xq.abs().max() <= levels

@@ -14,7 +14,7 @@ streams them. Two things cut that traffic:
   registers; the arithmetic stays float32), half the bytes; or as int8 with one float32 scale
   per output row, a quarter of the bytes (the default model's 1.3 MB fit a 2 MB L2). The int8
   path also rounds each matrix input to int16 levels of its own largest value and sums the
-  products exactly in int32 with pmaddwd (`_qdot4`): widening int8 weights to float32 would
+  products exactly in int32 with pmaddwd (`_qdot`): widening int8 weights to float32 would
   cost more instructions than the multiply-adds, and the integer sum takes 32 products an
   instruction. It runs one thread per stream: arithmetic, not weight traffic, sets its speed;
 - parts: the weights split between `parts` threads (one per core), each computing its share of
@@ -168,11 +168,10 @@ if numba is not None:
         _LANES, _MADD = 16, "llvm.x86.avx2.pmadd.wd"
     else:
         _LANES, _MADD = 0, ""
-    _ROWS = 4
 
-    def _qdot_codegen(rows):
+    def _qdot_codegen(xrows, wrows):
         def codegen(context, builder, signature, args):
-            i64 = ir.IntType(64)
+            i64, byte_p = ir.IntType(64), ir.IntType(8).as_pointer()
             xv_t = ir.VectorType(ir.IntType(16), _LANES)
             wv_t = ir.VectorType(ir.IntType(8), _LANES)
             acc_t = ir.VectorType(ir.IntType(32), _LANES // 2)
@@ -181,29 +180,37 @@ if numba is not None:
             reduce = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.IntType(32), [acc_t]),
                 f"llvm.vector.reduce.add.v{_LANES // 2}i32")
-            x = context.make_array(signature.args[0])(context, builder, args[0])
-            w = context.make_array(signature.args[1])(context, builder, args[1])
-            row_bytes = cgutils.unpack_tuple(builder, w.strides, 2)[0]
-            first = builder.mul(context.cast(builder, args[2], signature.args[2], types.intp),
-                                row_bytes)
-            w_rows = [builder.gep(w.data, [builder.add(first, builder.mul(
-                row_bytes, ir.Constant(i64, i)))]) for i in range(rows)]
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(acc_t, None))
-                    for _ in range(rows)]
-            count = builder.udiv(args[3], ir.Constant(i64, _LANES))
+
+            def row_pointers(array_type, value, index_type, index, count):
+                """Byte pointers to rows index .. index + count - 1 of a 2-d array."""
+                array = context.make_array(array_type)(context, builder, value)
+                stride = cgutils.unpack_tuple(builder, array.strides, 2)[0]
+                first = context.cast(builder, index, index_type, types.intp)
+                data = builder.bitcast(array.data, byte_p)
+                return [builder.gep(data, [builder.mul(builder.add(
+                    first, ir.Constant(i64, i)), stride)]) for i in range(count)]
+
+            x_rows = row_pointers(signature.args[0], args[0], signature.args[1], args[1], xrows)
+            w_rows = row_pointers(signature.args[2], args[2], signature.args[3], args[3], wrows)
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(acc_t, None))
+                     for _ in range(wrows)] for _ in range(xrows)]
+            count = builder.udiv(args[4], ir.Constant(i64, _LANES))
             with cgutils.for_range(builder, count) as loop:
                 at = builder.mul(loop.index, ir.Constant(i64, _LANES))
-                xs = builder.load(builder.bitcast(builder.gep(x.data, [at]), xv_t.as_pointer()),
-                                  align=2)
-                for acc, row in zip(accs, w_rows, strict=True):
-                    ws = builder.load(builder.bitcast(builder.gep(row, [at]), wv_t.as_pointer()),
-                                      align=1)
-                    product = builder.call(madd, [xs, builder.sext(ws, xv_t)])
-                    builder.store(builder.add(builder.load(acc), product), acc)
-            if rows == 1:
-                sums = [builder.call(reduce, [builder.load(accs[0])])]
-            else:
-                sums = _reduce4(builder, [builder.load(acc) for acc in accs])
+                xs = [builder.load(builder.bitcast(builder.gep(row, [builder.add(at, at)]),
+                                                   xv_t.as_pointer()), align=2)
+                      for row in x_rows]
+                for i, row in enumerate(w_rows):  # each weight row widened once for all x rows
+                    ws = builder.sext(builder.load(builder.bitcast(
+                        builder.gep(row, [at]), wv_t.as_pointer()), align=1), xv_t)
+                    for xv, acc in zip(xs, accs, strict=True):
+                        product = builder.call(madd, [xv, ws])
+                        builder.store(builder.add(builder.load(acc[i]), product), acc[i])
+            sums = []
+            for acc in accs:
+                vectors = [builder.load(a) for a in acc]
+                sums += (_reduce4(builder, vectors) if wrows == 4 else
+                         [builder.call(reduce, [v]) for v in vectors])
             return context.make_tuple(builder, signature.return_type,
                                       [builder.sext(v, i64) for v in sums])
         return codegen
@@ -231,15 +238,16 @@ if numba is not None:
                             _shuffle(builder, quads, quads, range(4, 8)))
         return [builder.extract_element(total, ir.Constant(ir.IntType(32), i)) for i in range(4)]
 
-    def _qdot_typer(rows):
-        def typer(typingctx, x, w, row, n):
-            """Sums x[:n] * w[row + i, :n] for i < rows in int32 (n a multiple of _LANES): x an
-            int16 vector, w an int8 matrix with unit-stride rows."""
-            return types.UniTuple(types.int64, rows)(x, w, row, n), _qdot_codegen(rows)
-        return typer
+    def _qdot(xrows, wrows):
+        """An intrinsic summing xq[r + a, :n] * w[j + b, :n] in int32 for a < xrows, b < wrows
+        (n a multiple of _LANES; xq int16, w int8, both 2-d with unit-stride rows), returned
+        row-major as xrows * wrows int64s: `_qdot(2, 4)(xq, r, w, j, n)`."""
+        def typer(typingctx, xq, r, w, j, n):
+            return (types.UniTuple(types.int64, xrows * wrows)(xq, r, w, j, n),
+                    _qdot_codegen(xrows, wrows))
+        return intrinsic(typer)
 
-    _qdot4 = intrinsic(_qdot_typer(_ROWS))
-    _qdot1 = intrinsic(_qdot_typer(1))
+    _qdot24, _qdot14, _qdot11 = _qdot(2, 4), _qdot(1, 4), _qdot(1, 1)
 
 
 def int8_dot_available() -> bool:
@@ -276,42 +284,71 @@ def _project(x, w, scale, out, xq):
             out[r, j] = acc * scale[j]
 
 
+def _absmax(x, k):
+    """max |x[:k]|, in eight independent chains (one chain waits on every max's latency)."""
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = _ZERO
+    for c in range(0, k - k % 8, 8):
+        t0, t1 = max(t0, abs(x[c])), max(t1, abs(x[c + 1]))
+        t2, t3 = max(t2, abs(x[c + 2])), max(t3, abs(x[c + 3]))
+        t4, t5 = max(t4, abs(x[c + 4])), max(t5, abs(x[c + 5]))
+        t6, t7 = max(t6, abs(x[c + 6])), max(t7, abs(x[c + 7]))
+    top = max(max(max(t0, t1), max(t2, t3)), max(max(t4, t5), max(t6, t7)))
+    for c in range(k - k % 8, k):
+        top = max(top, abs(x[c]))
+    return top
+
+
 def _project_int8(x, w, scale, out, xq):
     """`_project` for int8 weights: each row of x rounded to int16 levels of its own step
-    (max |x[r]| / levels), the dot products summed exactly in int32 (`_qdot4`), then scaled.
+    (max |x[r]| / levels), the dot products summed exactly in int32 (`_qdot`: two rows of x
+    against four weight rows a pass), then scaled. xq: (int16 codes (rows, >= k), float32
+    steps (rows,)) scratch.
 
     levels = min(32767, (2^31 - 1) // (127 k)): no sum of k products can overflow int32, and
     a row's rounding error is at most half a step (1/65534 of its largest value for k <= 516).
     """
+    codes, steps = xq
     rows, k = x.shape
     n = w.shape[0]
     levels = min(32767, (2**31 - 1) // (127 * k))
     vec = k - k % _LANES
     for r in range(rows):
-        xr, qr = x[r], xq[r]
-        top = _ZERO
-        for c in range(k):
-            top = max(top, abs(xr[c]))
+        xr, qr = x[r], codes[r]
+        top = _absmax(xr, k)
         step = top / np.float32(levels) if top > _ZERO else np.float32(1.0)
         inv = np.float32(1.0) / step
         for c in range(k):
             qr[c] = np.int16(np.rint(xr[c] * inv))
-        j = 0
-        while j + 4 <= n:
-            s0, s1, s2, s3 = _qdot4(qr, w, j, vec)
-            out[r, j] = np.float32(s0) * (scale[j] * step)
-            out[r, j + 1] = np.float32(s1) * (scale[j + 1] * step)
-            out[r, j + 2] = np.float32(s2) * (scale[j + 2] * step)
-            out[r, j + 3] = np.float32(s3) * (scale[j + 3] * step)
-            j += 4
-        for j in range(n - n % 4, n):
-            out[r, j] = np.float32(_qdot1(qr, w, j, vec)[0]) * (scale[j] * step)
+        steps[r] = step
+    for r in range(0, rows - rows % 2, 2):
+        s0, s1 = steps[r], steps[r + 1]
+        for j in range(0, n - n % 4, 4):
+            a0, a1, a2, a3, b0, b1, b2, b3 = _qdot24(codes, r, w, j, vec)
+            out[r, j] = np.float32(a0) * (scale[j] * s0)
+            out[r, j + 1] = np.float32(a1) * (scale[j + 1] * s0)
+            out[r, j + 2] = np.float32(a2) * (scale[j + 2] * s0)
+            out[r, j + 3] = np.float32(a3) * (scale[j + 3] * s0)
+            out[r + 1, j] = np.float32(b0) * (scale[j] * s1)
+            out[r + 1, j + 1] = np.float32(b1) * (scale[j + 1] * s1)
+            out[r + 1, j + 2] = np.float32(b2) * (scale[j + 2] * s1)
+            out[r + 1, j + 3] = np.float32(b3) * (scale[j + 3] * s1)
+    if rows % 2:
+        r = rows - 1
+        for j in range(0, n - n % 4, 4):
+            a0, a1, a2, a3 = _qdot14(codes, r, w, j, vec)
+            out[r, j] = np.float32(a0) * (scale[j] * steps[r])
+            out[r, j + 1] = np.float32(a1) * (scale[j + 1] * steps[r])
+            out[r, j + 2] = np.float32(a2) * (scale[j + 2] * steps[r])
+            out[r, j + 3] = np.float32(a3) * (scale[j + 3] * steps[r])
+    for r in range(rows):
+        for j in range(n - n % 4, n):  # the last n % 4 weight rows
+            out[r, j] = np.float32(_qdot11(codes, r, w, j, vec)[0]) * (scale[j] * steps[r])
         if vec < k:  # the last k % _LANES inputs
             for j in range(n):
                 acc = 0
                 for c in range(vec, k):
-                    acc += np.int64(qr[c]) * np.int64(w[j, c])
-                out[r, j] += np.float32(acc) * (scale[j] * step)
+                    acc += np.int64(codes[r, c]) * np.int64(w[j, c])
+                out[r, j] += np.float32(acc) * (scale[j] * steps[r])
 
 
 def _linear(x, w, scale, bias, out, xq):
@@ -492,7 +529,8 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     hidden = np.empty((rows, w1_p.shape[0]), dt)
     logits = np.empty((rows, classes), dt)
     scratch = np.empty(classes, np.float64)
-    xq = np.empty((rows, max(taps_c, gates.shape[1], skip_c)), np.int16)  # int8 path's inputs
+    xq = (np.empty((rows, max(taps_c, gates.shape[1], skip_c)), np.int16),  # int8 path's inputs
+          np.empty(rows, np.float32))
     scale = dt.type(skip_scale)
     root_half = dt.type(math.sqrt(0.5))
     count = 0  # barriers passed; partials alternate between two slots by its parity
@@ -605,6 +643,7 @@ if numba is not None:
     _tanh = numba.njit(fastmath=True, cache=True, inline="always")(_tanh)
     _barrier = numba.njit(cache=True)(_barrier)
     _project_float = numba.njit(fastmath=True, cache=True)(_project)
+    _absmax = numba.njit(fastmath=True, cache=True, inline="always")(_absmax)
     _project_int8 = numba.njit(fastmath=True, cache=True)(_project_int8)
 
     def _project_dispatch(x, w, scale, out, xq):
