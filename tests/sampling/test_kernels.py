@@ -152,6 +152,34 @@ def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
     assert torch.allclose(out.double(), exact, rtol=1e-6, atol=0)
 
 
+@needs_numba
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_scoring_through_the_kernel_equals_the_forward_pass(conditioned):
+    """`score` feeds real codes through a compiled path: float32 gives the forward pass's
+    -ln p sums (samples 1 .. T-1); int8 (weights and inputs rounded) stays close to them."""
+    from wavenet.sampling.cached import score
+
+    model = small_model(conditioned)
+    batch, length = 2, 320  # 20 mel frames; past the receptive field
+    cond = conditioning(model, batch, length)
+    codes = torch.randint(0, 256, (batch, length), generator=torch.Generator().manual_seed(6))
+    mel = pad_frames(cond["mel"], MEL.context) if conditioned else None
+    with torch.no_grad():
+        logits = model(codes, cond.get("speaker"), mel)
+    expected = torch.nn.functional.cross_entropy(logits[:, :, 1:], codes[:, 1:],
+                                                 reduction="none").double().sum(dim=1)
+    for impl, tolerance in [("compiled", 1e-5), ("compiled-int8", 1e-3)]:
+        if impl == "compiled-int8" and not numba_kernel.int8_dot_available():
+            continue
+        got = score(model, codes, impl, threads=2, chunk=100, **cond)
+        assert got.shape == (batch,)
+        assert ((got - expected).abs() / expected).max() < tolerance, impl
+    with pytest.raises(ValueError, match="compiled"):
+        score(model, codes, "reference", **cond)
+    with pytest.raises(ValueError, match="categorical"):
+        score(small_model(output="mol"), codes, "compiled")
+
+
 def test_int8_rounding_keeps_one_scale_per_row():
     """rounded_model('int8'): each dilated-convolution and head row is scale * q for integers
     |q| <= 127 with 127 reached; a skip channel shares one scale over all layers."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from wavenet.sampling import numba_kernel
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -116,8 +118,15 @@ def test_storage_accuracy_scores_every_storage(repo_root, demo_root):
     ckpt = repo_root / "data" / "pretrained" / "asterisk4-small.pt"
     proc = run("storage_accuracy.py", "--checkpoint", str(ckpt), "--root", str(demo_root),
                "--files", "1", "--threads", "1")
-    rows = json_lines(proc.stdout)
-    assert [r["storage"] for r in rows] == ["float32", "bfloat16", "int8"]
-    assert rows[0]["minus_float32"] == 0 and all(r["files"] == 1 for r in rows)
+    rows = {(r["storage"], r["scored_by"]): r for r in json_lines(proc.stdout)}
+    storages = ["float32", "bfloat16", "int8"]
+    assert [s for s, way in rows if way == "forward"] == storages
+    assert all(r["files"] == 1 for r in rows.values())
+    assert rows["float32", "forward"]["minus_float32"] == 0
     # Rounding the weights moves the figure, but far less than a bit.
-    assert all(0 < abs(r["minus_float32"]) < 0.5 for r in rows[1:])
+    assert all(0 < abs(rows[s, "forward"]["minus_float32"]) < 0.5 for s in storages[1:])
+    if numba_kernel.available():  # the kernel's own scores: float32 is the forward pass's
+        assert abs(rows["float32", "kernel"]["minus_float32"]) < 1e-4
+        assert rows["float32", "kernel"]["samples"] == rows["float32", "forward"]["samples"]
+        for s in storages[1:] if numba_kernel.int8_dot_available() else storages[1:2]:
+            assert abs(rows[s, "kernel"]["minus_float32"]) < 0.5

@@ -482,6 +482,36 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
 
 
 @torch.no_grad()
+def score(model: WaveNet, codes: torch.Tensor, impl: str = "auto", threads: int | None = None,
+          speaker: torch.Tensor | None = None, mel: torch.Tensor | None = None,
+          chunk: int = 16000) -> torch.Tensor:
+    """Teacher-forced scoring through a compiled sampler path: what that path's logits make of
+    real audio, e.g. to measure what compressed weights cost (scripts/storage_accuracy.py).
+
+    codes: (batch, T) int codes of a categorical model, fed from silence like `generate`
+    without a prime; speaker, mel: as for `generate` (the mel covers the T samples).
+    impl: a compiled path ('auto' resolves as for `generate`). Returns (batch,) float64: the
+    sum of -ln p over samples 1 .. T-1 of each row (sample 0 is not scored, as in
+    `wavenet.metrics.evaluate`, whose sums it equals for float32 weights up to float error).
+    """
+    threads = threads or torch.get_num_threads()
+    impl = resolve_impl(impl, model, threads)
+    if impl not in STORAGE:
+        raise ValueError(f"scoring runs a compiled path, got impl={impl!r}")
+    model.eval()
+    batch = codes.shape[0]
+    sampler = CachedSampler(model)
+    state, logits = sampler.start(batch, None, speaker, mel)
+    compiled = kernel.CompiledWeights(sampler.merged_weights(), STORAGE[impl], 1)
+    window = max(64, LOCAL_WINDOW // batch)
+    total = torch.zeros(batch, dtype=torch.float64)
+    for part in codes.split(chunk if state.local is None else window, dim=1):
+        local = sampler.local_bias(state, part.shape[1]) if state.local is not None else None
+        total += kernel.score_chunk(compiled, state, logits, part, threads, local)
+    return total
+
+
+@torch.no_grad()
 def generate_naive(model: WaveNet, samples: int | None, batch: int = 1, temperature: float = 1.0,
                    prime: torch.Tensor | None = None, generator: torch.Generator | None = None,
                    speaker: torch.Tensor | None = None,

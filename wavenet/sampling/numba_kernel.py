@@ -483,23 +483,36 @@ def _draw(kind, params, u, temperature, scratch):
     return _sample_row(params, u, temperature, scratch)
 
 
+def _neg_log_prob(logits, x):
+    """-ln softmax(logits)[x], in float64."""
+    top = float(logits[0])
+    for j in range(1, logits.shape[0]):
+        top = max(top, float(logits[j]))
+    total = 0.0
+    for j in range(logits.shape[0]):
+        total += math.exp(float(logits[j]) - top)
+    return math.log(total) + top - float(logits[x])
+
+
 def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     """Generate n samples for every batch row, computing this part's share of each layer.
 
     io: (logits (batch, classes) in/out, uniforms (n, batch), out (batch, n), local (batch, n,
-    layers * gate) or a dummy); ring: (buffer, row_bias) of the SamplerState; net: (offsets,
-    spans, dilations); weights: `CompiledWeights.arrays`; exchange: (sync counters, residual,
-    skip and logits partials, each (2, parts, batch, width)); options: (temperature, exact,
-    has_local, kind: the output distribution, output.KINDS). With parts > 1 the other parts run
-    the same call concurrently.
+    layers * gate) or a dummy, forced (batch, n) codes to feed instead of drawing when scoring,
+    nll (batch,) float64 accumulating -ln p of each forced code from sample 1 on); ring:
+    (buffer, row_bias) of the SamplerState; net: (offsets, spans, dilations); weights:
+    `CompiledWeights.arrays`; exchange: (sync counters, residual, skip and logits partials,
+    each (2, parts, batch, width)); options: (temperature, exact,
+    has_local, kind: the output distribution, output.KINDS, scoring: feed `forced`, categorical
+    only). With parts > 1 the other parts run the same call concurrently.
     """
-    first_logits, uniforms, out, local = io
+    first_logits, uniforms, out, local, forced, nll = io
     buffer, row_bias = ring
     offsets, spans, dilations = net
     embed, conv_w, res_w, res_b, skip_w, skip_b, w1, b1, w2, b2, skip_scale = weights[:11]
     conv_s, res_s, skip_s, w1_s, w2_s = weights[11:]  # per-row scales (ones for floats)
     sync, x_res, x_skip, x_logits = exchange
-    temperature, exact, has_local, kind = options
+    temperature, exact, has_local, kind, scoring = options
     rows = out.shape[0]
     n_layers, width, taps_c = conv_w.shape[1:]  # width = this part's filter + gate rows
     share = width // 2  # gated outputs of this part per layer
@@ -539,7 +552,12 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     for i in range(n):
         t = t0 + i
         for r in range(rows):
-            x = _draw(kind, logits[r], uniforms[i, r], temperature, scratch)
+            if scoring:  # teacher forcing; sample t - 1 is fed now
+                x = forced[r, i]
+                if part == 0 and t >= 2:
+                    nll[r] += _neg_log_prob(logits[r], x)
+            else:
+                x = _draw(kind, logits[r], uniforms[i, r], temperature, scratch)
             if part == 0:
                 out[r, i] = x
             h[r] = embed[x]
@@ -666,6 +684,7 @@ if numba is not None:
     _draw_mol = numba.njit(cache=True)(_draw_mol)
     _draw_gaussian = numba.njit(cache=True)(_draw_gaussian)
     _draw = numba.njit(cache=True)(_draw)
+    _neg_log_prob = numba.njit(cache=True)(_neg_log_prob)
     _run_part = numba.njit(fastmath=True, cache=True, nogil=True)(_run_part)
 
 
@@ -814,8 +833,29 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
     across this many threads instead, each running its rows independently.
     Returns (batch, n) int64 codes.
     """
+    return _run(weights, state, logits, uniforms, temperature, threads, local, None)[0]
+
+
+def score_chunk(weights: CompiledWeights, state, logits: torch.Tensor, codes: torch.Tensor,
+                threads: int = 1, local: torch.Tensor | None = None) -> torch.Tensor:
+    """Teacher forcing through the kernel: feed codes (batch, n) instead of drawing, advancing
+    `state` and `logits` like `generate_chunk`. Returns (batch,) float64: the sum of -ln p of
+    each fed code under the kernel's logits, skipping sample 0 of the stream (as
+    `wavenet.metrics.evaluate` does). Categorical outputs only.
+    """
+    if weights.kind != 0:
+        raise ValueError("scoring through the kernel needs a categorical output")
+    batch, n = codes.shape
+    forced = codes.long().contiguous()
+    return _run(weights, state, logits, torch.zeros(n, batch, dtype=torch.float64), 1.0,
+                threads, local, forced)[1]
+
+
+def _run(weights, state, logits, uniforms, temperature, threads, local, forced):
+    """generate_chunk, or with forced codes, score_chunk: (codes, nll)."""
     n, batch = uniforms.shape
     out = np.empty((batch, n), dtype=np.int64)
+    nll = np.zeros(batch, dtype=np.float64)
     lg = logits.numpy()
     has_local = local is not None
     if has_local and tuple(local.shape[:2]) != (batch, n):
@@ -823,11 +863,12 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
                          f"got {tuple(local.shape)}")
     dt = lg.dtype
     local_np = local.numpy() if has_local else np.zeros((batch, 1, 1), dt)
+    forced_np = forced.numpy() if forced is not None else np.zeros((batch, 1), np.int64)
     u = uniforms.numpy().astype(np.float64)
     buffer, bias = state.buffer.numpy(), state.bias.numpy()
     parts = weights.parts
     net = (weights.offsets, weights.spans, weights.dilations)
-    options = (float(temperature), dt == np.float64, has_local, weights.kind)
+    options = (float(temperature), dt == np.float64, has_local, weights.kind, forced is not None)
 
     def rows_args(b0: int, b1: int, parts: int) -> tuple:
         embed, skip_b, b2 = weights.arrays[0], weights.arrays[5], weights.arrays[9]
@@ -836,7 +877,8 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
                     np.empty((2, parts, rows, embed.shape[1]), dt),
                     np.empty((2, parts, rows, skip_b.shape[0]), dt),
                     np.empty((2, parts, rows, b2.shape[0]), dt))
-        io = (lg[b0:b1], u[:, b0:b1], out[b0:b1], local_np[b0:b1])
+        io = (lg[b0:b1], u[:, b0:b1], out[b0:b1], local_np[b0:b1], forced_np[b0:b1],
+              nll[b0:b1])
         return n, state.position, io, (buffer[:, b0:b1], bias[b0:b1]), net, weights.arrays, \
             exchange, options
 
@@ -856,4 +898,4 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
     for th in others:
         th.join()
     state.position += n
-    return torch.from_numpy(out)
+    return torch.from_numpy(out), torch.from_numpy(nll)
