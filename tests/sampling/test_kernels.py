@@ -133,8 +133,8 @@ def test_int8_path_equals_forward_for_the_default_architecture(batch):
 @pytest.mark.parametrize("n, k", [(128, 128), (7, 45), (256, 1920), (5, 3)])
 def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
     """`_project_int8` against float64 arithmetic on the same int16 and int8 operands, over
-    shapes that leave row and input tails (n % 4, k % lanes), and at the largest magnitudes
-    (an overflowing int32 sum would be off by 2^32)."""
+    shapes that leave tails (n % tile, odd k), and at the largest magnitudes (an overflowing
+    int32 sum would be off by 2^32)."""
     g = torch.Generator().manual_seed(k)
     x = torch.randn(3, k, generator=g)
     x[2] = x[2].abs().max()  # every input at the row's maximum
@@ -142,14 +142,27 @@ def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
     w[-1] = 127  # with the row above, every product at its largest
     scale = torch.rand(n, generator=g) + 0.5
     out = torch.zeros(3, n)
-    xq = torch.zeros(3, k, dtype=torch.int16)
-    numba_kernel._project_int8(x.numpy(), w.numpy(), scale.numpy(), out.numpy(),
-                               (xq.numpy(), torch.zeros(3).numpy()))
+    codes = torch.zeros(3, k + 1, dtype=torch.int16)
+    sums = torch.zeros(3, n + numba_kernel._TILE, dtype=torch.int32)
+    wt = numba_kernel.tiled(w, numba_kernel._TILE)
+    numba_kernel._project_int8(x.numpy(), wt.numpy(), scale.numpy(), out.numpy(),
+                               (codes.numpy(), torch.zeros(3).numpy(), sums.numpy()))
+    xq = codes[:, :k]
     levels = min(32767, (2**31 - 1) // (127 * k))
     step = x.abs().amax(dim=1, keepdim=True) / levels
     assert ((xq - x / step).abs() <= 0.5 + 1e-3).all() and xq.abs().max() <= levels
     exact = (xq.double() @ w.double().t()) * scale.double() * step.double()
     assert torch.allclose(out.double(), exact, rtol=1e-6, atol=0)
+
+
+def test_tiled_layout_puts_each_outputs_pair_side_by_side():
+    w = torch.arange(5 * 3, dtype=torch.int8).view(5, 3)  # 5 outputs, 3 inputs
+    t = numba_kernel.tiled(w, 4)  # 2 tiles of 4 outputs, 2 pairs of inputs
+    assert t.shape == (2, 2, 4, 2)
+    for o in range(5):
+        for c in range(3):
+            assert t[o // 4, c // 2, o % 4, c % 2] == w[o, c]
+    assert t[1, :, 1:].eq(0).all() and t[:, 1, :, 1].eq(0).all()  # the padding
 
 
 @needs_numba

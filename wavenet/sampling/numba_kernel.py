@@ -249,6 +249,78 @@ if numba is not None:
 
     _qdot24, _qdot14, _qdot11 = _qdot(2, 4), _qdot(1, 4), _qdot(1, 1)
 
+    _TILE = 2 * _LANES  # outputs a pass of the tiled product keeps in four accumulators
+
+    def _tdot_codegen(xrows):
+        def codegen(context, builder, signature, args):
+            i32, i64, byte_p = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
+            half = _LANES // 2
+            xv_t = ir.VectorType(ir.IntType(16), _LANES)
+            wv_t = ir.VectorType(ir.IntType(8), _LANES)
+            acc_t = ir.VectorType(i32, half)
+            madd = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(acc_t, [xv_t, xv_t]), _MADD)
+            codes = context.make_array(signature.args[0])(context, builder, args[0])
+            wt = context.make_array(signature.args[2])(context, builder, args[2])
+            sums = context.make_array(signature.args[3])(context, builder, args[3])
+            first = context.cast(builder, args[1], signature.args[1], types.intp)
+            code_stride = cgutils.unpack_tuple(builder, codes.strides, 2)[0]
+            sum_stride = cgutils.unpack_tuple(builder, sums.strides, 2)[0]
+            tiles, pairs = cgutils.unpack_tuple(builder, wt.shape, 4)[:2]
+            x_rows = [builder.gep(builder.bitcast(codes.data, byte_p), [builder.mul(
+                builder.add(first, ir.Constant(i64, a)), code_stride)]) for a in range(xrows)]
+            s_rows = [builder.gep(builder.bitcast(sums.data, byte_p), [builder.mul(
+                builder.add(first, ir.Constant(i64, a)), sum_stride)]) for a in range(xrows)]
+            w_data = builder.bitcast(wt.data, byte_p)
+            accs = [[cgutils.alloca_once(builder, acc_t) for _ in range(4)]
+                    for _ in range(xrows)]
+            with cgutils.for_range(builder, tiles) as tile:
+                for row in accs:
+                    for acc in row:
+                        builder.store(ir.Constant(acc_t, None), acc)
+                tile_at = builder.mul(tile.index, pairs)
+                with cgutils.for_range(builder, pairs) as pair:
+                    at = builder.mul(builder.add(tile_at, pair.index),
+                                     ir.Constant(i64, 2 * _TILE))
+                    xs = []  # the pair x[2p], x[2p + 1] in every 32-bit lane
+                    for x_row in x_rows:
+                        word = builder.load(builder.bitcast(builder.gep(
+                            x_row, [builder.mul(pair.index, ir.Constant(i64, 4))]),
+                            i32.as_pointer()), align=2)
+                        splat = builder.insert_element(ir.Constant(acc_t, None), word,
+                                                       ir.Constant(i32, 0))
+                        splat = builder.shuffle_vector(splat, splat,
+                                                       ir.Constant(acc_t, None))
+                        xs.append(builder.bitcast(splat, xv_t))
+                    for i in range(4):  # outputs i * half .. of the tile, two weights each
+                        ws = builder.sext(builder.load(builder.bitcast(builder.gep(
+                            w_data, [builder.add(at, ir.Constant(i64, i * _LANES))]),
+                            wv_t.as_pointer()), align=1), xv_t)
+                        for xv, row in zip(xs, accs, strict=True):
+                            product = builder.call(madd, [xv, ws])
+                            builder.store(builder.add(builder.load(row[i]), product), row[i])
+                out_at = builder.mul(tile.index, ir.Constant(i64, _TILE * 4))
+                for s_row, row in zip(s_rows, accs, strict=True):
+                    for i, acc in enumerate(row):
+                        where = builder.gep(s_row, [builder.add(out_at, ir.Constant(
+                            i64, i * half * 4))])
+                        builder.store(builder.load(acc), builder.bitcast(
+                            where, acc_t.as_pointer()), align=4)
+            return context.get_dummy_value()
+        return codegen
+
+    def _tdot(xrows):
+        """An intrinsic writing sums[r + a, o] = sum_c codes[r + a, c] * w[o, c] in int32 for
+        a < xrows and every output o of a tiled int8 matrix wt (tiles, k / 2, _TILE, 2) (see
+        `tiled`): each pass broadcasts one pair of inputs and multiplies it with the pairs of
+        _TILE outputs at once, so no sum needs a horizontal reduction. codes: int16 (rows,
+        >= k, k even); sums: int32 (rows, >= tiles * _TILE). `_tdot(2)(codes, r, wt, sums)`."""
+        def typer(typingctx, codes, r, wt, sums):
+            return types.void(codes, r, wt, sums), _tdot_codegen(xrows)
+        return intrinsic(typer)
+
+    _tdot2, _tdot1 = _tdot(2), _tdot(1)
+
 
 def int8_dot_available() -> bool:
     """True where the compiled int8 path's integer dot product runs (x86 with AVX2)."""
@@ -299,19 +371,18 @@ def _absmax(x, k):
 
 
 def _project_int8(x, w, scale, out, xq):
-    """`_project` for int8 weights: each row of x rounded to int16 levels of its own step
-    (max |x[r]| / levels), the dot products summed exactly in int32 (`_qdot`: two rows of x
-    against four weight rows a pass), then scaled. xq: (int16 codes (rows, >= k), float32
-    steps (rows,)) scratch.
+    """`_project` for int8 weights tiled by `tiled` (w: (tiles, k / 2, _TILE, 2)): each row of
+    x rounded to int16 levels of its own step (max |x[r]| / levels), the products summed
+    exactly in int32 (`_tdot`, two rows of x a pass), then scaled. xq: (int16 codes (rows,
+    >= k + 1), float32 steps (rows,), int32 sums (rows, >= w's padded outputs)) scratch.
 
     levels = min(32767, (2^31 - 1) // (127 k)): no sum of k products can overflow int32, and
     a row's rounding error is at most half a step (1/65534 of its largest value for k <= 516).
     """
-    codes, steps = xq
+    codes, steps, sums = xq
     rows, k = x.shape
-    n = w.shape[0]
+    n = scale.shape[0]
     levels = min(32767, (2**31 - 1) // (127 * k))
-    vec = k - k % _LANES
     for r in range(rows):
         xr, qr = x[r], codes[r]
         top = _absmax(xr, k)
@@ -319,36 +390,16 @@ def _project_int8(x, w, scale, out, xq):
         inv = np.float32(1.0) / step
         for c in range(k):
             qr[c] = np.int16(np.rint(xr[c] * inv))
+        qr[k] = 0  # an odd k's last pair
         steps[r] = step
     for r in range(0, rows - rows % 2, 2):
-        s0, s1 = steps[r], steps[r + 1]
-        for j in range(0, n - n % 4, 4):
-            a0, a1, a2, a3, b0, b1, b2, b3 = _qdot24(codes, r, w, j, vec)
-            out[r, j] = np.float32(a0) * (scale[j] * s0)
-            out[r, j + 1] = np.float32(a1) * (scale[j + 1] * s0)
-            out[r, j + 2] = np.float32(a2) * (scale[j + 2] * s0)
-            out[r, j + 3] = np.float32(a3) * (scale[j + 3] * s0)
-            out[r + 1, j] = np.float32(b0) * (scale[j] * s1)
-            out[r + 1, j + 1] = np.float32(b1) * (scale[j + 1] * s1)
-            out[r + 1, j + 2] = np.float32(b2) * (scale[j + 2] * s1)
-            out[r + 1, j + 3] = np.float32(b3) * (scale[j + 3] * s1)
+        _tdot2(codes, r, w, sums)
     if rows % 2:
-        r = rows - 1
-        for j in range(0, n - n % 4, 4):
-            a0, a1, a2, a3 = _qdot14(codes, r, w, j, vec)
-            out[r, j] = np.float32(a0) * (scale[j] * steps[r])
-            out[r, j + 1] = np.float32(a1) * (scale[j + 1] * steps[r])
-            out[r, j + 2] = np.float32(a2) * (scale[j + 2] * steps[r])
-            out[r, j + 3] = np.float32(a3) * (scale[j + 3] * steps[r])
+        _tdot1(codes, rows - 1, w, sums)
     for r in range(rows):
-        for j in range(n - n % 4, n):  # the last n % 4 weight rows
-            out[r, j] = np.float32(_qdot11(codes, r, w, j, vec)[0]) * (scale[j] * steps[r])
-        if vec < k:  # the last k % _LANES inputs
-            for j in range(n):
-                acc = 0
-                for c in range(vec, k):
-                    acc += np.int64(codes[r, c]) * np.int64(w[j, c])
-                out[r, j] += np.float32(acc) * (scale[j] * steps[r])
+        step = steps[r]
+        for j in range(n):
+            out[r, j] = np.float32(sums[r, j]) * (scale[j] * step)
 
 
 def _linear(x, w, scale, bias, out, xq):
@@ -508,13 +559,13 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     """
     first_logits, uniforms, out, local, forced, nll = io
     buffer, row_bias = ring
-    offsets, spans, dilations = net
+    offsets, spans, dilations, taps_c = net  # taps_c: kernel size * residual channels
     embed, conv_w, res_w, res_b, skip_w, skip_b, w1, b1, w2, b2, skip_scale = weights[:11]
     conv_s, res_s, skip_s, w1_s, w2_s = weights[11:]  # per-row scales (ones for floats)
     sync, x_res, x_skip, x_logits = exchange
     temperature, exact, has_local, kind, scoring = options
     rows = out.shape[0]
-    n_layers, width, taps_c = conv_w.shape[1:]  # width = this part's filter + gate rows
+    n_layers, width = conv_s.shape[1:]  # width = this part's filter + gate rows
     share = width // 2  # gated outputs of this part per layer
     gate = row_bias.shape[2]
     half = gate // 2
@@ -539,11 +590,12 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     gates = np.empty((rows, n_layers * share), dt)  # every layer's gated output, for the skips
     o = np.empty((rows, res), dt)
     skip = np.empty((rows, skip_c), dt)
-    hidden = np.empty((rows, w1_p.shape[0]), dt)
+    hidden = np.empty((rows, w1_sp.shape[0]), dt)
     logits = np.empty((rows, classes), dt)
     scratch = np.empty(classes, np.float64)
-    xq = (np.empty((rows, max(taps_c, gates.shape[1], skip_c)), np.int16),  # int8 path's inputs
-          np.empty(rows, np.float32))
+    widest = max(width, res, skip_c, hidden.shape[1], classes)
+    xq = (np.zeros((rows, max(taps_c, gates.shape[1], skip_c) + 1), np.int16),  # int8 inputs
+          np.empty(rows, np.float32), np.empty((rows, widest + _TILE), np.int32))
     scale = dt.type(skip_scale)
     root_half = dt.type(math.sqrt(0.5))
     count = 0  # barriers passed; partials alternate between two slots by its parity
@@ -744,6 +796,17 @@ def rounded_model(model, storage: str):
     return out
 
 
+def tiled(q: torch.Tensor, tile: int) -> torch.Tensor:
+    """int8 matrices (..., n, k) -> (..., tiles, k / 2, tile, 2), the layout `_tdot` reads:
+    for each tile of `tile` outputs and each pair of inputs, the outputs' two weights side by
+    side. n is padded to a multiple of `tile` and k to an even number with zeros."""
+    n, k = q.shape[-2:]
+    q = torch.nn.functional.pad(q, (0, k % 2, 0, -n % tile))
+    lead = q.shape[:-2]
+    q = q.reshape(*lead, q.shape[-2] // tile, tile, q.shape[-1] // 2, 2)
+    return q.transpose(-3, -2).contiguous()
+
+
 @dataclass
 class CompiledWeights:
     """The sampler's merged weights split into `parts` shares, as contiguous numpy arrays.
@@ -764,6 +827,7 @@ class CompiledWeights:
     parts: int
     storage: str
     kind: int  # the output distribution (output.KINDS)
+    taps: int  # inputs of a dilated convolution: kernel size * residual channels
 
     def __init__(self, merged, storage: str = "float32", parts: int = 1) -> None:
         if hasattr(merged, "merged_weights"):
@@ -788,7 +852,12 @@ class CompiledWeights:
                         for w, s in zip(matrices, scales, strict=True)]
         else:
             scales = [w.new_ones(w.shape[:-1]) for w in matrices]
-        store = _bf16_bits if storage == "bfloat16" else as_np
+        if storage == "bfloat16":
+            store = _bf16_bits
+        elif storage == "int8":
+            store = lambda t: as_np(tiled(t, _TILE))  # noqa: E731
+        else:
+            store = as_np
         (conv, res_w, skip_w, w1, w2), (conv_s, res_s, skip_s, w1_s, w2_s) = matrices, scales
         skip_w = skip_w.view(skip_c, layers, half)
         shares = [slice(p * share, (p + 1) * share) for p in range(parts)]
@@ -810,6 +879,7 @@ class CompiledWeights:
         self.spans = np.asarray(merged.spans, dtype=np.int64)
         self.dilations = np.asarray(merged.dilations, dtype=np.int64)
         self.parts, self.storage, self.kind = parts, storage, merged.kind
+        self.taps = merged.conv_w.shape[2]
 
     @property
     def nbytes(self) -> int:
@@ -867,7 +937,7 @@ def _run(weights, state, logits, uniforms, temperature, threads, local, forced):
     u = uniforms.numpy().astype(np.float64)
     buffer, bias = state.buffer.numpy(), state.bias.numpy()
     parts = weights.parts
-    net = (weights.offsets, weights.spans, weights.dilations)
+    net = (weights.offsets, weights.spans, weights.dilations, weights.taps)
     options = (float(temperature), dt == np.float64, has_local, weights.kind, forced is not None)
 
     def rows_args(b0: int, b1: int, parts: int) -> tuple:
