@@ -14,9 +14,11 @@ streams them. Two things cut that traffic:
   registers; the arithmetic stays float32), half the bytes; or as int8 with one float32 scale
   per output row, a quarter of the bytes (the default model's 1.3 MB fit a 2 MB L2). The int8
   path also rounds each matrix input to int16 levels of its own largest value and sums the
-  products exactly in int32 with pmaddwd (`_qdot`): widening int8 weights to float32 would
+  products exactly in int32 with pmaddwd (`_tdot`): widening int8 weights to float32 would
   cost more instructions than the multiply-adds, and the integer sum takes 32 products an
-  instruction. It runs one thread per stream: arithmetic, not weight traffic, sets its speed;
+  instruction. Its matrices are tiled so that vector lanes are output rows (`tiled`): one
+  broadcast pair of inputs meets 64 outputs' weights a pass and no sum is reduced across
+  lanes. It runs one thread per stream: arithmetic, not weight traffic, sets its speed;
 - parts: the weights split between `parts` threads (one per core), each computing its share of
   every layer from its own cache; a spin barrier per layer exchanges the residual partial sums.
   With bfloat16 and two parts each core's share (1.3 MB) stays in its 2 MB L2.
@@ -160,94 +162,14 @@ if numba is not None:
             return set()
 
     _FEATURES = _host_features() if _X86 else set()
-    # The integer dot product: int16 activations times int8 weights summed in int32 by pmaddwd
-    # (32 products an instruction with AVX-512BW, 16 with AVX2), four weight rows per pass.
+    # The integer products: int16 inputs times int8 weights summed in int32 by pmaddwd (32
+    # products an instruction with AVX-512BW, 16 with AVX2; fused to vpdpwssd with VNNI).
     if "avx512bw" in _FEATURES:
         _LANES, _MADD = 32, "llvm.x86.avx512.pmaddw.d.512"
     elif "avx2" in _FEATURES:
         _LANES, _MADD = 16, "llvm.x86.avx2.pmadd.wd"
     else:
         _LANES, _MADD = 0, ""
-
-    def _qdot_codegen(xrows, wrows):
-        def codegen(context, builder, signature, args):
-            i64, byte_p = ir.IntType(64), ir.IntType(8).as_pointer()
-            xv_t = ir.VectorType(ir.IntType(16), _LANES)
-            wv_t = ir.VectorType(ir.IntType(8), _LANES)
-            acc_t = ir.VectorType(ir.IntType(32), _LANES // 2)
-            madd = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(acc_t, [xv_t, xv_t]), _MADD)
-            reduce = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.IntType(32), [acc_t]),
-                f"llvm.vector.reduce.add.v{_LANES // 2}i32")
-
-            def row_pointers(array_type, value, index_type, index, count):
-                """Byte pointers to rows index .. index + count - 1 of a 2-d array."""
-                array = context.make_array(array_type)(context, builder, value)
-                stride = cgutils.unpack_tuple(builder, array.strides, 2)[0]
-                first = context.cast(builder, index, index_type, types.intp)
-                data = builder.bitcast(array.data, byte_p)
-                return [builder.gep(data, [builder.mul(builder.add(
-                    first, ir.Constant(i64, i)), stride)]) for i in range(count)]
-
-            x_rows = row_pointers(signature.args[0], args[0], signature.args[1], args[1], xrows)
-            w_rows = row_pointers(signature.args[2], args[2], signature.args[3], args[3], wrows)
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(acc_t, None))
-                     for _ in range(wrows)] for _ in range(xrows)]
-            count = builder.udiv(args[4], ir.Constant(i64, _LANES))
-            with cgutils.for_range(builder, count) as loop:
-                at = builder.mul(loop.index, ir.Constant(i64, _LANES))
-                xs = [builder.load(builder.bitcast(builder.gep(row, [builder.add(at, at)]),
-                                                   xv_t.as_pointer()), align=2)
-                      for row in x_rows]
-                for i, row in enumerate(w_rows):  # each weight row widened once for all x rows
-                    ws = builder.sext(builder.load(builder.bitcast(
-                        builder.gep(row, [at]), wv_t.as_pointer()), align=1), xv_t)
-                    for xv, acc in zip(xs, accs, strict=True):
-                        product = builder.call(madd, [xv, ws])
-                        builder.store(builder.add(builder.load(acc[i]), product), acc[i])
-            sums = []
-            for acc in accs:
-                vectors = [builder.load(a) for a in acc]
-                sums += (_reduce4(builder, vectors) if wrows == 4 else
-                         [builder.call(reduce, [v]) for v in vectors])
-            return context.make_tuple(builder, signature.return_type,
-                                      [builder.sext(v, i64) for v in sums])
-        return codegen
-
-    def _shuffle(builder, a, b, lanes):
-        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), len(lanes)),
-                                                        [ir.Constant(ir.IntType(32), v)
-                                                         for v in lanes]))
-
-    def _reduce4(builder, accs):
-        """The lane sums of four int32 vectors as four scalars, by a transposing add tree (about
-        half the instructions of four separate reductions)."""
-        while accs[0].type.count > 8:  # fold the upper half onto the lower
-            n = accs[0].type.count // 2
-            accs = [builder.add(_shuffle(builder, v, v, range(n)),
-                                _shuffle(builder, v, v, range(n, 2 * n))) for v in accs]
-        even, odd = [0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]
-        pairs = [builder.add(_shuffle(builder, a, b, even), _shuffle(builder, a, b, odd))
-                 for a, b in ((accs[0], accs[1]), (accs[2], accs[3]))]
-        # pairs[0] lanes: row 0, row 1, row 0, row 1, ...; pairs[1]: rows 2, 3 likewise.
-        quads = builder.add(_shuffle(builder, pairs[0], pairs[1], [0, 1, 8, 9, 4, 5, 12, 13]),
-                            _shuffle(builder, pairs[0], pairs[1], [2, 3, 10, 11, 6, 7, 14, 15]))
-        # quads lanes: rows 0, 1, 2, 3 over inputs 0-3 mod 8, then rows 0-3 over 4-7 mod 8.
-        total = builder.add(_shuffle(builder, quads, quads, range(4)),
-                            _shuffle(builder, quads, quads, range(4, 8)))
-        return [builder.extract_element(total, ir.Constant(ir.IntType(32), i)) for i in range(4)]
-
-    def _qdot(xrows, wrows):
-        """An intrinsic summing xq[r + a, :n] * w[j + b, :n] in int32 for a < xrows, b < wrows
-        (n a multiple of _LANES; xq int16, w int8, both 2-d with unit-stride rows), returned
-        row-major as xrows * wrows int64s: `_qdot(2, 4)(xq, r, w, j, n)`."""
-        def typer(typingctx, xq, r, w, j, n):
-            return (types.UniTuple(types.int64, xrows * wrows)(xq, r, w, j, n),
-                    _qdot_codegen(xrows, wrows))
-        return intrinsic(typer)
-
-    _qdot24, _qdot14, _qdot11 = _qdot(2, 4), _qdot(1, 4), _qdot(1, 1)
 
     _TILE = 2 * _LANES  # outputs a pass of the tiled product keeps in four accumulators
 
