@@ -134,20 +134,22 @@ def test_int8_path_equals_forward_for_the_default_architecture(batch):
 def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
     """`_project_int8` against float64 arithmetic on the same int16 and int8 operands, over
     shapes that leave tails (n % tile, odd k), and at the largest magnitudes (an overflowing
-    int32 sum would be off by 2^32)."""
+    int32 sum would be off by 2^32); an all-zero input row gives zeros."""
     g = torch.Generator().manual_seed(k)
-    x = torch.randn(3, k, generator=g)
+    x = torch.randn(4, k, generator=g)
     x[2] = x[2].abs().max()  # every input at the row's maximum
+    x[3] = 0
     w = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
     w[-1] = 127  # with the row above, every product at its largest
     scale = torch.rand(n, generator=g) + 0.5
-    out = torch.zeros(3, n)
-    codes = torch.zeros(3, k + 1, dtype=torch.int16)
-    sums = torch.zeros(3, n + numba_kernel._TILE, dtype=torch.int32)
+    out = torch.full((4, n), 5.0)
+    codes = torch.zeros(4, k + 1, dtype=torch.int16)
+    sums = torch.zeros(4, n + numba_kernel._TILE, dtype=torch.int32)
     wt = numba_kernel.tiled(w, numba_kernel._TILE)
     numba_kernel._project_int8(x.numpy(), wt.numpy(), scale.numpy(), out.numpy(),
-                               (codes.numpy(), torch.zeros(3).numpy(), sums.numpy()))
-    xq = codes[:, :k]
+                               (codes.numpy(), torch.zeros(4).numpy(), sums.numpy()))
+    assert out[3].eq(0).all()
+    x, out, xq = x[:3], out[:3], codes[:3, :k]
     levels = min(32767, (2**31 - 1) // (127 * k))
     step = x.abs().amax(dim=1, keepdim=True) / levels
     assert ((xq - x / step).abs() <= 0.5 + 1e-3).all() and xq.abs().max() <= levels

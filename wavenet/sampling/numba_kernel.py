@@ -64,6 +64,7 @@ _BETA = tuple(np.float32(v) for v in (1.19825839466702e-06, 1.18534705686654e-04
                                       2.26843463243900e-03, 4.89352518554385e-03))
 _HALF = np.float32(0.5)
 _ZERO = np.float32(0.0)
+_FLOOR = np.float32(1e-30)
 _SPINS = 4000  # pause-spins before a barrier wait yields the core (shared or busy machines)
 _LINE = 16  # int64s per barrier counter: each counter on its own 128-byte line pair
 
@@ -308,7 +309,7 @@ def _project_int8(x, w, scale, out, xq):
     for r in range(rows):
         xr, qr = x[r], codes[r]
         top = _absmax(xr, k)
-        step = top / np.float32(levels) if top > _ZERO else np.float32(1.0)
+        step = max(top, _FLOOR) / np.float32(levels)  # any step codes an all-zero row
         inv = np.float32(1.0) / step
         for c in range(k):
             qr[c] = np.int16(np.rint(xr[c] * inv))
@@ -635,8 +636,8 @@ if numba is not None:
     _tanh = numba.njit(fastmath=True, cache=True, inline="always")(_tanh)
     _barrier = numba.njit(cache=True)(_barrier)
     _project_float = numba.njit(fastmath=True, cache=True)(_project)
-    _absmax = numba.njit(fastmath=True, cache=True, inline="always")(_absmax)
-    _project_int8 = numba.njit(fastmath=True, cache=True)(_project_int8)
+    _absmax = numba.njit(fastmath=True, cache=True)(_absmax)
+    _project_int8 = numba.njit(fastmath=True, cache=True, inline="always")(_project_int8)
 
     def _project_dispatch(x, w, scale, out, xq):
         """`_project` by the weights' type: int8 -> `_project_int8`, else the float loop."""
