@@ -167,7 +167,7 @@ class GenerateConfig:
     # wavenet/features.py. The output is as long as the mel; `seconds` is not used.
     mel_from: str | None = None
     out: str = "generated"  # output folder
-    impl: str = "auto"  # sampler: auto (fastest available), compiled (numba) or reference
+    impl: str = "auto"  # sampler path: auto (the fastest here) or one of cached.IMPLS
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True
 
