@@ -119,17 +119,6 @@ def test_compiled_paths_equal_forward(impl, parts, batch, conditioned, output):
 
 
 @needs_int8
-@pytest.mark.parametrize("batch", [1, 3])
-def test_int8_path_equals_forward_for_the_default_architecture(batch):
-    torch.manual_seed(batch)
-    model = WaveNet().eval()
-    seq, logits = compiled_run(model, "compiled-int8", batch, 3100, 100, 1, {})
-    expected = forward_last(numba_kernel.rounded_model(model, "int8"), seq, {})
-    assert (logits - expected).abs().max() < 1e-3
-    assert (logits - forward_last(model, seq, {})).abs().max() < 0.05
-
-
-@needs_int8
 @pytest.mark.parametrize("n, k", [(128, 128), (7, 45), (256, 1920), (5, 3)])
 def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
     """`_project_int8` against float64 arithmetic on the same int16 and int8 operands, over
@@ -215,15 +204,18 @@ def test_int8_rounding_keeps_one_scale_per_row():
 
 
 @needs_numba
+@pytest.mark.parametrize("impl, parts", [("compiled-bf16", 2),
+                                         pytest.param("compiled-int8", 1, marks=needs_int8)])
 @pytest.mark.parametrize("batch", [1, 4])
-def test_split_bf16_path_equals_forward_for_the_default_architecture(batch):
+def test_compressed_paths_equal_forward_for_the_default_architecture(impl, parts, batch):
     """The default architecture at batch 1 and 4 (its forward passes over 3,200 samples are the
-    cost); every path at batch 16 is held above on the small model."""
+    cost); every path at batch 16 is held above on the small model. bf16 runs the layer split
+    at batch 1 (its `kernel_parts` there), int8 one thread."""
     torch.manual_seed(batch)
     model = WaveNet().eval()
-    seq, logits = compiled_run(model, "compiled-bf16", batch, 3100, 100, 2, {})
-    expected = forward_last(numba_kernel.rounded_model(model, "bfloat16"), seq, {})
-    assert (logits - expected).abs().max() < 1e-4
+    seq, logits = compiled_run(model, impl, batch, 3100, 100, parts, {})
+    expected = forward_last(numba_kernel.rounded_model(model, STORAGES[impl]), seq, {})
+    assert (logits - expected).abs().max() < TOLERANCE[impl]
     assert (logits - forward_last(model, seq, {})).abs().max() < 0.05
 
 

@@ -64,7 +64,7 @@ _BETA = tuple(np.float32(v) for v in (1.19825839466702e-06, 1.18534705686654e-04
                                       2.26843463243900e-03, 4.89352518554385e-03))
 _HALF = np.float32(0.5)
 _ZERO = np.float32(0.0)
-_FLOOR = np.float32(1e-30)
+_FLOOR = np.float32(1e-30)  # the int8 path's least input range (an all-zero row's)
 _SPINS = 4000  # pause-spins before a barrier wait yields the core (shared or busy machines)
 _LINE = 16  # int64s per barrier counter: each counter on its own 128-byte line pair
 
@@ -90,8 +90,7 @@ def _tanh(x):
 
 
 def _widen(w):
-    """A stored weight as arithmetic: bfloat16 bits (uint16) -> float32, int8 -> float32 (its
-    row's scale is applied to the sum), floats unchanged."""
+    """A stored weight as arithmetic: bfloat16 bits (uint16) -> float32, floats unchanged."""
     return w
 
 
@@ -105,10 +104,8 @@ if numba is not None:
 
     @overload(_widen, inline="always")
     def _widen_overload(w):
-        if isinstance(w, types.Integer) and w.bitwidth == 16 and not w.signed:
-            return lambda w: _f32_from_bits(np.uint32(w) << np.uint32(16))
         if isinstance(w, types.Integer):
-            return lambda w: np.float32(w)
+            return lambda w: _f32_from_bits(np.uint32(w) << np.uint32(16))
         return lambda w: w
 
     def _element_pointer(context, builder, signature, args):
@@ -262,8 +259,8 @@ def _barrier(sync, part, parts, count):
 
 def _project(x, w, scale, out, xq):
     """out = (x @ w.T) * scale for x (rows, k), w (n, k) (PyTorch's layout), scale (n,) (ones
-    for float storage, which leaves the sums exact), out (rows, n); xq: int16 scratch (rows,
-    >= k) for the int8 path (`_project_int8`), which this dispatches to for int8 weights.
+    for float storage, which leaves the sums exact), out (rows, n); xq: the int8 path's scratch
+    (`_project_int8`, which this dispatches to for int8 weights), unused here.
 
     Dot-product order: each weight row stays in L1 across the batch rows, and the inner loop is
     one vectorized reduction (about twice the throughput of an axpy over `out` here).
@@ -476,9 +473,9 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     nll (batch,) float64 accumulating -ln p of each forced code from sample 1 on); ring:
     (buffer, row_bias) of the SamplerState; net: (offsets, spans, dilations); weights:
     `CompiledWeights.arrays`; exchange: (sync counters, residual, skip and logits partials,
-    each (2, parts, batch, width)); options: (temperature, exact,
-    has_local, kind: the output distribution, output.KINDS, scoring: feed `forced`, categorical
-    only). With parts > 1 the other parts run the same call concurrently.
+    each (2, parts, batch, width)); options: (temperature, exact, has_local, kind: the output
+    distribution, output.KINDS, scoring: feed `forced`, categorical only). With parts > 1 the
+    other parts run the same call concurrently.
     """
     first_logits, uniforms, out, local, forced, nll = io
     buffer, row_bias = ring
