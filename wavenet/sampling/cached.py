@@ -322,7 +322,7 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
 
     auto: on CUDA, 'cuda-graph'; on the CPU with numba, 'compiled-int8' for a float32 model
     where its integer dot product runs (x86 with AVX2: measured the fastest at batch 1 and 16,
-    held-out bits/sample within 0.002 of float32, docs/speed.md), else 'compiled'; 'reference'
+    held-out bits/sample within 0.005 of float32, docs/speed.md), else 'compiled'; 'reference'
     where neither runs. 'compiled-bf16' is chosen by name only. Raises ValueError for a path
     that cannot run this model.
     """
