@@ -35,10 +35,11 @@ GATE = 0.01  # bits/sample
 IMPL = {storage: impl for impl, storage in STORAGE.items()}
 
 
-def kernel_bits(model, held_out, ckpt, storage: str, threads: int) -> tuple[float, int]:
-    """Bits per code of the held-out files scored through the `storage` compiled path."""
+def kernel_bits(model, held_out, ckpt, storage: str, threads: int) -> tuple[float, int, int]:
+    """(bits per code, files, codes scored) of the held-out files scored through the `storage`
+    compiled path; files of fewer than 2 samples are skipped, as `evaluate` skips them."""
     cfg, rate = model.config, ckpt["sample_rate"]
-    total, count = 0.0, 0
+    total, count, files = 0.0, 0, 0
     for utterance in held_out:
         audio = utterance.audio
         mel = None
@@ -53,7 +54,8 @@ def kernel_bits(model, held_out, ckpt, storage: str, threads: int) -> tuple[floa
             continue
         total += float(score(model, codes[None], IMPL[storage], threads, speaker, mel)[0])
         count += codes.numel() - 1
-    return total / count / math.log(2), count
+        files += 1
+    return total / count / math.log(2), files, count
 
 
 def main() -> None:
@@ -95,8 +97,8 @@ def main() -> None:
         if storage == "int8" and not numba_kernel.int8_dot_available():
             continue
         start = time.perf_counter()
-        bits, samples = kernel_bits(model, held_out, ckpt, storage, args.threads or 1)
-        report(storage, "kernel", bits, len(held_out), samples, start)
+        bits, files, samples = kernel_bits(model, held_out, ckpt, storage, args.threads or 1)
+        report(storage, "kernel", bits, files, samples, start)
 
 
 if __name__ == "__main__":

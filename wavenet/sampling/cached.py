@@ -378,10 +378,10 @@ def kernel_parts(threads: int, weights: MergedWeights, storage: str = "float32",
     batch rows as threads (the kernel splits the rows: measured faster at batch 16, no barrier
     per layer), for int8 storage (its 1.3 MB fit a 2 MB L2 and arithmetic sets its speed: the
     split measured no faster, docs/speed.md), where the stored weights fit one core's L2
-    (nothing to gain), or where other
-    work holds the cores (`busy`: cores busy with other work, `busy_cores()` when None; a spin
-    barrier waiting for a descheduled thread made the split 20x slower than one thread on a
-    loaded 2-core machine), else the most <= threads that divide gate / 2 and skip evenly."""
+    (nothing to gain), or where other work holds the cores (`busy`: cores busy with other work,
+    `busy_cores()` when None; a spin barrier waiting for a descheduled thread made the split 20x
+    slower than one thread on a loaded 2-core machine), else the most <= threads that divide
+    gate / 2 and skip evenly."""
     if batch >= threads or storage == "int8":
         return 1
     bytes_per = {"float32": weights.embed.element_size(), "bfloat16": 2}[storage]
@@ -416,6 +416,12 @@ def output_length(model: WaveNet, samples: int | None, prime: torch.Tensor | Non
 
 # Compiled path with a mel: positions whose per-layer projections are computed in one matmul.
 LOCAL_WINDOW = 4096
+
+
+def local_window(batch: int) -> int:
+    """Positions per compiled call with a mel: their projections take batch * window * layers *
+    gate floats."""
+    return max(64, LOCAL_WINDOW // batch)
 
 
 @torch.no_grad()
@@ -456,8 +462,7 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
         from wavenet.sampling.cuda_graph import GraphStep
 
         graph = GraphStep(sampler, state, temperature, chunk)
-    # The mel projections of a window of positions take batch * window * layers * gate floats.
-    window = max(64, LOCAL_WINDOW // batch)
+    window = local_window(batch)
     with tqdm(total=samples, unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, samples, chunk):
             n = min(chunk, samples - start)
@@ -503,9 +508,8 @@ def score(model: WaveNet, codes: torch.Tensor, impl: str = "auto", threads: int 
     sampler = CachedSampler(model)
     state, logits = sampler.start(batch, None, speaker, mel)
     compiled = kernel.CompiledWeights(sampler.merged_weights(), STORAGE[impl], 1)
-    window = max(64, LOCAL_WINDOW // batch)
     total = torch.zeros(batch, dtype=torch.float64)
-    for part in codes.split(chunk if state.local is None else window, dim=1):
+    for part in codes.split(chunk if state.local is None else local_window(batch), dim=1):
         local = sampler.local_bias(state, part.shape[1]) if state.local is not None else None
         total += kernel.score_chunk(compiled, state, logits, part, threads, local)
     return total
