@@ -5,14 +5,18 @@
 
 Every validation file of the run (data_report.json: never trained on) is cut to whole mel hops
 and compared, with wavenet.metrics.listening.copy_synthesis_scores (SPTK mel-cepstral distortion,
-log-mel distance, wide-band PESQ, STOI; needs `pip install 'wavenet[metrics]'`), against:
+log-mel distance, wide-band PESQ, STOI; needs `pip install 'wavenet[metrics]'`), against the
+systems below; each row also gives DNSMOS P.835/P.808 of the system's own audio (sig, bak, ovrl,
+p808), so the μ-law row is the goal a vocoder's DNSMOS is measured against:
   vocoder       the vocoder re-synthesising it from its own log-mel (temperature --temperature)
   unconditioned an unconditioned model's free output of the same length (--baseline): the
                 distance of speech-like audio that does not follow the mel
   mulaw         the original quantised to 8-bit μ-law and back: the floor of any 8-bit model
 Figures are means over files, weighted by frames. --out keeps the first --keep files of each
-system as wavs. Files are batched (--batch, similar lengths together; the shorter rows' mels are
-padded with silence frames and their outputs cut back, which changes nothing before the cut).
+system as wavs; --figure draws the log-mel spectrograms of the first file's first 3 s and of its
+re-synthesis side by side (the PNG in data/pretrained). Files are batched (--batch, similar
+lengths together; the shorter rows' mels are padded with silence frames and their outputs cut
+back, which changes nothing before the cut).
 """
 
 import argparse
@@ -25,7 +29,8 @@ import torch
 
 from wavenet import checkpoint, mulaw
 from wavenet.data.dataset import read_audio
-from wavenet.metrics.listening import copy_synthesis_scores
+from wavenet.metrics.listening import KEYS_GENERATED, copy_synthesis_scores, dnsmos
+from wavenet.metrics.plots import save_figure, spectrograms_figure
 from wavenet.metrics.spectral import ANALYSIS
 from wavenet.model.features import SILENCE, log_mel, usable_samples
 from wavenet.sampling.cached import generate
@@ -68,14 +73,15 @@ def score(name: str, refs: list[torch.Tensor], tests: list[torch.Tensor], rate: 
     """Means over files, weighted by frames, of copy_synthesis_scores."""
     frames = [len(r) // ANALYSIS.hop_length for r in refs]
     total = sum(frames)
-    means = dict.fromkeys(("mcd_db", "log_mel_db", "pesq_wb", "stoi"), 0.0)
+    means = dict.fromkeys(("mcd_db", "log_mel_db", "pesq_wb", "stoi", *KEYS_GENERATED), 0.0)
     for f, r, t in zip(frames, refs, tests, strict=True):
-        scores = copy_synthesis_scores(r, t, rate)
+        scores = copy_synthesis_scores(r, t, rate) | dnsmos(t, rate)
         for key in means:
             means[key] += f * scores[key] / total
     return {"system": name, "mcd_db": round(means["mcd_db"], 3),
             "log_mel_distance_db": round(means["log_mel_db"], 3),
             "pesq_wb": round(means["pesq_wb"], 3), "stoi": round(means["stoi"], 4),
+            **{f"dnsmos_{k}": round(means[k], 2) for k in KEYS_GENERATED},
             "files": len(refs), "seconds_of_audio": round(sum(map(len, refs)) / rate, 1), **extra}
 
 
@@ -91,6 +97,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", help="folder for example wavs")
     parser.add_argument("--keep", type=int, default=3, help="example files per system")
+    parser.add_argument("--figure", help="PNG of the first file's first 3 s and its re-synthesis")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,6 +134,11 @@ def main() -> None:
             folder.mkdir(parents=True, exist_ok=True)
             for path, audio in list(zip(paths, tests, strict=True))[: args.keep]:
                 sf.write(folder / f"{path.stem}.wav", audio.numpy(), rate, subtype="PCM_16")
+    if args.figure:
+        clip = 3 * rate
+        fig = spectrograms_figure(refs[0][:clip], voc[0][:clip], rate,
+                                  (f"{paths[0].name} (held out)", "vocoder copy synthesis"))
+        save_figure(fig, args.figure)
     if args.out:
         folder = Path(args.out) / "original"
         folder.mkdir(parents=True, exist_ok=True)

@@ -102,16 +102,22 @@ def test_heldout_files_copies_the_validation_files_with_speakers(fake_run, tmp_p
     assert [r["file"] for r in rows] == report["validation"] and all(r["speaker"] for r in rows)
 
 
-def test_copy_synthesis_scores_the_shipped_vocoder_on_one_file(fake_run, repo_root):
+def test_copy_synthesis_scores_the_shipped_vocoder_on_one_file(fake_run, repo_root, tmp_path):
     pytest.importorskip("pesq", reason="the listening metrics extra is not installed")
     vocoder = repo_root / "data" / "pretrained" / "asterisk4-vocoder.pt"
+    figure = tmp_path / "copy.png"
     proc = run("copy_synthesis.py", "--vocoder", str(vocoder), "--run", str(fake_run),
-               "--files", "1", "--batch", "1", "--threads", "1", timeout=600)
+               "--files", "1", "--batch", "1", "--threads", "1", "--figure", str(figure),
+               timeout=600)
     rows = {r["system"]: r for r in json_lines(proc.stdout)}
     assert set(rows) == {"mulaw", "vocoder"}
-    # The μ-law round trip is the floor: the vocoder cannot be closer to the source than it.
+    # The μ-law round trip is the floor: the vocoder cannot be closer to the source than it,
+    # nor, 8-bit noise and all, sound cleaner than it.
     assert rows["mulaw"]["log_mel_distance_db"] < rows["vocoder"]["log_mel_distance_db"]
     assert rows["mulaw"]["pesq_wb"] > rows["vocoder"]["pesq_wb"]
+    assert rows["mulaw"]["dnsmos_ovrl"] > rows["vocoder"]["dnsmos_ovrl"]
+    assert all(1 <= r[f"dnsmos_{k}"] <= 5 for r in rows.values() for k in ("sig", "bak", "ovrl"))
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_storage_accuracy_scores_every_storage(repo_root, demo_root):

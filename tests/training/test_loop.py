@@ -159,6 +159,34 @@ def test_non_finite_losses_are_skipped_and_reported(tmp_path, speech, monkeypatc
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "checkpoints/last.pt").values())
 
 
+def test_a_validation_above_the_bigram_after_learning_is_reported_as_divergence(
+        tmp_path, speech, monkeypatch, caplog, run):
+    """A finite loss that stops learning (too high an lr) is named in the log and the metrics;
+    best.pt keeps the step that had learned."""
+    figures = iter([1.5, 7.5, 7.9])  # below any speech bigram, then above it
+    monkeypatch.setattr(train, "validate", lambda model, crops, batch_size: next(figures))
+    with caplog.at_level(logging.WARNING, logger="wavenet.train"):
+        run(tmp_path, speech, "train.max_steps=6", "train.val_every=2")
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+               if "val_bits" in line]
+    assert [r["val_bits"] for r in records] == [1.5, 7.5, 7.9]
+    assert [r.get("diverged", False) for r in records] == [False, True, True]
+    warnings = [r.getMessage() for r in caplog.records if "diverged" in r.getMessage()]
+    assert len(warnings) == 2 and "after reaching 1.500" in warnings[0]
+    assert "train.lr" in warnings[0]
+    assert checkpoint.load(tmp_path / "checkpoints/best.pt")["step"] == 2
+
+
+@pytest.mark.parametrize("val_bits,best,bigram,diverged", [
+    (4.0, math.inf, 5.0, False),  # the first validation
+    (6.0, math.inf, 5.0, False),  # never below the bigram yet: still learning, not diverged
+    (4.5, 4.0, 5.0, False),       # worse than the best, still below the bigram
+    (5.5, 4.0, 5.0, True),
+])
+def test_divergence_needs_a_run_that_had_learned(val_bits, best, bigram, diverged):
+    assert (train.divergence(val_bits, best, bigram) is not None) == diverged
+
+
 def test_too_many_non_finite_losses_stop_with_the_last_good_checkpoint(
         tmp_path, speech, monkeypatch, run):
     nan_hook(monkeypatch, set(range(3, 100)))

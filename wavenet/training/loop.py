@@ -341,8 +341,24 @@ def validation(state: TrainState, data: TrainingData, out: RunOutputs) -> dict:
     val_bits = validate(state.eval_model, data.val_batch, out.cfg.train.batch_size)
     out.bar.write(f"step {state.step}: validation {val_bits:.3f} bits/sample "
                   f"(bigram {data.bigram:.3f})")
-    return {"val_bits": round(val_bits, 5), "bigram_val_bits": round(data.bigram, 5),
-            "val_bits16": round(val_bits + data.bits16_offset, 5)}
+    record = {"val_bits": round(val_bits, 5), "bigram_val_bits": round(data.bigram, 5),
+              "val_bits16": round(val_bits + data.bits16_offset, 5)}
+    problem = divergence(val_bits, state.best, data.bigram)
+    if problem:
+        log.warning("step %d: %s", state.step, problem)
+        record["diverged"] = True
+    return record
+
+
+def divergence(val_bits: float, best: float, bigram: float) -> str | None:
+    """Why a run looks diverged, or None: its validation has risen above the bigram baseline
+    after having been below it (a finite loss that no longer learns; seen at too high a
+    learning rate). best.pt keeps the best weights either way."""
+    if best < bigram < val_bits:
+        return (f"validation {val_bits:.3f} bits/sample is above the bigram baseline "
+                f"{bigram:.3f} after reaching {best:.3f}: the run has diverged (best.pt keeps "
+                f"the {best:.3f} weights); try a lower train.lr")
+    return None
 
 
 def check_ranks_agree(model: WaveNet, world: World) -> None:
