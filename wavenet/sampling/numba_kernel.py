@@ -657,7 +657,7 @@ if numba is not None:
     _draw_gaussian = numba.njit(cache=True)(_draw_gaussian)
     _draw = numba.njit(cache=True)(_draw)
     _neg_log_prob = numba.njit(cache=True)(_neg_log_prob)
-    _run_part = numba.njit(fastmath=True, cache=True, nogil=True)(_run_part)
+    _run_part = numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")(_run_part)
 
 
 def _bf16_bits(w: torch.Tensor) -> np.ndarray:
