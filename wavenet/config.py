@@ -93,7 +93,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_eval: bool = True
     device: str = "auto"  # auto (cuda:LOCAL_RANK when CUDA is available, else cpu), cpu or cuda
-    precision: str = "fp32"  # bf16: bfloat16 autocast of forward and loss; weights stay fp32
+    # bf16: bfloat16 autocast of forward and loss (weights stay fp32); auto: bf16 where the
+    # device runs it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), else fp32
+    precision: str = "fp32"
     compile: bool = False  # torch.compile the model for the training step
     log_every: int = 10
     val_every: int = 500  # validation, checkpoint and a generated sample every this many steps
@@ -129,7 +131,7 @@ class TrainConfig:
         if self.resume == "":
             raise ValueError("train.resume is empty: give auto, never or a checkpoint path")
         choices = {"lr_schedule": ("cosine", "inverse_sqrt"), "device": ("auto", "cpu", "cuda"),
-                   "precision": ("fp32", "bf16")}
+                   "precision": ("fp32", "bf16", "auto")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"train.{name} must be one of {', '.join(allowed)}, "

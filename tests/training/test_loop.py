@@ -187,6 +187,28 @@ def test_divergence_needs_a_run_that_had_learned(val_bits, best, bigram, diverge
     assert (train.divergence(val_bits, best, bigram) is not None) == diverged
 
 
+@pytest.mark.parametrize("flags,asked,trains,warned", [
+    ({"avx2", "avx512_bf16"}, "auto", "bf16", False),  # AVX512-BF16 (AMD Zen 4)
+    ({"avx2", "amx_bf16"}, "auto", "bf16", False),     # AMX (Intel Sapphire Rapids on)
+    ({"avx2", "fma"}, "auto", "fp32", False),          # no native bf16 (AMD Zen 3)
+    ({"avx2", "fma"}, "bf16", "bf16", True),           # asked for: kept, but warned
+    ({"avx2", "fma"}, "fp32", "fp32", False),
+])
+def test_precision_auto_picks_bf16_only_where_the_cpu_has_it(flags, asked, trains, warned,
+                                                              caplog):
+    with caplog.at_level(logging.WARNING, logger=train.log.name):
+        assert train.resolve_precision(asked, torch.device("cpu"), flags) == trains
+    assert any("without native bfloat16" in r.message for r in caplog.records) == warned
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+                    "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16\n")
+    assert train.cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16"}
+    assert train.cpu_flags(str(tmp_path / "absent")) == set()
+
+
 def test_too_many_non_finite_losses_stop_with_the_last_good_checkpoint(
         tmp_path, speech, monkeypatch, run):
     nan_hook(monkeypatch, set(range(3, 100)))
