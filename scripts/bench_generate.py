@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import cpu_model, load
+from machine import cpu_id, cpu_model, load
 
 from wavenet import checkpoint
 from wavenet.config import model_config
@@ -298,7 +298,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     bw = bandwidths(args.quick) if args.device == "cpu" else {}
-    machine = {"kind": "machine", "cpu": cpu_model(), "cores": os.cpu_count(),
+    machine = {"kind": "machine", "cpu": cpu_model(), **cpu_id(), "cores": os.cpu_count(),
                "l2_bytes_per_core": l2_bytes(), **bw, "torch": torch.__version__,
                "numba": getattr(sys.modules.get("numba"), "__version__", None),
                "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,

@@ -9,15 +9,14 @@ One step is the step wavenet-train runs, by the same function (wavenet.training.
 drawing the crops, forward under autocast, bits/sample loss, the finiteness checks, backward,
 gradient clipping, AdamW, the LR schedule and the EMA update.
 
-Fields: cpu (the processor), load (1-minute load average before the run), model, device,
-precision, compiled, score (last: the trainer's forward, which computes only what the crop's
-scored positions need; all: every position computed and the context sliced off, as the step was
-before 2026-12-05), ema, batch, crop (scored samples per crop; each crop is receptive_field +
-crop long), threads, step_s (median over --steps timed steps), samples_per_s (batch * crop /
-step_s: audio samples trained on per second), first_step_s (the first, untimed step, which
-includes torch.compile's compilation), crops_ms (time to draw the batch with CropSampler from 10
-minutes of audio in memory) and, on CUDA, gpu and peak_mem_mb.
-"""
+Fields: cpu (the processor; cpu_family_model and isa tell its generation), load (1-minute load
+average before the run), model, device, precision, compiled, score (last: the trainer's forward,
+which computes only what the crop's scored positions need; all: every position computed and the
+context sliced off, as the step was before 2026-12-05), ema, batch, crop (scored samples per crop;
+each crop is receptive_field + crop long), threads, step_s (median over --steps timed steps),
+samples_per_s (batch * crop / step_s: audio samples trained on per second), first_step_s (the
+first, untimed step, which includes torch.compile's compilation), crops_ms (time to draw the batch
+with CropSampler from 10 minutes of audio in memory) and, on CUDA, gpu and peak_mem_mb. """
 
 import argparse
 import json
@@ -25,7 +24,7 @@ import statistics
 import time
 
 import torch
-from machine import cpu_model, load
+from machine import cpu_id, cpu_model, load
 from torch import nn
 
 from wavenet.config import TrainConfig, model_config
@@ -91,7 +90,7 @@ def bench(config: WaveNetConfig, device: torch.device, precision: str, compiled:
         crops.draw(batch)
     crops_ms = (time.perf_counter() - start) / 10 * 1000
     step_s = statistics.median(times)
-    record = {"model": None, "cpu": cpu_model(), "load": before, "device": str(device),
+    record = {"model": None, "cpu": cpu_model(), **cpu_id(), "load": before, "device": str(device),
               "precision": precision, "compiled": compiled, "score": score, "ema": bool(ema_decay),
               "batch": batch, "crop": crop, "threads": torch.get_num_threads(),
               "step_s": round(step_s, 4), "samples_per_s": round(batch * crop / step_s, 1),

@@ -352,6 +352,8 @@ def test_benchmark_script_prints_its_fields():
                          timeout=600).stdout
     lines = [json.loads(line) for line in out.splitlines()]
     assert lines[0]["kind"] == "machine" and lines[0]["cpu"]
+    if os.path.exists("/proc/cpuinfo"):  # the generation behind a generic name, its vector ISA
+        assert lines[0]["cpu_family_model"] and isinstance(lines[0]["isa"], list)
     paths = {line["path"] for line in lines[1:]}
     assert {"reference", "naive"} <= paths
     if numba_kernel.available():
