@@ -102,6 +102,13 @@ if numba is not None:
             return builder.bitcast(args[0], ir.FloatType())
         return types.float32(types.uint32), codegen
 
+    @intrinsic
+    def _f64_from_bits(typingctx, bits):
+        """Reinterpret int64 bits as a float64 (no conversion)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.DoubleType())
+        return types.float64(types.int64), codegen
+
     @overload(_widen, inline="always")
     def _widen_overload(w):
         if isinstance(w, types.Integer):
@@ -338,22 +345,48 @@ def _linear_rows(x, w, scale, bias, out, xq):
             out[r, j] += bias[r, j]
 
 
-def _sample_row(logits, u, temperature, scratch):
-    """Inverse-CDF draw from softmax(logits / temperature) with uniform u; argmax when T = 0.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 in two parts: k * _LN2_HI is exact for |k| < 2^20
+_LN2_LO = 1.90821492927058770002e-10
+_EXP_FLOOR = -700.0  # exp(-700) ~ 1e-304: a normal float64, and nothing beside a sum >= 1
+_INV_FACT = tuple(1.0 / math.factorial(i) for i in range(14))
 
-    The same draw as wavenet.model.output.categorical_draw."""
+
+def _exp_neg(x):
+    """exp(x) for float64 x <= 0, within ~2e-16 relative, in arithmetic that vectorizes (libm's
+    exp is a call per element): x = k ln 2 + r with |r| <= ln 2 / 2, exp(r) by its Taylor
+    series to r^13 (remainder < 2e-16), 2^k written into the exponent bits. x below
+    _EXP_FLOOR counts as _EXP_FLOOR."""
+    x = max(x, _EXP_FLOOR)
+    k = np.floor(x * _LOG2E + 0.5)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    c = _INV_FACT
+    p = ((((c[13] * r + c[12]) * r + c[11]) * r + c[10]) * r + c[9]) * r + c[8]
+    p = ((((p * r + c[7]) * r + c[6]) * r + c[5]) * r + c[4]) * r + c[3]
+    p = ((p * r + c[2]) * r + c[1]) * r + c[0]
+    return p * _f64_from_bits(np.int64(k + 1023.0) << 52)
+
+
+def _sample_row(logits, u, temperature, scratch):
+    """Inverse-CDF draw from softmax(logits / temperature) with uniform u; argmax (the first
+    largest) when T = 0.
+
+    The same draw as wavenet.model.output.categorical_draw: its float64 softmax to ~1e-15, so
+    the draws differ only where u falls that close to a step of the CDF."""
     n = logits.shape[0]
-    best = 0
-    for j in range(1, n):
-        if logits[j] > logits[best]:
-            best = j
+    top = logits[0]
+    for j in range(1, n):  # one vectorized max, then the first index that holds it
+        top = max(top, logits[j])
     if temperature == 0.0:
-        return best
-    top = logits[best]
+        for j in range(n):
+            if logits[j] == top:
+                return j
+    inv = 1.0 / temperature
     total = 0.0
     for j in range(n):
-        scratch[j] = math.exp((logits[j] - top) / temperature)
-        total += scratch[j]
+        e = _exp_neg((logits[j] - top) * inv)
+        scratch[j] = e
+        total += e
     target = u * total
     acc = 0.0
     for j in range(n):
@@ -648,7 +681,8 @@ if numba is not None:
     _project = _project_dispatch
     _linear = numba.njit(fastmath=True, cache=True, inline="always")(_linear)
     _linear_rows = numba.njit(fastmath=True, cache=True, inline="always")(_linear_rows)
-    _sample_row = numba.njit(fastmath=True, cache=True)(_sample_row)
+    _exp_neg = numba.njit(cache=True, inline="always")(_exp_neg)
+    _sample_row = numba.njit(fastmath=True, cache=True, error_model="numpy")(_sample_row)
     # The continuous draws keep IEEE semantics: they mirror torch's float64 arithmetic.
     _ndtri_lower = numba.njit(cache=True)(_ndtri_lower)
     _ndtri = numba.njit(cache=True)(_ndtri)
