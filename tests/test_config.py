@@ -90,7 +90,8 @@ def test_out_of_range_values_are_rejected_by_the_schema(override, match):
 
 
 @pytest.mark.parametrize("experiment,speaker_channels,n_mels", [
-    ("speaker_demo", 16, 0), ("vocoder_demo", 0, 80), ("vocoder_asterisk4", 0, 80)])
+    ("speaker_demo", 16, 0), ("vocoder_demo", 0, 80), ("vocoder_asterisk4", 0, 80),
+    ("vocoder_asterisk4_cpu", 0, 80)])
 def test_conditioning_experiments_compose(experiment, speaker_channels, n_mels):
     cfg = load(f"experiment={experiment}")
     assert cfg.name == experiment
