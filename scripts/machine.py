@@ -3,16 +3,25 @@
 import platform
 from pathlib import Path
 
+from wavenet.training.loop import cpu_flags
+
+
+def cpuinfo() -> dict[str, str]:
+    """The first processor's /proc/cpuinfo fields ("model name", "cpu family", ...); empty off
+    Linux."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
 
 def cpu_model() -> str:
     """The CPU's model name (lscpu's 'Model name', from /proc/cpuinfo) or platform's guess."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 # Instruction sets that change the kernels' speed: vector width, integer dot products, bfloat16.
@@ -23,14 +32,10 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
 def cpu_id() -> dict:
     """Which CPU generation behind a generic model name ("AMD EPYC" is Zen 3 or Zen 4 on these
     machines): {"cpu_family_model": "25/1", "isa": [the ISA_FLAGS it has]}; empty off Linux."""
-    fields = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
+    fields = cpuinfo()
+    if not fields:
         return {}
-    flags = set(fields.get("flags", "").split())
+    flags = cpu_flags()
     return {"cpu_family_model": f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}",
             "isa": [f for f in ISA_FLAGS if f in flags]}
 

@@ -381,6 +381,7 @@ def _sample_row(logits, u, temperature, scratch):
         for j in range(n):
             if logits[j] == top:
                 return j
+        return 0  # no logit equals the max: NaN logits (the old loop's answer)
     inv = 1.0 / temperature
     total = 0.0
     for j in range(n):
