@@ -31,7 +31,7 @@ import torch
 
 from wavenet.model.features import MelConfig, pad_frames
 from wavenet.model.network import WaveNet, WaveNetConfig
-from wavenet.sampling import numba_kernel
+from wavenet.sampling import cached, numba_kernel
 from wavenet.sampling.cached import (
     IMPLS,
     CachedSampler,
@@ -87,10 +87,13 @@ def compiled_run(model, impl, batch, prime_len, n, parts, cond):
                           generator=torch.Generator().manual_seed(2))
     sampler = CachedSampler(model)
     state, logits = sampler.start(batch, prime, **cond)
-    weights = numba_kernel.CompiledWeights(sampler.merged_weights(), STORAGES[impl], parts)
+    pair = parts == "pair"  # one part, run on two threads by `_run_pair`
+    weights = numba_kernel.CompiledWeights(sampler.merged_weights(), STORAGES[impl],
+                                           1 if pair else parts)
     u = UniformStream(batch, torch.Generator().manual_seed(0)).take(n)
     local = sampler.local_bias(state, n) if "mel" in cond else None
-    out = numba_kernel.generate_chunk(weights, state, logits, u, 1.0, 1, local)
+    out = numba_kernel.generate_chunk(weights, state, logits, u, 1.0, 2 if pair else 1, local,
+                                      pair)
     assert out.shape == (batch, n) and state.position == prime_len + n + 1
     return torch.cat([prime, out, out.new_zeros(batch, 1)], dim=1), logits
 
@@ -103,7 +106,7 @@ def forward_last(model, seq, cond):
 
 @needs_numba
 @pytest.mark.parametrize("impl", COMPILED)
-@pytest.mark.parametrize("parts", [1, 2])
+@pytest.mark.parametrize("parts", [1, 2, "pair"])
 @pytest.mark.parametrize("batch", [1, 16])
 @pytest.mark.parametrize("conditioned", [False, True])
 @pytest.mark.parametrize("output", OUTPUTS)
@@ -178,6 +181,12 @@ def test_scoring_through_the_kernel_equals_the_forward_pass(conditioned):
         got = score(model, codes, impl, threads=2, chunk=100, **cond)
         assert got.shape == (batch,)
         assert ((got - expected).abs() / expected).max() < tolerance, impl
+        # One row on two threads (`kernel_pair`, the cores taken as free).
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cached, "busy_cores", lambda: 0.0)
+            one = score(model, codes[:1], impl, threads=2, chunk=100,
+                        **{k: v[:1] for k, v in cond.items()})
+        assert abs(one.item() - expected[0].item()) / expected[0].item() < tolerance, impl
     with pytest.raises(ValueError, match="compiled"):
         score(model, codes, "reference", **cond)
     with pytest.raises(ValueError, match="categorical"):
@@ -205,12 +214,13 @@ def test_int8_rounding_keeps_one_scale_per_row():
 
 @needs_numba
 @pytest.mark.parametrize("impl, parts", [("compiled-bf16", 2),
-                                         pytest.param("compiled-int8", 1, marks=needs_int8)])
+                                         pytest.param("compiled-int8", 1, marks=needs_int8),
+                                         pytest.param("compiled-int8", "pair", marks=needs_int8)])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_compressed_paths_equal_forward_for_the_default_architecture(impl, parts, batch):
     """The default architecture at batch 1 and 4 (its forward passes over 3,200 samples are the
     cost); every path at batch 16 is held above on the small model. bf16 runs the layer split
-    at batch 1 (its `kernel_parts` there), int8 one thread."""
+    at batch 1 (its `kernel_parts` there), int8 one thread and two (`kernel_pair`)."""
     torch.manual_seed(batch)
     model = WaveNet().eval()
     seq, logits = compiled_run(model, impl, batch, 3100, 100, parts, {})
@@ -231,14 +241,15 @@ def test_bf16_storage_computes_the_rounded_model():
 
 
 @needs_numba
-def test_split_results_do_not_depend_on_thread_timing():
+@pytest.mark.parametrize("parts", [2, "pair"])
+def test_split_results_do_not_depend_on_thread_timing(parts):
     model = small_model()
-    runs = [compiled_run(model, "compiled-bf16", 2, 150, 200, 2, {}) for _ in range(3)]
+    runs = [compiled_run(model, "compiled-bf16", 2, 150, 200, parts, {}) for _ in range(3)]
     assert all(torch.equal(r[0], runs[0][0]) and torch.equal(r[1], runs[0][1]) for r in runs)
 
 
-def generated(model, impl, temperature, threads=1, **kw):
-    return torch.cat(list(generate(model, 200, 2, temperature=temperature, impl=impl,
+def generated(model, impl, temperature, threads=1, batch=2, **kw):
+    return torch.cat(list(generate(model, 200, batch, temperature=temperature, impl=impl,
                                    chunk=64, threads=threads,
                                    generator=torch.Generator().manual_seed(4), **kw)), dim=1)
 
@@ -266,16 +277,21 @@ def test_continuous_conditioned_draws_equal_the_reference_draws_in_float64(outpu
 
 @needs_numba
 @pytest.mark.parametrize("temperature", [0.0, 0.7, 1.3])
-@pytest.mark.parametrize("threads", [1, 2])
-def test_compiled_draws_equal_the_reference_draws(temperature, threads):
-    """float32; the bfloat16 path against the reference path on the rounded model."""
+@pytest.mark.parametrize("threads, batch", [(1, 2), (2, 2), (2, 1)])
+def test_compiled_draws_equal_the_reference_draws(temperature, threads, batch, monkeypatch):
+    """float32; the bfloat16 path against the reference path on the rounded model. Two
+    threads at batch 1 run the stream on two threads (`kernel_pair`; the cores taken as free,
+    as a parallel test run would not find them)."""
+    monkeypatch.setattr(cached, "busy_cores", lambda: 0.0)
+    assert cached.kernel_pair(threads, batch, 1) == (batch < threads)
     model = small_model()
-    prime = torch.randint(0, 256, (2, 40), generator=torch.Generator().manual_seed(1))
-    reference = generated(model, "reference", temperature, prime=prime)
-    assert torch.equal(generated(model, "compiled", temperature, threads, prime=prime), reference)
+    prime = torch.randint(0, 256, (batch, 40), generator=torch.Generator().manual_seed(1))
+    reference = generated(model, "reference", temperature, batch=batch, prime=prime)
+    assert torch.equal(generated(model, "compiled", temperature, threads, batch, prime=prime),
+                       reference)
     rounded = numba_kernel.rounded_model(model, "bfloat16")
-    assert torch.equal(generated(model, "compiled-bf16", temperature, threads, prime=prime),
-                       generated(rounded, "reference", temperature, prime=prime))
+    assert torch.equal(generated(model, "compiled-bf16", temperature, threads, batch, prime=prime),
+                       generated(rounded, "reference", temperature, batch=batch, prime=prime))
 
 
 @needs_numba
@@ -387,6 +403,18 @@ def test_the_layer_split_needs_free_cores():
     # Other work on the cores: one thread, not a barrier waiting for a descheduled one.
     assert kernel_parts(2, weights, batch=1, busy=float(cores)) == 1
     assert kernel_parts(2, weights, batch=16, busy=0.0) == 1  # rows split instead
+
+
+def test_a_stream_runs_on_two_threads_only_where_a_core_would_idle():
+    from wavenet.sampling.cached import kernel_pair
+
+    cores = os.cpu_count() or 1
+    assert kernel_pair(2, 1, parts=1, busy=0.0) == (cores >= 2)
+    assert kernel_pair(4, 2, parts=1, busy=0.0) == (cores >= 4)  # two pairs of threads
+    assert not kernel_pair(2, 1, parts=1, busy=float(cores))  # the cores are taken
+    assert not kernel_pair(2, 2, parts=1, busy=0.0)  # a row per thread instead
+    assert not kernel_pair(2, 1, parts=2, busy=0.0)  # the layer split instead
+    assert not kernel_pair(1, 1, parts=1, busy=0.0)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="busy_cores reads /proc/stat")

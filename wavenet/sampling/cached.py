@@ -396,6 +396,19 @@ def kernel_parts(threads: int, weights: MergedWeights, storage: str = "float32",
     return max(p for p in range(1, max(1, threads) + 1) if half % p == 0 and skip % p == 0)
 
 
+def kernel_pair(threads: int, batch: int, parts: int, busy: float | None = None) -> bool:
+    """Whether each stream runs on two threads (`numba_kernel._run_pair`: one thread the
+    layers, the other the skips, the head and the draw, meeting once a layer without a
+    barrier): for weights of one part (`kernel_parts`) where there are fewer batch rows than
+    threads, so that a core would otherwise idle (int8 at batch 1: 1.5x one thread,
+    docs/speed.md), and where the cores are free (`busy` as for `kernel_parts`: the two threads
+    spin-wait on each other)."""
+    if parts > 1 or threads < 2 or batch >= threads:
+        return False
+    busy = busy_cores() if busy is None else busy
+    return busy + 2 * min(batch, threads // 2) <= (os.cpu_count() or 1) + 0.5
+
+
 def output_length(model: WaveNet, samples: int | None, prime: torch.Tensor | None,
                   mel: torch.Tensor | None) -> int:
     """New samples to generate: `samples`, or with a mel and samples=None, what the mel covers
@@ -439,8 +452,9 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
     the prime and the new samples; samples=None generates all that the mel covers.
     impl: one of IMPLS: 'compiled' (numba, the model's dtype), 'compiled-bf16' (numba, bfloat16
     weights), 'reference' (PyTorch ops per step), 'cuda-graph' (the step as a CUDA graph) or
-    'auto' (see `resolve_impl`). threads: threads the compiled paths split every layer between
-    (default: torch.get_num_threads()).
+    'auto' (see `resolve_impl`). threads: threads the compiled paths use (default:
+    torch.get_num_threads()): the batch rows split between them, or at a batch smaller than
+    threads every layer split (`kernel_parts`) or each stream on two (`kernel_pair`).
     Yields (batch, <= chunk) int64 tensors, so long outputs can be streamed to disk.
     """
     samples = output_length(model, samples, prime, mel)
@@ -456,8 +470,9 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
     compiled = graph = None
     if impl in STORAGE:
         merged = sampler.merged_weights()
-        compiled = kernel.CompiledWeights(merged, STORAGE[impl],
-                                           kernel_parts(threads, merged, STORAGE[impl], batch))
+        parts = kernel_parts(threads, merged, STORAGE[impl], batch)
+        compiled = kernel.CompiledWeights(merged, STORAGE[impl], parts)
+        pair = kernel_pair(threads, batch, parts)
     elif impl == "cuda-graph":
         from wavenet.sampling.cuda_graph import GraphStep
 
@@ -469,11 +484,12 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
             u = uniforms.take(n)
             if compiled is not None:
                 if state.local is None:
-                    out = kernel.generate_chunk(compiled, state, logits, u, temperature, threads)
+                    out = kernel.generate_chunk(compiled, state, logits, u, temperature, threads,
+                                                pair=pair)
                 else:
                     out = torch.cat([
                         kernel.generate_chunk(compiled, state, logits, part, temperature, threads,
-                                            sampler.local_bias(state, len(part)))
+                                            sampler.local_bias(state, len(part)), pair)
                         for part in u.split(window)], dim=1)
             elif graph is not None:
                 out, logits = graph.run(state, logits, u)
@@ -508,10 +524,11 @@ def score(model: WaveNet, codes: torch.Tensor, impl: str = "auto", threads: int 
     sampler = CachedSampler(model)
     state, logits = sampler.start(batch, None, speaker, mel)
     compiled = kernel.CompiledWeights(sampler.merged_weights(), STORAGE[impl], 1)
+    pair = kernel_pair(threads, batch, 1)
     total = torch.zeros(batch, dtype=torch.float64)
     for part in codes.split(chunk if state.local is None else local_window(batch), dim=1):
         local = sampler.local_bias(state, part.shape[1]) if state.local is not None else None
-        total += kernel.score_chunk(compiled, state, logits, part, threads, local)
+        total += kernel.score_chunk(compiled, state, logits, part, threads, local, pair)
     return total
 
 

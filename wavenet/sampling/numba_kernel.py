@@ -329,6 +329,18 @@ def _project_int8(x, w, scale, out, xq):
             out[r, j] = np.float32(sums[r, j]) * (scale[j] * step)
 
 
+def _gates(a, g, exact):
+    """g = tanh(filter) * sigmoid(gate) for a (rows, 2 * units) = [filter, gate] rows."""
+    units = g.shape[1]
+    for r in range(a.shape[0]):
+        if exact:  # float64 models: libm, to the last bit
+            for j in range(units):
+                g[r, j] = math.tanh(a[r, j]) / (1.0 + math.exp(-a[r, units + j]))
+        else:  # sigmoid(y) = (1 + tanh(y / 2)) / 2
+            for j in range(units):
+                g[r, j] = _tanh(a[r, j]) * (_HALF + _HALF * _tanh(_HALF * a[r, units + j]))
+
+
 def _linear(x, w, scale, bias, out, xq):
     """out = (x @ w.T) * scale + bias; see `_project`."""
     _project(x, w, scale, out, xq)
@@ -592,13 +604,8 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
                         ab[r, jj] += local[r, i, layer * gate + lo + jj]
                         ab[r, share + jj] += local[r, i, layer * gate + half + lo + jj]
             _linear_rows(xcat, conv_p[layer], conv_sp[layer], ab, a, xq)
+            _gates(a, g, exact)
             for r in range(rows):
-                if exact:  # float64 models: libm, to the last bit
-                    for j in range(share):
-                        g[r, j] = math.tanh(a[r, j]) / (1.0 + math.exp(-a[r, share + j]))
-                else:  # sigmoid(y) = (1 + tanh(y / 2)) / 2
-                    for j in range(share):
-                        g[r, j] = _tanh(a[r, j]) * (_HALF + _HALF * _tanh(_HALF * a[r, share + j]))
                 for j in range(share):
                     gates[r, layer * share + j] = g[r, j]
             if layer + 1 == n_layers:
@@ -663,6 +670,151 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
             first_logits[r] = logits[r]
 
 
+def _wait(sync, at, count):
+    """Spin until the counter at sync[at] reaches count (counters only grow)."""
+    spins = 0
+    while _load_acquire(sync, at) < count:
+        spins += 1
+        _relax(spins > _SPINS)
+
+
+def _pair_taps(t, i, buffer, row_bias, local, has_local, net, conv_past, conv_s, taps, pre,
+               xq):
+    """pre[layer] = the older taps' products of every layer at position t (row i of the
+    chunk) plus the layer's gate bias per row (speaker, and mel at i): all of a dilated
+    convolution that does not wait on sample t - 1, read from the ring before t writes it."""
+    offsets, spans, dilations = net
+    rows, res = taps.shape[0], buffer.shape[2]
+    n_layers, gate = pre.shape[0], pre.shape[2]
+    older = taps.shape[1] // res
+    for layer in range(n_layers):
+        base, span, d = offsets[layer], spans[layer], dilations[layer]
+        for m in range(older):
+            slot = base + (t - (m + 1) * d) % span
+            for r in range(rows):
+                for c in range(res):
+                    taps[r, m * res + c] = buffer[slot, r, c]
+        _linear_rows(taps, conv_past[layer], conv_s[layer], row_bias[:, layer], pre[layer], xq)
+        if has_local:
+            for r in range(rows):
+                for j in range(gate):
+                    pre[layer, r, j] += local[r, i, layer * gate + j]
+
+
+def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
+    """`_run_part` for one stream (or a few rows) on two cores, with no barrier per layer:
+    role 0, the chain, runs the layers (the current tap's products, the gates, the residual
+    projections) and publishes each layer's gated units; role 1 sums their skip projections
+    layer by layer as they arrive, then runs the head and draws the next sample, which the
+    chain waits for. Meanwhile the chain computes the next position's older taps (`_pair_taps`:
+    half of the dilated convolutions' products), so a sample's critical path is the chain's
+    layers plus the longer of those taps and the head's tail.
+
+    weights: `CompiledWeights.arrays` of one part, then its `pair` arrays (the current tap's
+    and the older taps' convolution matrices, the skip projection per layer). exchange: (sync
+    counters: the chain's published layers at 0, draws at _LINE; the drawn codes (rows,);
+    gated units (layers, rows, gate / 2)). Other arguments as `_run_part`.
+    """
+    first_logits, uniforms, out, local, forced, nll = io
+    buffer, row_bias = ring
+    offsets, spans, dilations, taps_c = net
+    embed, _, res_w, res_b, _, skip_b, w1, b1, w2, b2, skip_scale = weights[:11]
+    conv_s, res_s, skip_s, w1_s, w2_s = weights[11:16]
+    conv_cur, conv_past, skip_layers = weights[16:19]
+    sync, codes, gated = exchange
+    temperature, exact, has_local, kind, scoring = options
+    rows = out.shape[0]
+    n_layers, half = gated.shape[0], gated.shape[2]
+    gate = 2 * half
+    res = embed.shape[1]
+    skip_c = skip_b.shape[0]
+    classes = b2.shape[0]
+    hid = w1_s.shape[1]
+    dt = embed.dtype
+    conv_s0 = conv_s[0]
+    widest = max(gate, res, skip_c, hid, classes)
+    xq = (np.zeros((rows, max(taps_c, skip_c, hid) + 1), np.int16),
+          np.empty(rows, np.float32), np.empty((rows, widest + _TILE), np.int32))
+    if role == 0:
+        h = np.empty((rows, res), dt)
+        taps = np.empty((rows, taps_c - res), dt)
+        pre = np.empty((n_layers, rows, gate), dt)
+        a = np.empty((rows, gate), dt)
+        g = np.empty((rows, half), dt)
+        o = np.empty((rows, res), dt)
+        root_half = dt.type(math.sqrt(0.5))
+        net_ = (offsets, spans, dilations)
+        _pair_taps(t0, 0, buffer, row_bias, local, has_local, net_, conv_past, conv_s0, taps,
+                   pre, xq)
+        for i in range(n):
+            t = t0 + i
+            _wait(sync, _LINE, i + 1)
+            for r in range(rows):
+                h[r] = embed[codes[r]]
+            for layer in range(n_layers):
+                slot = offsets[layer] + t % spans[layer]
+                for r in range(rows):
+                    for c in range(res):
+                        buffer[slot, r, c] = h[r, c]
+                _linear_rows(h, conv_cur[layer], conv_s0[layer], pre[layer], a, xq)
+                _gates(a, g, exact)
+                gl = gated[layer]
+                for r in range(rows):
+                    for j in range(half):
+                        gl[r, j] = g[r, j]
+                _store_release(sync, 0, i * n_layers + layer + 1)
+                if layer + 1 == n_layers:
+                    break
+                _linear(g, res_w[0, layer], res_s[layer], res_b[layer], o, xq)
+                for r in range(rows):
+                    for j in range(res):
+                        h[r, j] = (h[r, j] + o[r, j]) * root_half
+            if i + 1 < n:
+                _pair_taps(t + 1, i + 1, buffer, row_bias, local, has_local, net_, conv_past,
+                           conv_s0, taps, pre, xq)
+        return
+    skip = np.empty((rows, skip_c), dt)
+    part = np.empty((rows, skip_c), dt)
+    hidden = np.empty((rows, hid), dt)
+    logits = np.empty((rows, classes), dt)
+    scratch = np.empty(classes, np.float64)
+    scale = dt.type(skip_scale)
+    w1_0, b1_0, w2_0, w1_s0 = w1[0], b1[0], w2[0], w1_s[0]
+    for r in range(rows):
+        logits[r] = first_logits[r]
+    for i in range(n):
+        t = t0 + i
+        for r in range(rows):
+            if scoring:
+                x = forced[r, i]
+                if t >= 2:
+                    nll[r] += _neg_log_prob(logits[r], x)
+            else:
+                x = _draw(kind, logits[r], uniforms[i, r], temperature, scratch)
+            out[r, i] = x
+            codes[r] = x
+        _store_release(sync, _LINE, i + 1)
+        for r in range(rows):
+            for j in range(skip_c):
+                skip[r, j] = skip_b[j]
+        for layer in range(n_layers):
+            _wait(sync, 0, i * n_layers + layer + 1)
+            _project(gated[layer], skip_layers[layer], skip_s, part, xq)
+            for r in range(rows):
+                for j in range(skip_c):
+                    skip[r, j] += part[r, j]
+        for r in range(rows):
+            for j in range(skip_c):
+                skip[r, j] = max(skip[r, j] * scale, _ZERO)
+        _linear(skip, w1_0, w1_s0, b1_0, hidden, xq)
+        for r in range(rows):
+            for j in range(hid):
+                hidden[r, j] = max(hidden[r, j], _ZERO)
+        _linear(hidden, w2_0, w2_s, b2, logits, xq)
+    for r in range(rows):
+        first_logits[r] = logits[r]
+
+
 if numba is not None:
     _tanh = numba.njit(fastmath=True, cache=True, inline="always")(_tanh)
     _barrier = numba.njit(cache=True)(_barrier)
@@ -680,6 +832,7 @@ if numba is not None:
         return lambda x, w, scale, out, xq: _project_float(x, w, scale, out, xq)
 
     _project = _project_dispatch
+    _gates = numba.njit(fastmath=True, cache=True, inline="always", error_model="numpy")(_gates)
     _linear = numba.njit(fastmath=True, cache=True, inline="always")(_linear)
     _linear_rows = numba.njit(fastmath=True, cache=True, inline="always")(_linear_rows)
     _exp_neg = numba.njit(cache=True, inline="always")(_exp_neg)
@@ -693,6 +846,9 @@ if numba is not None:
     _draw = numba.njit(cache=True)(_draw)
     _neg_log_prob = numba.njit(cache=True)(_neg_log_prob)
     _run_part = numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")(_run_part)
+    _wait = numba.njit(cache=True, inline="always")(_wait)
+    _pair_taps = numba.njit(fastmath=True, cache=True, error_model="numpy")(_pair_taps)
+    _run_pair = numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")(_run_pair)
 
 
 def _bf16_bits(w: torch.Tensor) -> np.ndarray:
@@ -830,6 +986,11 @@ class CompiledWeights:
                        store(w2), as_np(merged.head_b2), float(merged.skip_scale),
                        as_np(gate_rows(conv_s)), as_np(res_s), as_np(skip_s),
                        as_np(w1_s.view(parts, hid)), as_np(w2_s))
+        # For two threads on one stream (`_run_pair`): the current tap's and the older taps'
+        # convolution matrices apart, and the skip projection per layer; same codes and scales.
+        res = merged.res_b.shape[1]
+        self.pair = (store(conv[:, :, :res]), store(conv[:, :, res:]),
+                     store(skip_w.transpose(0, 1))) if parts == 1 else ()
         self.offsets = np.asarray(merged.offsets, dtype=np.int64)
         self.spans = np.asarray(merged.spans, dtype=np.int64)
         self.dilations = np.asarray(merged.dilations, dtype=np.int64)
@@ -846,7 +1007,7 @@ class CompiledWeights:
 
 def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, uniforms: torch.Tensor,
                    temperature: float, threads: int = 1,
-                   local: torch.Tensor | None = None) -> torch.Tensor:
+                   local: torch.Tensor | None = None, pair: bool = False) -> torch.Tensor:
     """Draw len(uniforms) samples per row, advancing `state` and `logits` in place.
 
     logits: (batch, channels) float, the next sample's output parameters (updated to the
@@ -855,14 +1016,17 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
     local: (batch, n, layers * gate) the mel projections of these n positions
     (`CachedSampler.local_bias`), for a mel-conditioned model; None otherwise.
     threads: with weights of one part (weights that fit a core's cache), batch rows are split
-    across this many threads instead, each running its rows independently.
+    across this many threads instead, each running its rows independently; with `pair`, each
+    group of rows runs on two threads (`_run_pair`: the layers on one, the skips, head and
+    draw on the other), min(batch, threads // 2) groups.
     Returns (batch, n) int64 codes.
     """
-    return _run(weights, state, logits, uniforms, temperature, threads, local, None)[0]
+    return _run(weights, state, logits, uniforms, temperature, threads, local, None, pair)[0]
 
 
 def score_chunk(weights: CompiledWeights, state, logits: torch.Tensor, codes: torch.Tensor,
-                threads: int = 1, local: torch.Tensor | None = None) -> torch.Tensor:
+                threads: int = 1, local: torch.Tensor | None = None,
+                pair: bool = False) -> torch.Tensor:
     """Teacher forcing through the kernel: feed codes (batch, n) instead of drawing, advancing
     `state` and `logits` like `generate_chunk`. Returns (batch,) float64: the sum of -ln p of
     each fed code under the kernel's logits, skipping sample 0 of the stream (as
@@ -873,10 +1037,10 @@ def score_chunk(weights: CompiledWeights, state, logits: torch.Tensor, codes: to
     batch, n = codes.shape
     forced = codes.long().contiguous()
     return _run(weights, state, logits, torch.zeros(n, batch, dtype=torch.float64), 1.0,
-                threads, local, forced)[1]
+                threads, local, forced, pair)[1]
 
 
-def _run(weights, state, logits, uniforms, temperature, threads, local, forced):
+def _run(weights, state, logits, uniforms, temperature, threads, local, forced, pair):
     """generate_chunk, or with forced codes, score_chunk: (codes, nll)."""
     n, batch = uniforms.shape
     out = np.empty((batch, n), dtype=np.int64)
@@ -911,15 +1075,27 @@ def _run(weights, state, logits, uniforms, temperature, threads, local, forced):
         # Plain threads, not numba's pool: the parts spin-wait on each other, so all of them
         # must be running at once. _run_part releases the GIL.
         args = rows_args(0, batch, parts)
-        jobs = [(p, parts, *args) for p in range(parts)]
+        jobs = [(_run_part, (p, parts, *args)) for p in range(parts)]
+    elif pair and threads >= 2:
+        groups = max(1, min(batch, threads // 2))
+        bounds = [p * batch // groups for p in range(groups + 1)]
+        jobs = []
+        for b0, b1 in zip(bounds[:-1], bounds[1:], strict=True):
+            args = rows_args(b0, b1, 1)
+            layers, gate = weights.arrays[11].shape[1:]  # the gate scales: (1, layers, gate)
+            exchange = (np.zeros(2 * _LINE, np.int64), np.zeros(b1 - b0, np.int64),
+                        np.empty((layers, b1 - b0, gate // 2), dt))
+            jobs += [(_run_pair, (role, *args[:5], weights.arrays + weights.pair, exchange,
+                                  options)) for role in (0, 1)]
     else:
         split = max(1, min(threads, batch))
         bounds = [p * batch // split for p in range(split + 1)]
-        jobs = [(0, 1, *rows_args(bounds[p], bounds[p + 1], 1)) for p in range(split)]
-    others = [threading.Thread(target=_run_part, args=job, daemon=True) for job in jobs[1:]]
+        jobs = [(_run_part, (0, 1, *rows_args(bounds[p], bounds[p + 1], 1)))
+                for p in range(split)]
+    others = [threading.Thread(target=f, args=a, daemon=True) for f, a in jobs[1:]]
     for th in others:
         th.start()
-    _run_part(*jobs[0])
+    jobs[0][0](*jobs[0][1])
     for th in others:
         th.join()
     state.position += n
