@@ -22,6 +22,8 @@ interleaved with the others'):
   seconds / runs_s         the median and every one of --repeats timed runs; the paths' runs are
                   interleaved (path A, path B, ..., A, B, ...) so machine load hits all alike
   first_call_s    the first call, untimed above: numba compilation or its cache load, capture
+  parts, pair     the kernel's layout: every layer split between `parts` threads, or with pair
+                  each stream on two threads (layers on one, skips and head on the other)
   weight_bytes    bytes of weights one sample reads; bound_samples_per_s: the batch-1 speed if
                   reading them at the measured bandwidth (L2 where each thread's share fits in
                   L2, else the last-level cache) were all a sample cost; fraction_of_bound
@@ -59,6 +61,7 @@ from wavenet.sampling.cached import (
     CachedSampler,
     generate,
     generate_naive,
+    kernel_pair,
     kernel_parts,
     l2_bytes,
 )
@@ -169,20 +172,25 @@ def run(model: WaveNet, impl: str, samples: int, batch: int, threads: int,
 def weight_facts(model: WaveNet, impl: str, threads: int, batch: int, bw: dict) -> dict:
     """Bytes one sample reads and the batch-1 speed that reading them at the measured
     bandwidth allows (see the module docstring)."""
+    pair = False
     if impl in STORAGE:
         merged = CachedSampler(model).merged_weights()
         parts = kernel_parts(threads, merged, STORAGE[impl], batch)
-        nbytes = numba_kernel.CompiledWeights(merged, STORAGE[impl], parts).nbytes
+        pair = kernel_pair(threads, batch, parts)
+        compiled = numba_kernel.CompiledWeights(merged, STORAGE[impl], parts)
+        nbytes = compiled.nbytes
+        share = nbytes / parts
+        if pair:  # the larger of the two threads' reads (numba_kernel._run_pair)
+            share = max(numba_kernel.pair_shares(compiled))
     else:
         parts = 1
-        nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    out = {"parts": parts, "weight_bytes": nbytes}
+        nbytes = share = sum(p.numel() * p.element_size() for p in model.parameters())
+    out = {"parts": parts, "pair": pair, "weight_bytes": nbytes}
     if bw and model.embed.weight.device.type == "cpu":
-        share = nbytes / parts
         fits = share <= 0.9 * l2_bytes()
         gb_s = bw["read_gb_s_l2_256kb"] if fits else bw["read_gb_s_llc_4mb"]
         out["bound_source"] = "l2" if fits else "llc"
-        out["bound_samples_per_s"] = round(parts * gb_s * 1e9 / nbytes)
+        out["bound_samples_per_s"] = round(gb_s * 1e9 / share)
     return out
 
 
@@ -353,7 +361,7 @@ def main() -> None:
             facts = weight_facts(model, "compiled" if impl == "baseline" else impl,
                                  1 if impl == "baseline" else args.threads, args.batch, bw)
             if impl == "baseline":
-                facts["parts"] = 1
+                facts["parts"], facts["pair"] = 1, False
             line = {
                 "kind": "generate", "path": impl, "output": output, "model": name,
                 "cpu": machine["cpu"],

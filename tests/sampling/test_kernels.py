@@ -424,8 +424,8 @@ def test_busy_cores_counts_a_spinning_process():
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
-        # With one process spinning, at least most of one core is busy (other tests may add).
-        assert busy_cores(0.3) >= 0.7
+        # With one process spinning, at least one core is busy (other tests may add).
+        assert busy_cores() >= 1
     finally:
         spinner.kill()
         spinner.wait()

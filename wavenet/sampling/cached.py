@@ -351,25 +351,30 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
     return "compiled" if compiled_ok else "reference"
 
 
-def busy_cores(window: float = 0.1) -> float:
-    """Cores that other work keeps busy now: the CPU time /proc/stat counts as not idle over
-    `window` seconds while this thread sleeps (the 1-minute load average where there is no
-    /proc/stat). The load average also counts this process's own recent work, so a benchmark
-    that has just generated would read its own threads as other work."""
-    def sample() -> tuple[int, int] | None:
+def busy_cores(window: float = 0.002, reads: int = 5) -> float:
+    """Cores that other work keeps busy now: the fewest runnable threads besides the caller
+    that /proc/stat's `procs_running` shows over `reads` reads `window` seconds apart (work
+    that holds a core is runnable at every read, a short burst seldom at all), in ~10 ms.
+    Where there is no /proc/stat, the 1-minute load average (which also counts this
+    process's own recent work)."""
+    def running() -> int | None:
         try:
             with open("/proc/stat") as f:
-                fields = [int(v) for v in f.readline().split()[1:9]]
+                for line in f:
+                    if line.startswith("procs_running"):
+                        return int(line.split()[1])
         except (OSError, ValueError):
-            return None
-        return sum(fields), fields[3] + fields[4]  # all jiffies, idle + iowait
-    first = sample()
-    time.sleep(window)
-    second = sample()
-    if first is None or second is None or second[0] <= first[0]:
-        return os.getloadavg()[0]
-    total, idle = second[0] - first[0], second[1] - first[1]
-    return (os.cpu_count() or 1) * (1 - idle / total)
+            pass
+        return None
+    counts = []
+    for i in range(reads):
+        if i:
+            time.sleep(window)
+        count = running()
+        if count is None:
+            return os.getloadavg()[0]
+        counts.append(count)
+    return float(max(0, min(counts) - 1))
 
 
 def kernel_parts(threads: int, weights: MergedWeights, storage: str = "float32",

@@ -678,6 +678,12 @@ def _wait(sync, at, count):
         _relax(spins > _SPINS)
 
 
+def _handed(layers):
+    """Layers (the first ones) whose older taps `_run_pair`'s role 1 computes: 7/15 of them,
+    which balanced the two threads best on the default model (see `_run_pair`)."""
+    return layers * 7 // 15
+
+
 def _older_taps(t, i, layer, buffer, row_bias, local, has_local, net, conv_past, conv_s, taps,
                 pre, xq):
     """pre[layer] = the older taps' products of `layer` at position t (row i of the chunk)
@@ -731,7 +737,7 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
     temperature, exact, has_local, kind, scoring = options
     rows = out.shape[0]
     n_layers, half = gated.shape[0], gated.shape[2]
-    handed = n_layers * 7 // 15  # the first layers, whose older taps role 1 computes
+    handed = _handed(n_layers)
     gate = 2 * half
     res = embed.shape[1]
     skip_c = skip_b.shape[0]
@@ -858,6 +864,7 @@ if numba is not None:
     _neg_log_prob = numba.njit(cache=True)(_neg_log_prob)
     _run_part = numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")(_run_part)
     _wait = numba.njit(cache=True, inline="always")(_wait)
+    _handed = numba.njit(cache=True, inline="always")(_handed)
     _older_taps = numba.njit(fastmath=True, cache=True, error_model="numpy")(_older_taps)
     _run_pair = numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")(_run_pair)
 
@@ -1014,6 +1021,17 @@ class CompiledWeights:
         embed = self.arrays[0]
         return sum(a.nbytes for a in self.arrays[1:] if isinstance(a, np.ndarray)) \
             + embed[0].nbytes
+
+
+def pair_shares(weights: CompiledWeights) -> tuple[int, int]:
+    """Bytes of weights each thread of `_run_pair` reads a sample: (the chain: current taps,
+    its older taps, residual projections; role 1: skip projections, head, the older taps of
+    the layers handed to it)."""
+    cur, past, _ = (a.nbytes for a in weights.pair)
+    layers = weights.offsets.shape[0]
+    handed = past * _handed(layers) // layers
+    a = weights.arrays
+    return cur + past - handed + a[2].nbytes, a[4].nbytes + a[6].nbytes + a[8].nbytes + handed
 
 
 def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, uniforms: torch.Tensor,
