@@ -511,6 +511,32 @@ def _neg_log_prob(logits, x):
     return math.log(total) + top - float(logits[x])
 
 
+def _next_code(r, i, t, logits, io, options, scratch, record):
+    """Row r's code for chunk position i (stream position t): drawn from logits[r], or when
+    scoring the forced one, whose -ln p is added to nll[r] from t = 2 on; recorded in `out`
+    (and nll) where `record` (one thread of those computing the row)."""
+    # Indexing, not unpacking: unpacking io with `_` twice in this inlined function lost
+    # the writes to nll (numba 0.68; the scoring test caught it).
+    if options[4]:  # scoring: teacher forcing; sample t - 1 is fed now
+        x = io[4][r, i]
+        if record and t >= 2:
+            io[5][r] += _neg_log_prob(logits[r], x)
+    else:
+        x = _draw(options[3], logits[r], io[1][i, r], options[0], scratch)
+    if record:
+        io[2][r, i] = x
+    return x
+
+
+def _head(skip, w1, w1_s, b1, hidden, w2, w2_s, b2, logits, xq):
+    """logits = w2 relu(w1 skip + b1) + b2 (skip already through its ReLU)."""
+    _linear(skip, w1, w1_s, b1, hidden, xq)
+    for r in range(hidden.shape[0]):
+        for j in range(hidden.shape[1]):
+            hidden[r, j] = max(hidden[r, j], _ZERO)
+    _linear(hidden, w2, w2_s, b2, logits, xq)
+
+
 def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     """Generate n samples for every batch row, computing this part's share of each layer.
 
@@ -523,13 +549,13 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     distribution, output.KINDS, scoring: feed `forced`, categorical only). With parts > 1 the
     other parts run the same call concurrently.
     """
-    first_logits, uniforms, out, local, forced, nll = io
+    first_logits, out, local = io[0], io[2], io[3]
     buffer, row_bias = ring
     offsets, spans, dilations, taps_c = net  # taps_c: kernel size * residual channels
     embed, conv_w, res_w, res_b, skip_w, skip_b, w1, b1, w2, b2, skip_scale = weights[:11]
     conv_s, res_s, skip_s, w1_s, w2_s = weights[11:]  # per-row scales (ones for floats)
     sync, x_res, x_skip, x_logits = exchange
-    temperature, exact, has_local, kind, scoring = options
+    exact, has_local = options[1:3]
     rows = out.shape[0]
     n_layers, width = conv_s.shape[1:]  # width = this part's filter + gate rows
     share = width // 2  # gated outputs of this part per layer
@@ -570,14 +596,7 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     for i in range(n):
         t = t0 + i
         for r in range(rows):
-            if scoring:  # teacher forcing; sample t - 1 is fed now
-                x = forced[r, i]
-                if part == 0 and t >= 2:
-                    nll[r] += _neg_log_prob(logits[r], x)
-            else:
-                x = _draw(kind, logits[r], uniforms[i, r], temperature, scratch)
-            if part == 0:
-                out[r, i] = x
+            x = _next_code(r, i, t, logits, io, options, scratch, part == 0)
             h[r] = embed[x]
         for layer in range(n_layers):
             span = spans[layer]
@@ -649,11 +668,9 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
         for r in range(rows):
             for j in range(skip_c):
                 skip[r, j] = max(skip[r, j] * scale, _ZERO)
-        _linear(skip, w1_p, w1_sp, b1_p, hidden, xq)  # this part's hidden units
-        for r in range(rows):
-            for j in range(hidden.shape[1]):
-                hidden[r, j] = max(hidden[r, j], _ZERO)
-        _linear(hidden, w2_p, w2_s, b2 if part == 0 else zero_classes, logits, xq)  # their share
+        # This part's hidden units and their share of the logits.
+        _head(skip, w1_p, w1_sp, b1_p, hidden, w2_p, w2_s, b2 if part == 0 else zero_classes,
+              logits, xq)
         if parts > 1:
             par = count & 1
             x_logits[par, part] = logits
@@ -727,14 +744,14 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
     rows, gate)). Other arguments as `_run_part`. Both roles read the ring: role 1 reads
     position t + 1's older taps before it publishes the draw that lets the chain write t + 1.
     """
-    first_logits, uniforms, out, local, forced, nll = io
+    first_logits, out, local = io[0], io[2], io[3]
     buffer, row_bias = ring
     offsets, spans, dilations, taps_c = net
     embed, _, res_w, res_b, _, skip_b, w1, b1, w2, b2, skip_scale = weights[:11]
     conv_s, res_s, skip_s, w1_s, w2_s = weights[11:16]
     conv_cur, conv_past, skip_layers = weights[16:19]
     sync, codes, gated, pre = exchange
-    temperature, exact, has_local, kind, scoring = options
+    exact, has_local = options[1:3]
     rows = out.shape[0]
     n_layers, half = gated.shape[0], gated.shape[2]
     handed = _handed(n_layers)
@@ -793,20 +810,12 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
     logits = np.empty((rows, classes), dt)
     scratch = np.empty(classes, np.float64)
     scale = dt.type(skip_scale)
-    w1_0, b1_0, w2_0, w1_s0 = w1[0], b1[0], w2[0], w1_s[0]
     for r in range(rows):
         logits[r] = first_logits[r]
     for i in range(n):
         t = t0 + i
         for r in range(rows):
-            if scoring:
-                x = forced[r, i]
-                if t >= 2:
-                    nll[r] += _neg_log_prob(logits[r], x)
-            else:
-                x = _draw(kind, logits[r], uniforms[i, r], temperature, scratch)
-            out[r, i] = x
-            codes[r] = x
+            codes[r] = _next_code(r, i, t, logits, io, options, scratch, True)
         _store_release(sync, _LINE, i + 1)
         for r in range(rows):
             for j in range(skip_c):
@@ -823,11 +832,7 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
         for r in range(rows):
             for j in range(skip_c):
                 skip[r, j] = max(skip[r, j] * scale, _ZERO)
-        _linear(skip, w1_0, w1_s0, b1_0, hidden, xq)
-        for r in range(rows):
-            for j in range(hid):
-                hidden[r, j] = max(hidden[r, j], _ZERO)
-        _linear(hidden, w2_0, w2_s, b2, logits, xq)
+        _head(skip, w1[0], w1_s[0], b1[0], hidden, w2[0], w2_s, b2, logits, xq)
     for r in range(rows):
         first_logits[r] = logits[r]
 
@@ -862,6 +867,8 @@ if numba is not None:
     _draw_gaussian = numba.njit(cache=True)(_draw_gaussian)
     _draw = numba.njit(cache=True)(_draw)
     _neg_log_prob = numba.njit(cache=True)(_neg_log_prob)
+    _next_code = numba.njit(cache=True, inline="always")(_next_code)
+    _head = numba.njit(fastmath=True, cache=True, inline="always")(_head)
     _run_part = numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")(_run_part)
     _wait = numba.njit(cache=True, inline="always")(_wait)
     _handed = numba.njit(cache=True, inline="always")(_handed)
