@@ -18,13 +18,16 @@ streams them. Two things cut that traffic:
   cost more instructions than the multiply-adds, and the integer sum takes 32 products an
   instruction. Its matrices are tiled so that vector lanes are output rows (`tiled`): one
   broadcast pair of inputs meets 64 outputs' weights a pass and no sum is reduced across
-  lanes. It runs one thread per stream: arithmetic, not weight traffic, sets its speed;
+  lanes. Arithmetic, not weight traffic, sets its speed;
 - parts: the weights split between `parts` threads (one per core), each computing its share of
   every layer from its own cache; a spin barrier per layer exchanges the residual partial sums.
   With bfloat16 and two parts each core's share (1.3 MB) stays in its 2 MB L2.
 
 Every part computes the whole batch, so the split works at batch 1; the threads' results are
 combined in a fixed order, so a run gives the same numbers however its threads are scheduled.
+With weights of one part, a stream can also run on two threads with no barrier (`_run_pair`:
+the layers on one, the skip projections, head and draw on the other), the layout the int8 path
+takes at batch 1 on two free cores.
 """
 
 import math
