@@ -7,6 +7,8 @@ per speaker the --per-speaker longest of at most --max-seconds. Rows, one JSON l
   real          the held-out recordings themselves (DNSMOS)
   mulaw         their 8-bit μ-law round trip, the floor of any 8-bit model
   vocoder       the shipped vocoder's copy synthesis (wavenet-generate mel_from=FILE)
+  vocoder_tT    the same at temperature T (--vocoder-temperatures; 0.6 by default, the
+                README's command)
   babble        the shipped unconditioned model's free output (wavenet-generate seconds=4 batch=6)
   other_words   another held-out recording of the same speaker (the next longest), scored
                 against the file: the copy-synthesis scores of the right voice saying other words
@@ -97,6 +99,8 @@ def main() -> None:
     parser.add_argument("--babble-seconds", type=float, default=4.0)
     parser.add_argument("--babble-batch", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for generation")
+    parser.add_argument("--vocoder-temperatures", type=float, nargs="+", default=[1.0, 0.6],
+                        help="a vocoder row per sampling temperature (README's command: 0.6)")
     parser.add_argument("--out", help="keep the generated wavs here (default: a temp folder)")
     parser.add_argument("--doc", help="markdown file whose table to rewrite")
     args = parser.parse_args()
@@ -111,16 +115,18 @@ def main() -> None:
     rows = [row("real", None, refs)]
     rows.append(row("mulaw", refs, [mulaw.decode(mulaw.encode(a, 256), 256) for a in refs]))
 
-    start = time.perf_counter()
-    vocoded = []
-    for path, _ in files:
-        cfg = parse_key_values(GenerateConfig, [
-            f"checkpoint={VOCODER}", f"mel_from={path}", f"out={out / 'vocoder'}",
-            f"threads={args.threads}", "progress=false"])
-        vocoded.append(read_audio(generate(cfg)[0], RATE))
-    seconds = time.perf_counter() - start
-    rows.append(row("vocoder", refs, vocoded, checkpoint=str(VOCODER.relative_to(ROOT)),
-                    generate_s=round(seconds, 1)))
+    for temperature in args.vocoder_temperatures:
+        system = "vocoder" if temperature == 1.0 else f"vocoder_t{temperature:g}"
+        start = time.perf_counter()
+        vocoded = []
+        for path, _ in files:
+            cfg = parse_key_values(GenerateConfig, [
+                f"checkpoint={VOCODER}", f"mel_from={path}", f"out={out / system}",
+                f"temperature={temperature}", f"threads={args.threads}", "progress=false"])
+            vocoded.append(read_audio(generate(cfg)[0], RATE))
+        seconds = time.perf_counter() - start
+        rows.append(row(system, refs, vocoded, checkpoint=str(VOCODER.relative_to(ROOT)),
+                        temperature=temperature, generate_s=round(seconds, 1)))
 
     start = time.perf_counter()
     cfg = parse_key_values(GenerateConfig, [

@@ -240,7 +240,8 @@ def test_the_reference_table_script_runs_on_the_demo_speech(extra, demo_root, re
     capsys.readouterr()
     runpy.run_path(str(script), run_name="__main__")
     rows = {r["system"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert list(rows) == ["real", "mulaw", "vocoder", "babble", "other_words"]
+    assert list(rows) == ["real", "mulaw", "vocoder", "vocoder_t0.6", "babble", "other_words"]
+    assert rows["vocoder_t0.6"]["temperature"] == 0.6
     assert rows["mulaw"]["pesq_wb"] > rows["vocoder"]["pesq_wb"] > 1.0
     assert rows["vocoder"]["stoi"] > rows["other_words"]["stoi"]
     text = doc.read_text()

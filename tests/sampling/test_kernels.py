@@ -256,13 +256,17 @@ def generated(model, impl, temperature, threads=1, batch=2, **kw):
 
 @needs_numba
 @pytest.mark.parametrize("temperature", [0.0, 0.7, 1.3])
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads, batch", [(1, 2), (2, 2), (2, 1)])
 @pytest.mark.parametrize("output", ["mol", "gaussian"])
-def test_continuous_draws_equal_the_reference_draws_in_float64(temperature, threads, output):
+def test_continuous_draws_equal_the_reference_draws_in_float64(temperature, threads, batch,
+                                                               output, monkeypatch):
+    """float64 (libm gates); batch 1 on 2 threads runs the pair (cores taken as free)."""
+    monkeypatch.setattr(cached, "busy_cores", lambda: 0.0)
     model = small_model(output=output, dtype=torch.float64)
-    prime = torch.randint(0, 2**16, (2, 40), generator=torch.Generator().manual_seed(1))
-    reference = generated(model, "reference", temperature, prime=prime)
-    assert torch.equal(generated(model, "compiled", temperature, threads, prime=prime), reference)
+    prime = torch.randint(0, 2**16, (batch, 40), generator=torch.Generator().manual_seed(1))
+    reference = generated(model, "reference", temperature, batch=batch, prime=prime)
+    assert torch.equal(generated(model, "compiled", temperature, threads, batch, prime=prime),
+                       reference)
     assert len(reference.unique()) > (1 if temperature == 0 else 100)  # not stuck on one code
 
 
