@@ -257,14 +257,19 @@ def int8_dot_available() -> bool:
     return numba is not None and _LANES > 0
 
 
+def _wait(sync, at, count):
+    """Spin until the counter at sync[at] reaches count (counters only grow)."""
+    spins = 0
+    while _load_acquire(sync, at) < count:
+        spins += 1
+        _relax(spins > _SPINS)
+
+
 def _barrier(sync, part, parts, count):
-    """Wait until every part has arrived at barrier `count` (counters only grow)."""
+    """Wait until every part has arrived at barrier `count`."""
     _store_release(sync, part * _LINE, count)
     for q in range(parts):
-        spins = 0
-        while _load_acquire(sync, q * _LINE) < count:
-            spins += 1
-            _relax(spins > _SPINS)
+        _wait(sync, q * _LINE, count)
 
 
 def _project(x, w, scale, out, xq):
@@ -690,14 +695,6 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
             first_logits[r] = logits[r]
 
 
-def _wait(sync, at, count):
-    """Spin until the counter at sync[at] reaches count (counters only grow)."""
-    spins = 0
-    while _load_acquire(sync, at) < count:
-        spins += 1
-        _relax(spins > _SPINS)
-
-
 def _handed(layers):
     """Layers (the first ones) whose older taps `_run_pair`'s role 1 computes: 7/15 of them,
     which balanced the two threads best on the default model (see `_run_pair`)."""
@@ -842,6 +839,7 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
 
 if numba is not None:
     _tanh = numba.njit(fastmath=True, cache=True, inline="always")(_tanh)
+    _wait = numba.njit(cache=True, inline="always")(_wait)
     _barrier = numba.njit(cache=True)(_barrier)
     _project_float = numba.njit(fastmath=True, cache=True)(_project)
     _absmax = numba.njit(fastmath=True, cache=True)(_absmax)
@@ -873,7 +871,6 @@ if numba is not None:
     _next_code = numba.njit(cache=True, inline="always")(_next_code)
     _head = numba.njit(fastmath=True, cache=True, inline="always")(_head)
     _run_part = numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")(_run_part)
-    _wait = numba.njit(cache=True, inline="always")(_wait)
     _handed = numba.njit(cache=True, inline="always")(_handed)
     _older_taps = numba.njit(fastmath=True, cache=True, error_model="numpy")(_older_taps)
     _run_pair = numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")(_run_pair)
@@ -1118,10 +1115,10 @@ def _run(weights, state, logits, uniforms, temperature, threads, local, forced, 
     elif pair and threads >= 2:
         groups = max(1, min(batch, threads // 2))
         bounds = [p * batch // groups for p in range(groups + 1)]
+        layers, gate = weights.arrays[11].shape[1:]  # the gate scales: (1, layers, gate)
         jobs = []
         for b0, b1 in zip(bounds[:-1], bounds[1:], strict=True):
             args = rows_args(b0, b1, 1)
-            layers, gate = weights.arrays[11].shape[1:]  # the gate scales: (1, layers, gate)
             exchange = (np.zeros(2 * _LINE, np.int64), np.zeros(b1 - b0, np.int64),
                         np.empty((layers, b1 - b0, gate // 2), dt),
                         np.empty((layers, b1 - b0, gate), dt))
