@@ -120,6 +120,7 @@ def check(ckpt: dict[str, Any], training: bool = False) -> None:
         if ckpt.get(key) is not None:
             check_float(key, ckpt[key], 0, 1e12)
     check_float("preemphasis", ckpt.get("preemphasis", 0.0), 0, 0.99)
+    check_float("temperature", ckpt.get("temperature", 1.0), 0, 1e3)
     with torch.device("meta"):  # shapes only: nothing is allocated
         skeleton = WaveNet(config, speakers=len(names))
     shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
@@ -163,16 +164,27 @@ def check_weights(name: str, weights: object, shapes: dict[str, tuple[int, ...]]
 
 # What generation and evaluation read; `export` keeps only these (no optimizer, RNG, ...).
 INFERENCE_KEYS = ("model", "model_config", "sample_rate", "classes", "preemphasis", "speakers",
-                  "config", "step", "best_val_bits", "wall_s")
+                  "temperature", "config", "step", "best_val_bits", "wall_s")
 
 
-def export(src: str | Path, dst: str | Path) -> dict[str, Any]:
+def export(src: str | Path, dst: str | Path, temperature: float | None = None
+           ) -> dict[str, Any]:
     """Write a slim copy of checkpoint `src` to `dst`: the inference keys only (the weights
-    `wavenet-generate` uses, EMA when the run had it), a fraction of the size. Returns it."""
+    `wavenet-generate` uses, EMA when the run had it), a fraction of the size, with
+    `temperature` as its sampling temperature when given. Returns it."""
     ckpt = load(src)
     slim = {k: ckpt[k] for k in INFERENCE_KEYS if k in ckpt}
+    if temperature is not None:
+        check_float("temperature", temperature, 0, 1e3)
+        slim["temperature"] = float(temperature)
     save(dst, slim)
     return slim
+
+
+def temperature(ckpt: dict[str, Any]) -> float:
+    """The temperature `wavenet-generate` samples a checkpoint at by default: its run's
+    `train.sample_temperature` (or export's), 1.0 for checkpoints that name none."""
+    return float(ckpt.get("temperature", 1.0))
 
 
 def preemphasis(ckpt: dict[str, Any]) -> float:

@@ -105,10 +105,15 @@ class TrainConfig:
     checkpoint_minutes: float = 0.5
     max_bad_steps: int = 10  # stop after this many non-finite losses/gradients in a row
     sample_seconds: float = 1.0  # length of the sample generated at each validation; 0 disables
+    # The temperature of the validation samples, saved in the checkpoints as the one
+    # wavenet-generate draws at unless told otherwise (0.6 for the vocoders: docs/conditioning.md).
     sample_temperature: float = 1.0
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     resume: str = "auto"  # auto: continue from the run dir's last checkpoint; never; or a path
+    # A fresh run starts from this checkpoint's weights (the same model; fine-tuning): step 0,
+    # a new optimizer and schedule. A resumed run continues from its own checkpoint instead.
+    init: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -130,6 +135,8 @@ class TrainConfig:
                              "never move")
         if self.resume == "":
             raise ValueError("train.resume is empty: give auto, never or a checkpoint path")
+        if self.init == "":
+            raise ValueError("train.init is empty: give a checkpoint path or leave it unset")
         choices = {"lr_schedule": ("cosine", "inverse_sqrt"), "device": ("auto", "cpu", "cuda"),
                    "precision": ("fp32", "bf16", "auto")}
         for name, allowed in choices.items():
@@ -157,7 +164,9 @@ class GenerateConfig:
     checkpoint: str = str(PRETRAINED)
     seconds: float = 2.0  # length of each generated file
     batch: int = 1  # number of files generated at once
-    temperature: float = 1.0  # softmax temperature; 0 is greedy
+    # Sampling temperature (0 is greedy); unset: the checkpoint's own (its run's
+    # train.sample_temperature; 0.6 for the shipped vocoder), 1.0 where it names none.
+    temperature: float | None = None
     seed: int = 0
     prime: str | None = None  # wav/flac file whose samples start every output
     prime_seconds: float = 1.0  # length of the prime's end that is used (and kept in the output)
@@ -176,7 +185,8 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         check_float("seconds", self.seconds, 0, MAX_SECONDS, low_open=True)
         check_int("batch", self.batch, 1, MAX_BATCH)
-        check_float("temperature", self.temperature, 0, 1e3)
+        if self.temperature is not None:
+            check_float("temperature", self.temperature, 0, 1e3)
         check_float("prime_seconds", self.prime_seconds, 0, MAX_SECONDS, low_open=True)
         check_int("threads", self.threads, 0, 4096)
         check_int("seed", self.seed, 0, 2**63 - 1)

@@ -62,6 +62,7 @@ TRAIN_CASES = [
     ("train.device=tpu", ["train.device", "tpu"]),
     ("train.lr_schedule=linear", ["train.lr_schedule", "linear"]),
     ("train.resume=", ["train.resume"]),
+    ("train.init=", ["train.init"]),
     ("data.val_fraction=nan", ["data.val_fraction"]),
     ("data.val_fraction=1", ["data.val_fraction"]),
     ("data.sample_rate=0", ["data.sample_rate"]),
@@ -191,3 +192,20 @@ def test_resume_from_a_named_bad_checkpoint(world, tmp_path, capsys, monkeypatch
                             f"hydra.run.dir={run}", f"train.resume={bad}")
     one_line(capsys, call, names=["bad.pt"])
     assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing but the lock
+
+
+@pytest.mark.parametrize("override,names", [
+    ("model.residual_channels=8", ["last.pt", "train.init", "residual_channels=", "configured 8"]),
+    ("data.preemphasis=0.5", ["last.pt", "train.init", "preemphasis 0.0", "configured 0.5"]),
+    ("data.sample_rate=8000", ["last.pt", "train.init", "sample_rate 16000", "configured 8000"]),
+])
+def test_init_from_another_model_writes_nothing(world, tmp_path, override, names, capsys,
+                                                monkeypatch):
+    """train.init names a checkpoint of another model, rate or pre-emphasis: one line naming
+    it and what differs, before anything but the lock is written."""
+    run = tmp_path / "fresh_run"
+    call = train_in_process(monkeypatch, world["base"], *TRAIN, f"data.root={world['data']}",
+                            f"hydra.run.dir={run}", f"train.init={world['run']}/checkpoints/last.pt",
+                            override)
+    one_line(capsys, call, names=["wavenet-train: error:", *names])
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]

@@ -324,3 +324,38 @@ def test_resume_from_a_path_continues_that_run_exactly(tmp_path, speech, run):
     assert same_weights(weights(second / "checkpoints" / "last.pt"),
                         weights(straight / "checkpoints" / "last.pt"))
     assert checkpoint.load(first / "checkpoints" / "last.pt")["step"] == 3  # left as it was
+
+
+def test_init_starts_a_fresh_run_from_another_runs_weights(tmp_path, speech, run):
+    """train.init=PATH: step 0 with PATH's weights (an lr of 1e-30 keeps them through a step),
+    a fresh schedule; a run without it starts elsewhere; a resumed run ignores it."""
+    source, tuned, fresh = tmp_path / "source", tmp_path / "tuned", tmp_path / "fresh"
+    run(source, speech, "train.max_steps=3", "train.sample_temperature=0.5")
+    start = weights(source / "checkpoints" / "last.pt")
+    still = ["train.lr=1e-30", "train.max_steps=1"]
+    run(tuned, speech, *still, f"train.init={source / 'checkpoints' / 'last.pt'}")
+    run(fresh, speech, *still)
+    tuned_last = checkpoint.load(tuned / "checkpoints" / "last.pt")
+    assert tuned_last["step"] == 1 and [s for s, _, _ in losses(tuned)] == [1]
+    assert all(torch.allclose(tuned_last["model"][k], start[k], atol=1e-6) for k in start)
+    assert not same_weights(weights(fresh / "checkpoints" / "last.pt"), start)
+    assert tuned_last["optimizer"]["state"][0]["step"] == 1  # a fresh optimizer (source: 3)
+    # Resuming the tuned run continues it; train.init (another run now) is not read again.
+    run(tuned, speech, "train.lr=1e-30", "train.max_steps=2",
+        f"train.init={fresh / 'checkpoints' / 'last.pt'}")
+    resumed = checkpoint.load(tuned / "checkpoints" / "last.pt")
+    assert resumed["step"] == 2 and [s for s, _, _ in losses(tuned)] == [1, 2]
+    assert all(torch.allclose(resumed["model"][k], start[k], atol=1e-6) for k in start)
+
+
+def test_checkpoints_carry_the_sample_temperature(tmp_path, speech, run):
+    """train.sample_temperature is saved as the checkpoint's temperature, kept by export, and
+    export can set another."""
+    run(tmp_path, speech, "train.max_steps=1", "train.sample_temperature=0.7")
+    last = tmp_path / "checkpoints" / "last.pt"
+    assert checkpoint.temperature(checkpoint.load(last)) == 0.7
+    assert checkpoint.export(last, tmp_path / "slim.pt")["temperature"] == 0.7
+    checkpoint.export(last, tmp_path / "cold.pt", temperature=0.25)
+    assert checkpoint.temperature(checkpoint.load(tmp_path / "cold.pt")) == 0.25
+    with pytest.raises(ValueError, match="temperature"):
+        checkpoint.export(last, tmp_path / "bad.pt", temperature=-1)

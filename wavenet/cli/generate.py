@@ -24,11 +24,12 @@ from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, utterance_mel
 from wavenet.model.network import WaveNet
 from wavenet.sampling.cached import generate, output_length, resolve_impl
 
-USAGE = """usage: wavenet-generate [checkpoint=PATH] [seconds=2] [batch=1] [temperature=1.0]
+USAGE = """usage: wavenet-generate [checkpoint=PATH] [seconds=2] [batch=1] [temperature=T]
                         [seed=0] [prime=WAV] [prime_seconds=1.0] [out=DIR]
                         [speaker=NAME | speaker=[NAME,NAME,...]] [mel_from=WAV|NPY|PT]
                         [impl=auto|compiled|compiled-int8|reference] [threads=0] [progress=true]
 checkpoint defaults to the shipped model, data/pretrained/asterisk4-small.pt
+temperature defaults to the checkpoint's own (0.6 for the shipped vocoder), else 1.0
 speaker: for speaker-conditioned checkpoints (an unknown name lists the known ones)
 mel_from: for vocoder checkpoints; an audio file is re-synthesised from its own log-mel"""
 
@@ -131,7 +132,8 @@ def run(cfg: GenerateConfig) -> list[Path]:
     check_resources(model, out, batch, primed, samples, mel is not None)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    chunks = generate(model, samples, batch, cfg.temperature, prime, gen,
+    temperature = checkpoint.temperature(ckpt) if cfg.temperature is None else cfg.temperature
+    chunks = generate(model, samples, batch, temperature, prime, gen,
                       progress=cfg.progress, impl=cfg.impl, speaker=speaker, mel=mel)
     deemphasis = mulaw.Deemphasis(checkpoint.preemphasis(ckpt), batch)  # no-op without
     with output_files(paths, rate) as files:

@@ -33,7 +33,7 @@ from wavenet.data.layouts import find_audio
 from wavenet.errors import Interrupted, TrainingStopped, one_line
 from wavenet.files import atomic_write, locked_dir
 from wavenet.training.loop import train
-from wavenet.training.outputs import read_resume, resume_path
+from wavenet.training.outputs import read_init, read_resume, resume_path
 
 NAME = "wavenet-train"
 
@@ -93,11 +93,13 @@ def hydra_main(dcfg: DictConfig) -> None:
         with locked_dir(run_dir, NAME) if main_rank else nullcontext():
             if main_rank:
                 # What can be checked cheaply is, before the run's record changes: the data
-                # folder lists audio, and the checkpoint to resume continues this model.
+                # folder lists audio, and the checkpoint to resume (or start from) fits this model.
                 find_audio(cfg.data.root, cfg.data.layout)
                 path = resume_path(cfg, run_dir)
                 if path is not None:
                     read_resume(cfg, path)
+                elif cfg.train.init:
+                    read_init(cfg, Path(cfg.train.init))
                 write_record(run_dir, dcfg)
             train(cfg, run_dir, resolved)
     except Interrupted as e:  # SIGINT: 130 like any Ctrl-C'd tool; SIGTERM: a requested stop

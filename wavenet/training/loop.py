@@ -43,7 +43,7 @@ from wavenet.model.network import WaveNet
 from wavenet.training import distributed
 from wavenet.training.distributed import World
 from wavenet.training.ema import EMA
-from wavenet.training.outputs import RunOutputs, data_report
+from wavenet.training.outputs import RunOutputs, data_report, read_init
 from wavenet.training.state import StopSignals, TrainState, WallClock
 
 log = logging.getLogger("wavenet.train")
@@ -65,7 +65,7 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
         clock = WallClock()  # seconds trained, across resumes
         state = build_state(cfg, data, world, clock)
         out = RunOutputs(cfg, run_dir, resolved, state, data.speakers, world.main, clock)
-        restore(state, out, world, tc.ema_decay)
+        restore(state, out, world, tc)
         out.write_data_report(data.report)
         net, ddp = wrap(state.model, world, tc.compile)
         bad = 0  # non-finite steps in a row
@@ -295,21 +295,29 @@ def build_state(cfg: Config, data: TrainingData, world: World, clock: WallClock)
     return TrainState(model, optimizer, scheduler, data.crops, ema, tc.ema_eval)
 
 
-def restore(state: TrainState, out: RunOutputs, world: World, ema_decay: float) -> None:
-    """Continue from the checkpoint `train.resume` names, if any. Rank 0 reads it and hands it
-    to the others (so only rank 0 needs the run dir); an error on rank 0 stops every rank."""
-    found: object = None
+def restore(state: TrainState, out: RunOutputs, world: World, tc: TrainConfig) -> None:
+    """Continue from the checkpoint `train.resume` names, if any, or else start from the
+    weights of `train.init`, if set. Rank 0 reads them and hands them to the others (so only
+    rank 0 needs the run dir); an error on rank 0 stops every rank."""
+    found: object = (None, None)  # (checkpoint to resume, checkpoint to start from)
     if world.main:
         try:
-            found = out.read_resume()
+            resumed = out.read_resume()
+            init = None
+            if resumed is None and tc.init:
+                init = read_init(out.cfg, Path(tc.init), out.speakers)
+            found = (resumed, init)
         except (ValueError, OSError) as e:
             found = e
     found = world.broadcast(found)
     if isinstance(found, Exception):
         raise found
-    if found is not None:
-        state.load_state_dict(found, ema_decay)
-    out.resumed(found)
+    resumed, init = found
+    if resumed is not None:
+        state.load_state_dict(resumed, tc.ema_decay)
+    elif init is not None:
+        state.start_from(init["model"], tc.ema_decay)
+    out.resumed(resumed, init)
 
 
 def wrap(model: WaveNet, world: World, compile: bool

@@ -153,6 +153,31 @@ def read_resume(cfg: Config, path: Path, speakers: list[str] | None = None) -> d
     return ckpt
 
 
+def read_init(cfg: Config, path: Path, speakers: list[str] | None = None) -> dict:
+    """The checkpoint `train.init` names, checked to start a run of `cfg` (and `speakers`, when
+    known) from its weights: the same model, sample rate and pre-emphasis. CheckpointError
+    (one line naming the file) otherwise."""
+    ckpt = checkpoint.load(path)
+    saved, mc = asdict(checkpoint.model_config(ckpt)), asdict(cfg.model)
+    problems = []
+    if saved != mc:
+        changed = sorted(k for k in mc if saved.get(k) != mc[k])
+        problems.append("model " + ", ".join(f"{k}={saved.get(k)} (configured {mc[k]})"
+                                              for k in changed))
+    if speakers is not None and checkpoint.speakers(ckpt) != speakers:
+        problems.append(f"speakers {checkpoint.speakers(ckpt)} (the data's {speakers})")
+    if ckpt["sample_rate"] != cfg.data.sample_rate:
+        problems.append(f"sample_rate {ckpt['sample_rate']} (configured "
+                        f"{cfg.data.sample_rate})")
+    if checkpoint.preemphasis(ckpt) != cfg.data.preemphasis:
+        problems.append(f"preemphasis {checkpoint.preemphasis(ckpt)} (configured "
+                        f"{cfg.data.preemphasis})")
+    if problems:
+        raise checkpoint.CheckpointError(f"{path}: cannot start train.init from it: "
+                                         + "; ".join(problems))
+    return ckpt
+
+
 class RunOutputs:
     """The run directory of one training run: checkpoints, metrics, samples, figures, report.
 
@@ -193,13 +218,16 @@ class RunOutputs:
             atomic_write(self.run_dir / "data_report.json",
                          (json.dumps(report_, indent=1) + "\n").encode(), durable=False)
 
-    def resumed(self, ckpt: dict | None) -> None:
+    def resumed(self, ckpt: dict | None, init: dict | None = None) -> None:
         """Note where this run starts: the wall time already trained, and drop metrics past it."""
         if ckpt is not None:
             self.wall_s.resume(ckpt.get("wall_s", 0.0))
             if self.resume_path() == self.last:
                 self.saved_step = self.state.step
             log.info("resumed from %s at step %d", self.resume_path(), self.state.step)
+        elif init is not None:
+            log.info("starting from step 0 with the weights of %s (step %d of its run)",
+                     self.cfg.train.init, init["step"])
         else:
             log.info("starting from step 0")
         if self.main:
@@ -243,7 +271,7 @@ class RunOutputs:
         mc, dc = self.cfg.model, self.cfg.data
         checkpoint.save(path, {
             "model_config": asdict(mc), "sample_rate": dc.sample_rate, "classes": mc.classes,
-            "preemphasis": dc.preemphasis,
+            "preemphasis": dc.preemphasis, "temperature": self.cfg.train.sample_temperature,
             "speakers": self.speakers, "config": self.resolved, **self.state.state_dict(),
             "wall_s": self.wall_s()})
 

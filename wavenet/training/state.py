@@ -81,6 +81,13 @@ class TrainState:
             raise CheckpointError(f"checkpoint at step {ckpt.get('step')}: cannot resume its "
                                   f"training state ({one_line(e, 200)})") from e
 
+    def start_from(self, weights: dict, ema_decay: float) -> None:
+        """Step 0 from another run's (checked) weights: the model and its average start there;
+        optimizer, schedule and crops stay fresh."""
+        self.model.load_state_dict(weights)
+        if self.ema is not None:
+            self.ema = EMA(self.model, ema_decay)
+
     def _load(self, ckpt: dict, ema_decay: float) -> None:
         self.model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
         self.optimizer.load_state_dict(ckpt["optimizer"])
