@@ -64,3 +64,22 @@ def test_an_unknown_impl_is_one_line(tiny_checkpoint, tmp_path, cli_main):
     proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", "impl=quantum",
                     f"out={tmp_path}")
     one_line_error(proc, "wavenet-generate: error:", "impl", "quantum")
+
+
+def test_temperature_defaults_to_the_checkpoints_own(tiny_checkpoint, tmp_path, cli_main):
+    """No temperature=: a checkpoint's own temperature (export's or its run's
+    train.sample_temperature), 1.0 for one that names none; temperature= overrides either."""
+    cold = tmp_path / "cold.pt"
+    checkpoint.export(tiny_checkpoint, cold, temperature=0.3)
+
+    def drawn(ckpt: Path, *args: str) -> np.ndarray:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        proc = cli_main("wavenet-generate", f"checkpoint={ckpt}", "seconds=0.05", "seed=2",
+                        f"out={out}", "progress=false", *args, ok=True)
+        return sf.read(proc.stdout.strip())[0]
+
+    assert "temperature" not in checkpoint.load(tiny_checkpoint)
+    default = drawn(cold)
+    assert np.array_equal(default, drawn(cold, "temperature=0.3"))
+    assert not np.array_equal(default, drawn(cold, "temperature=1.0"))
+    assert np.array_equal(drawn(tiny_checkpoint), drawn(cold, "temperature=1"))
