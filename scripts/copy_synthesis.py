@@ -8,7 +8,8 @@ and compared, with wavenet.metrics.listening.copy_synthesis_scores (SPTK mel-cep
 log-mel distance, wide-band PESQ, STOI; needs `pip install 'wavenet[metrics]'`), against the
 systems below; each row also gives DNSMOS P.835/P.808 of the system's own audio (sig, bak, ovrl,
 p808), so the μ-law row is the goal a vocoder's DNSMOS is measured against:
-  vocoder       the vocoder re-synthesising it from its own log-mel (temperature --temperature)
+  vocoder       the vocoder re-synthesising it from its own log-mel (at --temperature; by default
+                the checkpoint's own, as wavenet-generate draws)
   unconditioned an unconditioned model's free output of the same length (--baseline): the
                 distance of speech-like audio that does not follow the mel
   mulaw         the original quantised to 8-bit μ-law and back: the floor of any 8-bit model
@@ -92,7 +93,8 @@ def main() -> None:
     parser.add_argument("--baseline", help="unconditioned checkpoint for the reference row")
     parser.add_argument("--files", type=int, default=0, help="first N files only (0 = all)")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float,
+                        help="sampling temperature (default: each checkpoint's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", help="folder for example wavs")
@@ -114,17 +116,22 @@ def main() -> None:
         refs.append(audio[: usable_samples(len(audio), cfg)])
     systems = {"mulaw": ([mulaw.decode(mulaw.encode(a, 256), 256) for a in refs], {})}
     threads = args.threads or torch.get_num_threads()
-    voc, seconds = synthesise(vocoder, rate, refs, args.batch, args.temperature, args.seed, True,
+    temperature = checkpoint.temperature(ckpt) if args.temperature is None else args.temperature
+    voc, seconds = synthesise(vocoder, rate, refs, args.batch, temperature, args.seed, True,
                               threads, checkpoint.preemphasis(ckpt))
     systems["vocoder"] = (voc, {"checkpoint": args.vocoder, "step": ckpt["step"],
+                                "temperature": temperature,
                                 "train_wall_s": round(ckpt.get("wall_s", 0.0)),
                                 "generate_samples_per_s": round(sum(map(len, refs)) / seconds)})
     if args.baseline:
         base_ckpt = checkpoint.load(args.baseline)
         base = checkpoint.build_model(base_ckpt)
-        out, seconds = synthesise(base, rate, refs, args.batch, args.temperature, args.seed,
+        base_temperature = (checkpoint.temperature(base_ckpt) if args.temperature is None
+                            else args.temperature)
+        out, seconds = synthesise(base, rate, refs, args.batch, base_temperature, args.seed,
                                   False, threads, checkpoint.preemphasis(base_ckpt))
         systems["unconditioned"] = (out, {"checkpoint": args.baseline, "step": base_ckpt["step"],
+                                          "temperature": base_temperature,
                                           "generate_samples_per_s":
                                               round(sum(map(len, refs)) / seconds)})
     for name, (tests, extra) in systems.items():

@@ -111,6 +111,7 @@ def test_copy_synthesis_scores_the_shipped_vocoder_on_one_file(fake_run, repo_ro
                timeout=600)
     rows = {r["system"]: r for r in json_lines(proc.stdout)}
     assert set(rows) == {"mulaw", "vocoder"}
+    assert rows["vocoder"]["temperature"] == 0.6  # the shipped vocoder's own
     # The μ-law round trip is the floor: the vocoder cannot be closer to the source than it,
     # nor, 8-bit noise and all, sound cleaner than it.
     assert rows["mulaw"]["log_mel_distance_db"] < rows["vocoder"]["log_mel_distance_db"]
