@@ -203,9 +203,8 @@ def test_init_from_another_model_writes_nothing(world, tmp_path, override, names
                                                 monkeypatch):
     """train.init names a checkpoint of another model, rate or pre-emphasis: one line naming
     it and what differs, before anything but the lock is written."""
-    run = tmp_path / "fresh_run"
+    run, init = tmp_path / "fresh_run", world["run"] / "checkpoints" / "last.pt"
     call = train_in_process(monkeypatch, world["base"], *TRAIN, f"data.root={world['data']}",
-                            f"hydra.run.dir={run}", f"train.init={world['run']}/checkpoints/last.pt",
-                            override)
+                            f"hydra.run.dir={run}", f"train.init={init}", override)
     one_line(capsys, call, names=["wavenet-train: error:", *names])
     assert sorted(p.name for p in run.iterdir()) == [".lock"]
