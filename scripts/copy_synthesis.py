@@ -116,7 +116,7 @@ def main() -> None:
         refs.append(audio[: usable_samples(len(audio), cfg)])
     systems = {"mulaw": ([mulaw.decode(mulaw.encode(a, 256), 256) for a in refs], {})}
     threads = args.threads or torch.get_num_threads()
-    temperature = checkpoint.temperature(ckpt) if args.temperature is None else args.temperature
+    temperature = checkpoint.temperature(ckpt, args.temperature)
     voc, seconds = synthesise(vocoder, rate, refs, args.batch, temperature, args.seed, True,
                               threads, checkpoint.preemphasis(ckpt))
     systems["vocoder"] = (voc, {"checkpoint": args.vocoder, "step": ckpt["step"],
@@ -126,8 +126,7 @@ def main() -> None:
     if args.baseline:
         base_ckpt = checkpoint.load(args.baseline)
         base = checkpoint.build_model(base_ckpt)
-        base_temperature = (checkpoint.temperature(base_ckpt) if args.temperature is None
-                            else args.temperature)
+        base_temperature = checkpoint.temperature(base_ckpt, args.temperature)
         out, seconds = synthesise(base, rate, refs, args.batch, base_temperature, args.seed,
                                   False, threads, checkpoint.preemphasis(base_ckpt))
         systems["unconditioned"] = (out, {"checkpoint": args.baseline, "step": base_ckpt["step"],

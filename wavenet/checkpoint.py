@@ -181,10 +181,10 @@ def export(src: str | Path, dst: str | Path, temperature: float | None = None
     return slim
 
 
-def temperature(ckpt: dict[str, Any]) -> float:
-    """The temperature `wavenet-generate` samples a checkpoint at by default: its run's
-    `train.sample_temperature` (or export's), 1.0 for checkpoints that name none."""
-    return float(ckpt.get("temperature", 1.0))
+def temperature(ckpt: dict[str, Any], given: float | None = None) -> float:
+    """The temperature to sample a checkpoint at: `given` when set, else the checkpoint's own
+    (its run's `train.sample_temperature`, or export's), 1.0 for checkpoints that name none."""
+    return float(ckpt.get("temperature", 1.0)) if given is None else given
 
 
 def preemphasis(ckpt: dict[str, Any]) -> float:

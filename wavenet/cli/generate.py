@@ -132,7 +132,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
     check_resources(model, out, batch, primed, samples, mel is not None)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    temperature = checkpoint.temperature(ckpt) if cfg.temperature is None else cfg.temperature
+    temperature = checkpoint.temperature(ckpt, cfg.temperature)
     chunks = generate(model, samples, batch, temperature, prime, gen,
                       progress=cfg.progress, impl=cfg.impl, speaker=speaker, mel=mel)
     deemphasis = mulaw.Deemphasis(checkpoint.preemphasis(ckpt), batch)  # no-op without
