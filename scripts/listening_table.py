@@ -6,9 +6,10 @@ Held-out files: split_by_file(all files, 0.1), the split the shipped models were
 per speaker the --per-speaker longest of at most --max-seconds. Rows, one JSON line each:
   real          the held-out recordings themselves (DNSMOS)
   mulaw         their 8-bit μ-law round trip, the floor of any 8-bit model
-  vocoder       the shipped vocoder's copy synthesis (wavenet-generate mel_from=FILE)
+  vocoder       the shipped vocoder's copy synthesis at temperature 1 (wavenet-generate
+                mel_from=FILE temperature=1.0)
   vocoder_tT    the same at temperature T (--vocoder-temperatures; 0.6 by default, the
-                README's command)
+                vocoder's own default)
   babble        the shipped unconditioned model's free output (wavenet-generate seconds=4 batch=6)
   other_words   another held-out recording of the same speaker (the next longest), scored
                 against the file: the copy-synthesis scores of the right voice saying other words
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--babble-batch", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for generation")
     parser.add_argument("--vocoder-temperatures", type=float, nargs="+", default=[1.0, 0.6],
-                        help="a vocoder row per sampling temperature (README's command: 0.6)")
+                        help="a vocoder row per sampling temperature (its own default: 0.6)")
     parser.add_argument("--out", help="keep the generated wavs here (default: a temp folder)")
     parser.add_argument("--doc", help="markdown file whose table to rewrite")
     args = parser.parse_args()

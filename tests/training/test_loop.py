@@ -328,7 +328,7 @@ def test_resume_from_a_path_continues_that_run_exactly(tmp_path, speech, run):
 
 def test_init_starts_a_fresh_run_from_another_runs_weights(tmp_path, speech, run):
     """train.init=PATH: step 0 with PATH's weights (an lr of 1e-30 keeps them through a step),
-    a fresh schedule; a run without it starts elsewhere; a resumed run ignores it."""
+    a fresh optimizer; a run without it starts elsewhere; a resumed run ignores it."""
     source, tuned, fresh = tmp_path / "source", tmp_path / "tuned", tmp_path / "fresh"
     run(source, speech, "train.max_steps=3", "train.sample_temperature=0.5")
     start = weights(source / "checkpoints" / "last.pt")
