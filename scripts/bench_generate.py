@@ -101,8 +101,9 @@ def bandwidths(quick: bool) -> dict:
     return out
 
 
-def build(model_name: str, checkpoint_path: str | None, condition: str,
-          output: str | None = None) -> tuple[str, WaveNet]:
+def build(
+    model_name: str, checkpoint_path: str | None, condition: str, output: str | None = None
+) -> tuple[str, WaveNet]:
     """(name to report, model in eval mode): from a checkpoint, or conf/model/NAME.yaml with
     the conditioning of `condition` (none, speaker, mel or both) and the output distribution
     `output` (default: the config's)."""
@@ -141,17 +142,25 @@ def rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def run(model: WaveNet, impl: str, samples: int, batch: int, threads: int,
-        sink: Path | None = None) -> dict:
+def run(
+    model: WaveNet, impl: str, samples: int, batch: int, threads: int, sink: Path | None = None
+) -> dict:
     """Generate `samples` per item; with a sink, stream them to a wav file as generate.py does."""
     generator = torch.Generator().manual_seed(0)
     if impl == "naive":
         # Primed with a whole receptive field, so every forward covers what a real step sees.
-        prime = torch.randint(0, model.config.codec.classes, (batch, model.receptive_field),
-                              generator=generator)
+        prime = torch.randint(
+            0, model.config.codec.classes, (batch, model.receptive_field), generator=generator
+        )
         cond = conditioning(model, model.receptive_field + samples, batch)
-        generate_naive(model, samples, batch, prime=prime.to(model.embed.weight.device),
-                       generator=generator, **cond)
+        generate_naive(
+            model,
+            samples,
+            batch,
+            prime=prime.to(model.embed.weight.device),
+            generator=generator,
+            **cond,
+        )
         return {}
     cond = conditioning(model, samples, batch)
     rss = []
@@ -159,8 +168,9 @@ def run(model: WaveNet, impl: str, samples: int, batch: int, threads: int,
         import soundfile as sf  # only long mode writes audio
 
         f = sf.SoundFile(sink, "w", RATE, batch, "PCM_16")
-    for chunk in generate(model, samples, batch, generator=generator, impl=impl,
-                          threads=threads, **cond):
+    for chunk in generate(
+        model, samples, batch, generator=generator, impl=impl, threads=threads, **cond
+    ):
         if sink:
             f.write(model.config.codec.decode(chunk.cpu()).t().numpy())
         rss.append(rss_mb())
@@ -228,17 +238,37 @@ for line in sys.stdin:
 class Baseline:
     """An older checkout's `compiled` path in a subprocess (PYTHONPATH=root), timed on demand."""
 
-    def __init__(self, root: str, model: WaveNet, batch: int, threads: int, samples: int,
-                 tmp: Path):
+    def __init__(
+        self, root: str, model: WaveNet, batch: int, threads: int, samples: int, tmp: Path
+    ):
         path = tmp / "baseline_model.pt"
         defaults = {f.name: f.default for f in dataclasses.fields(model.config)}
-        torch.save({"config": dataclasses.asdict(model.config), "defaults": defaults,
-                    "speakers": model.speakers, "state": model.state_dict()}, path)
+        torch.save(
+            {
+                "config": dataclasses.asdict(model.config),
+                "defaults": defaults,
+                "speakers": model.speakers,
+                "state": model.state_dict(),
+            },
+            path,
+        )
         env = {**os.environ, "PYTHONPATH": str(Path(root).resolve())}
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", BASELINE_WORKER, str(path), str(batch), str(threads),
-             str(samples)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-            cwd=tmp)
+            [
+                sys.executable,
+                "-c",
+                BASELINE_WORKER,
+                str(path),
+                str(batch),
+                str(threads),
+                str(samples),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp,
+        )
         self.first_call_s = json.loads(self.proc.stdout.readline())["first_call_s"]
 
     def time(self) -> float:
@@ -251,8 +281,7 @@ class Baseline:
         self.proc.wait(timeout=60)
 
 
-def end_to_end(ckpt: str, seconds_list: list[float], threads: int, repeats: int,
-               tmp: Path) -> None:
+def end_to_end(ckpt: str, seconds_list: list[float], threads: int, repeats: int, tmp: Path) -> None:
     """Wall time of whole `wavenet-generate` processes, printed as JSON lines."""
     exe = shutil.which("wavenet-generate") or str(Path(sys.executable).parent / "wavenet-generate")
     for seconds in seconds_list:
@@ -261,16 +290,38 @@ def end_to_end(ckpt: str, seconds_list: list[float], threads: int, repeats: int,
             for _ in range(repeats):
                 before = load()
                 start = time.perf_counter()
-                subprocess.run([exe, f"checkpoint={ckpt}", f"seconds={seconds}", f"impl={impl}",
-                                f"threads={threads}", f"out={tmp / 'e2e'}", "progress=false"],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        exe,
+                        f"checkpoint={ckpt}",
+                        f"seconds={seconds}",
+                        f"impl={impl}",
+                        f"threads={threads}",
+                        f"out={tmp / 'e2e'}",
+                        "progress=false",
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
                 runs.append(time.perf_counter() - start)
             wall = statistics.median(runs)
-            print(json.dumps({
-                "kind": "end_to_end", "checkpoint": ckpt, "impl": impl, "audio_seconds": seconds,
-                "threads": threads, "wall_s": round(wall, 2), "runs_s": [round(r, 2) for r in runs],
-                "realtime_factor": round(seconds / wall, 3), "load": [before, load()],
-                "cpu": cpu_model()}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "kind": "end_to_end",
+                        "checkpoint": ckpt,
+                        "impl": impl,
+                        "audio_seconds": seconds,
+                        "threads": threads,
+                        "wall_s": round(wall, 2),
+                        "runs_s": [round(r, 2) for r in runs],
+                        "realtime_factor": round(seconds / wall, 3),
+                        "load": [before, load()],
+                        "cpu": cpu_model(),
+                    }
+                ),
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -280,18 +331,34 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16000, help="per stream, cached paths")
     parser.add_argument("--naive-samples", type=int, default=40, help="per stream, naive path")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per path")
-    parser.add_argument("--seconds", type=float, help="long mode: this much 16 kHz audio per "
-                        "stream, streamed to a temporary wav (cached paths only)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        help="long mode: this much 16 kHz audio per "
+        "stream, streamed to a temporary wav (cached paths only)",
+    )
     parser.add_argument("--model", default="wavenet", help="conf/model/NAME.yaml, random weights")
     parser.add_argument("--checkpoint", help="benchmark a trained checkpoint instead of --model")
-    parser.add_argument("--condition", choices=["none", "speaker", "mel", "both"],
-                        default="none", help="conditioning added to --model")
-    parser.add_argument("--output", nargs="+", choices=list(OUTPUTS),
-                        help="output distributions of --model to time side by side")
+    parser.add_argument(
+        "--condition",
+        choices=["none", "speaker", "mel", "both"],
+        default="none",
+        help="conditioning added to --model",
+    )
+    parser.add_argument(
+        "--output",
+        nargs="+",
+        choices=list(OUTPUTS),
+        help="output distributions of --model to time side by side",
+    )
     parser.add_argument("--impl", nargs="+", choices=[*PATHS, "all"], default=["all"])
     parser.add_argument("--baseline", help="also time this checkout's compiled path")
-    parser.add_argument("--end-to-end", nargs="*", metavar="CKPT",
-                        help="time wavenet-generate processes on these checkpoints")
+    parser.add_argument(
+        "--end-to-end",
+        nargs="*",
+        metavar="CKPT",
+        help="time wavenet-generate processes on these checkpoints",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--quick", action="store_true", help="tiny settings (CI smoke test)")
@@ -306,11 +373,18 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     bw = bandwidths(args.quick) if args.device == "cpu" else {}
-    machine = {"kind": "machine", "cpu": cpu_model(), **cpu_id(), "cores": os.cpu_count(),
-               "l2_bytes_per_core": l2_bytes(), **bw, "torch": torch.__version__,
-               "numba": getattr(sys.modules.get("numba"), "__version__", None),
-               "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
-               "load": load()}
+    machine = {
+        "kind": "machine",
+        "cpu": cpu_model(),
+        **cpu_id(),
+        "cores": os.cpu_count(),
+        "l2_bytes_per_core": l2_bytes(),
+        **bw,
+        "torch": torch.__version__,
+        "numba": getattr(sys.modules.get("numba"), "__version__", None),
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+        "load": load(),
+    }
     print(json.dumps(machine), flush=True)
     models = {}
     for output in args.output or [None]:
@@ -318,11 +392,14 @@ def main() -> None:
         models[model.config.output] = (name, model.to(args.device, DTYPES[args.dtype]))
     name, model = next(iter(models.values()))  # the baseline's
     on_cpu, wanted = args.device == "cpu", set(args.impl)
-    runs_here = {"compiled": on_cpu and numba_kernel.available() and args.dtype != "bfloat16",
-                 "compiled-bf16": on_cpu and numba_kernel.available() and args.dtype == "float32",
-                 "compiled-int8": on_cpu and numba_kernel.int8_dot_available()
-                 and args.dtype == "float32",
-                 "reference": True, "cuda-graph": not on_cpu, "naive": True}
+    runs_here = {
+        "compiled": on_cpu and numba_kernel.available() and args.dtype != "bfloat16",
+        "compiled-bf16": on_cpu and numba_kernel.available() and args.dtype == "float32",
+        "compiled-int8": on_cpu and numba_kernel.int8_dot_available() and args.dtype == "float32",
+        "reference": True,
+        "cuda-graph": not on_cpu,
+        "naive": True,
+    }
     impls = [i for i in PATHS if runs_here[i] and ("all" in wanted or i in wanted)]
     jobs = [(output, impl) for output in models for impl in impls]
     samples = int(args.seconds * RATE) if args.seconds else args.samples
@@ -358,21 +435,36 @@ def main() -> None:
             n = args.naive_samples if impl == "naive" else samples
             seconds = statistics.median(runs)
             per_stream = n / seconds
-            facts = weight_facts(model, "compiled" if impl == "baseline" else impl,
-                                 1 if impl == "baseline" else args.threads, args.batch, bw)
+            facts = weight_facts(
+                model,
+                "compiled" if impl == "baseline" else impl,
+                1 if impl == "baseline" else args.threads,
+                args.batch,
+                bw,
+            )
             if impl == "baseline":
                 facts["parts"], facts["pair"] = 1, False
             line = {
-                "kind": "generate", "path": impl, "output": output, "model": name,
+                "kind": "generate",
+                "path": impl,
+                "output": output,
+                "model": name,
                 "cpu": machine["cpu"],
-                "device": args.device, "dtype": args.dtype, "batch": args.batch,
-                "threads": args.threads, "samples": n, "repeats": len(runs),
-                "seconds": round(seconds, 3), "runs_s": [round(r, 3) for r in runs],
+                "device": args.device,
+                "dtype": args.dtype,
+                "batch": args.batch,
+                "threads": args.threads,
+                "samples": n,
+                "repeats": len(runs),
+                "seconds": round(seconds, 3),
+                "runs_s": [round(r, 3) for r in runs],
                 "samples_per_s_aggregate": round(args.batch * per_stream, 1),
                 "samples_per_s_per_stream": round(per_stream, 1),
                 "realtime_factor": round(per_stream / RATE, 4),
-                "first_call_s": round(first[job], 3), **facts,
-                "load": [*loads[job], load()], **extra.get(job, {}),
+                "first_call_s": round(first[job], 3),
+                **facts,
+                "load": [*loads[job], load()],
+                **extra.get(job, {}),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "receptive_field": model.receptive_field,
                 "params": sum(p.numel() for p in model.parameters()),
@@ -383,8 +475,13 @@ def main() -> None:
                 line["fraction_of_bound"] = round(per_stream / facts["bound_samples_per_s"], 3)
             print(json.dumps(line), flush=True)
         for ckpt in args.end_to_end or []:
-            end_to_end(ckpt, [2.0] if args.quick else [2.0, 10.0], args.threads,
-                       1 if args.quick else args.repeats, tmp)
+            end_to_end(
+                ckpt,
+                [2.0] if args.quick else [2.0, 10.0],
+                args.threads,
+                1 if args.quick else args.repeats,
+                tmp,
+            )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ context sliced off, as the step was before 2026-12-05), ema, batch, crop (scored
 each crop is receptive_field + crop long), threads, step_s (median over --steps timed steps),
 samples_per_s (batch * crop / step_s: audio samples trained on per second), first_step_s (the
 first, untimed step, which includes torch.compile's compilation), crops_ms (time to draw the batch
-with CropSampler from 10 minutes of audio in memory) and, on CUDA, gpu and peak_mem_mb. """
+with CropSampler from 10 minutes of audio in memory) and, on CUDA, gpu and peak_mem_mb."""
 
 import argparse
 import json
@@ -51,20 +51,36 @@ class ScoreAll(nn.Module):
         self.nll = model.nll
 
     def forward(self, x, speaker=None, mel=None, last=0):
-        return self.model(x, speaker, mel)[:, :, x.shape[1] - last:]
+        return self.model(x, speaker, mel)[:, :, x.shape[1] - last :]
 
 
-def bench(config: WaveNetConfig, device: torch.device, precision: str, compiled: bool,
-          score: str, batch: int, crop: int, steps: int, ema_decay: float) -> dict:
+def bench(
+    config: WaveNetConfig,
+    device: torch.device,
+    precision: str,
+    compiled: bool,
+    score: str,
+    batch: int,
+    crop: int,
+    steps: int,
+    ema_decay: float,
+) -> dict:
     torch.manual_seed(0)
-    tc = TrainConfig(batch_size=batch, precision=precision, compile=compiled,
-                     ema_decay=ema_decay, max_steps=steps + 1)
+    tc = TrainConfig(
+        batch_size=batch,
+        precision=precision,
+        compile=compiled,
+        ema_decay=ema_decay,
+        max_steps=steps + 1,
+    )
     model = WaveNet(config).to(device).train()
     net = model if score == "last" else ScoreAll(model)
     net = torch.compile(net) if compiled else net
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio, tc.lr_schedule))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: lr_factor(s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio, tc.lr_schedule),
+    )
     audio = torch.rand(16000 * 600, generator=torch.Generator().manual_seed(0)) * 2 - 1
     crops = CropSampler([Utterance("noise.wav", "", audio)], model.receptive_field + crop)
     ema = EMA(model, ema_decay) if ema_decay else None
@@ -90,11 +106,24 @@ def bench(config: WaveNetConfig, device: torch.device, precision: str, compiled:
         crops.draw(batch)
     crops_ms = (time.perf_counter() - start) / 10 * 1000
     step_s = statistics.median(times)
-    record = {"model": None, "cpu": cpu_model(), **cpu_id(), "load": before, "device": str(device),
-              "precision": precision, "compiled": compiled, "score": score, "ema": bool(ema_decay),
-              "batch": batch, "crop": crop, "threads": torch.get_num_threads(),
-              "step_s": round(step_s, 4), "samples_per_s": round(batch * crop / step_s, 1),
-              "first_step_s": round(first, 2), "crops_ms": round(crops_ms, 2)}
+    record = {
+        "model": None,
+        "cpu": cpu_model(),
+        **cpu_id(),
+        "load": before,
+        "device": str(device),
+        "precision": precision,
+        "compiled": compiled,
+        "score": score,
+        "ema": bool(ema_decay),
+        "batch": batch,
+        "crop": crop,
+        "threads": torch.get_num_threads(),
+        "step_s": round(step_s, 4),
+        "samples_per_s": round(batch * crop / step_s, 1),
+        "first_step_s": round(first, 2),
+        "crops_ms": round(crops_ms, 2),
+    }
     if device.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(device)
         record["peak_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
@@ -103,24 +132,41 @@ def bench(config: WaveNetConfig, device: torch.device, precision: str, compiled:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="wavenet",
-                   help="wavenet/conf/model/NAME.yaml (default: wavenet)")
+    p.add_argument(
+        "--model", default="wavenet", help="wavenet/conf/model/NAME.yaml (default: wavenet)"
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=4000)
     p.add_argument("--steps", type=int, default=5, help="timed steps (after one untimed)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     p.add_argument("--compile", nargs="+", default=["eager"], choices=["eager", "compiled"])
-    p.add_argument("--score", nargs="+", default=["last"], choices=["last", "all"],
-                   help="last: the trainer's forward (only what the scored positions need); "
-                        "all: every position, the context sliced off (the step before 2026-12-05)")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="rounds over all the settings, interleaved (default 1)")
+    p.add_argument(
+        "--score",
+        nargs="+",
+        default=["last"],
+        choices=["last", "all"],
+        help="last: the trainer's forward (only what the scored positions need); "
+        "all: every position, the context sliced off (the step before 2026-12-05)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds over all the settings, interleaved (default 1)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps the default")
-    p.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay,
-                   help="EMA decay as in train.ema_decay (0: off)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke settings: the tiny model, batch 2, crop 200, 2 timed steps")
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=TrainConfig.ema_decay,
+        help="EMA decay as in train.ema_decay (0: off)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke settings: the tiny model, batch 2, crop 200, 2 timed steps",
+    )
     args = p.parse_args()
     if args.quick:
         args.model, args.batch, args.crop, args.steps = "tiny", 2, 200, 2
@@ -130,14 +176,32 @@ def main() -> None:
         config = model_config(args.model)
     except ValueError as e:
         raise SystemExit(f"--model: {e}") from None
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
-    settings = [(mode, precision, score) for mode in args.compile for precision in args.precision
-                for score in args.score]
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
+    settings = [
+        (mode, precision, score)
+        for mode in args.compile
+        for precision in args.precision
+        for score in args.score
+    ]
     for _ in range(args.repeats):
         for mode, precision, score in settings:
-            record = bench(config, device, precision, mode == "compiled", score, args.batch,
-                           args.crop, args.steps, args.ema_decay)
+            record = bench(
+                config,
+                device,
+                precision,
+                mode == "compiled",
+                score,
+                args.batch,
+                args.crop,
+                args.steps,
+                args.ema_decay,
+            )
             print(json.dumps({**record, "model": args.model}), flush=True)
 
 

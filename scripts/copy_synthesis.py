@@ -42,35 +42,51 @@ def heldout(run: Path) -> list[Path]:
     return [Path(report["root"]) / name for name in report["validation"]]
 
 
-def synthesise(model, rate: int, audios: list[torch.Tensor], batch: int, temperature: float,
-               seed: int, conditioned: bool, threads: int, preemphasis: float = 0.0
-               ) -> tuple[list[torch.Tensor], float]:
+def synthesise(
+    model,
+    rate: int,
+    audios: list[torch.Tensor],
+    batch: int,
+    temperature: float,
+    seed: int,
+    conditioned: bool,
+    threads: int,
+    preemphasis: float = 0.0,
+) -> tuple[list[torch.Tensor], float]:
     """Generated audio per input (same lengths) and the generation wall time in seconds."""
     order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
     outputs: list[torch.Tensor] = [torch.empty(0)] * len(audios)
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for b in range(0, len(order), batch):
-        group = order[b:b + batch]
+        group = order[b : b + batch]
         longest = max(len(audios[i]) for i in group)
         mel = None
         if conditioned:
             cfg = model.config.mel
             mels = [log_mel(audios[i], rate, cfg) for i in group]
             frames = longest // cfg.hop_length
-            mel = torch.stack([torch.nn.functional.pad(m, (0, frames - m.shape[1]), value=SILENCE)
-                               for m in mels])
+            mel = torch.stack(
+                [torch.nn.functional.pad(m, (0, frames - m.shape[1]), value=SILENCE) for m in mels]
+            )
         samples = None if conditioned else longest
-        out = torch.cat(list(generate(model, samples, len(group), temperature, generator=gen,
-                                      mel=mel, threads=threads)), dim=1)
+        out = torch.cat(
+            list(
+                generate(
+                    model, samples, len(group), temperature, generator=gen, mel=mel, threads=threads
+                )
+            ),
+            dim=1,
+        )
         for row, i in enumerate(group):
-            decoded = model.config.codec.decode(out[row:row + 1, :len(audios[i])])
+            decoded = model.config.codec.decode(out[row : row + 1, : len(audios[i])])
             outputs[i] = mulaw.Deemphasis(preemphasis)(decoded)[0]
     return outputs, time.perf_counter() - start
 
 
-def score(name: str, refs: list[torch.Tensor], tests: list[torch.Tensor], rate: int,
-          extra: dict) -> dict:
+def score(
+    name: str, refs: list[torch.Tensor], tests: list[torch.Tensor], rate: int, extra: dict
+) -> dict:
     """Means over files, weighted by frames, of copy_synthesis_scores."""
     frames = [len(r) // ANALYSIS.hop_length for r in refs]
     total = sum(frames)
@@ -79,11 +95,17 @@ def score(name: str, refs: list[torch.Tensor], tests: list[torch.Tensor], rate: 
         scores = copy_synthesis_scores(r, t, rate) | dnsmos(t, rate)
         for key in means:
             means[key] += f * scores[key] / total
-    return {"system": name, "mcd_db": round(means["mcd_db"], 3),
-            "log_mel_distance_db": round(means["log_mel_db"], 3),
-            "pesq_wb": round(means["pesq_wb"], 3), "stoi": round(means["stoi"], 4),
-            **{f"dnsmos_{k}": round(means[k], 2) for k in KEYS_GENERATED},
-            "files": len(refs), "seconds_of_audio": round(sum(map(len, refs)) / rate, 1), **extra}
+    return {
+        "system": name,
+        "mcd_db": round(means["mcd_db"], 3),
+        "log_mel_distance_db": round(means["log_mel_db"], 3),
+        "pesq_wb": round(means["pesq_wb"], 3),
+        "stoi": round(means["stoi"], 4),
+        **{f"dnsmos_{k}": round(means[k], 2) for k in KEYS_GENERATED},
+        "files": len(refs),
+        "seconds_of_audio": round(sum(map(len, refs)) / rate, 1),
+        **extra,
+    }
 
 
 def main() -> None:
@@ -93,8 +115,9 @@ def main() -> None:
     parser.add_argument("--baseline", help="unconditioned checkpoint for the reference row")
     parser.add_argument("--files", type=int, default=0, help="first N files only (0 = all)")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--temperature", type=float,
-                        help="sampling temperature (default: each checkpoint's own)")
+    parser.add_argument(
+        "--temperature", type=float, help="sampling temperature (default: each checkpoint's own)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", help="folder for example wavs")
@@ -117,22 +140,51 @@ def main() -> None:
     systems = {"mulaw": ([mulaw.decode(mulaw.encode(a, 256), 256) for a in refs], {})}
     threads = args.threads or torch.get_num_threads()
     temperature = checkpoint.temperature(ckpt, args.temperature)
-    voc, seconds = synthesise(vocoder, rate, refs, args.batch, temperature, args.seed, True,
-                              threads, checkpoint.preemphasis(ckpt))
-    systems["vocoder"] = (voc, {"checkpoint": args.vocoder, "step": ckpt["step"],
-                                "temperature": temperature,
-                                "train_wall_s": round(ckpt.get("wall_s", 0.0)),
-                                "generate_samples_per_s": round(sum(map(len, refs)) / seconds)})
+    voc, seconds = synthesise(
+        vocoder,
+        rate,
+        refs,
+        args.batch,
+        temperature,
+        args.seed,
+        True,
+        threads,
+        checkpoint.preemphasis(ckpt),
+    )
+    systems["vocoder"] = (
+        voc,
+        {
+            "checkpoint": args.vocoder,
+            "step": ckpt["step"],
+            "temperature": temperature,
+            "train_wall_s": round(ckpt.get("wall_s", 0.0)),
+            "generate_samples_per_s": round(sum(map(len, refs)) / seconds),
+        },
+    )
     if args.baseline:
         base_ckpt = checkpoint.load(args.baseline)
         base = checkpoint.build_model(base_ckpt)
         base_temperature = checkpoint.temperature(base_ckpt, args.temperature)
-        out, seconds = synthesise(base, rate, refs, args.batch, base_temperature, args.seed,
-                                  False, threads, checkpoint.preemphasis(base_ckpt))
-        systems["unconditioned"] = (out, {"checkpoint": args.baseline, "step": base_ckpt["step"],
-                                          "temperature": base_temperature,
-                                          "generate_samples_per_s":
-                                              round(sum(map(len, refs)) / seconds)})
+        out, seconds = synthesise(
+            base,
+            rate,
+            refs,
+            args.batch,
+            base_temperature,
+            args.seed,
+            False,
+            threads,
+            checkpoint.preemphasis(base_ckpt),
+        )
+        systems["unconditioned"] = (
+            out,
+            {
+                "checkpoint": args.baseline,
+                "step": base_ckpt["step"],
+                "temperature": base_temperature,
+                "generate_samples_per_s": round(sum(map(len, refs)) / seconds),
+            },
+        )
     for name, (tests, extra) in systems.items():
         print(json.dumps(score(name, refs, tests, rate, extra)), flush=True)
         if args.out:
@@ -142,8 +194,12 @@ def main() -> None:
                 sf.write(folder / f"{path.stem}.wav", audio.numpy(), rate, subtype="PCM_16")
     if args.figure:
         clip = 3 * rate
-        fig = spectrograms_figure(refs[0][:clip], voc[0][:clip], rate,
-                                  (f"{paths[0].name} (held out)", "vocoder copy synthesis"))
+        fig = spectrograms_figure(
+            refs[0][:clip],
+            voc[0][:clip],
+            rate,
+            (f"{paths[0].name} (held out)", "vocoder copy synthesis"),
+        )
         save_figure(fig, args.figure)
     if args.out:
         folder = Path(args.out) / "original"

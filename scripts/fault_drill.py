@@ -37,11 +37,23 @@ TRAIN_BIN = Path(sys.executable).parent / "wavenet-train"
 
 def train_args(data: Path, run: Path, steps: int) -> list[str]:
     """A tiny run that writes last.pt every 5 steps and validates twice (best.pt, samples)."""
-    return [str(TRAIN_BIN), "model=tiny", f"data.root={data}", "data.crop=200",
-            "data.val_crops=4", "train.batch_size=4", f"train.max_steps={steps}",
-            f"train.val_every={steps // 2}", "train.sample_seconds=0.01", "train.log_every=1",
-            "train.checkpoint_every=5", "train.checkpoint_minutes=0", "train.threads=1",
-            "train.progress=false", f"hydra.run.dir={run}"]
+    return [
+        str(TRAIN_BIN),
+        "model=tiny",
+        f"data.root={data}",
+        "data.crop=200",
+        "data.val_crops=4",
+        "train.batch_size=4",
+        f"train.max_steps={steps}",
+        f"train.val_every={steps // 2}",
+        "train.sample_seconds=0.01",
+        "train.log_every=1",
+        "train.checkpoint_every=5",
+        "train.checkpoint_minutes=0",
+        "train.threads=1",
+        "train.progress=false",
+        f"hydra.run.dir={run}",
+    ]
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen:
@@ -103,16 +115,18 @@ def stopped(proc: subprocess.Popen, timeout: float = 2.0) -> bool:
     return False
 
 
-def stop_during_write(proc: subprocess.Popen, ckpt_dir: Path, before: set[str],
-                      timeout: float) -> None:
+def stop_during_write(
+    proc: subprocess.Popen, ckpt_dir: Path, before: set[str], timeout: float
+) -> None:
     """Freeze `proc` (SIGSTOP) while a checkpoint write is under way: stop it as soon as a new
     temporary file appears; if the write finished before the stop took hold (the temporary is
     gone), let it go on (SIGCONT) and try the next write. Returns with `proc` stopped inside a
     write, or running if `timeout` passed or it ended."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if not wait_for(proc, partial(new_temporary, ckpt_dir, before),
-                        timeout=end - time.monotonic(), poll=0):
+        if not wait_for(
+            proc, partial(new_temporary, ckpt_dir, before), timeout=end - time.monotonic(), poll=0
+        ):
             return
         proc.send_signal(signal.SIGSTOP)
         if stopped(proc) and new_temporary(ckpt_dir, before):
@@ -177,9 +191,16 @@ def drill(runs: int, workdir: Path, steps: int | None = None, seed: int = 0) -> 
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     run, reference = workdir / "run", workdir / "reference"
-    counts = {"runs": runs, "kills": 0, "kills_during_checkpoint_write": 0,
-              "kills_during_startup": 0, "resumes": 0, "resume_mismatches": 0,
-              "corrupt_checkpoints": 0, "corrupt_files": 0}
+    counts = {
+        "runs": runs,
+        "kills": 0,
+        "kills_during_checkpoint_write": 0,
+        "kills_during_startup": 0,
+        "resumes": 0,
+        "resume_mismatches": 0,
+        "corrupt_checkpoints": 0,
+        "corrupt_files": 0,
+    }
     t0 = time.monotonic()
 
     proc = start(train_args(data, reference, steps), logs / "reference.log")
@@ -242,8 +263,10 @@ def drill(runs: int, workdir: Path, steps: int | None = None, seed: int = 0) -> 
         counts["corrupt_checkpoints"] += bad_ckpt
         counts["corrupt_files"] += bad_files
 
-    final, ref = checkpoint.load(run / "checkpoints/last.pt"), checkpoint.load(
-        reference / "checkpoints/last.pt")
+    final, ref = (
+        checkpoint.load(run / "checkpoints/last.pt"),
+        checkpoint.load(reference / "checkpoints/last.pt"),
+    )
     counts["final_step"] = final["step"]
     same_weights = all(torch.equal(final["model"][k], ref["model"][k]) for k in ref["model"])
 
@@ -270,8 +293,11 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(counts))
-    ok = (counts["corrupt_checkpoints"] == counts["corrupt_files"] == 0
-          and counts["resume_mismatches"] == 0 and counts["matches_uninterrupted"])
+    ok = (
+        counts["corrupt_checkpoints"] == counts["corrupt_files"] == 0
+        and counts["resume_mismatches"] == 0
+        and counts["matches_uninterrupted"]
+    )
     sys.exit(0 if ok else 1)
 
 

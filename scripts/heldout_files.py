@@ -21,8 +21,11 @@ def main() -> None:
     report = json.loads((run / "data_report.json").read_text())
     root = Path(report["root"])
     meta = root / "metadata.csv"
-    speakers = {r["file"]: r.get("speaker", "") for r in csv.DictReader(meta.open())} \
-        if meta.is_file() else {}
+    speakers = (
+        {r["file"]: r.get("speaker", "") for r in csv.DictReader(meta.open())}
+        if meta.is_file()
+        else {}
+    )
     rows = []
     for name in report["validation"]:
         (out / name).parent.mkdir(parents=True, exist_ok=True)

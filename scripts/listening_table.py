@@ -43,8 +43,9 @@ COPY_KEYS, DNSMOS_KEYS = listening.KEYS_COPY, listening.KEYS_GENERATED
 START, END = "<!-- table -->", "<!-- /table -->"
 
 
-def heldout(root: Path, per_speaker: int, max_seconds: float, speakers: list[str] | None
-            ) -> list[tuple[Path, Path]]:
+def heldout(
+    root: Path, per_speaker: int, max_seconds: float, speakers: list[str] | None
+) -> list[tuple[Path, Path]]:
     """(file, another file of its speaker) for the chosen held-out files, grouped by speaker.
 
     Per speaker, the held-out files of at most max_seconds, longest first; the first
@@ -53,24 +54,31 @@ def heldout(root: Path, per_speaker: int, max_seconds: float, speakers: list[str
     _, val = split_by_file([Utterance(n, s, torch.empty(0)) for n, s in find_audio(root)], 0.1)
     chosen = []
     for speaker in speakers or sorted({u.speaker for u in val}):
-        lengths = [(read_audio(root / u.name, RATE).numel() / RATE, u.name) for u in val
-                   if u.speaker == speaker]
+        lengths = [
+            (read_audio(root / u.name, RATE).numel() / RATE, u.name)
+            for u in val
+            if u.speaker == speaker
+        ]
         fit = [name for sec, name in sorted(lengths, reverse=True) if sec <= max_seconds]
         if len(fit) < 2:
-            raise SystemExit(f"speaker {speaker!r}: {len(fit)} held-out files of at most "
-                             f"{max_seconds} s; other_words needs two")
-        chosen += [(root / fit[i], root / fit[(i + 1) % len(fit)])
-                   for i in range(min(per_speaker, len(fit)))]
+            raise SystemExit(
+                f"speaker {speaker!r}: {len(fit)} held-out files of at most "
+                f"{max_seconds} s; other_words needs two"
+            )
+        chosen += [
+            (root / fit[i], root / fit[(i + 1) % len(fit)])
+            for i in range(min(per_speaker, len(fit)))
+        ]
     return chosen
 
 
-def row(system: str, refs: list[torch.Tensor] | None, tests: list[torch.Tensor],
-        **extra) -> dict:
+def row(system: str, refs: list[torch.Tensor] | None, tests: list[torch.Tensor], **extra) -> dict:
     """Means over files: copy-synthesis scores against refs (when given) and DNSMOS of tests."""
     result: dict = {"system": system}
     if refs is not None:
-        scores = [listening.copy_synthesis_scores(r, t, RATE)
-                  for r, t in zip(refs, tests, strict=True)]
+        scores = [
+            listening.copy_synthesis_scores(r, t, RATE) for r, t in zip(refs, tests, strict=True)
+        ]
         result |= {k: round(sum(s[k] for s in scores) / len(scores), 3) for k in COPY_KEYS}
     scores = [listening.dnsmos(t, RATE) for t in tests]
     result |= {k: round(sum(s[k] for s in scores) / len(scores), 2) for k in DNSMOS_KEYS}
@@ -79,16 +87,23 @@ def row(system: str, refs: list[torch.Tensor] | None, tests: list[torch.Tensor],
 
 
 def markdown(rows: list[dict], command: str, cpu: str) -> str:
-    head = ("| system | files | DNSMOS SIG | BAK | OVRL | P.808 | PESQ-WB | STOI | MCD (dB) "
-            "| log-mel (dB) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| system | files | DNSMOS SIG | BAK | OVRL | P.808 | PESQ-WB | STOI | MCD (dB) "
+        "| log-mel (dB) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for r in rows:
-        cells = [r["system"], str(r["files"]),
-                 *(f"{r[k]:.2f}" for k in DNSMOS_KEYS),
-                 *(f"{r[k]:.3f}" if k in r else "—" for k in COPY_KEYS)]
+        cells = [
+            r["system"],
+            str(r["files"]),
+            *(f"{r[k]:.2f}" for k in DNSMOS_KEYS),
+            *(f"{r[k]:.3f}" if k in r else "—" for k in COPY_KEYS),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    return (f"{START}\n{head}" + "\n".join(lines) + f"\n\n`{command}` on {cpu}, "
-            f"{time.strftime('%Y-%m-%d')}.\n{END}")
+    return (
+        f"{START}\n{head}" + "\n".join(lines) + f"\n\n`{command}` on {cpu}, "
+        f"{time.strftime('%Y-%m-%d')}.\n{END}"
+    )
 
 
 def main() -> None:
@@ -100,8 +115,13 @@ def main() -> None:
     parser.add_argument("--babble-seconds", type=float, default=4.0)
     parser.add_argument("--babble-batch", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for generation")
-    parser.add_argument("--vocoder-temperatures", type=float, nargs="+", default=[1.0, 0.6],
-                        help="a vocoder row per sampling temperature (its own default: 0.6)")
+    parser.add_argument(
+        "--vocoder-temperatures",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.6],
+        help="a vocoder row per sampling temperature (its own default: 0.6)",
+    )
     parser.add_argument("--out", help="keep the generated wavs here (default: a temp folder)")
     parser.add_argument("--doc", help="markdown file whose table to rewrite")
     args = parser.parse_args()
@@ -121,21 +141,51 @@ def main() -> None:
         start = time.perf_counter()
         vocoded = []
         for path, _ in files:
-            cfg = parse_key_values(GenerateConfig, [
-                f"checkpoint={VOCODER}", f"mel_from={path}", f"out={out / system}",
-                f"temperature={temperature}", f"threads={args.threads}", "progress=false"])
+            cfg = parse_key_values(
+                GenerateConfig,
+                [
+                    f"checkpoint={VOCODER}",
+                    f"mel_from={path}",
+                    f"out={out / system}",
+                    f"temperature={temperature}",
+                    f"threads={args.threads}",
+                    "progress=false",
+                ],
+            )
             vocoded.append(read_audio(generate(cfg)[0], RATE))
         seconds = time.perf_counter() - start
-        rows.append(row(system, refs, vocoded, checkpoint=str(VOCODER.relative_to(ROOT)),
-                        temperature=temperature, generate_s=round(seconds, 1)))
+        rows.append(
+            row(
+                system,
+                refs,
+                vocoded,
+                checkpoint=str(VOCODER.relative_to(ROOT)),
+                temperature=temperature,
+                generate_s=round(seconds, 1),
+            )
+        )
 
     start = time.perf_counter()
-    cfg = parse_key_values(GenerateConfig, [
-        f"seconds={args.babble_seconds}", f"batch={args.babble_batch}", f"out={out / 'babble'}",
-        f"threads={args.threads}", "progress=false"])
+    cfg = parse_key_values(
+        GenerateConfig,
+        [
+            f"seconds={args.babble_seconds}",
+            f"batch={args.babble_batch}",
+            f"out={out / 'babble'}",
+            f"threads={args.threads}",
+            "progress=false",
+        ],
+    )
     babble = [read_audio(p, RATE) for p in generate(cfg)]
-    rows.append(row("babble", None, babble, checkpoint=str(PRETRAINED.relative_to(ROOT)),
-                    generate_s=round(time.perf_counter() - start, 1)))
+    rows.append(
+        row(
+            "babble",
+            None,
+            babble,
+            checkpoint=str(PRETRAINED.relative_to(ROOT)),
+            generate_s=round(time.perf_counter() - start, 1),
+        )
+    )
 
     # Each file against another held-out file of its speaker (cut to the shorter).
     others = [read_audio(other, RATE) for _, other in files]
@@ -144,8 +194,12 @@ def main() -> None:
     for r in rows:
         print(json.dumps(r), flush=True)
     if args.doc:
-        cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
-                             text=True).stdout.split(":", 1)[-1].strip() or "unknown CPU"
+        cpu = (
+            subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True)
+            .stdout.split(":", 1)[-1]
+            .strip()
+            or "unknown CPU"
+        )
         command = " ".join(["python", "scripts/listening_table.py", *sys.argv[1:]])
         doc = Path(args.doc)
         text = doc.read_text()

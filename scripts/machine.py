@@ -25,8 +25,16 @@ def cpu_model() -> str:
 
 
 # Instruction sets that change the kernels' speed: vector width, integer dot products, bfloat16.
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16",
-             "amx_int8")
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 def cpu_id() -> dict:
@@ -36,8 +44,10 @@ def cpu_id() -> dict:
     if not fields:
         return {}
     flags = cpu_flags()
-    return {"cpu_family_model": f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}",
-            "isa": [f for f in ISA_FLAGS if f in flags]}
+    return {
+        "cpu_family_model": f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}",
+        "isa": [f for f in ISA_FLAGS if f in flags],
+    }
 
 
 def load() -> float:

@@ -74,25 +74,42 @@ def main() -> None:
     held_out = split_by_file(dataset.utterances, 0.1)[1][: args.files or None]
     reference = None
 
-    def report(storage: str, way: str, bits: float, files: int, samples: int,
-               start: float) -> None:
-        print(json.dumps({"checkpoint": args.checkpoint, "storage": storage, "scored_by": way,
-                          "bits_per_sample": round(bits, 5),
-                          "minus_float32": round(bits - reference, 5),
-                          "passes": abs(bits - reference) <= GATE, "files": files,
-                          "samples": samples, "cpu": cpu_model(),
-                          "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+    def report(storage: str, way: str, bits: float, files: int, samples: int, start: float) -> None:
+        print(
+            json.dumps(
+                {
+                    "checkpoint": args.checkpoint,
+                    "storage": storage,
+                    "scored_by": way,
+                    "bits_per_sample": round(bits, 5),
+                    "minus_float32": round(bits - reference, 5),
+                    "passes": abs(bits - reference) <= GATE,
+                    "files": files,
+                    "samples": samples,
+                    "cpu": cpu_model(),
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            ),
+            flush=True,
+        )
 
     for storage in STORAGES:
         start = time.perf_counter()
-        result = evaluate(rounded_model(model, storage), held_out, batch=4,
-                          speakers=checkpoint.speakers(ckpt), sample_rate=ckpt["sample_rate"],
-                          preemphasis=checkpoint.preemphasis(ckpt))
+        result = evaluate(
+            rounded_model(model, storage),
+            held_out,
+            batch=4,
+            speakers=checkpoint.speakers(ckpt),
+            sample_rate=ckpt["sample_rate"],
+            preemphasis=checkpoint.preemphasis(ckpt),
+        )
         reference = result["bits_per_sample"] if reference is None else reference
-        report(storage, "forward", result["bits_per_sample"], result["files"],
-               result["samples"], start)
-    kernel_runs = (numba_kernel.available() and model.config.output == "categorical"
-                   and not args.no_kernel)
+        report(
+            storage, "forward", result["bits_per_sample"], result["files"], result["samples"], start
+        )
+    kernel_runs = (
+        numba_kernel.available() and model.config.output == "categorical" and not args.no_kernel
+    )
     for storage in STORAGES if kernel_runs else ():
         if storage == "int8" and not numba_kernel.int8_dot_available():
             continue

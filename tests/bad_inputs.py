@@ -36,8 +36,9 @@ def snapshot(*roots: Path) -> dict[str, str]:
         if not root.exists():
             continue
         for path in sorted(root.rglob("*")):
-            seen[str(path)] = (hashlib.sha256(path.read_bytes()).hexdigest()
-                               if path.is_file() else "dir")
+            seen[str(path)] = (
+                hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+            )
     return seen
 
 
@@ -47,15 +48,29 @@ def save_tiny(path: Path, seed: int = 0, sample_rate: int = 16000, **config) -> 
     cfg = WaveNetConfig(**{**asdict(model_config("tiny")), **config})
     speakers = ["anna", "bert"] if cfg.speaker_channels else []
     model = WaveNet(cfg, speakers=len(speakers))
-    payload = {"model": model.state_dict(), "model_config": asdict(cfg),
-               "sample_rate": sample_rate, "classes": cfg.classes, "speakers": speakers,
-               "step": 0}
+    payload = {
+        "model": model.state_dict(),
+        "model_config": asdict(cfg),
+        "sample_rate": sample_rate,
+        "classes": cfg.classes,
+        "speakers": speakers,
+        "step": 0,
+    }
     checkpoint.save(path, payload)
     return torch.load(path, weights_only=True)
 
 
-VOCODER = {"mel": {"n_mels": 8, "n_fft": 64, "win_length": 64, "hop_length": 16,
-                   "channels": 4, "context": 1, "upsample": [4, 4]}}
+VOCODER = {
+    "mel": {
+        "n_mels": 8,
+        "n_fft": 64,
+        "win_length": 64,
+        "hop_length": 16,
+        "channels": 4,
+        "context": 1,
+        "upsample": [4, 4],
+    }
+}
 
 
 def build_world(base: Path, demo_root: Path) -> dict:
@@ -77,12 +92,18 @@ def build_world(base: Path, demo_root: Path) -> dict:
     mels = base / "mels"
     mels.mkdir()
     good = torch.full((8, 20), -5.0)
-    variants = {"good.npy": good, "bands.npy": torch.zeros(5, 20), "flat.npy": torch.zeros(20),
-                "ints.npy": torch.zeros(8, 20, dtype=torch.int32),
-                "empty_batch.npy": torch.zeros(0, 8, 10), "no_frames.npy": torch.zeros(8, 0),
-                "nan.npy": good.clone().fill_(math.nan), "huge.npy": good.clone().fill_(1e30),
-                "batch3.npy": good.expand(3, -1, -1).contiguous(),
-                "big_batch.npy": torch.zeros(5000, 8, 1)}
+    variants = {
+        "good.npy": good,
+        "bands.npy": torch.zeros(5, 20),
+        "flat.npy": torch.zeros(20),
+        "ints.npy": torch.zeros(8, 20, dtype=torch.int32),
+        "empty_batch.npy": torch.zeros(0, 8, 10),
+        "no_frames.npy": torch.zeros(8, 0),
+        "nan.npy": good.clone().fill_(math.nan),
+        "huge.npy": good.clone().fill_(1e30),
+        "batch3.npy": good.expand(3, -1, -1).contiguous(),
+        "big_batch.npy": torch.zeros(5000, 8, 1),
+    }
     for name, tensor in variants.items():
         np.save(mels / name, tensor.numpy())
     torch.save(good, mels / "good.pt")
@@ -92,13 +113,22 @@ def build_world(base: Path, demo_root: Path) -> dict:
     # Earlier output of each generator, which no failed run may touch.
     w["out"] = base / "generated"
     for ckpt, extra in ((w["ckpt"], []), (w["vocoder"], [f"mel_from={mels / 'good.npy'}"])):
-        generate_cli.main([f"checkpoint={ckpt}", "seconds=0.01", f"out={w['out']}",
-                           "progress=false", "impl=reference", *extra])
+        generate_cli.main(
+            [
+                f"checkpoint={ckpt}",
+                "seconds=0.01",
+                f"out={w['out']}",
+                "progress=false",
+                "impl=reference",
+                *extra,
+            ]
+        )
     assert len(list(w["out"].glob("*.wav"))) == 2
     # A finished tiny run.
     w["run"] = base / "run"
-    run_tool("wavenet-train", *TRAIN, f"data.root={data}", f"hydra.run.dir={w['run']}",
-             cwd=base, ok=True)
+    run_tool(
+        "wavenet-train", *TRAIN, f"data.root={data}", f"hydra.run.dir={w['run']}", cwd=base, ok=True
+    )
     assert (w["run"] / ".hydra" / "config.yaml").is_file()
     return w
 
@@ -110,9 +140,17 @@ class Evil:
         return (os.system, ("touch /tmp/wavenet-pwned",))
 
 
-TRAIN = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.batch_size=2",
-         "train.max_steps=2", "train.val_every=2", "train.sample_seconds=0", "train.threads=1",
-         "train.progress=false"]
+TRAIN = [
+    "model=tiny",
+    "data.crop=100",
+    "data.val_crops=2",
+    "train.batch_size=2",
+    "train.max_steps=2",
+    "train.val_every=2",
+    "train.sample_seconds=0",
+    "train.threads=1",
+    "train.progress=false",
+]
 
 
 def _single_line(code: int, expected: int, err: str, out: str, names) -> str:
@@ -141,8 +179,15 @@ def proc_line(proc: subprocess.CompletedProcess, code: int = 2, names=()) -> str
 
 
 def _fill(args: list[str], w: dict) -> list[str]:
-    return [a.format(ckpt=w["ckpt"], mels=w["mels"], prime=w["prime"], base=w["base"],
-                     data=w["data"], vocoder=w["vocoder"], speaker=w["speaker"])
-            for a in args]
-
-
+    return [
+        a.format(
+            ckpt=w["ckpt"],
+            mels=w["mels"],
+            prime=w["prime"],
+            base=w["base"],
+            data=w["data"],
+            vocoder=w["vocoder"],
+            speaker=w["speaker"],
+        )
+        for a in args
+    ]

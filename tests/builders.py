@@ -41,17 +41,26 @@ def metadata_rows(root: Path) -> list[dict[str, str]]:
 # ------------------------------------------------------------------ conditioned tiny models
 
 COND_HOP = 16
-COND_MEL = MelConfig(n_mels=10, n_fft=64, win_length=64, hop_length=COND_HOP, channels=12,
-                     context=2, upsample=[4, 4])
+COND_MEL = MelConfig(
+    n_mels=10, n_fft=64, win_length=64, hop_length=COND_HOP, channels=12, context=2, upsample=[4, 4]
+)
 
 
 def conditioned_model(speaker: bool = True, mel: bool = True, seed: int = 0, **arch) -> WaveNet:
     """A two-block, kernel-3 WaveNet (receptive field 121) with 3 speakers and/or COND_MEL."""
     torch.manual_seed(seed)
-    arch = {"blocks": 2, "layers_per_block": 5, "kernel_size": 3, "residual_channels": 8,
-            "gate_channels": 16, "skip_channels": 16, **arch}
-    config = WaveNetConfig(**arch, speaker_channels=6 if speaker else 0,
-                           mel=COND_MEL if mel else MelConfig())
+    arch = {
+        "blocks": 2,
+        "layers_per_block": 5,
+        "kernel_size": 3,
+        "residual_channels": 8,
+        "gate_channels": 16,
+        "skip_channels": 16,
+        **arch,
+    }
+    config = WaveNetConfig(
+        **arch, speaker_channels=6 if speaker else 0, mel=COND_MEL if mel else MelConfig()
+    )
     model = WaveNet(config, speakers=3 if speaker else 0).eval()
     # Fresh conditioning weights are small; make them matter so a wrong index shows up.
     with torch.no_grad():
@@ -69,9 +78,13 @@ def conditioned_inputs(batch: int, frames: int, seed: int = 1):
     return x, speaker, mel
 
 
-def stepwise_logits(model: WaveNet, x: torch.Tensor, prime_len: int,
-                    speaker: torch.Tensor | None = None, mel: torch.Tensor | None = None
-                    ) -> torch.Tensor:
+def stepwise_logits(
+    model: WaveNet,
+    x: torch.Tensor,
+    prime_len: int,
+    speaker: torch.Tensor | None = None,
+    mel: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Logits for positions prime_len..T-1 from the cached sampler, (batch, classes, T-prime)."""
     sampler = CachedSampler(model)
     prime = x[:, :prime_len] if prime_len else None
@@ -87,14 +100,19 @@ def stepwise_logits(model: WaveNet, x: torch.Tensor, prime_len: int,
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def write_run(run: Path, steps: int = 100, val_every: int = 20, wall: bool = False,
-              speed: float = 1.0) -> Path:
+def write_run(
+    run: Path, steps: int = 100, val_every: int = 20, wall: bool = False, speed: float = 1.0
+) -> Path:
     """A run directory with a metrics.jsonl in wavenet-train's format (optionally wall_s)."""
     run.mkdir(parents=True)
     lines = []
     for step in range(5, steps + 1, 5):
-        record = {"step": step, "train_bits": 5 + 3 * math.exp(-step * speed / 40), "lr": 1e-3,
-                  "samples_per_s": 1e4}
+        record = {
+            "step": step,
+            "train_bits": 5 + 3 * math.exp(-step * speed / 40),
+            "lr": 1e-3,
+            "samples_per_s": 1e4,
+        }
         if wall:
             record["wall_s"] = 0.7 * step
         if step % val_every == 0:
@@ -118,8 +136,14 @@ def read_png(path: Path) -> np.ndarray:
 # ----------------------------------------------------------------- tiny unconditioned models
 
 # conf/model/tiny.yaml; receptive field 64
-TINY_ARCH = dict(blocks=1, layers_per_block=6, kernel_size=2, residual_channels=16,
-                 gate_channels=32, skip_channels=32)
+TINY_ARCH = dict(
+    blocks=1,
+    layers_per_block=6,
+    kernel_size=2,
+    residual_channels=16,
+    gate_channels=32,
+    skip_channels=32,
+)
 
 
 def random_model(config: dict, dtype: torch.dtype = torch.float32) -> WaveNet:
@@ -134,8 +158,16 @@ def random_model(config: dict, dtype: torch.dtype = torch.float32) -> WaveNet:
 
 def save_model_checkpoint(path: Path, model: WaveNet, step: int = 0) -> Path:
     """Save `model` as a wavenet checkpoint at 16 kHz that the tools can read."""
-    checkpoint.save(path, {"model": model.state_dict(), "model_config": asdict(model.config),
-                           "sample_rate": 16000, "classes": model.config.classes, "step": step})
+    checkpoint.save(
+        path,
+        {
+            "model": model.state_dict(),
+            "model_config": asdict(model.config),
+            "sample_rate": 16000,
+            "classes": model.config.classes,
+            "step": step,
+        },
+    )
     return path
 
 
@@ -143,9 +175,17 @@ def save_model_checkpoint(path: Path, model: WaveNet, step: int = 0) -> Path:
 
 # wavenet-train overrides for a run of seconds: the tiny model on 100-sample crops, validation
 # only at the end (2 crops), a metrics line every step, no samples, one thread.
-TINY_TRAIN = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.val_every=1000",
-              "train.log_every=1", "train.sample_seconds=0", "train.checkpoint_minutes=0",
-              "train.threads=1", "train.progress=false"]
+TINY_TRAIN = [
+    "model=tiny",
+    "data.crop=100",
+    "data.val_crops=2",
+    "train.val_every=1000",
+    "train.log_every=1",
+    "train.sample_seconds=0",
+    "train.checkpoint_minutes=0",
+    "train.threads=1",
+    "train.progress=false",
+]
 
 
 def last_checkpoint(run_dir: Path) -> dict:

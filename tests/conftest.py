@@ -27,25 +27,40 @@ ASTERISK_ROOT = REPO_ROOT.parent / "shared" / "speech" / "asterisk4"
 # and the files that share a session fixture that trains or builds for tens of seconds go
 # together, so it is built once: `demo_run` (conftest.py) and `world` (tests/cli/conftest.py).
 FILE_GROUPS = {
-    "tests/training/test_learning.py": "demo_run", "tests/metrics/test_evaluate.py": "demo_run",
+    "tests/training/test_learning.py": "demo_run",
+    "tests/metrics/test_evaluate.py": "demo_run",
     "tests/cli/test_outputs.py": "demo_run",
-    **{f"tests/cli/test_bad_{tool}.py": "world"
-       for tool in ("train", "generate", "evaluate", "plot_report")},
+    **{
+        f"tests/cli/test_bad_{tool}.py": "world"
+        for tool in ("train", "generate", "evaluate", "plot_report")
+    },
     # One worker compiles the sampler's float64, bf16 and conditioned kernels (numba, ~6-12 s
     # each on a fresh clone before its cache exists), not both.
-    **{f"tests/sampling/test_{name}.py": "sampling"
-       for name in ("kernels", "cached", "conditioned")},
+    **{
+        f"tests/sampling/test_{name}.py": "sampling"
+        for name in ("kernels", "cached", "conditioned")
+    },
     # The report tests share one real run (test_report.train_tiny_run), trained once per worker.
-    "tests/metrics/test_report.py": "report", "tests/cli/test_report_browser.py": "report",
+    "tests/metrics/test_report.py": "report",
+    "tests/cli/test_report_browser.py": "report",
 }
 # Groups go out in collection order, each to the first worker free: the longest first (about
 # 100, 90, 80, 60 and 60 s on 2026-12-03), the short ones fill in behind them (the rest in file
 # order).
-LONGEST_FIRST = ("world", "tests/cli/test_faults.py", "tests/training/test_learning_asterisk4.py",
-                 "demo_run", "sampling", "tests/metrics/test_listening.py",
-                 "tests/scripts/test_scripts.py", "tests/cli/test_cli.py",
-                 "tests/training/test_distributed.py", "report",
-                 "tests/training/test_loop.py", "tests/cli/test_conditioned_tools.py")
+LONGEST_FIRST = (
+    "world",
+    "tests/cli/test_faults.py",
+    "tests/training/test_learning_asterisk4.py",
+    "demo_run",
+    "sampling",
+    "tests/metrics/test_listening.py",
+    "tests/scripts/test_scripts.py",
+    "tests/cli/test_cli.py",
+    "tests/training/test_distributed.py",
+    "report",
+    "tests/training/test_loop.py",
+    "tests/cli/test_conditioned_tools.py",
+)
 
 
 def _group(nodeid: str) -> str:
@@ -136,9 +151,18 @@ def train_run() -> Callable[..., dict]:
 
 # A tiny model on the bundled demo speech, long enough to learn more than a few samples'
 # statistics: about 30 s on one core (tests/training/test_learning.py measures what it reaches).
-DEMO_RUN = ["model=tiny", "data.crop=500", "train.batch_size=8", "train.lr=7e-3",
-            "train.warmup_steps=20", "train.max_steps=800", "train.val_every=800",
-            "train.sample_seconds=0", "train.threads=1", "train.progress=false"]
+DEMO_RUN = [
+    "model=tiny",
+    "data.crop=500",
+    "train.batch_size=8",
+    "train.lr=7e-3",
+    "train.warmup_steps=20",
+    "train.max_steps=800",
+    "train.val_every=800",
+    "train.sample_seconds=0",
+    "train.threads=1",
+    "train.progress=false",
+]
 
 
 @pytest.fixture(scope="session")
@@ -157,6 +181,7 @@ def demo_run(tmp_path_factory, demo_root: Path) -> Path:
 def cli() -> Callable[..., "tools.CompletedProcess"]:
     """cli(name, *args, cwd=DIR, ok=True): run the installed console script `name` as a real
     process (for what needs one: Hydra's command line, exit codes, signals, torchrun)."""
+
     def cli(name: str, *args: str, cwd: Path, ok: bool = True) -> tools.CompletedProcess:
         return tools.run_tool(name, *args, cwd=cwd, ok=ok)
 

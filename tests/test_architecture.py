@@ -68,8 +68,9 @@ def test_imports_point_down(module):
             continue
         target = name if name in modules() else name.rsplit(".", 1)[0]
         if target in modules():
-            assert layer(target) <= mine, f"{module} (layer {mine}) imports {target} " \
-                                          f"(layer {layer(target)})"
+            assert layer(target) <= mine, (
+                f"{module} (layer {mine}) imports {target} (layer {layer(target)})"
+            )
 
 
 @pytest.mark.parametrize("module", sorted(m for m in modules() if unit(m) != "wavenet.cli"))

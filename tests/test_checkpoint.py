@@ -9,14 +9,20 @@ from wavenet.checkpoint import CheckpointError
 
 def payload(model: WaveNet) -> dict:
     from dataclasses import asdict
-    return {"model": model.state_dict(), "model_config": asdict(model.config),
-            "sample_rate": 16000, "step": 7}
+
+    return {
+        "model": model.state_dict(),
+        "model_config": asdict(model.config),
+        "sample_rate": 16000,
+        "step": 7,
+    }
 
 
 def test_round_trip_rebuilds_the_same_model(tmp_path):
     torch.manual_seed(0)
-    model = WaveNet(blocks=1, layers_per_block=3, residual_channels=4, gate_channels=8,
-                    skip_channels=8)
+    model = WaveNet(
+        blocks=1, layers_per_block=3, residual_channels=4, gate_channels=8, skip_channels=8
+    )
     checkpoint.save(tmp_path / "c.pt", payload(model))
     ckpt = checkpoint.load(tmp_path / "c.pt")
     assert ckpt["step"] == 7 and ckpt["version"] == checkpoint.VERSION
@@ -27,8 +33,9 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
 
 
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    model = WaveNet(blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8,
-                    skip_channels=8)
+    model = WaveNet(
+        blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8, skip_channels=8
+    )
     path = tmp_path / "last.pt"
     checkpoint.save(path, payload(model))
     before = path.read_bytes()
@@ -61,8 +68,9 @@ def test_unusable_files_give_one_line_errors(tmp_path):
 
 
 def test_truncated_checkpoint_is_rejected(tmp_path):
-    model = WaveNet(blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8,
-                    skip_channels=8)
+    model = WaveNet(
+        blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8, skip_channels=8
+    )
     path = tmp_path / "c.pt"
     checkpoint.save(path, payload(model))
     data = path.read_bytes()
@@ -92,10 +100,14 @@ def test_malicious_pickle_never_runs(tmp_path):
 
 
 def test_export_keeps_what_generation_needs_and_drops_training_state(tmp_path):
-    model = WaveNet(blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8,
-                    skip_channels=8)
-    full = {**payload(model), "optimizer": {"state": {}, "param_groups": []},
-            "torch_rng": torch.get_rng_state()}
+    model = WaveNet(
+        blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8, skip_channels=8
+    )
+    full = {
+        **payload(model),
+        "optimizer": {"state": {}, "param_groups": []},
+        "torch_rng": torch.get_rng_state(),
+    }
     checkpoint.save(tmp_path / "last.pt", full)
     checkpoint.export(tmp_path / "last.pt", tmp_path / "slim.pt")
     slim = checkpoint.load(tmp_path / "slim.pt")

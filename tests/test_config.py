@@ -59,8 +59,12 @@ def test_overrides_apply_with_types():
 
 
 def test_mel_settings_compose_as_a_nested_group():
-    cfg = load("experiment=vocoder_demo", "model.mel.hop_length=200", "model.mel.upsample=[10,20]",
-               "model.mel.fmax=7600")
+    cfg = load(
+        "experiment=vocoder_demo",
+        "model.mel.hop_length=200",
+        "model.mel.upsample=[10,20]",
+        "model.mel.fmax=7600",
+    )
     assert (cfg.model.mel.hop_length, cfg.model.mel.upsample) == (200, [10, 20])
     # A checkpoint stores the config as a plain dict; it rebuilds the same nested config.
     assert WaveNetConfig(**asdict(cfg.model)) == cfg.model
@@ -73,25 +77,34 @@ def test_unknown_key_and_wrong_type_are_rejected_at_composition():
         load("model.blocks=three")
 
 
-@pytest.mark.parametrize("override,match", [
-    ("model.residual_channels=0", "residual_channels"),
-    ("data.sample_rate=-1", "sample_rate"),
-    ("train.batch_size=0", "batch_size"),
-    ("data.val_fraction=1.5", "val_fraction"),
-    ("data.layout=timit", "data.layout must be one of auto, folder, metadata, ljspeech, vctk"),
-    ("model.speaker_channels=-1", "speaker_channels"),
-    ("model.mel.hop_length=200", r"upsample \[16, 16\] must be positive strides whose product"),
-    ("model.mel.win_length=2048", "win_length"),
-    ("model.mel.fmax=-3", "model.mel.fmax"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("model.residual_channels=0", "residual_channels"),
+        ("data.sample_rate=-1", "sample_rate"),
+        ("train.batch_size=0", "batch_size"),
+        ("data.val_fraction=1.5", "val_fraction"),
+        ("data.layout=timit", "data.layout must be one of auto, folder, metadata, ljspeech, vctk"),
+        ("model.speaker_channels=-1", "speaker_channels"),
+        ("model.mel.hop_length=200", r"upsample \[16, 16\] must be positive strides whose product"),
+        ("model.mel.win_length=2048", "win_length"),
+        ("model.mel.fmax=-3", "model.mel.fmax"),
+    ],
+)
 def test_out_of_range_values_are_rejected_by_the_schema(override, match):
     with pytest.raises((ValueError, ValidationError, ConfigKeyError), match=match):
         load(override)
 
 
-@pytest.mark.parametrize("experiment,speaker_channels,n_mels", [
-    ("speaker_demo", 16, 0), ("vocoder_demo", 0, 80), ("vocoder_asterisk4", 0, 80),
-    ("vocoder_asterisk4_cpu", 0, 80)])
+@pytest.mark.parametrize(
+    "experiment,speaker_channels,n_mels",
+    [
+        ("speaker_demo", 16, 0),
+        ("vocoder_demo", 0, 80),
+        ("vocoder_asterisk4", 0, 80),
+        ("vocoder_asterisk4_cpu", 0, 80),
+    ],
+)
 def test_conditioning_experiments_compose(experiment, speaker_channels, n_mels):
     cfg = load(f"experiment={experiment}")
     assert cfg.name == experiment
@@ -99,9 +112,16 @@ def test_conditioning_experiments_compose(experiment, speaker_channels, n_mels):
     assert cfg.model.mel.n_mels == n_mels
 
 
-@pytest.mark.parametrize("key,value", [("ema_decay", 1.0), ("accumulate", 0),
-                                       ("precision", "fp16"), ("lr_schedule", "step"),
-                                       ("device", "tpu")])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("ema_decay", 1.0),
+        ("accumulate", 0),
+        ("precision", "fp16"),
+        ("lr_schedule", "step"),
+        ("device", "tpu"),
+    ],
+)
 def test_scale_keys_are_checked(key, value):
     from wavenet.config import TrainConfig
 

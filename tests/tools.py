@@ -22,8 +22,12 @@ from wavenet.training.loop import train
 
 BIN = Path(sys.executable).parent
 # In-process entry points, by console-script name.
-MAINS = {"wavenet-generate": "wavenet.cli.generate", "wavenet-evaluate": "wavenet.cli.evaluate",
-         "wavenet-plot": "wavenet.cli.plot", "wavenet-report": "wavenet.cli.report"}
+MAINS = {
+    "wavenet-generate": "wavenet.cli.generate",
+    "wavenet-evaluate": "wavenet.cli.evaluate",
+    "wavenet-plot": "wavenet.cli.plot",
+    "wavenet-report": "wavenet.cli.report",
+}
 
 
 def env() -> dict[str, str]:
@@ -40,19 +44,22 @@ def exe(name: str) -> str:
     return str(path)
 
 
-def run_tool(name: str, *args: str, cwd: Path, ok: bool = False,
-             timeout: int = 300) -> CompletedProcess:
+def run_tool(
+    name: str, *args: str, cwd: Path, ok: bool = False, timeout: int = 300
+) -> CompletedProcess:
     """Run console script `name` with `args` in a new process; with ok=True, assert it
     exited 0."""
-    proc = subprocess.run([exe(name), *args], cwd=cwd, env=env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [exe(name), *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout
+    )
     if ok:
         assert proc.returncode == 0, f"{name} failed:\n{proc.stderr[-3000:]}"
     return proc
 
 
-def run_main(name: str, *args: str, capsys: pytest.CaptureFixture,
-             ok: bool = False) -> CompletedProcess:
+def run_main(
+    name: str, *args: str, capsys: pytest.CaptureFixture, ok: bool = False
+) -> CompletedProcess:
     """Call tool `name`'s main(list(args)) in this process; returns its exit status (0 when it
     returns) and its stdout and stderr, as run_tool would; with ok=True, assert it exited 0.
     Restores torch's thread count."""
@@ -96,7 +103,6 @@ def train_run(run_dir: Path, *overrides: str) -> dict:
     returns the last metrics record. Restores one torch thread (train.threads sets them)."""
     dcfg = compose(*overrides)
     try:
-        return train(OmegaConf.to_object(dcfg), run_dir, OmegaConf.to_container(dcfg,
-                                                                              resolve=True))
+        return train(OmegaConf.to_object(dcfg), run_dir, OmegaConf.to_container(dcfg, resolve=True))
     finally:
         torch.set_num_threads(1)

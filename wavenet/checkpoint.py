@@ -40,12 +40,14 @@ def save(path: str | Path, payload: dict[str, Any]) -> None:
     try:
         atomic_write(path, buffer.getvalue())
     except OSError as e:
-        raise CheckpointWriteError(f"{path}: cannot write checkpoint ({one_line(e)}); "
-                                   "the previous checkpoint is unchanged") from e
+        raise CheckpointWriteError(
+            f"{path}: cannot write checkpoint ({one_line(e)}); the previous checkpoint is unchanged"
+        ) from e
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu",
-         training: bool = False) -> dict[str, Any]:
+def load(
+    path: str | Path, map_location: str | torch.device = "cpu", training: bool = False
+) -> dict[str, Any]:
     """Read and check a checkpoint written by `save`, as untrusted data: the format, the keys
     and types of `model_config` and their bounds (WaveNetConfig's, which cap the size a file
     may ask for), the sample rate, the speaker table, every weight's name and shape against the
@@ -61,17 +63,25 @@ def load(path: str | Path, map_location: str | torch.device = "cpu",
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, pickle with code in it, not a torch file, ...
-        raise CheckpointError(f"{path}: not a readable wavenet checkpoint "
-                              f"({one_line(e, 200)})") from e
+        raise CheckpointError(
+            f"{path}: not a readable wavenet checkpoint ({one_line(e, 200)})"
+        ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a wavenet checkpoint")
-    if (not isinstance(ckpt.get("version"), int) or isinstance(ckpt["version"], bool)
-            or ckpt["version"] < 1):
-        raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')!r} is "
-                              f"not a version this wavenet reads ({VERSION})")
+    if (
+        not isinstance(ckpt.get("version"), int)
+        or isinstance(ckpt["version"], bool)
+        or ckpt["version"] < 1
+    ):
+        raise CheckpointError(
+            f"{path}: checkpoint format version {ckpt.get('version')!r} is "
+            f"not a version this wavenet reads ({VERSION})"
+        )
     if ckpt["version"] > VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')} is newer "
-                              f"than this wavenet reads ({VERSION}); upgrade wavenet")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {ckpt.get('version')} is newer "
+            f"than this wavenet reads ({VERSION}); upgrade wavenet"
+        )
     for key in ("model", "model_config", "sample_rate", "step"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
@@ -83,8 +93,15 @@ def load(path: str | Path, map_location: str | torch.device = "cpu",
 
 
 # model_config keys: those every checkpoint has, and those added later (defaults when absent).
-CONFIG_KEYS = ("blocks", "layers_per_block", "kernel_size", "residual_channels",
-               "gate_channels", "skip_channels", "classes")
+CONFIG_KEYS = (
+    "blocks",
+    "layers_per_block",
+    "kernel_size",
+    "residual_channels",
+    "gate_channels",
+    "skip_channels",
+    "classes",
+)
 LATER_CONFIG_KEYS = ("speaker_channels", "mel", "output", "mixtures")
 MAX_SPEAKERS = 2**16
 
@@ -107,15 +124,21 @@ def check(ckpt: dict[str, Any], training: bool = False) -> None:
     check_int("sample_rate", ckpt["sample_rate"], 1, MAX_SAMPLE_RATE)
     check_int("step", ckpt["step"], 0, 2**62)
     if ckpt.get("classes", config.classes) != config.classes:
-        raise ValueError(f"classes={ckpt['classes']!r} differs from model_config's "
-                         f"{config.classes}")
+        raise ValueError(
+            f"classes={ckpt['classes']!r} differs from model_config's {config.classes}"
+        )
     names = ckpt.get("speakers") or []
-    if (not isinstance(names, list | tuple) or len(names) > MAX_SPEAKERS
-            or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
+    if (
+        not isinstance(names, list | tuple)
+        or len(names) > MAX_SPEAKERS
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) != len(names)
+    ):
         raise ValueError(f"speakers must be a list of distinct names, got {repr(names)[:80]}")
     if bool(names) != (config.speaker_channels > 0):
-        raise ValueError(f"{len(names)} speakers with model_config speaker_channels="
-                         f"{config.speaker_channels}")
+        raise ValueError(
+            f"{len(names)} speakers with model_config speaker_channels={config.speaker_channels}"
+        )
     for key in ("wall_s", "best_val_bits"):
         if ckpt.get(key) is not None:
             check_float(key, ckpt[key], 0, 1e12)
@@ -147,15 +170,18 @@ def check_weights(name: str, weights: object, shapes: dict[str, tuple[int, ...]]
     unknown = sorted(str(k) for k in weights if k not in shapes)
     missing = sorted(k for k in shapes if k not in weights)
     if unknown or missing:
-        raise ValueError(f"'{name}' does not fit its model_config: unknown tensors "
-                         f"{unknown[:3]}, missing {missing[:3]}")
+        raise ValueError(
+            f"'{name}' does not fit its model_config: unknown tensors "
+            f"{unknown[:3]}, missing {missing[:3]}"
+        )
     for key, shape in shapes.items():
         t = weights[key]
         if not isinstance(t, torch.Tensor) or t.layout != torch.strided:
             raise ValueError(f"'{name}' tensor {key} is not a dense tensor")
         if tuple(t.shape) != shape:
-            raise ValueError(f"'{name}' tensor {key} has shape {tuple(t.shape)}, the model "
-                             f"needs {shape}")
+            raise ValueError(
+                f"'{name}' tensor {key} has shape {tuple(t.shape)}, the model needs {shape}"
+            )
         if not t.is_floating_point():
             raise ValueError(f"'{name}' tensor {key} is {t.dtype}, not floating point")
         if not torch.isfinite(t).all():
@@ -163,12 +189,22 @@ def check_weights(name: str, weights: object, shapes: dict[str, tuple[int, ...]]
 
 
 # What generation and evaluation read; `export` keeps only these (no optimizer, RNG, ...).
-INFERENCE_KEYS = ("model", "model_config", "sample_rate", "classes", "preemphasis", "speakers",
-                  "temperature", "config", "step", "best_val_bits", "wall_s")
+INFERENCE_KEYS = (
+    "model",
+    "model_config",
+    "sample_rate",
+    "classes",
+    "preemphasis",
+    "speakers",
+    "temperature",
+    "config",
+    "step",
+    "best_val_bits",
+    "wall_s",
+)
 
 
-def export(src: str | Path, dst: str | Path, temperature: float | None = None
-           ) -> dict[str, Any]:
+def export(src: str | Path, dst: str | Path, temperature: float | None = None) -> dict[str, Any]:
     """Write a slim copy of checkpoint `src` to `dst`: the inference keys only (the weights
     `wavenet-generate` uses, EMA when the run had it), a fraction of the size, with
     `temperature` as its sampling temperature when given. Returns it."""

@@ -39,8 +39,9 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
-            raise ValueError(f"data.layout must be one of {', '.join(LAYOUTS)}, "
-                             f"got {self.layout!r}")
+            raise ValueError(
+                f"data.layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}"
+            )
         if self.trim_db is not None:
             check_float("data.trim_db", self.trim_db, -200, 0)
         for name in ("root", "cache_dir"):
@@ -117,32 +118,51 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        ints = {"max_steps": (1, 2**40), "batch_size": (1, 2**16), "log_every": (1, 2**40),
-                "val_every": (1, 2**40), "max_bad_steps": (1, 2**20), "accumulate": (1, 2**16),
-                "warmup_steps": (0, 2**40), "threads": (0, 4096), "checkpoint_every": (0, 2**40),
-                "seed": (0, 2**63 - 1)}
+        ints = {
+            "max_steps": (1, 2**40),
+            "batch_size": (1, 2**16),
+            "log_every": (1, 2**40),
+            "val_every": (1, 2**40),
+            "max_bad_steps": (1, 2**20),
+            "accumulate": (1, 2**16),
+            "warmup_steps": (0, 2**40),
+            "threads": (0, 4096),
+            "checkpoint_every": (0, 2**40),
+            "seed": (0, 2**63 - 1),
+        }
         for name, (low, high) in ints.items():
             check_int(f"train.{name}", getattr(self, name), low, high)
-        floats = {"lr": (0, 1e30, True), "weight_decay": (0, 1e3, False),
-                  "min_lr_ratio": (0, 1, False), "grad_clip": (0, 1e12, False),
-                  "ema_decay": (0, 1, False), "checkpoint_minutes": (0, 1e6, False),
-                  "max_minutes": (0, 1e7, False),
-                  "sample_seconds": (0, 3600, False), "sample_temperature": (0, 1e3, False)}
+        floats = {
+            "lr": (0, 1e30, True),
+            "weight_decay": (0, 1e3, False),
+            "min_lr_ratio": (0, 1, False),
+            "grad_clip": (0, 1e12, False),
+            "ema_decay": (0, 1, False),
+            "checkpoint_minutes": (0, 1e6, False),
+            "max_minutes": (0, 1e7, False),
+            "sample_seconds": (0, 3600, False),
+            "sample_temperature": (0, 1e3, False),
+        }
         for name, (low, high, low_open) in floats.items():
             check_float(f"train.{name}", getattr(self, name), low, high, low_open)
         if self.ema_decay == 1:
-            raise ValueError("train.ema_decay must be in [0, 1), got 1.0: the average would "
-                             "never move")
+            raise ValueError(
+                "train.ema_decay must be in [0, 1), got 1.0: the average would never move"
+            )
         if self.resume == "":
             raise ValueError("train.resume is empty: give auto, never or a checkpoint path")
         if self.init == "":
             raise ValueError("train.init is empty: give a checkpoint path or leave it unset")
-        choices = {"lr_schedule": ("cosine", "inverse_sqrt"), "device": ("auto", "cpu", "cuda"),
-                   "precision": ("fp32", "bf16", "auto")}
+        choices = {
+            "lr_schedule": ("cosine", "inverse_sqrt"),
+            "device": ("auto", "cpu", "cuda"),
+            "precision": ("fp32", "bf16", "auto"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"train.{name} must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
 
 
 @dataclass
@@ -202,8 +222,10 @@ class GenerateConfig:
             if self.batch == 1:
                 self.batch = len(self.speaker)
             elif self.batch != len(self.speaker):
-                raise ValueError(f"speaker lists {len(self.speaker)} names but batch="
-                                 f"{self.batch}; give one name per file")
+                raise ValueError(
+                    f"speaker lists {len(self.speaker)} names but batch="
+                    f"{self.batch}; give one name per file"
+                )
             check_int("batch (the speaker list's length)", self.batch, 1, MAX_BATCH)
         elif self.speaker is not None:
             self.speaker = str(self.speaker)

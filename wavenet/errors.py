@@ -36,8 +36,9 @@ class Interrupted(Exception):
 
     def __init__(self, signum: int, step: int, path: Path):
         self.exit_code = 130 if signum == signal.SIGINT else 0
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; "
-                         f"checkpoint saved to {path}")
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved to {path}"
+        )
 
 
 # Diagnostic tails that OmegaConf and Hydra append to their messages over several lines.
@@ -62,12 +63,16 @@ def check_int(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
-def check_float(name: str, value: object, low: float, high: float, low_open: bool = False
-                ) -> float:
+def check_float(name: str, value: object, low: float, high: float, low_open: bool = False) -> float:
     """`value` as a float if it is a finite number in [low, high] ((low, high] with
     `low_open`), else ValueError naming `name`: NaN and infinities are never settings."""
-    ok = (isinstance(value, int | float) and not isinstance(value, bool)
-          and math.isfinite(value) and low <= value <= high and not (low_open and value == low))
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+        and not (low_open and value == low)
+    )
     if not ok:
         span = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
         raise ValueError(f"{name} must be a finite number in {span}, got {value!r}")

@@ -82,8 +82,9 @@ def locked_dir(directory: str | Path, holder: str = "another process") -> Iterat
         except BlockingIOError:
             pid = lock_holder(os.fstat(fd))
             who = f"{holder} (pid {pid})" if pid else holder
-            raise RunDirInUse(f"{directory}: in use by {who}; wait for it to end or choose "
-                              f"another directory") from None
+            raise RunDirInUse(
+                f"{directory}: in use by {who}; wait for it to end or choose another directory"
+            ) from None
         yield path
     finally:
         os.close(fd)  # releases the lock
@@ -102,8 +103,11 @@ def lock_holder(stat: os.stat_result) -> int | None:
             continue
         try:
             major, minor, inode = fields[5].split(":")
-            if (int(inode) == stat.st_ino and int(major, 16) == os.major(stat.st_dev)
-                    and int(minor, 16) == os.minor(stat.st_dev)):
+            if (
+                int(inode) == stat.st_ino
+                and int(major, 16) == os.major(stat.st_dev)
+                and int(minor, 16) == os.minor(stat.st_dev)
+            ):
                 return int(fields[4])
         except ValueError:
             continue

@@ -98,8 +98,10 @@ def decode_linear16(codes: torch.Tensor) -> torch.Tensor:
     if codes.is_floating_point():
         raise ValueError(f"linear16 decode expects integer codes, got dtype {codes.dtype}")
     if codes.numel() and (codes.min() < 0 or codes.max() >= LINEAR16_LEVELS):
-        raise ValueError(f"linear16 codes must lie in [0, {LINEAR16_LEVELS}), "
-                         f"got range [{int(codes.min())}, {int(codes.max())}]")
+        raise ValueError(
+            f"linear16 codes must lie in [0, {LINEAR16_LEVELS}), "
+            f"got range [{int(codes.min())}, {int(codes.max())}]"
+        )
     half = LINEAR16_LEVELS // 2
     return ((codes.long() - half).double() / half).float()
 

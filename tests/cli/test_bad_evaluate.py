@@ -66,8 +66,9 @@ def evaluate_files(world) -> None:
     torch.save(payload, base / "overflow.pt")
     outside = base / "outside_only"
     outside.mkdir()
-    (outside / "metadata.csv").write_text("file,speaker\n../data/{}\n/etc/passwd\n".format(
-        world["prime"].name))
+    (outside / "metadata.csv").write_text(
+        "file,speaker\n../data/{}\n/etc/passwd\n".format(world["prime"].name)
+    )
 
 
 @pytest.mark.parametrize("args,names", EVALUATE_CASES, ids=lambda v: str(v))
@@ -79,8 +80,14 @@ def test_evaluate_bad_input(world, evaluate_files, capsys, args, names):
 
 
 def test_evaluate_output_is_strict_json(world, capsys, tmp_path):
-    evaluate_cli.main([f"checkpoint={world['ckpt']}", f"data.root={world['data']}",
-                       "progress=false", f"json_out={tmp_path / 'r.json'}"])
+    evaluate_cli.main(
+        [
+            f"checkpoint={world['ckpt']}",
+            f"data.root={world['data']}",
+            "progress=false",
+            f"json_out={tmp_path / 'r.json'}",
+        ]
+    )
     line = capsys.readouterr().out.strip()
     parse = lambda text: json.loads(text, parse_constant=lambda c: pytest.fail(c))  # noqa: E731
     assert parse(line) == parse((tmp_path / "r.json").read_text())
@@ -98,8 +105,16 @@ def test_rows_outside_the_root_and_repeats_are_skipped_and_reported(world, tmp_p
     secret = tmp_path / "secret.wav"
     shutil.copy(first, secret)
     (root / "wavs" / "link.flac").symlink_to(secret)
-    rows = ["wavs/a.flac", "wavs/b.flac", "../secret.wav", "../nothing_here.wav", str(secret),
-            "wavs/link.flac", *["wavs/a.flac"] * 50, "wavs/../wavs/b.flac"]
+    rows = [
+        "wavs/a.flac",
+        "wavs/b.flac",
+        "../secret.wav",
+        "../nothing_here.wav",
+        str(secret),
+        "wavs/link.flac",
+        *["wavs/a.flac"] * 50,
+        "wavs/../wavs/b.flac",
+    ]
     (root / "metadata.csv").write_text("file,speaker\n" + "\n".join(rows) + "\n")
     dataset = load_dataset(root, 16000, cache_dir=tmp_path / "cache")
     assert [u.name for u in dataset.utterances] == ["wavs/a.flac", "wavs/b.flac"]

@@ -80,10 +80,14 @@ GENERATE_ARGS = [
 ]
 
 
-
 def generate(w: dict, args: list[str]):
-    argv = [f"checkpoint={w['ckpt']}", "seconds=0.01", f"out={w['out']}", "progress=false",
-            *_fill(args, w)]
+    argv = [
+        f"checkpoint={w['ckpt']}",
+        "seconds=0.01",
+        f"out={w['out']}",
+        "progress=false",
+        *_fill(args, w),
+    ]
     return lambda: generate_cli.main(argv)
 
 
@@ -100,24 +104,28 @@ def test_generate_bad_argument(world, capsys, args, names):
 def _set(key, value):
     def mutate(c):
         c[key] = value
+
     return mutate
 
 
 def _config(key, value):
     def mutate(c):
         c["model_config"][key] = value
+
     return mutate
 
 
 def _drop(key, where=None):
     def mutate(c):
         del (c[where] if where else c)[key]
+
     return mutate
 
 
 def _tensor(fn):
     def mutate(c):
         fn(c["model"])
+
     return mutate
 
 
@@ -141,8 +149,11 @@ CHECKPOINT_CASES = [
     ("config_list", _set("model_config", [1, 2]), ["model_config", "list"]),
     ("config_string", _set("model_config", "tiny"), ["model_config", "str"]),
     ("config_none", _set("model_config", None), ["model_config"]),
-    ("classes_65536", lambda c: (c["model_config"].update(classes=65536),
-                                 c.update(classes=65536)), ["embed.weight"]),
+    (
+        "classes_65536",
+        lambda c: (c["model_config"].update(classes=65536), c.update(classes=65536)),
+        ["embed.weight"],
+    ),
     ("classes_abc", _config("classes", "abc"), ["model.classes", "abc"]),
     ("output_laplace", _config("output", "laplace"), ["model.output", "laplace"]),
     ("output_list", _config("output", ["mol"]), ["model.output"]),
@@ -153,8 +164,13 @@ CHECKPOINT_CASES = [
     ("classes_bool", _config("classes", True), ["model.classes"]),
     ("blocks_0", _config("blocks", 0), ["model.blocks"]),
     ("channels_2_20", _config("residual_channels", 2**20), ["model.residual_channels"]),
-    ("params_too_many", lambda c: c["model_config"].update(
-        residual_channels=8192, gate_channels=16384, skip_channels=16384), ["parameters"]),
+    (
+        "params_too_many",
+        lambda c: c["model_config"].update(
+            residual_channels=8192, gate_channels=16384, skip_channels=16384
+        ),
+        ["parameters"],
+    ),
     ("layers_40", _config("layers_per_block", 40), ["model.layers_per_block"]),
     ("kernel_1", _config("kernel_size", 1), ["model.kernel_size"]),
     ("gate_odd", _config("gate_channels", 31), ["gate_channels"]),
@@ -177,22 +193,35 @@ CHECKPOINT_CASES = [
     ("temperature_nan", _set("temperature", math.nan), ["temperature", "nan"]),
     ("temperature_str", _set("temperature", "warm"), ["temperature", "warm"]),
     ("model_not_mapping", _set("model", [1, 2, 3]), ["'model'"]),
-    ("tensor_wrong_shape", _tensor(lambda m: m.__setitem__("embed.weight", torch.zeros(3, 3))),
-     ["embed.weight", "(3, 3)"]),
+    (
+        "tensor_wrong_shape",
+        _tensor(lambda m: m.__setitem__("embed.weight", torch.zeros(3, 3))),
+        ["embed.weight", "(3, 3)"],
+    ),
     ("tensor_missing", _tensor(lambda m: m.pop("head.3.bias")), ["head.3.bias"]),
-    ("tensor_extra", _tensor(lambda m: m.__setitem__("spy.weight", torch.zeros(1))),
-     ["spy.weight"]),
-    ("tensor_not_tensor", _tensor(lambda m: m.__setitem__("head.3.bias", "zeros")),
-     ["head.3.bias"]),
-    ("tensor_int", _tensor(lambda m: m.__setitem__("head.3.bias", m["head.3.bias"].long())),
-     ["head.3.bias", "int64"]),
+    (
+        "tensor_extra",
+        _tensor(lambda m: m.__setitem__("spy.weight", torch.zeros(1))),
+        ["spy.weight"],
+    ),
+    (
+        "tensor_not_tensor",
+        _tensor(lambda m: m.__setitem__("head.3.bias", "zeros")),
+        ["head.3.bias"],
+    ),
+    (
+        "tensor_int",
+        _tensor(lambda m: m.__setitem__("head.3.bias", m["head.3.bias"].long())),
+        ["head.3.bias", "int64"],
+    ),
     ("weights_nan", _fill_weight(math.nan), ["head.3.weight", "NaN"]),
     ("weights_inf", _fill_weight(math.inf), ["head.3.weight"]),
 ]
 
 
-@pytest.mark.parametrize("name,mutate,names", CHECKPOINT_CASES, ids=[c[0] for c in
-                                                                      CHECKPOINT_CASES])
+@pytest.mark.parametrize(
+    "name,mutate,names", CHECKPOINT_CASES, ids=[c[0] for c in CHECKPOINT_CASES]
+)
 def test_generate_bad_checkpoint_contents(world, capsys, tmp_path, name, mutate, names):
     payload = copy.deepcopy(world["payload"])
     mutate(payload)
@@ -219,8 +248,9 @@ def _file_cases(tmp: Path, w: dict) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize("kind", ["missing", "folder", "empty", "random", "truncated", "pickle",
-                                  "tensor"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "folder", "empty", "random", "truncated", "pickle", "tensor"]
+)
 def test_generate_not_a_checkpoint(world, capsys, tmp_path, kind):
     path = _file_cases(tmp_path, world)[kind]
     before = snapshot(world["base"])
@@ -238,8 +268,7 @@ def _prime_files(base: Path) -> dict[str, Path]:
         folder.mkdir()
         (folder / "text.wav").write_text("RIFF? no, a text file")
         sf.write(folder / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
-        sf.write(folder / "nan.wav", np.full(100, np.nan, dtype=np.float32), 16000,
-                 subtype="FLOAT")
+        sf.write(folder / "nan.wav", np.full(100, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
         (folder / "a_folder.wav").mkdir()
         sf.write(folder / "short.wav", np.zeros(8, dtype=np.float32), 16000)
     return {p.stem: p for p in folder.iterdir()}
@@ -264,8 +293,10 @@ PRIME_MEL_CASES = [
     (["checkpoint={vocoder}", "mel_from={mels}/garbage.npy"], ["garbage.npy"]),
     (["checkpoint={vocoder}", "mel_from={mels}/batch3.npy", "batch=2"], ["batch3.npy", "batch=2"]),
     (["checkpoint={vocoder}", "mel_from={mels}/big_batch.npy"], ["big_batch.npy", "batch"]),
-    (["checkpoint={vocoder}", "mel_from={mels}/good.npy", "prime={prime}"],
-     ["good.npy", "prime"]),  # the mel is shorter than the prime
+    (
+        ["checkpoint={vocoder}", "mel_from={mels}/good.npy", "prime={prime}"],
+        ["good.npy", "prime"],
+    ),  # the mel is shorter than the prime
     (["checkpoint={vocoder}", "mel_from={base}/primes/short.wav"], ["short.wav"]),
     (["checkpoint={speaker}"], ["speaker=NAME", "anna"]),
     (["checkpoint={speaker}", "speaker=zoe"], ["zoe", "anna"]),
@@ -289,8 +320,16 @@ def test_generate_bad_prime_mel_speaker_or_output(world, capsys, args, names):
 def test_generate_success_replaces_files_whole(world, capsys, tmp_path):
     """A good run writes complete files and leaves no temporary behind."""
     out = tmp_path / "fresh" / "deeper"
-    generate_cli.main([f"checkpoint={world['ckpt']}", "seconds=0.01", f"out={out}",
-                       "progress=false", "impl=reference", "batch=2"])
+    generate_cli.main(
+        [
+            f"checkpoint={world['ckpt']}",
+            "seconds=0.01",
+            f"out={out}",
+            "progress=false",
+            "impl=reference",
+            "batch=2",
+        ]
+    )
     names = sorted(p.name for p in out.iterdir())
     assert names == ["tiny_seed0_0.wav", "tiny_seed0_1.wav"]
     assert sf.info(out / names[0]).frames == 160
@@ -298,8 +337,11 @@ def test_generate_success_replaces_files_whole(world, capsys, tmp_path):
 
 def test_generate_error_leaves_no_new_folder(world, capsys, tmp_path):
     out = tmp_path / "never" / "made"
-    one_line(capsys, lambda: generate_cli.main([f"checkpoint={world['ckpt']}", f"out={out}",
-                                                "temperature=-2"]), names=["temperature"])
+    one_line(
+        capsys,
+        lambda: generate_cli.main([f"checkpoint={world['ckpt']}", f"out={out}", "temperature=-2"]),
+        names=["temperature"],
+    )
     assert not (tmp_path / "never").exists()
 
 
@@ -307,9 +349,20 @@ def test_generate_ctrl_c_is_one_line_and_keeps_earlier_output(world, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(world["out"], out)
     before = snapshot(out)
-    proc = subprocess.Popen([exe("wavenet-generate"), f"checkpoint={world['ckpt']}",
-                             "seconds=600", f"out={out}", "progress=false", "impl=reference"],
-                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            exe("wavenet-generate"),
+            f"checkpoint={world['ckpt']}",
+            "seconds=600",
+            f"out={out}",
+            "progress=false",
+            "impl=reference",
+        ],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not list(out.glob(".*.tmp")) and time.monotonic() < deadline:
@@ -327,6 +380,7 @@ def test_generate_ctrl_c_is_one_line_and_keeps_earlier_output(world, tmp_path):
 def test_a_ctrl_c_lost_in_a_finalizer_still_stops_the_tool(capsys):
     """Python drops a KeyboardInterrupt raised while a `__del__` runs ("Exception ignored");
     the tools remember the signal, so the next check between chunks still stops them."""
+
     class Finalized:
         def __del__(self):
             os.kill(os.getpid(), signal.SIGINT)  # handled inside __del__: the raise is dropped

@@ -3,7 +3,6 @@
 What every case holds: tests/bad_inputs.py.
 """
 
-
 import pytest
 from bad_inputs import _fill, one_line, snapshot
 
@@ -35,8 +34,9 @@ def test_plot_bad_run_dir(world, capsys, tmp_path, run, names):
     assert snapshot(base) == before and not out.exists()
 
 
-@pytest.mark.parametrize("out,names", [("{base}/tiny.pt/curves.png", ["tiny.pt"]),
-                                       ("{base}/curves.xyz", ["xyz"])])
+@pytest.mark.parametrize(
+    "out,names", [("{base}/tiny.pt/curves.png", ["tiny.pt"]), ("{base}/curves.xyz", ["xyz"])]
+)
 def test_plot_bad_output(world, capsys, out, names):
     before = snapshot(world["base"])
     argv = [str(world["run"]), "--out", _fill([out], world)[0]]
@@ -57,8 +57,11 @@ def test_report_bad_run_dir(world, capsys, run, names):
     assert snapshot(world["base"]) == before
 
 
-USAGE_CASES = [([], ["RUN_DIR"]), (["{run}", "--bogus"], ["--bogus"]),
-               (["{run}", "--out"], ["--out"])]
+USAGE_CASES = [
+    ([], ["RUN_DIR"]),
+    (["{run}", "--bogus"], ["--bogus"]),
+    (["{run}", "--out"], ["--out"]),
+]
 
 
 @pytest.mark.parametrize("tool", ["plot", "report"])

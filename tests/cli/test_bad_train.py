@@ -90,17 +90,26 @@ def train_in_process(monkeypatch, cwd: Path, *args: str):
 
 # Every case aims at the finished run; a quarter also at a new run dir (keeps the file fast).
 TRAIN_TARGETS = [(*case, "existing") for case in TRAIN_CASES] + [
-    (*case, "new") for case in TRAIN_CASES[::4]]
+    (*case, "new") for case in TRAIN_CASES[::4]
+]
 
 
-@pytest.mark.parametrize("override,names,target", TRAIN_TARGETS,
-                         ids=[f"{c[0]}-{c[2]}" for c in TRAIN_TARGETS])
-def test_train_rejected_config_touches_no_run_dir(world, capsys, monkeypatch, tmp_path,
-                                                  override, names, target):
+@pytest.mark.parametrize(
+    "override,names,target", TRAIN_TARGETS, ids=[f"{c[0]}-{c[2]}" for c in TRAIN_TARGETS]
+)
+def test_train_rejected_config_touches_no_run_dir(
+    world, capsys, monkeypatch, tmp_path, override, names, target
+):
     run = world["run"] if target == "existing" else tmp_path / "runs" / "new"
     before = snapshot(world["base"])
-    call = train_in_process(monkeypatch, tmp_path, *TRAIN, f"data.root={world['data']}",
-                            f"hydra.run.dir={run}", override)
+    call = train_in_process(
+        monkeypatch,
+        tmp_path,
+        *TRAIN,
+        f"data.root={world['data']}",
+        f"hydra.run.dir={run}",
+        override,
+    )
     one_line(capsys, call, names=["wavenet-train: error:", *names])
     assert snapshot(world["base"]) == before
     assert not (tmp_path / "runs").exists()
@@ -109,30 +118,47 @@ def test_train_rejected_config_touches_no_run_dir(world, capsys, monkeypatch, tm
 @pytest.mark.parametrize("where", ["tiny.pt", "tiny.pt/run"])
 def test_train_run_dir_in_the_way_of_a_file(world, capsys, monkeypatch, tmp_path, where):
     before = snapshot(world["base"])
-    call = train_in_process(monkeypatch, tmp_path, *TRAIN, f"data.root={world['data']}",
-                            f"hydra.run.dir={world['base'] / where}")
+    call = train_in_process(
+        monkeypatch,
+        tmp_path,
+        *TRAIN,
+        f"data.root={world['data']}",
+        f"hydra.run.dir={world['base'] / where}",
+    )
     one_line(capsys, call, names=["tiny.pt"])
     assert snapshot(world["base"]) == before
 
 
 def _train_proc(world, run: Path, *args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([exe("wavenet-train"), *TRAIN, f"data.root={world['data']}",
-                             f"hydra.run.dir={run}", *args], cwd=world["base"], env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [exe("wavenet-train"), *TRAIN, f"data.root={world['data']}", f"hydra.run.dir={run}", *args],
+        cwd=world["base"],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def test_two_runs_on_one_dir_the_second_is_refused(world, tmp_path, capsys, monkeypatch):
     run = tmp_path / "shared_run"
-    first = _train_proc(world, run, "train.max_steps=100000", "train.val_every=100000",
-                        "train.checkpoint_every=5")
+    first = _train_proc(
+        world, run, "train.max_steps=100000", "train.val_every=100000", "train.checkpoint_every=5"
+    )
     try:
         deadline = time.monotonic() + 120
         while not (run / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
             assert first.poll() is None, first.communicate()[1][-2000:]
             time.sleep(0.2)
-        second = train_in_process(monkeypatch, world["base"], *TRAIN,
-                                  f"data.root={world['data']}", f"hydra.run.dir={run}",
-                                  "train.seed=1")  # another process holds the lock: this one
+        second = train_in_process(
+            monkeypatch,
+            world["base"],
+            *TRAIN,
+            f"data.root={world['data']}",
+            f"hydra.run.dir={run}",
+            "train.seed=1",
+        )  # another process holds the lock: this one
         one_line(capsys, second, names=[str(run), f"pid {first.pid}"])
         assert first.poll() is None  # the first is untouched and still training
     finally:
@@ -153,19 +179,24 @@ def test_kill_9_during_start_up_leaves_no_stale_lock(world, tmp_path, monkeypatc
         time.sleep(0.05)
     proc.kill()
     proc.communicate(timeout=60)
-    train_in_process(monkeypatch, world["base"], *TRAIN, f"data.root={world['data']}",
-                     f"hydra.run.dir={run}")()  # returns: the run took the lock and finished
+    train_in_process(
+        monkeypatch, world["base"], *TRAIN, f"data.root={world['data']}", f"hydra.run.dir={run}"
+    )()  # returns: the run took the lock and finished
     assert (run / "checkpoints" / "last.pt").is_file()
 
 
-@pytest.mark.parametrize("damage,names", [
-    ("nan", ["last.pt", "NaN"]),
-    ("no_optimizer", ["last.pt", "optimizer"]),
-    ("other_model", ["last.pt", "differs"]),
-    ("no_data", ["no_such_data"]),
-])
-def test_resume_from_a_bad_checkpoint_changes_nothing(world, tmp_path, damage, names, capsys,
-                                                       monkeypatch):
+@pytest.mark.parametrize(
+    "damage,names",
+    [
+        ("nan", ["last.pt", "NaN"]),
+        ("no_optimizer", ["last.pt", "optimizer"]),
+        ("other_model", ["last.pt", "differs"]),
+        ("no_data", ["no_such_data"]),
+    ],
+)
+def test_resume_from_a_bad_checkpoint_changes_nothing(
+    world, tmp_path, damage, names, capsys, monkeypatch
+):
     run = tmp_path / "run"
     shutil.copytree(world["run"], run)
     last = run / "checkpoints" / "last.pt"
@@ -178,8 +209,15 @@ def test_resume_from_a_bad_checkpoint_changes_nothing(world, tmp_path, damage, n
     before = snapshot(run)
     other = ["model.residual_channels=8"] if damage == "other_model" else []
     data = tmp_path / "no_such_data" if damage == "no_data" else world["data"]
-    call = train_in_process(monkeypatch, world["base"], *TRAIN, f"data.root={data}",
-                            f"hydra.run.dir={run}", "train.max_steps=4", *other)
+    call = train_in_process(
+        monkeypatch,
+        world["base"],
+        *TRAIN,
+        f"data.root={data}",
+        f"hydra.run.dir={run}",
+        "train.max_steps=4",
+        *other,
+    )
     one_line(capsys, call, names=["wavenet-train: error:", *names])
     assert snapshot(run) == before
 
@@ -188,23 +226,46 @@ def test_resume_from_a_named_bad_checkpoint(world, tmp_path, capsys, monkeypatch
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"PK\x03\x04 truncated")
     run = tmp_path / "fresh_run"
-    call = train_in_process(monkeypatch, world["base"], *TRAIN, f"data.root={world['data']}",
-                            f"hydra.run.dir={run}", f"train.resume={bad}")
+    call = train_in_process(
+        monkeypatch,
+        world["base"],
+        *TRAIN,
+        f"data.root={world['data']}",
+        f"hydra.run.dir={run}",
+        f"train.resume={bad}",
+    )
     one_line(capsys, call, names=["bad.pt"])
     assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing but the lock
 
 
-@pytest.mark.parametrize("override,names", [
-    ("model.residual_channels=8", ["last.pt", "train.init", "residual_channels=", "configured 8"]),
-    ("data.preemphasis=0.5", ["last.pt", "train.init", "preemphasis 0.0", "configured 0.5"]),
-    ("data.sample_rate=8000", ["last.pt", "train.init", "sample_rate 16000", "configured 8000"]),
-])
-def test_init_from_another_model_writes_nothing(world, tmp_path, override, names, capsys,
-                                                monkeypatch):
+@pytest.mark.parametrize(
+    "override,names",
+    [
+        (
+            "model.residual_channels=8",
+            ["last.pt", "train.init", "residual_channels=", "configured 8"],
+        ),
+        ("data.preemphasis=0.5", ["last.pt", "train.init", "preemphasis 0.0", "configured 0.5"]),
+        (
+            "data.sample_rate=8000",
+            ["last.pt", "train.init", "sample_rate 16000", "configured 8000"],
+        ),
+    ],
+)
+def test_init_from_another_model_writes_nothing(
+    world, tmp_path, override, names, capsys, monkeypatch
+):
     """train.init names a checkpoint of another model, rate or pre-emphasis: one line naming
     it and what differs, before anything but the lock is written."""
     run, init = tmp_path / "fresh_run", world["run"] / "checkpoints" / "last.pt"
-    call = train_in_process(monkeypatch, world["base"], *TRAIN, f"data.root={world['data']}",
-                            f"hydra.run.dir={run}", f"train.init={init}", override)
+    call = train_in_process(
+        monkeypatch,
+        world["base"],
+        *TRAIN,
+        f"data.root={world['data']}",
+        f"hydra.run.dir={run}",
+        f"train.init={init}",
+        override,
+    )
     one_line(capsys, call, names=["wavenet-train: error:", *names])
     assert sorted(p.name for p in run.iterdir()) == [".lock"]

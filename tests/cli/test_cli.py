@@ -49,8 +49,10 @@ def test_train_resume_generate(tmp_path, small_data, cli, cli_main, train_run):
     assert [m["step"] for m in first if "val_bits" in m] == [3, 6]
     assert all(k in first[-1] for k in ("step", "train_bits", "val_bits", "lr", "samples_per_s"))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
-    assert sorted(p.name for p in (run / "samples").glob("*.wav")) == ["step_0000003.wav",
-                                                                      "step_0000006.wav"]
+    assert sorted(p.name for p in (run / "samples").glob("*.wav")) == [
+        "step_0000003.wav",
+        "step_0000006.wav",
+    ]
     assert (run / ".hydra" / "config.yaml").is_file()
     assert (run / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run / "samples" / "step_0000006.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -59,18 +61,30 @@ def test_train_resume_generate(tmp_path, small_data, cli, cli_main, train_run):
     train_run(run, *TRAIN, f"data.root={small_data}", "train.max_steps=10", "train.val_every=5")
     steps = [m["step"] for m in metrics(run)]
     assert steps[: len(first)] == [m["step"] for m in first]
-    assert min(steps[len(first):]) > 6 and steps[-1] == 10
+    assert min(steps[len(first) :]) > 6 and steps[-1] == 10
 
     out = tmp_path / "gen"
     last = run / "checkpoints" / "last.pt"
-    proc = cli_main("wavenet-generate", f"checkpoint={last}", "seconds=0.1", "batch=2",
-                    f"out={out}", "progress=false", "impl=reference", ok=True)
+    proc = cli_main(
+        "wavenet-generate",
+        f"checkpoint={last}",
+        "seconds=0.1",
+        "batch=2",
+        f"out={out}",
+        "progress=false",
+        "impl=reference",
+        ok=True,
+    )
     paths = [Path(p) for p in proc.stdout.split()]
     assert len(paths) == 2
     # The files hold what the checkpoint's model draws with seed 0, row by row, as 16-bit PCM.
     model = checkpoint.build_model(checkpoint.load(last))
-    drawn = torch.cat(list(generate(model, 1600, 2, generator=torch.Generator().manual_seed(0),
-                                    impl="reference")), dim=1)
+    drawn = torch.cat(
+        list(
+            generate(model, 1600, 2, generator=torch.Generator().manual_seed(0), impl="reference")
+        ),
+        dim=1,
+    )
     for p, row in zip(paths, mulaw.decode(drawn).numpy(), strict=True):
         audio, rate = sf.read(p)
         assert rate == 16000 and sf.info(p).subtype == "PCM_16" and len(audio) == 1600
@@ -81,11 +95,19 @@ def test_train_resume_generate(tmp_path, small_data, cli, cli_main, train_run):
     loudest = int(np.argmax(np.convolve(speech**2, np.ones(320), "valid")))
     prime = tmp_path / "prime.wav"
     sf.write(prime, speech[: loudest + 320], rate, subtype="FLOAT")
-    tail = torch.from_numpy(speech[loudest:loudest + 320])
+    tail = torch.from_numpy(speech[loudest : loudest + 320])
     assert tail.pow(2).mean().sqrt() > 0.05
-    proc = cli_main("wavenet-generate", f"checkpoint={run / 'checkpoints' / 'best.pt'}",
-                    "seconds=0.05", f"prime={prime}", "prime_seconds=0.02", f"out={out}",
-                    "seed=3", "progress=false", ok=True)
+    proc = cli_main(
+        "wavenet-generate",
+        f"checkpoint={run / 'checkpoints' / 'best.pt'}",
+        "seconds=0.05",
+        f"prime={prime}",
+        "prime_seconds=0.02",
+        f"out={out}",
+        "seed=3",
+        "progress=false",
+        ok=True,
+    )
     audio, _ = sf.read(proc.stdout.split()[0])
     assert len(audio) == 320 + 800
     # The output starts with the prime's last 320 samples, μ-law quantized (then 16-bit PCM).
@@ -94,9 +116,18 @@ def test_train_resume_generate(tmp_path, small_data, cli, cli_main, train_run):
 
 def test_multirun_sweep_trains_each_setting(tmp_path, small_data, cli):
     sweep = tmp_path / "sweep"
-    cli("wavenet-train", "-m", *TRAIN, f"data.root={small_data}", "train.max_steps=2",
-        "train.val_every=2", "train.sample_seconds=0", "train.lr=0.001,0.01",
-        f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    cli(
+        "wavenet-train",
+        "-m",
+        *TRAIN,
+        f"data.root={small_data}",
+        "train.max_steps=2",
+        "train.val_every=2",
+        "train.sample_seconds=0",
+        "train.lr=0.001,0.01",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(runs) == 2
     for run in runs:
@@ -106,9 +137,16 @@ def test_multirun_sweep_trains_each_setting(tmp_path, small_data, cli):
 
 def test_train_on_a_missing_folder_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["wavenet-train", *TRAIN,
-                                      f"data.root={tmp_path / 'nowhere'}",
-                                      f"hydra.run.dir={tmp_path / 'run'}"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "wavenet-train",
+            *TRAIN,
+            f"data.root={tmp_path / 'nowhere'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+    )
     one_line(capsys, train_cli.main, names=("wavenet-train: error:", "nowhere"))
 
 
@@ -116,8 +154,9 @@ def test_generate_without_a_checkpoint_uses_the_shipped_model(tmp_path, cli_main
     from wavenet.config import PRETRAINED
 
     assert PRETRAINED.is_file(), f"{PRETRAINED} is not in the repository"
-    proc = cli_main("wavenet-generate", "seconds=0.25", f"out={tmp_path}", "progress=false",
-                    ok=True)
+    proc = cli_main(
+        "wavenet-generate", "seconds=0.25", f"out={tmp_path}", "progress=false", ok=True
+    )
     (path,) = proc.stdout.split()
     audio, rate = sf.read(path)
     assert rate == 16000 and len(audio) == 4000
@@ -139,9 +178,17 @@ def test_library_deprecation_notices_stay_off_the_tools_stderr(tmp_path):
                                  ("torch.nn", UserWarning), ("wavenet.x", FutureWarning)]:
             warnings.warn_explicit(f"{module} notice", category, "x.py", 1, module=module)
     """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=tools.env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=tools.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines == ["x.py:1: UserWarning: torch.nn notice",
-                     "x.py:1: FutureWarning: wavenet.x notice"]
+    assert lines == [
+        "x.py:1: UserWarning: torch.nn notice",
+        "x.py:1: FutureWarning: wavenet.x notice",
+    ]

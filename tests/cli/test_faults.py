@@ -26,8 +26,15 @@ from wavenet import WaveNet, checkpoint, mulaw
 from wavenet.config import PROJECT_DIR
 from wavenet.data.dataset import read_audio
 
-TRAIN = ["model=tiny", "data.crop=100", "data.val_crops=2", "train.batch_size=2",
-         "train.sample_seconds=0", "train.threads=1", "train.progress=false"]
+TRAIN = [
+    "model=tiny",
+    "data.crop=100",
+    "data.val_crops=2",
+    "train.batch_size=2",
+    "train.sample_seconds=0",
+    "train.threads=1",
+    "train.progress=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +52,9 @@ def resampled(utterance: tuple[np.ndarray, int], rate: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    model = WaveNet(blocks=1, layers_per_block=3, residual_channels=4, gate_channels=8,
-                    skip_channels=8)
+    model = WaveNet(
+        blocks=1, layers_per_block=3, residual_channels=4, gate_channels=8, skip_channels=8
+    )
     return save_model_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model)
 
 
@@ -57,17 +65,26 @@ def test_bad_config_is_one_line_from_the_real_process(tmp_path, demo_root, cli):
     """The console script's own exit code and stderr (every other bad setting is checked in
     process, tests/cli/test_bad_train.py)."""
     run = tmp_path / "run"
-    proc = cli("wavenet-train", *TRAIN, "train.max_steps=2", "model.blocks=three",
-               f"data.root={demo_root}", f"hydra.run.dir={run}", cwd=tmp_path, ok=False)
+    proc = cli(
+        "wavenet-train",
+        *TRAIN,
+        "train.max_steps=2",
+        "model.blocks=three",
+        f"data.root={demo_root}",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        ok=False,
+    )
     one_line_error(proc, "wavenet-train: error:", "model.blocks", "three")
     assert not (run / "data_report.json").exists()  # the data were never read
 
 
 def test_help_and_printing_the_config_still_work(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for args, expected in ((["--help"], "Configuration groups"),
-                           (["model=tiny", "train.checkpoint_every=7", "--cfg", "job"],
-                            "checkpoint_every: 7")):
+    for args, expected in (
+        (["--help"], "Configuration groups"),
+        (["model=tiny", "train.checkpoint_every=7", "--cfg", "job"], "checkpoint_every: 7"),
+    ):
         monkeypatch.setattr(sys, "argv", ["wavenet-train", *args])
         try:
             train_cli.main()
@@ -99,15 +116,26 @@ def test_mixed_dataset_trains_on_the_usable_files_and_reports_the_rest(tmp_path,
     (data / "corrupt.flac").write_bytes(random.Random(0).randbytes(4096))
     (data / "empty.wav").write_bytes(b"")
     (data / "notes.wav").write_text("not audio, despite the name\n")
-    bad = {"nan.wav": "NaN", "short.wav": "too short", "corrupt.flac": "cannot read audio",
-           "empty.wav": "cannot read audio", "notes.wav": "cannot read audio",
-           "missing.wav": "file not found"}
+    bad = {
+        "nan.wav": "NaN",
+        "short.wav": "too short",
+        "corrupt.flac": "cannot read audio",
+        "empty.wav": "cannot read audio",
+        "notes.wav": "cannot read audio",
+        "missing.wav": "file not found",
+    }
     names = sorted(good) + sorted(bad)
     (data / "metadata.csv").write_text("file,speaker\n" + "".join(f"{n},s\n" for n in names))
 
     run = tmp_path / "run"
-    proc = cli("wavenet-train", *TRAIN, "train.max_steps=2", f"data.root={data}",
-               f"hydra.run.dir={run}", cwd=tmp_path)
+    proc = cli(
+        "wavenet-train",
+        *TRAIN,
+        "train.max_steps=2",
+        f"data.root={data}",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert checkpoint.load(run / "checkpoints" / "last.pt")["step"] == 2
     report = json.loads((run / "data_report.json").read_text())
@@ -120,11 +148,14 @@ def test_mixed_dataset_trains_on_the_usable_files_and_reports_the_rest(tmp_path,
         assert f"skipped {name}" in proc.stdout  # also in the log
 
 
-@pytest.mark.parametrize("layout,names", [
-    ("empty", ["no audio files"]),
-    ("corrupt", ["no usable audio", "bad.wav", "cannot read audio"]),
-    ("missing", ["no usable audio", "gone.wav", "file not found"]),
-])
+@pytest.mark.parametrize(
+    "layout,names",
+    [
+        ("empty", ["no audio files"]),
+        ("corrupt", ["no usable audio", "bad.wav", "cannot read audio"]),
+        ("missing", ["no usable audio", "gone.wav", "file not found"]),
+    ],
+)
 def test_dataset_with_nothing_usable_is_one_line(tmp_path, layout, names, capsys, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
@@ -133,8 +164,11 @@ def test_dataset_with_nothing_usable_is_one_line(tmp_path, layout, names, capsys
     elif layout == "missing":
         (data / "metadata.csv").write_text("file,speaker\ngone.wav,a\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["wavenet-train", *TRAIN, f"data.root={data}",
-                                      f"hydra.run.dir={tmp_path / 'run'}"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["wavenet-train", *TRAIN, f"data.root={data}", f"hydra.run.dir={tmp_path / 'run'}"],
+    )
     one_line(capsys, train_cli.main, names=("wavenet-train: error:", str(data), *names))
 
 
@@ -152,8 +186,17 @@ class _Payload:
 
 
 def evil_checkpoint(path: Path, target: Path) -> Path:
-    torch.save({"format": checkpoint.FORMAT, "version": 1, "model": _Payload(target),
-                "model_config": {}, "sample_rate": 16000, "step": 0}, path)
+    torch.save(
+        {
+            "format": checkpoint.FORMAT,
+            "version": 1,
+            "model": _Payload(target),
+            "model_config": {},
+            "sample_rate": 16000,
+            "step": 0,
+        },
+        path,
+    )
     return path
 
 
@@ -167,18 +210,29 @@ def test_malicious_checkpoint_never_runs_through_either_tool(tmp_path, speech, c
         torch.load(evil, weights_only=True)
     proc = cli_main("wavenet-generate", f"checkpoint={evil}", "seconds=0.01", f"out={tmp_path}")
     one_line_error(proc, "wavenet-generate: error:", "evil.pt")
-    proc = cli("wavenet-train", *TRAIN, f"data.root={speech}", f"train.resume={evil}",
-               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, ok=False)
+    proc = cli(
+        "wavenet-train",
+        *TRAIN,
+        f"data.root={speech}",
+        f"train.resume={evil}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        ok=False,
+    )
     one_line_error(proc, "wavenet-train: error:", "evil.pt")
     assert not target.exists()
 
 
-@pytest.mark.parametrize("damage,names", [
-    ("truncated", ["truncated.pt", "not a readable wavenet checkpoint"]),
-    ("newer", ["newer.pt", "newer than this wavenet reads"]),
-])
-def test_damaged_or_newer_checkpoint_is_one_line(tmp_path, tiny_checkpoint, damage, names,
-                                                 cli_main):
+@pytest.mark.parametrize(
+    "damage,names",
+    [
+        ("truncated", ["truncated.pt", "not a readable wavenet checkpoint"]),
+        ("newer", ["newer.pt", "newer than this wavenet reads"]),
+    ],
+)
+def test_damaged_or_newer_checkpoint_is_one_line(
+    tmp_path, tiny_checkpoint, damage, names, cli_main
+):
     path = tmp_path / f"{damage}.pt"
     if damage == "truncated":
         data = tiny_checkpoint.read_bytes()
@@ -193,15 +247,22 @@ def test_damaged_or_newer_checkpoint_is_one_line(tmp_path, tiny_checkpoint, dama
 # -------------------------------------------------------------------------------- generation
 
 
-def test_prime_at_another_rate_and_layout_is_resampled(tmp_path, tiny_checkpoint, utterance,
-                                                       cli_main):
+def test_prime_at_another_rate_and_layout_is_resampled(
+    tmp_path, tiny_checkpoint, utterance, cli_main
+):
     audio_8k = resampled(utterance, 8000)
     loudest = int(np.argmax(np.convolve(audio_8k**2, np.ones(800), "valid")))
     prime = tmp_path / "prime_8k_stereo.wav"  # ends with its loudest 0.1 s
     sf.write(prime, np.stack([audio_8k[: loudest + 800]] * 2, axis=1), 8000, subtype="PCM_16")
-    proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", f"prime={prime}",
-                    "prime_seconds=0.1", "seconds=0.05", f"out={tmp_path / 'out'}",
-                    "progress=false")
+    proc = cli_main(
+        "wavenet-generate",
+        f"checkpoint={tiny_checkpoint}",
+        f"prime={prime}",
+        "prime_seconds=0.1",
+        "seconds=0.05",
+        f"out={tmp_path / 'out'}",
+        "progress=false",
+    )
     assert proc.returncode == 0, proc.stderr
     audio, rate = sf.read(proc.stdout.split()[0])
     assert rate == 16000 and len(audio) == 1600 + 800
@@ -214,18 +275,23 @@ def test_prime_at_another_rate_and_layout_is_resampled(tmp_path, tiny_checkpoint
     assert np.corrcoef(audio[:1600], independent)[0, 1] > 0.99
 
 
-@pytest.mark.parametrize("args,names", [
-    (["temperature=-0.5"], ["temperature", "-0.5"]),
-    (["seconds=0"], ["seconds", "0"]),
-    (["batch=-2"], ["batch", "-2"]),
-    (["prime=/nonexistent/prime.wav"], ["/nonexistent/prime.wav"]),
-    (["prime=README.md"], ["README.md", "cannot read audio"]),
-])
-def test_bad_generation_arguments_are_one_line(tmp_path, tiny_checkpoint, args, names,
-                                               cli_main, monkeypatch):
+@pytest.mark.parametrize(
+    "args,names",
+    [
+        (["temperature=-0.5"], ["temperature", "-0.5"]),
+        (["seconds=0"], ["seconds", "0"]),
+        (["batch=-2"], ["batch", "-2"]),
+        (["prime=/nonexistent/prime.wav"], ["/nonexistent/prime.wav"]),
+        (["prime=README.md"], ["README.md", "cannot read audio"]),
+    ],
+)
+def test_bad_generation_arguments_are_one_line(
+    tmp_path, tiny_checkpoint, args, names, cli_main, monkeypatch
+):
     monkeypatch.chdir(PROJECT_DIR)  # prime=README.md
-    proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", *args,
-                    f"out={tmp_path / 'out'}")
+    proc = cli_main(
+        "wavenet-generate", f"checkpoint={tiny_checkpoint}", *args, f"out={tmp_path / 'out'}"
+    )
     one_line_error(proc, "wavenet-generate: error:", *names)
 
 
@@ -233,14 +299,26 @@ def test_bad_generation_arguments_are_one_line(tmp_path, tiny_checkpoint, args, 
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
-def test_signal_saves_last_checkpoint_and_exits_cleanly(tmp_path, speech, signum, code,
-                                                        capsys, monkeypatch):
+def test_signal_saves_last_checkpoint_and_exits_cleanly(
+    tmp_path, speech, signum, code, capsys, monkeypatch
+):
     run = tmp_path / "run"
-    args = [*TRAIN, f"data.root={speech}", "train.log_every=1", "train.checkpoint_every=0",
-            "train.checkpoint_minutes=0", f"hydra.run.dir={run}"]
-    proc = subprocess.Popen([exe("wavenet-train"), *args, "train.max_steps=100000"],
-                            cwd=tmp_path, env=tools.env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        *TRAIN,
+        f"data.root={speech}",
+        "train.log_every=1",
+        "train.checkpoint_every=0",
+        "train.checkpoint_minutes=0",
+        f"hydra.run.dir={run}",
+    ]
+    proc = subprocess.Popen(
+        [exe("wavenet-train"), *args, "train.max_steps=100000"],
+        cwd=tmp_path,
+        env=tools.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         metrics = run / "metrics.jsonl"
         deadline = time.monotonic() + 60
@@ -268,9 +346,18 @@ def test_signal_saves_last_checkpoint_and_exits_cleanly(tmp_path, speech, signum
 
 def test_diverging_run_stops_after_max_bad_steps(tmp_path, speech, cli):
     run = tmp_path / "run"
-    proc = cli("wavenet-train", *TRAIN, f"data.root={speech}", "train.lr=1e30",
-               "train.warmup_steps=0", "train.max_steps=50", "train.max_bad_steps=3",
-               f"hydra.run.dir={run}", cwd=tmp_path, ok=False)
+    proc = cli(
+        "wavenet-train",
+        *TRAIN,
+        f"data.root={speech}",
+        "train.lr=1e30",
+        "train.warmup_steps=0",
+        "train.max_steps=50",
+        "train.max_bad_steps=3",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        ok=False,
+    )
     one_line_error(proc, "3 steps in a row with a non-finite loss", "last.pt", code=1)
     assert proc.stdout.count("update skipped") == 3
     step = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
@@ -284,9 +371,22 @@ def test_diverging_run_stops_after_max_bad_steps(tmp_path, speech, cli):
 def test_kill_drill_three_rounds(tmp_path):
     """scripts/fault_drill.py: SIGKILL at a random moment, during a checkpoint write and during
     training (one round of each; `--runs 20` for the full drill, docs/reliability.md)."""
-    proc = subprocess.run([sys.executable, str(PROJECT_DIR / "scripts" / "fault_drill.py"),
-                           "--runs", "3", "--steps", "150", "--workdir", str(tmp_path)],
-                          env=tools.env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_DIR / "scripts" / "fault_drill.py"),
+            "--runs",
+            "3",
+            "--steps",
+            "150",
+            "--workdir",
+            str(tmp_path),
+        ],
+        env=tools.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     assert counts["kills"] == 3, counts

@@ -18,14 +18,17 @@ from wavenet.sampling.cached import generate
 needs_numba = pytest.mark.skipif(not numba_kernel.available(), reason="numba is not installed")
 
 
-@pytest.mark.parametrize("args,match", [
-    (["checkpoint=/nonexistent/x.pt"], "checkpoint not found"),
-    (["checkpoint=README.md"], "README.md"),
-    (["seconds=-1", "checkpoint=x.pt"], "seconds"),
-    (["batch=0", "checkpoint=x.pt"], "batch"),
-    (["checkpoint=x.pt", "colour=red"], "colour"),
-    (["stray"], "key=value"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["checkpoint=/nonexistent/x.pt"], "checkpoint not found"),
+        (["checkpoint=README.md"], "README.md"),
+        (["seconds=-1", "checkpoint=x.pt"], "seconds"),
+        (["batch=0", "checkpoint=x.pt"], "batch"),
+        (["checkpoint=x.pt", "colour=red"], "colour"),
+        (["stray"], "key=value"),
+    ],
+)
 def test_generate_user_errors_are_one_line(args, match, repo_root, cli_main, monkeypatch):
     monkeypatch.chdir(repo_root)  # checkpoint=README.md
     one_line_error(cli_main("wavenet-generate", *args), "wavenet-generate: error:", match)
@@ -33,13 +36,13 @@ def test_generate_user_errors_are_one_line(args, match, repo_root, cli_main, mon
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    return save_model_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt",
-                                 random_model(TINY_ARCH))
+    return save_model_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "tiny.pt", random_model(TINY_ARCH)
+    )
 
 
 @pytest.mark.parametrize("impl", ["reference", pytest.param("compiled", marks=needs_numba)])
-def test_impl_and_threads_reach_the_sampler(impl, tiny_checkpoint, tmp_path, cli_main,
-                                            monkeypatch):
+def test_impl_and_threads_reach_the_sampler(impl, tiny_checkpoint, tmp_path, cli_main, monkeypatch):
     """impl= picks the sampler path and threads= the torch threads it runs on; the file holds
     what that path draws with the seed."""
     seen = []
@@ -50,9 +53,17 @@ def test_impl_and_threads_reach_the_sampler(impl, tiny_checkpoint, tmp_path, cli
         return real(*args, **kwargs)
 
     monkeypatch.setattr(cli_generate, "generate", spy)
-    proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", f"impl={impl}",
-                    "threads=2", "seconds=0.02", "seed=5", f"out={tmp_path}", "progress=false",
-                    ok=True)
+    proc = cli_main(
+        "wavenet-generate",
+        f"checkpoint={tiny_checkpoint}",
+        f"impl={impl}",
+        "threads=2",
+        "seconds=0.02",
+        "seed=5",
+        f"out={tmp_path}",
+        "progress=false",
+        ok=True,
+    )
     assert seen == [(impl, 2)]
     model = checkpoint.build_model(checkpoint.load(tiny_checkpoint))
     drawn = next(generate(model, 320, generator=torch.Generator().manual_seed(5), impl=impl))
@@ -61,8 +72,9 @@ def test_impl_and_threads_reach_the_sampler(impl, tiny_checkpoint, tmp_path, cli
 
 
 def test_an_unknown_impl_is_one_line(tiny_checkpoint, tmp_path, cli_main):
-    proc = cli_main("wavenet-generate", f"checkpoint={tiny_checkpoint}", "impl=quantum",
-                    f"out={tmp_path}")
+    proc = cli_main(
+        "wavenet-generate", f"checkpoint={tiny_checkpoint}", "impl=quantum", f"out={tmp_path}"
+    )
     one_line_error(proc, "wavenet-generate: error:", "impl", "quantum")
 
 
@@ -74,8 +86,16 @@ def test_temperature_defaults_to_the_checkpoints_own(tiny_checkpoint, tmp_path, 
 
     def drawn(ckpt: Path, *args: str) -> np.ndarray:
         out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
-        proc = cli_main("wavenet-generate", f"checkpoint={ckpt}", "seconds=0.05", "seed=2",
-                        f"out={out}", "progress=false", *args, ok=True)
+        proc = cli_main(
+            "wavenet-generate",
+            f"checkpoint={ckpt}",
+            "seconds=0.05",
+            "seed=2",
+            f"out={out}",
+            "progress=false",
+            *args,
+            ok=True,
+        )
         return sf.read(proc.stdout.strip())[0]
 
     assert "temperature" not in checkpoint.load(tiny_checkpoint)

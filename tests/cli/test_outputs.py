@@ -12,8 +12,14 @@ import torch
 from wavenet import checkpoint, mulaw
 from wavenet.sampling.cached import generate
 
-TRAIN = ["model=tiny", "train=quick", "train.progress=false", "data.crop=500",
-         "train.sample_seconds=0.05", "train.val_every=2"]
+TRAIN = [
+    "model=tiny",
+    "train=quick",
+    "train.progress=false",
+    "data.crop=500",
+    "train.sample_seconds=0.05",
+    "train.val_every=2",
+]
 
 
 def records(run):
@@ -21,8 +27,9 @@ def records(run):
 
 
 @pytest.mark.parametrize("output", ["mol", "gaussian"])
-def test_a_continuous_model_trains_resumes_evaluates_and_generates(output, tmp_path, speech,
-                                                                   train_run, cli_main):
+def test_a_continuous_model_trains_resumes_evaluates_and_generates(
+    output, tmp_path, speech, train_run, cli_main
+):
     run = tmp_path / "run"
     args = [*TRAIN, f"model.output={output}", f"data.root={speech}"]
     train_run(run, *args, "train.max_steps=4")
@@ -50,12 +57,20 @@ def test_a_continuous_model_trains_resumes_evaluates_and_generates(output, tmp_p
     assert 0 < result["bits_per_sample"] < 20
 
     out = tmp_path / "gen"
-    proc = cli_main("wavenet-generate", f"checkpoint={last}", "seconds=0.05", "batch=2",
-                    f"out={out}", "progress=false", ok=True)
+    proc = cli_main(
+        "wavenet-generate",
+        f"checkpoint={last}",
+        "seconds=0.05",
+        "batch=2",
+        f"out={out}",
+        "progress=false",
+        ok=True,
+    )
     paths = proc.stdout.split()
     model = checkpoint.build_model(checkpoint.load(last))
-    drawn = torch.cat(list(generate(model, 800, 2, generator=torch.Generator().manual_seed(0))),
-                      dim=1)
+    drawn = torch.cat(
+        list(generate(model, 800, 2, generator=torch.Generator().manual_seed(0))), dim=1
+    )
     for path, row in zip(paths, drawn, strict=True):
         audio, _ = sf.read(path, dtype="int16")
         assert sf.info(path).subtype == "PCM_16"
@@ -75,11 +90,12 @@ def test_categorical_evaluation_reports_the_16bit_unit(demo_run, demo_root, cli_
     proc = cli_main("wavenet-evaluate", f"checkpoint={last}", f"data.root={folder}", ok=True)
     result = json.loads(proc.stdout)
     assert result["unit"] == "mulaw"
-    width = np.bincount(mulaw.encode(torch.arange(-32768, 32768) / 32768).numpy(),
-                        minlength=256)
-    scored = np.concatenate([mulaw.encode(torch.from_numpy(sf.read(f, dtype="float32")[0]))
-                             .numpy()[1:] for f in files])
+    width = np.bincount(mulaw.encode(torch.arange(-32768, 32768) / 32768).numpy(), minlength=256)
+    scored = np.concatenate(
+        [mulaw.encode(torch.from_numpy(sf.read(f, dtype="float32")[0])).numpy()[1:] for f in files]
+    )
     offset = np.log2(width[scored]).mean()
-    assert result["bits_per_16bit_sample"] == pytest.approx(result["bits_per_sample"] + offset,
-                                                             abs=2e-5)
+    assert result["bits_per_16bit_sample"] == pytest.approx(
+        result["bits_per_sample"] + offset, abs=2e-5
+    )
     assert 3 < offset < 10

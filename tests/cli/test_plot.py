@@ -13,15 +13,14 @@ def test_cli_end_to_end(tmp_path, cli):
     read_png(tmp_path / "learning_curves.png")
 
 
-
 def test_main_names_a_dir_without_metrics_in_one_line(tmp_path, cli_main):
     run = write_run(tmp_path / "run")
-    proc = cli_main("wavenet-plot", str(run), str(tmp_path / "nothing"), "--out",
-                    str(tmp_path / "x.png"))
+    proc = cli_main(
+        "wavenet-plot", str(run), str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")
+    )
     line = one_line_error(proc, "nothing", "metrics.jsonl")
     assert line.startswith("wavenet-plot: error:") and proc.stdout == ""
     assert not (tmp_path / "x.png").exists()
-
 
 
 def test_main_writes_where_told(tmp_path, cli_main):

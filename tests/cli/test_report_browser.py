@@ -19,8 +19,14 @@ from wavenet.metrics.report import write_comparison, write_report
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "report.png"
 
 # Resolves with every <audio> element's duration once its metadata has loaded; rejects when a
@@ -67,8 +73,9 @@ def open_page(browser, path: Path):
     return page, problems
 
 
-def test_real_run_report_plays_in_a_browser(browser, tmp_path_factory, speech: Path,
-                                            tmp_path: Path):
+def test_real_run_report_plays_in_a_browser(
+    browser, tmp_path_factory, speech: Path, tmp_path: Path
+):
     run = train_tiny_run(tmp_path_factory.getbasetemp(), speech)
     page, problems = open_page(browser, write_report(run))
 
@@ -93,8 +100,10 @@ def test_real_run_report_plays_in_a_browser(browser, tmp_path_factory, speech: P
 
 
 def test_comparison_table_sorts_on_click(browser, tmp_path: Path):
-    runs = [make_run(tmp_path / f"run{i}", steps=steps, overrides=[f"train.max_steps={steps}"])
-            for i, steps in enumerate((300, 100, 200))]
+    runs = [
+        make_run(tmp_path / f"run{i}", steps=steps, overrides=[f"train.max_steps={steps}"])
+        for i, steps in enumerate((300, 100, 200))
+    ]
     page, problems = open_page(browser, write_comparison(runs, tmp_path / "sweep.html"))
     assert all(d > 0 for d in page.evaluate(AUDIO_DURATIONS))
 

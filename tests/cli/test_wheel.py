@@ -19,11 +19,26 @@ def unpacked_wheel(tmp_path_factory, repo_root):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(repo_root / name, source / name)
-    shutil.copytree(repo_root / "wavenet", source / "wavenet",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(out), str(source)], check=True,
-                   capture_output=True, timeout=300)
+    shutil.copytree(
+        repo_root / "wavenet", source / "wavenet", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next(out.glob("wavenet-*.whl"))
     site = out / "site"
     with zipfile.ZipFile(wheel) as z:
@@ -33,18 +48,27 @@ def unpacked_wheel(tmp_path_factory, repo_root):
 
 def test_the_wheel_holds_every_config(unpacked_wheel):
     shipped = {p.relative_to(CONF_DIR) for p in CONF_DIR.rglob("*.yaml")}
-    packed = {p.relative_to(unpacked_wheel / "wavenet" / "conf")
-              for p in (unpacked_wheel / "wavenet" / "conf").rglob("*.yaml")}
+    packed = {
+        p.relative_to(unpacked_wheel / "wavenet" / "conf")
+        for p in (unpacked_wheel / "wavenet" / "conf").rglob("*.yaml")
+    }
     assert shipped and packed == shipped
 
 
 def test_wavenet_train_composes_from_the_installed_package(unpacked_wheel, tmp_path):
-    code = ("import sys, wavenet; print(wavenet.__file__); "
-            "sys.argv = ['wavenet-train', '--cfg', 'job', 'experiment=speaker_demo']; "
-            "from wavenet.cli.train import main; main()")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": str(unpacked_wheel),
-                                                       "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, wavenet; print(wavenet.__file__); "
+        "sys.argv = ['wavenet-train', '--cfg', 'job', 'experiment=speaker_demo']; "
+        "from wavenet.cli.train import main; main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(unpacked_wheel), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     first, *config = proc.stdout.splitlines()
     assert first.startswith(str(unpacked_wheel))  # the wheel's package, not the checkout's

@@ -23,7 +23,6 @@ def test_demo_subset_matches_its_metadata(demo_root: Path, tmp_path: Path) -> No
     assert 200 < seconds < 330  # about a minute per speaker
 
 
-
 def test_demo_subset_is_an_unchanged_copy_of_asterisk4(
     demo_root: Path, asterisk_root: Path
 ) -> None:

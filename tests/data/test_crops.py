@@ -26,7 +26,6 @@ def _noise_utterances(lengths: list[int], seed: int = 0) -> list[Utterance]:
     ]
 
 
-
 def test_crop_sampler_shapes_dtype_range_and_real_substrings() -> None:
     utts = _noise_utterances([3000, 1200, 5000])
     length = 1000
@@ -39,11 +38,9 @@ def test_crop_sampler_shapes_dtype_range_and_real_substrings() -> None:
         assert (windows == row).all(dim=1).any(), "crop is not a window of any encoded file"
 
 
-
 def test_crop_sampler_other_class_counts() -> None:
     batch = CropSampler(_noise_utterances([500]), 100, codec=16).draw(8).audio
     assert int(batch.min()) >= 0 and int(batch.max()) < 16
-
 
 
 def test_crop_sampler_left_pads_short_files_with_silence() -> None:
@@ -55,13 +52,11 @@ def test_crop_sampler_left_pads_short_files_with_silence() -> None:
     assert int(AF.mu_law_encoding(torch.zeros(1), 256)) == 128  # silence is classes // 2
 
 
-
 def test_crop_sampler_covers_every_offset() -> None:
     ramp = Utterance("ramp.wav", "", torch.linspace(-0.9, 0.9, 10))
     first = CropSampler([ramp], 8, seed=0).draw(300).audio[:, 0]
     encoded = AF.mu_law_encoding(ramp.audio, 256)
     assert set(first.tolist()) == set(encoded[:3].tolist())  # offsets 0, 1 and 2, no more
-
 
 
 def test_crop_sampler_picks_files_in_proportion_to_length() -> None:
@@ -71,7 +66,6 @@ def test_crop_sampler_picks_files_in_proportion_to_length() -> None:
     quiet_class = int(AF.mu_law_encoding(torch.tensor([-0.5]), 256))
     share = float((batch[:, 0] == quiet_class).double().mean())
     assert share == pytest.approx(0.1, abs=0.02)
-
 
 
 def test_crop_sampler_state_dict_resumes_exactly(tmp_path: Path) -> None:
@@ -93,7 +87,6 @@ def test_crop_sampler_state_dict_resumes_exactly(tmp_path: Path) -> None:
     assert not torch.equal(CropSampler(utts, 500, seed=8).draw(8).audio, a.draw(8).audio)
 
 
-
 def test_crop_sampler_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="empty"):
         CropSampler([], 100)
@@ -101,7 +94,6 @@ def test_crop_sampler_rejects_bad_arguments() -> None:
         CropSampler(_noise_utterances([100]), 0)
     with pytest.raises(ValueError, match="batch"):
         CropSampler(_noise_utterances([100]), 10).draw(0)
-
 
 
 def test_validation_batch_round_robin_windows() -> None:
@@ -119,15 +111,16 @@ def test_validation_batch_round_robin_windows() -> None:
     assert torch.equal(limited, expected[:3])  # every file contributes before any repeats
 
 
-
 def test_validation_batch_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="max_crops"):
         validation_batch(_noise_utterances([100]), 10, max_crops=0)
     with pytest.raises(ValueError, match="empty"):
         validation_batch([], 10, max_crops=4)
 
-MEL_CFG = MelConfig(n_mels=20, n_fft=256, win_length=256, hop_length=64, upsample=[8, 8],
-                    channels=8)
+
+MEL_CFG = MelConfig(
+    n_mels=20, n_fft=256, win_length=256, hop_length=64, upsample=[8, 8], channels=8
+)
 
 
 def test_mel_crops_carry_the_frames_of_their_span(demo_root):
@@ -145,11 +138,11 @@ def test_mel_crops_carry_the_frames_of_their_span(demo_root):
         for i, u in enumerate(utts):
             enc = mulaw.encode(u.audio[: usable_samples(len(u.audio), MEL_CFG)], 256)
             for start in range(0, len(enc) - 640 + 1, 64):
-                if torch.equal(enc[start:start + 640], batch.audio[row]):
+                if torch.equal(enc[start : start + 640], batch.audio[row]):
                     hits.append((i, start))
         assert hits, "a crop must be a hop-aligned span of some utterance"
         i, start = hits[0]
-        torch.testing.assert_close(batch.mel[row], padded[i][:, start // 64:start // 64 + frames])
+        torch.testing.assert_close(batch.mel[row], padded[i][:, start // 64 : start // 64 + frames])
         assert batch.speaker[row] == cond.speakers.index(utts[i].speaker)
     # The sampler state resumes the same conditioned draws.
     state = sampler.state_dict()
@@ -159,7 +152,6 @@ def test_mel_crops_carry_the_frames_of_their_span(demo_root):
     assert torch.equal(a.audio, b.audio) and torch.equal(a.mel, b.mel)
     with pytest.raises(ValueError, match="multiple of the mel hop"):
         CropSampler(utts, 650, cond=cond)
-
 
 
 def test_validation_batch_windows_match_their_frames(demo_root):
@@ -174,14 +166,17 @@ def test_validation_batch_windows_match_their_frames(demo_root):
 
 def test_crop_shards_are_one_global_draw():
     gen = torch.Generator().manual_seed(0)
-    utts = [Utterance(f"{i}.wav", "", torch.rand(n, generator=gen) * 2 - 1)
-            for i, n in enumerate([900, 1500, 700])]
+    utts = [
+        Utterance(f"{i}.wav", "", torch.rand(n, generator=gen) * 2 - 1)
+        for i, n in enumerate([900, 1500, 700])
+    ]
     whole = CropSampler(utts, 200, seed=5)
     ranks = [CropSampler(utts, 200, seed=5, rank=k, world_size=3) for k in range(3)]
     for _ in range(2):
         expected = whole.draw(12).audio
         assert torch.equal(torch.cat([s.draw(4).audio for s in ranks]), expected)
-    assert all(torch.equal(s.state_dict()["generator"], whole.state_dict()["generator"])
-               for s in ranks)
+    assert all(
+        torch.equal(s.state_dict()["generator"], whole.state_dict()["generator"]) for s in ranks
+    )
     with pytest.raises(ValueError, match="rank"):
         CropSampler(utts, 200, rank=2, world_size=2)

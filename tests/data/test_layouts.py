@@ -273,11 +273,14 @@ def test_explicit_layout_overrides_detection(ljspeech: Path, metadata_root: Path
     assert [(u.name, u.speaker) for u in ds.utterances] == find_audio(metadata_root, "folder")
 
 
-@pytest.mark.parametrize("layout,missing", [
-    ("ljspeech", "metadata.csv and wavs/"),
-    ("metadata", "metadata.csv"),
-    ("vctk", "wav48_silence_trimmed or wav48/"),
-])
+@pytest.mark.parametrize(
+    "layout,missing",
+    [
+        ("ljspeech", "metadata.csv and wavs/"),
+        ("metadata", "metadata.csv"),
+        ("vctk", "wav48_silence_trimmed or wav48/"),
+    ],
+)
 def test_forced_layout_without_its_files_names_root(
     folder: Path, layout: str, missing: str
 ) -> None:
@@ -404,5 +407,3 @@ def test_find_audio_missing_or_empty_dir_names_it(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a directory") as err:
         find_audio(not_dir)
     assert str(not_dir) in str(err.value)
-
-

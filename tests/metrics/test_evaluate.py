@@ -66,15 +66,18 @@ def test_chunked_equals_one_pass_over_a_long_file(config, long_utterance, monkey
     assert abs(wrong - reference) > 1e-12 * reference
 
 
-@pytest.mark.parametrize("speaker,mel", [(True, False), (False, True), (True, True)],
-                         ids=["speaker", "mel", "both"])
+@pytest.mark.parametrize(
+    "speaker,mel", [(True, False), (False, True), (True, True)], ids=["speaker", "mel", "both"]
+)
 def test_chunked_equals_one_pass_for_conditioned_models(speaker, mel, demo):
     """Speaker and mel conditioning, chunked and batched: each file's bits equal one forward
     pass over the whole file with its speaker and its whole log-mel (float64, so exactly)."""
     model = conditioned_model(speaker, mel).double()
     table = ["allison", "carlo", "june"]  # the model's 3 speakers
-    files = [Utterance(u.name, u.speaker, u.audio[:12000 - 7 * i])  # 0.75 s, cut mid-hop
-             for i, u in enumerate([u for u in demo if u.speaker in table][::7][:4])]
+    files = [
+        Utterance(u.name, u.speaker, u.audio[: 12000 - 7 * i])  # 0.75 s, cut mid-hop
+        for i, u in enumerate([u for u in demo if u.speaker in table][::7][:4])
+    ]
     assert len({u.speaker for u in files}) >= 2
     nll, count, per_speaker = 0.0, 0, {}
     for u in files:
@@ -82,8 +85,11 @@ def test_chunked_equals_one_pass_for_conditioned_models(speaker, mel, demo):
         seq = mulaw.encode(audio)
         frames = pad_frames(log_mel(audio, 16000, COND_MEL), COND_MEL.context).double()
         with torch.no_grad():
-            logits = model(seq[None], torch.tensor([table.index(u.speaker)]) if speaker else None,
-                           frames[None] if mel else None)[0, :, 1:]
+            logits = model(
+                seq[None],
+                torch.tensor([table.index(u.speaker)]) if speaker else None,
+                frames[None] if mel else None,
+            )[0, :, 1:]
         file_nll = F.cross_entropy(logits.t(), seq[1:], reduction="sum").item()
         nll, count = nll + file_nll, count + len(seq) - 1
         s = per_speaker.setdefault(u.speaker, [0.0, 0])
@@ -92,7 +98,8 @@ def test_chunked_equals_one_pass_for_conditioned_models(speaker, mel, demo):
     assert chunked["samples"] == count
     assert chunked["bits_per_sample"] == pytest.approx(nll / count / math.log(2), rel=1e-12)
     assert chunked["per_speaker"] == pytest.approx(
-        {k: v[0] / v[1] / math.log(2) for k, v in per_speaker.items()}, rel=1e-12)
+        {k: v[0] / v[1] / math.log(2) for k, v in per_speaker.items()}, rel=1e-12
+    )
 
 
 def test_chunked_equals_one_pass_in_float32(long_utterance):
@@ -114,15 +121,19 @@ def test_batched_equals_file_by_file(demo):
     alone = [evaluate(model, [u], batch=1, chunk=5000) for u in files]
 
     assert batched["files"] == len(files)
-    assert batched["samples"] == sum(r["samples"] for r in alone) == sum(len(u.audio) - 1
-                                                                         for u in files)
+    assert (
+        batched["samples"]
+        == sum(r["samples"] for r in alone)
+        == sum(len(u.audio) - 1 for u in files)
+    )
     total = sum(r["bits_per_sample"] * r["samples"] for r in alone)
     assert batched["bits_per_sample"] == pytest.approx(total / batched["samples"], rel=1e-6)
     assert sorted(batched["per_speaker"]) == sorted({u.speaker for u in files})
     for speaker, bits in batched["per_speaker"].items():
         mine = [r for r, u in zip(alone, files, strict=True) if u.speaker == speaker]
         expected = sum(r["bits_per_sample"] * r["samples"] for r in mine) / sum(
-            r["samples"] for r in mine)
+            r["samples"] for r in mine
+        )
         assert bits == pytest.approx(expected, rel=1e-6)
 
 
@@ -147,7 +158,3 @@ def test_trained_tiny_model_beats_the_unigram_entropy(demo_run, demo):
     assert result["files"] == len(held_out) >= 5
     assert result["bits_per_sample"] < result["unigram_bits_per_sample"] < 8.0
     assert all(bits < result["unigram_bits_per_sample"] for bits in result["per_speaker"].values())
-
-
-
-

@@ -110,11 +110,15 @@ def test_mcd_grows_with_noise_and_ignores_level_and_trailing_samples(extra, voic
     assert mcd(voice, longer, rate) == 0.0
 
 
-@pytest.mark.parametrize("call", [
-    lambda a: listening.dnsmos(a, listening.RATE),
-    lambda a: listening.mel_cepstral_distortion(a, a, listening.RATE),
-    lambda a: listening.copy_synthesis_scores(a, a, listening.RATE),
-], ids=["dnsmos", "mcd", "copy_synthesis_scores"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a: listening.dnsmos(a, listening.RATE),
+        lambda a: listening.mel_cepstral_distortion(a, a, listening.RATE),
+        lambda a: listening.copy_synthesis_scores(a, a, listening.RATE),
+    ],
+    ids=["dnsmos", "mcd", "copy_synthesis_scores"],
+)
 def test_bad_input_is_a_one_line_value_error(extra, voice, call):
     nan = voice.clone()
     nan[100] = math.nan
@@ -131,8 +135,10 @@ def test_bad_input_is_a_one_line_value_error(extra, voice, call):
 
 
 def test_too_little_speech_for_pesq_or_stoi_is_a_one_line_value_error(extra, voice):
-    for seconds, message in ((0.2, "PESQ: Buffer needs to be at least 1/4"),
-                             (0.3, "STOI: too little non-silent speech")):
+    for seconds, message in (
+        (0.2, "PESQ: Buffer needs to be at least 1/4"),
+        (0.3, "STOI: too little non-silent speech"),
+    ):
         clip = voice[: int(seconds * listening.RATE)]
         with pytest.raises(ValueError, match=message):
             listening.copy_synthesis_scores(clip, clip, listening.RATE)
@@ -168,10 +174,9 @@ def _write(folder, name, audio):
     sf.write(folder / name, audio.numpy(), listening.RATE, subtype="PCM_16")
 
 
-def test_wavenet_listen_scores_generated_and_copy_synthesis_files(extra, voice, tmp_path,
-                                                                  capsys):
+def test_wavenet_listen_scores_generated_and_copy_synthesis_files(extra, voice, tmp_path, capsys):
     refs, tests = tmp_path / "reference", tmp_path / "test"
-    clips = {"one": voice[: 2 * listening.RATE], "two": voice[listening.RATE:]}
+    clips = {"one": voice[: 2 * listening.RATE], "two": voice[listening.RATE :]}
     for stem, audio in clips.items():
         _write(refs, f"{stem}.flac", audio)
         _write(tests / "sub", f"{stem}.wav", quantised(audio)[:-300])  # a shorter copy
@@ -193,20 +198,23 @@ def test_wavenet_listen_scores_generated_and_copy_synthesis_files(extra, voice, 
     assert all(math.isfinite(v) for v in result.values())
 
     # One file against another, whatever their names.
-    listen.main([f"reference={refs / 'one.flac'}", f"test={refs / 'one.flac'}",
-                 "progress=false"])
+    listen.main([f"reference={refs / 'one.flac'}", f"test={refs / 'one.flac'}", "progress=false"])
     assert json.loads(capsys.readouterr().out)["mcd_db"] == 0.0
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "nothing to score: pass generated=DIR_OR_WAV"),
-    (["reference=REFS"], "copy synthesis needs both reference= and test=; test= is missing"),
-    (["generated=NOWHERE"], "nowhere: no such file or folder"),
-    (["reference=REFS", "test=TESTS"], "stray.wav: no reference file named 'stray'"),
-    (["generated=SHORT"], "short.wav: audio: 800 samples at 16000 Hz are shorter than one"),
-])
-def test_wavenet_listen_user_errors_are_one_line_exit_2(extra, voice, tmp_path, capsys, args,
-                                                        message):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "nothing to score: pass generated=DIR_OR_WAV"),
+        (["reference=REFS"], "copy synthesis needs both reference= and test=; test= is missing"),
+        (["generated=NOWHERE"], "nowhere: no such file or folder"),
+        (["reference=REFS", "test=TESTS"], "stray.wav: no reference file named 'stray'"),
+        (["generated=SHORT"], "short.wav: audio: 800 samples at 16000 Hz are shorter than one"),
+    ],
+)
+def test_wavenet_listen_user_errors_are_one_line_exit_2(
+    extra, voice, tmp_path, capsys, args, message
+):
     _write(tmp_path / "refs", "one.wav", voice)
     _write(tmp_path / "tests", "stray.wav", voice)
     _write(tmp_path / "short", "short.wav", voice[:800])
@@ -225,18 +233,30 @@ def test_wavenet_listen_user_errors_are_one_line_exit_2(extra, voice, tmp_path, 
     assert message in lines[0]
 
 
-def test_the_reference_table_script_runs_on_the_demo_speech(extra, demo_root, repo_root,
-                                                             tmp_path, capsys, monkeypatch):
+def test_the_reference_table_script_runs_on_the_demo_speech(
+    extra, demo_root, repo_root, tmp_path, capsys, monkeypatch
+):
     """scripts/listening_table.py with tiny settings: every row, and the doc's table rewritten
     (run as __main__ in this process, which has the DNSMOS models loaded already)."""
     doc = tmp_path / "listening.md"
     doc.write_text("# before\n<!-- table -->\nold\n<!-- /table -->\nafter\n")
     script = repo_root / "scripts" / "listening_table.py"
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [
-        str(script), f"--root={demo_root}", "--speakers=carlo", "--per-speaker=1",
-        "--max-seconds=2", "--babble-seconds=0.25", "--babble-batch=1",
-        f"--out={tmp_path / 'wavs'}", f"--doc={doc}"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            str(script),
+            f"--root={demo_root}",
+            "--speakers=carlo",
+            "--per-speaker=1",
+            "--max-seconds=2",
+            "--babble-seconds=0.25",
+            "--babble-batch=1",
+            f"--out={tmp_path / 'wavs'}",
+            f"--doc={doc}",
+        ],
+    )
     capsys.readouterr()
     runpy.run_path(str(script), run_name="__main__")
     rows = {r["system"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}

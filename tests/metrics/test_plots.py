@@ -33,9 +33,11 @@ def test_learning_curves_png(tmp_path):
 
 def test_several_runs_in_one_figure_with_wall_time(tmp_path):
     sweep = tmp_path / "multirun"
-    runs = [write_run(sweep / "0_train.lr=0.001", wall=True),
-            write_run(sweep / "1_train.lr=0.01", wall=True, speed=2.0),
-            write_run(sweep / "2_train.lr=0.1", steps=40, speed=3.0)]  # older run: no wall_s
+    runs = [
+        write_run(sweep / "0_train.lr=0.001", wall=True),
+        write_run(sweep / "1_train.lr=0.01", wall=True, speed=2.0),
+        write_run(sweep / "2_train.lr=0.1", steps=40, speed=3.0),
+    ]  # older run: no wall_s
     fig = learning_curves_figure(runs)
     assert len(fig.axes) == 2  # against step, and against wall time
     assert fig.axes[1].get_xlabel() == "wall-clock time (s)"
@@ -117,10 +119,20 @@ def test_missing_or_empty_metrics_are_clear_errors(tmp_path):
 
 def test_curves_of_a_real_training_run(tmp_path, demo_root, train_run):
     """The format wavenet-train writes today, read back: a guard against drift."""
-    train_run(tmp_path / "run", "model=tiny", f"data.root={demo_root}", "data.crop=200",
-              "data.val_crops=2", "train.max_steps=4", "train.log_every=1", "train.val_every=2",
-              "train.batch_size=2", "train.sample_seconds=0", "train.threads=1",
-              "train.progress=false")
+    train_run(
+        tmp_path / "run",
+        "model=tiny",
+        f"data.root={demo_root}",
+        "data.crop=200",
+        "data.val_crops=2",
+        "train.max_steps=4",
+        "train.log_every=1",
+        "train.val_every=2",
+        "train.batch_size=2",
+        "train.sample_seconds=0",
+        "train.threads=1",
+        "train.progress=false",
+    )
     fig = learning_curves_figure([tmp_path / "run"])
     lines = fig.axes[0].get_lines()
     assert [len(line.get_xdata()) for line in lines] == [4, 2, 2]  # train, validation, bigram
@@ -142,16 +154,15 @@ def test_spectrograms_png(tmp_path, demo_root):
     assert [t.get_text() for t in real_ax.get_yticklabels()][-1] == "8k"  # Nyquist
 
 
-@pytest.mark.parametrize("real,match", [
-    (torch.zeros(16000, dtype=torch.long), "float waveform"),
-    (torch.zeros(2, 16000), "float waveform"),
-    (torch.zeros(100), "too short"),
-    (torch.full((16000,), math.nan), "NaN"),
-])
+@pytest.mark.parametrize(
+    "real,match",
+    [
+        (torch.zeros(16000, dtype=torch.long), "float waveform"),
+        (torch.zeros(2, 16000), "float waveform"),
+        (torch.zeros(100), "too short"),
+        (torch.full((16000,), math.nan), "NaN"),
+    ],
+)
 def test_spectrogram_bad_input(real, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         spectrograms_figure(real, torch.zeros(16000), 16000)
-
-
-
-

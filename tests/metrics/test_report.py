@@ -27,8 +27,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = yaml.safe_load((REPO_ROOT / "wavenet" / "conf" / "model" / "tiny.yaml").read_text())
 HOSTILE = '<script>alert("x")</script>&amp;'
 # A 1x1 PNG: the report links spectrograms, it never reads them.
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
 
 
 def train_tiny_run(base: Path, speech: Path) -> Path:
@@ -37,10 +39,19 @@ def train_tiny_run(base: Path, speech: Path) -> Path:
     run_dir = base / "tiny-run"
     if not (run_dir / "checkpoints" / "last.pt").is_file():
         shutil.rmtree(run_dir, ignore_errors=True)
-        run_tool("wavenet-train", "model=tiny", "train=quick", f"data.root={speech}",
-                 f"hydra.run.dir={run_dir}", "train.threads=1", "train.progress=false",
-                 "train.sample_seconds=0.25",  # long enough for a spectrogram
-                 f"data.cache_dir={base / 'tiny-run-cache'}", cwd=base, ok=True)
+        run_tool(
+            "wavenet-train",
+            "model=tiny",
+            "train=quick",
+            f"data.root={speech}",
+            f"hydra.run.dir={run_dir}",
+            "train.threads=1",
+            "train.progress=false",
+            "train.sample_seconds=0.25",  # long enough for a spectrogram
+            f"data.cache_dir={base / 'tiny-run-cache'}",
+            cwd=base,
+            ok=True,
+        )
     return run_dir
 
 
@@ -83,24 +94,43 @@ def assert_links_resolve(page: Page, folder: Path) -> None:
         assert (folder / unquote(link)).exists(), link
 
 
-def make_run(path: Path, *, steps: int = 100, val_every: int = 50, log_every: int = 10,
-             wavs: list[int] | None = None, pngs: list[int] | None = None,
-             overrides: list[str] = (), model: dict | None = None, max_steps: int | None = None,
-             data: dict | None = None, extra: dict | None = None) -> Path:
+def make_run(
+    path: Path,
+    *,
+    steps: int = 100,
+    val_every: int = 50,
+    log_every: int = 10,
+    wavs: list[int] | None = None,
+    pngs: list[int] | None = None,
+    overrides: list[str] = (),
+    model: dict | None = None,
+    max_steps: int | None = None,
+    data: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
     """A synthetic run directory as wavenet-train writes it. wavs/pngs: the validation steps
     with sample files (default: all); extra: keys added to every validation record."""
     samples = path / "samples"
     samples.mkdir(parents=True)
     (path / ".hydra").mkdir()
-    config = {"name": "test", "model": model or TINY, "data": {"sample_rate": 16000},
-              "train": {"max_steps": max_steps or steps}}
+    config = {
+        "name": "test",
+        "model": model or TINY,
+        "data": {"sample_rate": 16000},
+        "train": {"max_steps": max_steps or steps},
+    }
     (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
     validations = list(range(val_every, steps + 1, val_every))
     lines = []
     for step in range(log_every, steps + 1, log_every):
-        record = {"step": step, "wall_s": step / 10, "train_bits": 8 - step / steps,
-                  "lr": 1e-3, "samples_per_s": 1000.0}
+        record = {
+            "step": step,
+            "wall_s": step / 10,
+            "train_bits": 8 - step / steps,
+            "lr": 1e-3,
+            "samples_per_s": 1000.0,
+        }
         if step in validations:
             record |= {"val_bits": 7.5 - step / steps, "bigram_val_bits": 4.75, **(extra or {})}
         lines.append(json.dumps(record))
@@ -110,14 +140,22 @@ def make_run(path: Path, *, steps: int = 100, val_every: int = 50, log_every: in
         sf.write(samples / f"step_{step:07d}.wav", tone, 16000, subtype="PCM_16")
     for step in validations if pngs is None else pngs:
         (samples / f"step_{step:07d}.png").write_bytes(PNG)
-    report = {"root": "/data/speech", "layout": "folder", "sample_rate": 16000, "hours": 0.5,
-              "hours_per_speaker": {"train": {"": 0.45}, "validation": {"": 0.05}},
-              "train": ["a.flac", "b.flac"], "validation": ["c.flac"], "skipped": []}
+    report = {
+        "root": "/data/speech",
+        "layout": "folder",
+        "sample_rate": 16000,
+        "hours": 0.5,
+        "hours_per_speaker": {"train": {"": 0.45}, "validation": {"": 0.05}},
+        "train": ["a.flac", "b.flac"],
+        "validation": ["c.flac"],
+        "skipped": [],
+    }
     (path / "data_report.json").write_text(json.dumps(data or report))
     return path
 
 
 # ---------------------------------------------------------------- a real run
+
 
 def test_report_of_a_real_run(real_run: Path):
     out = write_report(real_run)
@@ -155,12 +193,22 @@ def test_report_links_relative_to_another_folder(real_run: Path, tmp_path: Path)
 
 # ---------------------------------------------------------------- escaping and links
 
+
 def test_every_value_from_configs_and_file_names_is_escaped(tmp_path: Path):
-    run = make_run(tmp_path / f"run {HOSTILE}", overrides=[f"name={HOSTILE}", "train.lr=0.01"],
-                   data={"root": f"/data/{HOSTILE}", "layout": HOSTILE, "sample_rate": HOSTILE,
-                         "hours": 0.1, "train": [f"{HOSTILE}.flac"], "validation": [],
-                         "hours_per_speaker": {"train": {HOSTILE: 0.1}, "validation": {}},
-                         "skipped": [{"file": f"{HOSTILE}.wav", "reason": HOSTILE}]})
+    run = make_run(
+        tmp_path / f"run {HOSTILE}",
+        overrides=[f"name={HOSTILE}", "train.lr=0.01"],
+        data={
+            "root": f"/data/{HOSTILE}",
+            "layout": HOSTILE,
+            "sample_rate": HOSTILE,
+            "hours": 0.1,
+            "train": [f"{HOSTILE}.flac"],
+            "validation": [],
+            "hours_per_speaker": {"train": {HOSTILE: 0.1}, "validation": {}},
+            "skipped": [{"file": f"{HOSTILE}.wav", "reason": HOSTILE}],
+        },
+    )
     other = make_run(tmp_path / "plain", overrides=["name=plain", "train.lr=0.01"])
     pages = [write_report(run), write_comparison([run, other], tmp_path / "sweep.html")]
     for out in pages:
@@ -180,10 +228,14 @@ def test_one_player_per_sample_file_present(tmp_path: Path):
     # Validations at 20, 40, 60, 80: wav for 20 and 60, png for 20 and 40, nothing for 80.
     run = make_run(tmp_path / "run", steps=80, val_every=20, wavs=[20, 60], pngs=[20, 40])
     page = read_page(write_report(run))
-    assert [a["src"] for a in page.all("audio")] == ["samples/step_0000060.wav",
-                                                     "samples/step_0000020.wav"]
-    assert [i["src"] for i in page.all("img")] == ["samples/step_0000040.png",
-                                                   "samples/step_0000020.png"]
+    assert [a["src"] for a in page.all("audio")] == [
+        "samples/step_0000060.wav",
+        "samples/step_0000020.wav",
+    ]
+    assert [i["src"] for i in page.all("img")] == [
+        "samples/step_0000040.png",
+        "samples/step_0000020.png",
+    ]
     assert_links_resolve(page, run)
     text = " ".join(page.text)
     assert text.count("no sample file") == 1  # step 80
@@ -198,8 +250,10 @@ def test_sample_files_without_records_still_play(tmp_path: Path):
     run = make_run(tmp_path / "run", steps=50, val_every=50)
     sf.write(run / "samples" / "step_0000070.wav", np.zeros(400, np.float32), 16000)
     page = read_page(write_report(run))
-    assert [a["src"] for a in page.all("audio")] == ["samples/step_0000070.wav",
-                                                     "samples/step_0000050.wav"]
+    assert [a["src"] for a in page.all("audio")] == [
+        "samples/step_0000070.wav",
+        "samples/step_0000050.wav",
+    ]
 
 
 def test_200_validations_stay_small(tmp_path: Path):
@@ -231,6 +285,7 @@ def test_vocoder_run_plays_the_source_beside_the_copy_synthesis(tmp_path: Path):
 
 # ---------------------------------------------------------------- status
 
+
 def test_status_given_or_inferred_from_the_files(tmp_path: Path):
     finished = make_run(tmp_path / "finished", steps=100)
     assert read_run(finished).status == "finished"
@@ -246,9 +301,11 @@ def test_status_given_or_inferred_from_the_files(tmp_path: Path):
     assert "stopped at step 100" in " ".join(read_page(write_report(live)).text)
 
     signalled = make_run(tmp_path / "signalled", steps=100, max_steps=1000)
-    (signalled / "loop.log").write_text("[x][wavenet.train][INFO] - starting from step 0\n"
-                                        "[x][wavenet.train][INFO] - stopped by SIGTERM at step "
-                                        "100; resume with the same command\n")
+    (signalled / "loop.log").write_text(
+        "[x][wavenet.train][INFO] - starting from step 0\n"
+        "[x][wavenet.train][INFO] - stopped by SIGTERM at step "
+        "100; resume with the same command\n"
+    )
     assert read_run(signalled).status == "stopped"
     with (signalled / "loop.log").open("a") as log:
         log.write("[x][wavenet.train][INFO] - resumed from last.pt at step 100\n")
@@ -257,10 +314,15 @@ def test_status_given_or_inferred_from_the_files(tmp_path: Path):
 
 # ---------------------------------------------------------------- several runs, the CLI
 
+
 def test_comparison_page(tmp_path: Path):
     a = make_run(tmp_path / "multirun" / "0_lr=0.01", overrides=["model=tiny", "train.lr=0.01"])
-    b = make_run(tmp_path / "multirun" / "1_lr=0.001", steps=50, wavs=[],
-                 overrides=["model=tiny", "train.lr=0.001", "train.batch_size=2"])
+    b = make_run(
+        tmp_path / "multirun" / "1_lr=0.001",
+        steps=50,
+        wavs=[],
+        overrides=["model=tiny", "train.lr=0.001", "train.batch_size=2"],
+    )
     out = tmp_path / "pages" / "sweep.html"
     report_main([str(a), str(b), "--out", str(out)])
     page = read_page(out)
@@ -271,8 +333,9 @@ def test_comparison_page(tmp_path: Path):
     assert len(headers) == 3 + 2 + 4  # swatch, run, status; two differing overrides; scores
     assert "train.lr" in text and "train.batch_size" in text and "model" not in headers
     assert "0_lr=0.01" in text and "1_lr=0.001" in text
-    assert [x["src"] for x in page.all("audio")] == ["../multirun/0_lr%3D0.01/samples/"
-                                                     "step_0000100.wav"]
+    assert [x["src"] for x in page.all("audio")] == [
+        "../multirun/0_lr%3D0.01/samples/step_0000100.wav"
+    ]
     assert len([p for p in page.all("path") if p["class"] == "val"]) == 2
     assert_links_resolve(page, out.parent)
 
@@ -308,8 +371,11 @@ def test_one_run_without_out_writes_its_report(tmp_path: Path, capsys):
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys, case: str):
     run = make_run(tmp_path / "run")
     (tmp_path / "empty").mkdir()
-    argv = {"missing": [str(tmp_path / "nope")], "not a run": [str(tmp_path / "empty")],
-            "several without --out": [str(run), str(run)]}[case]
+    argv = {
+        "missing": [str(tmp_path / "nope")],
+        "not a run": [str(tmp_path / "empty")],
+        "several without --out": [str(run), str(run)],
+    }[case]
     with pytest.raises(SystemExit) as exit_:
         report_main(argv)
     assert exit_.value.code == 2

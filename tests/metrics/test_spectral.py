@@ -20,8 +20,9 @@ def test_distance_is_zero_for_the_same_signal_and_grows_with_noise(voice):
     assert log_mel_distance(audio, audio, rate) == pytest.approx(0.0, abs=1e-9)
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(audio.shape, generator=g)
-    distances = [log_mel_distance(audio, audio + level * noise, rate)
-                 for level in (0.001, 0.01, 0.1)]
+    distances = [
+        log_mel_distance(audio, audio + level * noise, rate) for level in (0.001, 0.01, 0.1)
+    ]
     assert 0 < distances[0] < distances[1] < distances[2]
     # Symmetric, and the μ-law round trip (the floor of any 8-bit model) is a small distance.
     assert log_mel_distance(audio + 0.01 * noise, audio, rate) == pytest.approx(distances[1])

@@ -20,9 +20,10 @@ def test_upsampling_a_crop_equals_the_same_span_of_the_whole_utterance():
         whole = model.local_features(mel)  # (2, 12, 30 * COND_HOP)
         padded = pad_frames(mel, COND_MEL.context)
         for start, frames in [(0, 5), (7, 9), (25, 5)]:
-            crop = padded[:, :, start:start + frames + 2 * COND_MEL.context]
-            torch.testing.assert_close(model.upsample(crop),
-                                       whole[:, :, start * COND_HOP:(start + frames) * COND_HOP])
+            crop = padded[:, :, start : start + frames + 2 * COND_MEL.context]
+            torch.testing.assert_close(
+                model.upsample(crop), whole[:, :, start * COND_HOP : (start + frames) * COND_HOP]
+            )
     assert whole.shape == (2, COND_MEL.channels, 30 * COND_HOP)
 
 
@@ -57,5 +58,3 @@ def test_missing_or_unexpected_conditioning_is_a_clear_error():
         next(generate(model, 10 * COND_HOP + 1, 2, speaker=speaker, mel=mel))
     with pytest.raises(ValueError, match="speaker table"):
         WaveNet(WaveNetConfig(speaker_channels=4))
-
-

@@ -69,8 +69,10 @@ def reference_log_mel(audio: np.ndarray, cfg: MelConfig, sr: int) -> np.ndarray:
     n = np.arange(cfg.win_length)
     window = np.zeros(n_fft)
     start = (n_fft - cfg.win_length) // 2
-    window[start:start + cfg.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * n / cfg.win_length)
-    frames = np.stack([padded[i * hop:i * hop + n_fft] * window for i in range(len(audio) // hop)])
+    window[start : start + cfg.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * n / cfg.win_length)
+    frames = np.stack(
+        [padded[i * hop : i * hop + n_fft] * window for i in range(len(audio) // hop)]
+    )
     magnitude = np.abs(np.fft.rfft(frames, axis=1))  # (frames, bins)
     fb, _ = slaney_filterbank(cfg, sr)
     return np.log(np.maximum(magnitude @ fb, 1e-5)).T

@@ -12,8 +12,9 @@ from wavenet.model.network import CausalConv1d
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    return WaveNet(blocks=2, layers_per_block=5, residual_channels=8, gate_channels=16,
-                   skip_channels=16).double()
+    return WaveNet(
+        blocks=2, layers_per_block=5, residual_channels=8, gate_channels=16, skip_channels=16
+    ).double()
 
 
 def test_shapes(model):
@@ -59,7 +60,7 @@ def test_batch_equals_item_by_item(model):
     x = torch.randint(0, 256, (4, 100))
     whole = model(x)
     for i in range(4):
-        torch.testing.assert_close(model(x[i: i + 1])[0], whole[i])
+        torch.testing.assert_close(model(x[i : i + 1])[0], whole[i])
 
 
 def test_causal_conv_pads_left_only():
@@ -79,7 +80,7 @@ def test_the_last_positions_alone_equal_the_whole_output_and_its_gradients(model
     x = torch.randint(0, 256, (2, 123), generator=torch.Generator().manual_seed(3))
     weights = torch.randn(2, 256, last, dtype=torch.float64)
     grads = []
-    for out in (lambda: model(x)[:, :, 123 - last:], lambda: model(x, last=last)):
+    for out in (lambda: model(x)[:, :, 123 - last :], lambda: model(x, last=last)):
         model.zero_grad()
         logits = out()
         (logits * weights).sum().backward()
@@ -98,9 +99,10 @@ def test_the_last_positions_of_a_conditioned_model_equal_the_whole_output(last):
     x, speaker, mel = conditioned_inputs(2, 13)  # 208 samples, receptive field 121
     padded = pad_frames(mel, model.config.mel.context).double()
     with torch.no_grad():
-        whole = model(x, speaker, padded)[:, :, x.shape[1] - last:]
-        torch.testing.assert_close(model(x, speaker, padded, last=last), whole,
-                                   rtol=1e-12, atol=1e-12)
+        whole = model(x, speaker, padded)[:, :, x.shape[1] - last :]
+        torch.testing.assert_close(
+            model(x, speaker, padded, last=last), whole, rtol=1e-12, atol=1e-12
+        )
 
 
 def test_scoring_a_crops_last_positions_skips_a_quarter_of_the_work():
@@ -122,8 +124,16 @@ def test_a_last_outside_the_input_is_rejected(model, last):
         model(torch.zeros(1, 123, dtype=torch.long), last=last)
 
 
-@pytest.mark.parametrize("bad", [{"residual_channels": 0}, {"gate_channels": 7},
-                                 {"blocks": -1}, {"kernel_size": 1}, {"classes": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"residual_channels": 0},
+        {"gate_channels": 7},
+        {"blocks": -1},
+        {"kernel_size": 1},
+        {"classes": 1},
+    ],
+)
 def test_bad_architecture_is_rejected(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         WaveNetConfig(**bad)

@@ -70,8 +70,7 @@ def test_gaussian_nll_is_the_interval_mass():
         if a > 0:
             mass = normal_cdf(-a) - (0.0 if code == 65535 else normal_cdf(-b))
         else:
-            mass = (1.0 if code == 65535 else normal_cdf(b)) - (0.0 if code == 0 else
-                                                                normal_cdf(a))
+            mass = (1.0 if code == 65535 else normal_cdf(b)) - (0.0 if code == 0 else normal_cdf(a))
         assert got == pytest.approx(-math.log(mass), rel=1e-9), code
 
 
@@ -86,8 +85,12 @@ def test_continuous_probabilities_sum_to_one_over_every_code(kind):
             params[0, 5:10] = torch.rand(5, generator=g, dtype=torch.float64) * 2.4 - 1.2
             params[0, 10:] = -8 + 6 * torch.rand(5, generator=g, dtype=torch.float64)
         else:
-            params[0] = torch.tensor([[-0.95, 0.3, 0.0, 1.0, 0.5, -0.99][trial],
-                                      [-9.0, -7.0, -5.0, -3.0, -1.0, 0.5][trial]])
+            params[0] = torch.tensor(
+                [
+                    [-0.95, 0.3, 0.0, 1.0, 0.5, -0.99][trial],
+                    [-9.0, -7.0, -5.0, -3.0, -1.0, 0.5][trial],
+                ]
+            )
         total = every_code_nll(out, params).neg().exp().sum().item()
         assert total == pytest.approx(1.0, abs=1e-9)
 
@@ -113,8 +116,11 @@ def chi_square_p(observed: np.ndarray, expected: np.ndarray) -> float:
     """p-value of Pearson's chi-square statistic (bins of expected count >= 20)."""
     stat = float(((observed - expected) ** 2 / expected).sum())
     df = len(observed) - 1
-    return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64),
-                                         torch.tensor(stat / 2, dtype=torch.float64)))
+    return float(
+        torch.special.gammaincc(
+            torch.tensor(df / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64)
+        )
+    )
 
 
 def equal_mass_bins(probs: np.ndarray, bins: int) -> np.ndarray:
@@ -132,15 +138,23 @@ def compiled_draws(out, params, temperature, n, seed):
     row = params[0].float().numpy()
     scratch = np.empty(max(out.channels, 1), np.float64)
     kind = output.KINDS[out.name]
-    return np.array([numba_kernel._draw(kind, row, float(v), temperature, scratch)
-                     for v in u.tolist()])
+    return np.array(
+        [numba_kernel._draw(kind, row, float(v), temperature, scratch) for v in u.tolist()]
+    )
 
 
-FIXED = {"mol": mol_params([0.5, -0.5, 1.0], [-0.1, 0.05, 0.2], [-4.0, -5.0, -3.5]),
-         "gaussian": torch.tensor([[0.03, -4.5]], dtype=torch.float64),
-         "categorical": torch.linspace(-3, 3, 256, dtype=torch.float64)[None] ** 2 / -2}
-PATHS = ["reference", pytest.param("compiled", marks=pytest.mark.skipif(
-    not numba_kernel.available(), reason="numba is not installed"))]
+FIXED = {
+    "mol": mol_params([0.5, -0.5, 1.0], [-0.1, 0.05, 0.2], [-4.0, -5.0, -3.5]),
+    "gaussian": torch.tensor([[0.03, -4.5]], dtype=torch.float64),
+    "categorical": torch.linspace(-3, 3, 256, dtype=torch.float64)[None] ** 2 / -2,
+}
+PATHS = [
+    "reference",
+    pytest.param(
+        "compiled",
+        marks=pytest.mark.skipif(not numba_kernel.available(), reason="numba is not installed"),
+    ),
+]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -153,8 +167,11 @@ def test_draws_follow_the_density(kind, path):
     params = FIXED[kind].float().double()  # what a float32 model hands the compiled draw
     draw = reference_draws if path == "reference" else compiled_draws
     codes = draw(out, params, 1.0, 40000, seed=5)
-    probs = every_code_nll(out, params).neg().exp().numpy() if kind != "categorical" else \
-        torch.softmax(params[0], 0).numpy()
+    probs = (
+        every_code_nll(out, params).neg().exp().numpy()
+        if kind != "categorical"
+        else torch.softmax(params[0], 0).numpy()
+    )
     bins = equal_mass_bins(probs, 40)
     expected = np.bincount(bins, weights=probs * len(codes), minlength=40)
     observed = np.bincount(bins[codes], minlength=40)
@@ -166,8 +183,11 @@ def test_draws_follow_the_density(kind, path):
         wrong[0, 1] += math.log(1.1)
     else:
         wrong = wrong / 1.1
-    wrong_probs = every_code_nll(out, wrong).neg().exp().numpy() if kind != "categorical" else \
-        torch.softmax(wrong[0], 0).numpy()
+    wrong_probs = (
+        every_code_nll(out, wrong).neg().exp().numpy()
+        if kind != "categorical"
+        else torch.softmax(wrong[0], 0).numpy()
+    )
     wrong_bins = equal_mass_bins(wrong_probs, 40)
     wrong_expected = np.bincount(wrong_bins, weights=wrong_probs * len(codes), minlength=40)
     assert chi_square_p(np.bincount(wrong_bins[codes], minlength=40), wrong_expected) < 1e-4
@@ -189,7 +209,11 @@ def test_draws_clip_to_the_16bit_range():
     params = torch.tensor([[5.0, 0.0]], dtype=torch.float64)  # far above full scale
     assert set(reference_draws(out, params, 1.0, 1000, seed=1).tolist()) <= {65535, 65534}
     assert output.to_codes(torch.tensor([-3.0, -1.0, 0.0, 0.99999])).tolist() == [
-        0, 0, 32768, 65535]
+        0,
+        0,
+        32768,
+        65535,
+    ]
 
 
 def test_linear16_codec_round_trips_16bit_values():

@@ -9,8 +9,9 @@ from wavenet.sampling import numba_kernel as fast
 from wavenet.sampling.cached import UniformStream, draw, generate_naive, resolve_impl
 
 needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
-needs_int8 = pytest.mark.skipif(not fast.int8_dot_available(),
-                                reason="the int8 path needs numba on an x86 CPU with AVX2")
+needs_int8 = pytest.mark.skipif(
+    not fast.int8_dot_available(), reason="the int8 path needs numba on an x86 CPU with AVX2"
+)
 EXACT_IMPLS = ["reference", pytest.param("compiled", marks=needs_numba)]  # float64 models too
 IMPLS = [*EXACT_IMPLS, pytest.param("compiled-int8", marks=needs_int8)]
 
@@ -19,8 +20,14 @@ IMPLS = [*EXACT_IMPLS, pytest.param("compiled-int8", marks=needs_int8)]
 def model():
     torch.manual_seed(0)
     # Two blocks and kernel 3 exercise multi-tap queues and block wrap-around.
-    return WaveNet(blocks=2, layers_per_block=5, kernel_size=3, residual_channels=8,
-                   gate_channels=16, skip_channels=16).eval()
+    return WaveNet(
+        blocks=2,
+        layers_per_block=5,
+        kernel_size=3,
+        residual_channels=8,
+        gate_channels=16,
+        skip_channels=16,
+    ).eval()
 
 
 @pytest.mark.parametrize("batch", [1, 16])
@@ -28,8 +35,16 @@ def model():
 @pytest.mark.parametrize("output", ["categorical", "mol", "gaussian"])
 def test_cached_steps_equal_forward(batch, prime_len, output):
     torch.manual_seed(batch + prime_len)
-    model = WaveNet(blocks=2, layers_per_block=5, kernel_size=3, residual_channels=8,
-                    gate_channels=16, skip_channels=16, output=output, mixtures=4).eval()
+    model = WaveNet(
+        blocks=2,
+        layers_per_block=5,
+        kernel_size=3,
+        residual_channels=8,
+        gate_channels=16,
+        skip_channels=16,
+        output=output,
+        mixtures=4,
+    ).eval()
     # Longer than the receptive field (121); codes of the model's codec.
     x = torch.randint(0, model.config.codec.classes, (batch, 300))
     with torch.no_grad():
@@ -52,16 +67,29 @@ def test_batched_generation_equals_item_by_item_logits(model):
     x = torch.randint(0, 256, (3, 80))
     batched = stepwise_logits(model, x, 20)
     for i in range(3):
-        torch.testing.assert_close(stepwise_logits(model, x[i: i + 1], 20)[0], batched[i],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            stepwise_logits(model, x[i : i + 1], 20)[0], batched[i], atol=1e-5, rtol=1e-5
+        )
 
 
 @pytest.mark.parametrize("impl", EXACT_IMPLS)
 def test_generate_equals_naive_recompute_with_the_same_random_draws(model, impl):
     model = model.double()  # identical draws need identical probabilities, not just close ones
     prime = torch.randint(0, 256, (2, 30))
-    a = torch.cat(list(generate(model, 200, 2, prime=prime, chunk=64, impl=impl,
-                                generator=torch.Generator().manual_seed(3))), dim=1)
+    a = torch.cat(
+        list(
+            generate(
+                model,
+                200,
+                2,
+                prime=prime,
+                chunk=64,
+                impl=impl,
+                generator=torch.Generator().manual_seed(3),
+            )
+        ),
+        dim=1,
+    )
     b = generate_naive(model, 200, 2, prime=prime, generator=torch.Generator().manual_seed(3))
     assert a.shape == (2, 200)
     assert torch.equal(a, b)
@@ -124,8 +152,13 @@ def test_compiled_path_equals_forward_for_the_default_architecture(batch):
 
 
 def test_auto_picks_the_compiled_path_only_where_it_runs(model):
-    expected = ("compiled-int8" if fast.int8_dot_available() else
-                "compiled" if fast.available() else "reference")
+    expected = (
+        "compiled-int8"
+        if fast.int8_dot_available()
+        else "compiled"
+        if fast.available()
+        else "reference"
+    )
     assert resolve_impl("auto", model) == expected
     assert resolve_impl("reference", model) == "reference"
     assert resolve_impl("auto", model.to(torch.bfloat16)) == "reference"

@@ -40,21 +40,39 @@ def test_cached_steps_equal_forward_with_conditioning(speaker, mel, prime_len, o
         assert (other - expected).abs().max() > 1e-2
 
 
-
 @pytest.mark.parametrize("impl", IMPLS)
 def test_conditioned_generation_equals_naive_recompute(impl):
     model = conditioned_model().double()
     _, speaker, mel = conditioned_inputs(2, 15)
     prime = torch.randint(0, 256, (2, 30))
     # samples=None: all that the mel covers after the prime (15 * 16 - 30 = 210).
-    a = torch.cat(list(generate(model, None, 2, prime=prime, chunk=64, impl=impl,
-                                generator=torch.Generator().manual_seed(3), speaker=speaker,
-                                mel=mel.double())), dim=1)
-    b = generate_naive(model, None, 2, prime=prime, generator=torch.Generator().manual_seed(3),
-                       speaker=speaker, mel=mel.double())
+    a = torch.cat(
+        list(
+            generate(
+                model,
+                None,
+                2,
+                prime=prime,
+                chunk=64,
+                impl=impl,
+                generator=torch.Generator().manual_seed(3),
+                speaker=speaker,
+                mel=mel.double(),
+            )
+        ),
+        dim=1,
+    )
+    b = generate_naive(
+        model,
+        None,
+        2,
+        prime=prime,
+        generator=torch.Generator().manual_seed(3),
+        speaker=speaker,
+        mel=mel.double(),
+    )
     assert a.shape == (2, 210)
     assert torch.equal(a, b)
-
 
 
 @needs_numba
@@ -74,15 +92,20 @@ def test_compiled_conditioned_path_equals_forward_for_the_default_architecture(b
     state, logits = sampler.start(batch, prime, speaker, mel)
     weights = fast.CompiledWeights(sampler)
     u = UniformStream(batch, torch.Generator().manual_seed(0)).take(n)
-    out = torch.cat([fast.generate_chunk(weights, state, logits, part, 1.0, 2,
-                                         sampler.local_bias(state, len(part)))
-                     for part in u.split(128)], dim=1)
+    out = torch.cat(
+        [
+            fast.generate_chunk(
+                weights, state, logits, part, 1.0, 2, sampler.local_bias(state, len(part))
+            )
+            for part in u.split(128)
+        ],
+        dim=1,
+    )
     assert out.shape == (batch, n) and state.position == prime_len + n + 1
     seq = torch.cat([prime, out, out.new_zeros(batch, frames * hop - prime_len - n)], dim=1)
     with torch.no_grad():
         expected = model(seq, speaker, pad_frames(mel, config.mel.context))
     assert (logits - expected[:, :, prime_len + n]).abs().max() < 1e-4
-
 
 
 def test_batch_rows_follow_their_own_speaker():
@@ -91,6 +114,6 @@ def test_batch_rows_follow_their_own_speaker():
     speaker = torch.tensor([0, 1, 2])
     batched = stepwise_logits(model, x, 50, speaker, None)
     for i in range(3):
-        alone = stepwise_logits(model, x[i:i + 1], 50, speaker[i:i + 1], None)
+        alone = stepwise_logits(model, x[i : i + 1], 50, speaker[i : i + 1], None)
         torch.testing.assert_close(alone[0], batched[i], atol=1e-5, rtol=1e-5)
     assert (batched[0] - batched[1]).abs().max() > 1e-2

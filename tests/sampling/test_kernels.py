@@ -44,26 +44,41 @@ needs_numba = pytest.mark.skipif(not numba_kernel.available(), reason="numba is 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 ROOT = Path(__file__).resolve().parents[2]
 HOP = 16
-MEL = MelConfig(n_mels=10, n_fft=64, win_length=64, hop_length=HOP, channels=12, context=2,
-                upsample=[4, 4])
+MEL = MelConfig(
+    n_mels=10, n_fft=64, win_length=64, hop_length=HOP, channels=12, context=2, upsample=[4, 4]
+)
 STORAGES = {"compiled": "float32", "compiled-bf16": "bfloat16", "compiled-int8": "int8"}
 TOLERANCE = {"compiled": 1e-4, "compiled-bf16": 1e-4, "compiled-int8": 1e-3}
-needs_int8 = pytest.mark.skipif(not numba_kernel.int8_dot_available(),
-                                reason="the int8 path needs numba on an x86 CPU with AVX2")
+needs_int8 = pytest.mark.skipif(
+    not numba_kernel.int8_dot_available(),
+    reason="the int8 path needs numba on an x86 CPU with AVX2",
+)
 COMPILED = ["compiled", "compiled-bf16", pytest.param("compiled-int8", marks=needs_int8)]
 
 
 OUTPUTS = ["categorical", "mol", "gaussian"]
 
 
-def small_model(conditioned: bool = False, seed: int = 0, output: str = "categorical",
-                dtype: torch.dtype = torch.float32) -> WaveNet:
+def small_model(
+    conditioned: bool = False,
+    seed: int = 0,
+    output: str = "categorical",
+    dtype: torch.dtype = torch.float32,
+) -> WaveNet:
     """Two blocks, kernel 3 (multi-tap queues, block wrap-around); optionally speaker + mel."""
     torch.manual_seed(seed)
-    config = WaveNetConfig(blocks=2, layers_per_block=5, kernel_size=3, residual_channels=8,
-                           gate_channels=16, skip_channels=16,
-                           speaker_channels=6 if conditioned else 0,
-                           mel=MEL if conditioned else MelConfig(), output=output, mixtures=4)
+    config = WaveNetConfig(
+        blocks=2,
+        layers_per_block=5,
+        kernel_size=3,
+        residual_channels=8,
+        gate_channels=16,
+        skip_channels=16,
+        speaker_channels=6 if conditioned else 0,
+        mel=MEL if conditioned else MelConfig(),
+        output=output,
+        mixtures=4,
+    )
     model = WaveNet(config, speakers=3 if conditioned else 0).eval()
     if conditioned:  # fresh conditioning weights are small; make them matter
         with torch.no_grad():
@@ -76,24 +91,30 @@ def conditioning(model: WaveNet, batch: int, samples: int) -> dict:
     g = torch.Generator().manual_seed(9)
     if model.speaker_embed is None:
         return {}
-    return {"speaker": torch.randint(0, 3, (batch,), generator=g),
-            "mel": torch.randn(batch, MEL.n_mels, -(-samples // HOP), generator=g) * 2 - 5}
+    return {
+        "speaker": torch.randint(0, 3, (batch,), generator=g),
+        "mel": torch.randn(batch, MEL.n_mels, -(-samples // HOP), generator=g) * 2 - 5,
+    }
 
 
 def compiled_run(model, impl, batch, prime_len, n, parts, cond):
     """Prime, draw n samples on the compiled path split in `parts`; return (seq with a zero
     placeholder at the end, the logits the kernel left for that placeholder position)."""
-    prime = torch.randint(0, model.config.codec.classes, (batch, prime_len),
-                          generator=torch.Generator().manual_seed(2))
+    prime = torch.randint(
+        0,
+        model.config.codec.classes,
+        (batch, prime_len),
+        generator=torch.Generator().manual_seed(2),
+    )
     sampler = CachedSampler(model)
     state, logits = sampler.start(batch, prime, **cond)
     pair = parts == "pair"  # one part, run on two threads by `_run_pair`
-    weights = numba_kernel.CompiledWeights(sampler.merged_weights(), STORAGES[impl],
-                                           1 if pair else parts)
+    weights = numba_kernel.CompiledWeights(
+        sampler.merged_weights(), STORAGES[impl], 1 if pair else parts
+    )
     u = UniformStream(batch, torch.Generator().manual_seed(0)).take(n)
     local = sampler.local_bias(state, n) if "mel" in cond else None
-    out = numba_kernel.generate_chunk(weights, state, logits, u, 1.0, 2 if pair else 1, local,
-                                      pair)
+    out = numba_kernel.generate_chunk(weights, state, logits, u, 1.0, 2 if pair else 1, local, pair)
     assert out.shape == (batch, n) and state.position == prime_len + n + 1
     return torch.cat([prime, out, out.new_zeros(batch, 1)], dim=1), logits
 
@@ -138,8 +159,13 @@ def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
     codes = torch.zeros(4, k + 1, dtype=torch.int16)
     sums = torch.zeros(4, n + numba_kernel._TILE, dtype=torch.int32)
     wt = numba_kernel.tiled(w, numba_kernel._TILE)
-    numba_kernel._project_int8(x.numpy(), wt.numpy(), scale.numpy(), out.numpy(),
-                               (codes.numpy(), torch.zeros(4).numpy(), sums.numpy()))
+    numba_kernel._project_int8(
+        x.numpy(),
+        wt.numpy(),
+        scale.numpy(),
+        out.numpy(),
+        (codes.numpy(), torch.zeros(4).numpy(), sums.numpy()),
+    )
     assert out[3].eq(0).all()
     x, out, xq = x[:3], out[:3], codes[:3, :k]
     levels = min(32767, (2**31 - 1) // (127 * k))
@@ -173,8 +199,11 @@ def test_scoring_through_the_kernel_equals_the_forward_pass(conditioned):
     mel = pad_frames(cond["mel"], MEL.context) if conditioned else None
     with torch.no_grad():
         logits = model(codes, cond.get("speaker"), mel)
-    expected = torch.nn.functional.cross_entropy(logits[:, :, 1:], codes[:, 1:],
-                                                 reduction="none").double().sum(dim=1)
+    expected = (
+        torch.nn.functional.cross_entropy(logits[:, :, 1:], codes[:, 1:], reduction="none")
+        .double()
+        .sum(dim=1)
+    )
     for impl, tolerance in [("compiled", 1e-5), ("compiled-int8", 1e-3)]:
         if impl == "compiled-int8" and not numba_kernel.int8_dot_available():
             continue
@@ -184,8 +213,9 @@ def test_scoring_through_the_kernel_equals_the_forward_pass(conditioned):
         # One row on two threads (`kernel_pair`, the cores taken as free).
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(cached, "busy_cores", lambda: 0.0)
-            one = score(model, codes[:1], impl, threads=2, chunk=100,
-                        **{k: v[:1] for k, v in cond.items()})
+            one = score(
+                model, codes[:1], impl, threads=2, chunk=100, **{k: v[:1] for k, v in cond.items()}
+            )
         assert abs(one.item() - expected[0].item()) / expected[0].item() < tolerance, impl
     with pytest.raises(ValueError, match="compiled"):
         score(model, codes, "reference", **cond)
@@ -199,9 +229,10 @@ def test_int8_rounding_keeps_one_scale_per_row():
     model = small_model()
     rounded = numba_kernel.rounded_model(model, "int8")
     res = model.config.residual_channels
-    for before, after in [(layer.dilated.weight, r.dilated.weight)
-                          for layer, r in zip(model.layers, rounded.layers, strict=True)] + [
-            (model.head[1].weight, rounded.head[1].weight)]:
+    for before, after in [
+        (layer.dilated.weight, r.dilated.weight)
+        for layer, r in zip(model.layers, rounded.layers, strict=True)
+    ] + [(model.head[1].weight, rounded.head[1].weight)]:
         scale = before.abs().amax(dim=(1, 2), keepdim=True) / 127
         q = after / scale
         assert torch.allclose(q, q.round(), atol=1e-3) and q.abs().amax() <= 127 + 1e-3
@@ -213,9 +244,14 @@ def test_int8_rounding_keeps_one_scale_per_row():
 
 
 @needs_numba
-@pytest.mark.parametrize("impl, parts", [("compiled-bf16", 2),
-                                         pytest.param("compiled-int8", 1, marks=needs_int8),
-                                         pytest.param("compiled-int8", "pair", marks=needs_int8)])
+@pytest.mark.parametrize(
+    "impl, parts",
+    [
+        ("compiled-bf16", 2),
+        pytest.param("compiled-int8", 1, marks=needs_int8),
+        pytest.param("compiled-int8", "pair", marks=needs_int8),
+    ],
+)
 @pytest.mark.parametrize("batch", [1, 4])
 def test_compressed_paths_equal_forward_for_the_default_architecture(impl, parts, batch):
     """The default architecture at batch 1 and 4 (its forward passes over 3,200 samples are the
@@ -249,24 +285,39 @@ def test_split_results_do_not_depend_on_thread_timing(parts):
 
 
 def generated(model, impl, temperature, threads=1, batch=2, **kw):
-    return torch.cat(list(generate(model, 200, batch, temperature=temperature, impl=impl,
-                                   chunk=64, threads=threads,
-                                   generator=torch.Generator().manual_seed(4), **kw)), dim=1)
+    return torch.cat(
+        list(
+            generate(
+                model,
+                200,
+                batch,
+                temperature=temperature,
+                impl=impl,
+                chunk=64,
+                threads=threads,
+                generator=torch.Generator().manual_seed(4),
+                **kw,
+            )
+        ),
+        dim=1,
+    )
 
 
 @needs_numba
 @pytest.mark.parametrize("temperature", [0.0, 0.7, 1.3])
 @pytest.mark.parametrize("threads, batch", [(1, 2), (2, 2), (2, 1)])
 @pytest.mark.parametrize("output", ["mol", "gaussian"])
-def test_continuous_draws_equal_the_reference_draws_in_float64(temperature, threads, batch,
-                                                               output, monkeypatch):
+def test_continuous_draws_equal_the_reference_draws_in_float64(
+    temperature, threads, batch, output, monkeypatch
+):
     """float64 (libm gates); batch 1 on 2 threads runs the pair (cores taken as free)."""
     monkeypatch.setattr(cached, "busy_cores", lambda: 0.0)
     model = small_model(output=output, dtype=torch.float64)
     prime = torch.randint(0, 2**16, (batch, 40), generator=torch.Generator().manual_seed(1))
     reference = generated(model, "reference", temperature, batch=batch, prime=prime)
-    assert torch.equal(generated(model, "compiled", temperature, threads, batch, prime=prime),
-                       reference)
+    assert torch.equal(
+        generated(model, "compiled", temperature, threads, batch, prime=prime), reference
+    )
     assert len(reference.unique()) > (1 if temperature == 0 else 100)  # not stuck on one code
 
 
@@ -275,8 +326,9 @@ def test_continuous_draws_equal_the_reference_draws_in_float64(temperature, thre
 def test_continuous_conditioned_draws_equal_the_reference_draws_in_float64(output):
     model = small_model(conditioned=True, output=output, dtype=torch.float64)
     cond = conditioning(model, 2, 200)
-    assert torch.equal(generated(model, "compiled", 1.0, **cond),
-                       generated(model, "reference", 1.0, **cond))
+    assert torch.equal(
+        generated(model, "compiled", 1.0, **cond), generated(model, "reference", 1.0, **cond)
+    )
 
 
 @needs_numba
@@ -291,11 +343,14 @@ def test_compiled_draws_equal_the_reference_draws(temperature, threads, batch, m
     model = small_model()
     prime = torch.randint(0, 256, (batch, 40), generator=torch.Generator().manual_seed(1))
     reference = generated(model, "reference", temperature, batch=batch, prime=prime)
-    assert torch.equal(generated(model, "compiled", temperature, threads, batch, prime=prime),
-                       reference)
+    assert torch.equal(
+        generated(model, "compiled", temperature, threads, batch, prime=prime), reference
+    )
     rounded = numba_kernel.rounded_model(model, "bfloat16")
-    assert torch.equal(generated(model, "compiled-bf16", temperature, threads, batch, prime=prime),
-                       generated(rounded, "reference", temperature, batch=batch, prime=prime))
+    assert torch.equal(
+        generated(model, "compiled-bf16", temperature, threads, batch, prime=prime),
+        generated(rounded, "reference", temperature, batch=batch, prime=prime),
+    )
 
 
 @needs_numba
@@ -304,8 +359,9 @@ def test_conditioned_generation_equals_the_reference_draws(impl):
     model = small_model(conditioned=True)
     cond = conditioning(model, 2, 200)
     ref_model = numba_kernel.rounded_model(model, STORAGES[impl])
-    assert torch.equal(generated(model, impl, 1.0, **cond),
-                       generated(ref_model, "reference", 1.0, **cond))
+    assert torch.equal(
+        generated(model, impl, 1.0, **cond), generated(ref_model, "reference", 1.0, **cond)
+    )
 
 
 def test_auto_picks_by_device_and_dtype():
@@ -339,9 +395,22 @@ def test_cuda_graph_equals_the_reference_path_on_the_gpu(batch, conditioned):
     prime = torch.randint(0, 256, (batch, 100), generator=torch.Generator().manual_seed(1))
 
     def run(impl, temperature):
-        return torch.cat(list(generate(model, 150, batch, temperature=temperature, impl=impl,
-                                       prime=prime.cuda(), chunk=64,
-                                       generator=torch.Generator().manual_seed(5), **cond)), 1)
+        return torch.cat(
+            list(
+                generate(
+                    model,
+                    150,
+                    batch,
+                    temperature=temperature,
+                    impl=impl,
+                    prime=prime.cuda(),
+                    chunk=64,
+                    generator=torch.Generator().manual_seed(5),
+                    **cond,
+                )
+            ),
+            1,
+        )
 
     for temperature in (0.0, 1.0):
         assert torch.equal(run("cuda-graph", temperature), run("reference", temperature))
@@ -367,9 +436,13 @@ def test_cuda_graph_logits_equal_forward():
 
 
 def test_benchmark_script_prints_its_fields():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_generate.py"), "--quick",
-                          "--threads", "1"], capture_output=True, text=True, check=True,
-                         timeout=600).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_generate.py"), "--quick", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
     lines = [json.loads(line) for line in out.splitlines()]
     assert lines[0]["kind"] == "machine" and lines[0]["cpu"]
     if os.path.exists("/proc/cpuinfo"):  # the generation behind a generic name, its vector ISA
@@ -381,19 +454,46 @@ def test_benchmark_script_prints_its_fields():
         assert lines[0]["read_gb_s_l2_256kb"] > 0
     for line in lines[1:]:
         assert line["kind"] == "generate"
-        for field in ("samples_per_s_aggregate", "samples_per_s_per_stream", "realtime_factor",
-                      "first_call_s", "seconds", "runs_s", "weight_bytes", "load", "cpu"):
+        for field in (
+            "samples_per_s_aggregate",
+            "samples_per_s_per_stream",
+            "realtime_factor",
+            "first_call_s",
+            "seconds",
+            "runs_s",
+            "weight_bytes",
+            "load",
+            "cpu",
+        ):
             assert field in line, field
 
 
 def test_benchmark_times_every_output_side_by_side():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_generate.py"), "--quick",
-                          "--threads", "1", "--impl", "reference", "--output", "categorical",
-                          "mol", "gaussian"], capture_output=True, text=True, check=True,
-                         timeout=600).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_generate.py"),
+            "--quick",
+            "--threads",
+            "1",
+            "--impl",
+            "reference",
+            "--output",
+            "categorical",
+            "mol",
+            "gaussian",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
     lines = [json.loads(line) for line in out.splitlines()[1:]]
     assert [(line["output"], line["path"]) for line in lines] == [
-        ("categorical", "reference"), ("mol", "reference"), ("gaussian", "reference")]
+        ("categorical", "reference"),
+        ("mol", "reference"),
+        ("gaussian", "reference"),
+    ]
     assert all(line["samples_per_s_per_stream"] > 0 for line in lines)
 
 
@@ -464,8 +564,9 @@ def test_the_kernels_draw_is_the_reference_draw(temperature):
 
     @numba.njit
     def draws(lg, u, t, scratch):
-        return np.array([numba_kernel._sample_row(lg[i], u[i], t, scratch)
-                         for i in range(lg.shape[0])])
+        return np.array(
+            [numba_kernel._sample_row(lg[i], u[i], t, scratch) for i in range(lg.shape[0])]
+        )
 
     got = draws(logits.numpy(), uniforms.numpy(), temperature, np.empty(256))
     assert (torch.from_numpy(got) == categorical_draw(logits, temperature, uniforms)).all()

@@ -25,17 +25,38 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # the shell entry points that
 # install the environment (demo.sh and test.sh are what CI and the README run; setup.sh is
 # sourced by both; install_browser.sh is run by .ci/run; gpu_check.sh needs a GPU).
-ELSEWHERE = {"fault_drill.py": "--runs", "bench_generate.py": "--quick",
-             "listening_table.py": "--speakers", "demo.sh": None, "test.sh": None,
-             "setup.sh": None, "install_browser.sh": None, "gpu_check.sh": None,
-             "machine.py": None}
-HERE = {"bench_train.py", "heldout_files.py", "copy_synthesis.py", "train.py", "generate.py",
-        "evaluate.py", "plot.py", "storage_accuracy.py"}
+ELSEWHERE = {
+    "fault_drill.py": "--runs",
+    "bench_generate.py": "--quick",
+    "listening_table.py": "--speakers",
+    "demo.sh": None,
+    "test.sh": None,
+    "setup.sh": None,
+    "install_browser.sh": None,
+    "gpu_check.sh": None,
+    "machine.py": None,
+}
+HERE = {
+    "bench_train.py",
+    "heldout_files.py",
+    "copy_synthesis.py",
+    "train.py",
+    "generate.py",
+    "evaluate.py",
+    "plot.py",
+    "storage_accuracy.py",
+}
 
 
 def run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, str(SCRIPTS / script), *args], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-3000:]}"
     return proc
 
@@ -50,8 +71,11 @@ def test_every_script_has_a_smoke_test():
     tests = REPO / "tests"
     for script, marker in ELSEWHERE.items():
         if marker is not None:
-            found = [p for p in tests.rglob("test_*.py") if p != Path(__file__)
-                     and marker in p.read_text() and script in p.read_text()]
+            found = [
+                p
+                for p in tests.rglob("test_*.py")
+                if p != Path(__file__) and marker in p.read_text() and script in p.read_text()
+            ]
             assert found, f"no test runs scripts/{script}"
 
 
@@ -70,15 +94,19 @@ def test_entry_point_scripts_answer_help(script, capsys, monkeypatch, tmp_path):
 
 
 def test_bench_train_quick_prints_a_line_per_setting():
-    proc = run("bench_train.py", "--quick", "--precision", "fp32", "bf16", "--score", "last",
-               "all")
+    proc = run("bench_train.py", "--quick", "--precision", "fp32", "bf16", "--score", "last", "all")
     records = json_lines(proc.stdout)
     assert [(r["precision"], r["score"]) for r in records] == [
-        ("fp32", "last"), ("fp32", "all"), ("bf16", "last"), ("bf16", "all")]
+        ("fp32", "last"),
+        ("fp32", "all"),
+        ("bf16", "last"),
+        ("bf16", "all"),
+    ]
     for r in records:
         assert r["model"] == "tiny" and r["ema"] is True and r["cpu"]
         assert r["step_s"] > 0 and r["samples_per_s"] == pytest.approx(
-            r["batch"] * r["crop"] / r["step_s"], rel=0.01)
+            r["batch"] * r["crop"] / r["step_s"], rel=0.01
+        )
 
 
 @pytest.fixture
@@ -106,9 +134,22 @@ def test_copy_synthesis_scores_the_shipped_vocoder_on_one_file(fake_run, repo_ro
     pytest.importorskip("pesq", reason="the listening metrics extra is not installed")
     vocoder = repo_root / "data" / "pretrained" / "asterisk4-vocoder.pt"
     figure = tmp_path / "copy.png"
-    proc = run("copy_synthesis.py", "--vocoder", str(vocoder), "--run", str(fake_run),
-               "--files", "1", "--batch", "1", "--threads", "1", "--figure", str(figure),
-               timeout=600)
+    proc = run(
+        "copy_synthesis.py",
+        "--vocoder",
+        str(vocoder),
+        "--run",
+        str(fake_run),
+        "--files",
+        "1",
+        "--batch",
+        "1",
+        "--threads",
+        "1",
+        "--figure",
+        str(figure),
+        timeout=600,
+    )
     rows = {r["system"]: r for r in json_lines(proc.stdout)}
     assert set(rows) == {"mulaw", "vocoder"}
     assert rows["vocoder"]["temperature"] == 0.6  # the shipped vocoder's own
@@ -123,8 +164,17 @@ def test_copy_synthesis_scores_the_shipped_vocoder_on_one_file(fake_run, repo_ro
 
 def test_storage_accuracy_scores_every_storage(repo_root, demo_root):
     ckpt = repo_root / "data" / "pretrained" / "asterisk4-small.pt"
-    proc = run("storage_accuracy.py", "--checkpoint", str(ckpt), "--root", str(demo_root),
-               "--files", "1", "--threads", "1")
+    proc = run(
+        "storage_accuracy.py",
+        "--checkpoint",
+        str(ckpt),
+        "--root",
+        str(demo_root),
+        "--files",
+        "1",
+        "--threads",
+        "1",
+    )
     rows = {(r["storage"], r["scored_by"]): r for r in json_lines(proc.stdout)}
     storages = ["float32", "bfloat16", "int8"]
     assert [s for s, way in rows if way == "forward"] == storages

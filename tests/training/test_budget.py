@@ -33,20 +33,30 @@ def test_wall_clock_continues_across_a_resume():
     assert clock() == pytest.approx(52.0)
 
 
-def test_a_run_stops_by_time_and_validates_its_last_step(tmp_path, demo_root, train_run,
-                                                          capfd):
-    overrides = ["model=tiny", "train=quick", f"data.root={demo_root}", "data.crop=300",
-                 "train.max_steps=100000", "train.max_minutes=0.05", "train.val_every=100000",
-                 "train.log_every=5", "train.sample_seconds=0.25", "train.threads=1",
-                 "train.progress=true", "train.warmup_steps=2"]
+def test_a_run_stops_by_time_and_validates_its_last_step(tmp_path, demo_root, train_run, capfd):
+    overrides = [
+        "model=tiny",
+        "train=quick",
+        f"data.root={demo_root}",
+        "data.crop=300",
+        "train.max_steps=100000",
+        "train.max_minutes=0.05",
+        "train.val_every=100000",
+        "train.log_every=5",
+        "train.sample_seconds=0.25",
+        "train.threads=1",
+        "train.progress=true",
+        "train.warmup_steps=2",
+    ]
     run = tmp_path / "run"
     train_run(run, *overrides)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     last = records[-1]
     # The progress bar counts the 3 s of the budget, not the 100000 steps, and shows the step.
     bar = capfd.readouterr().err.replace("\r", "\n").splitlines()
-    assert any("3/3 s of train.max_minutes" in line and f"step={last['step']}" in line
-               for line in bar), bar[-3:]
+    assert any(
+        "3/3 s of train.max_minutes" in line and f"step={last['step']}" in line for line in bar
+    ), bar[-3:]
     assert not any("/100000" in line for line in bar)
     # Stopped by the 3 s budget, far from max_steps, with a validation and a sample at the end.
     assert 3.0 <= last["wall_s"] < 60 and last["step"] < 100000

@@ -26,10 +26,23 @@ TINY = [*TINY_TRAIN, "train.warmup_steps=2", "train.lr=3e-3"]
 
 def torchrun(run_dir: Path, data: Path, *overrides: str) -> subprocess.CompletedProcess:
     """The real trainer under torchrun: two CPU processes (gloo) on this machine."""
-    proc = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2",
-                           str(PROJECT_DIR / "scripts" / "train.py"), *TINY, f"data.root={data}",
-                           f"hydra.run.dir={run_dir}", *overrides], cwd=run_dir.parent,
-                          env=tools.env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(BIN / "torchrun"),
+            "--standalone",
+            "--nproc_per_node=2",
+            str(PROJECT_DIR / "scripts" / "train.py"),
+            *TINY,
+            f"data.root={data}",
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ],
+        cwd=run_dir.parent,
+        env=tools.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stderr[-3000:]}"
     return proc
 
@@ -63,8 +76,6 @@ def test_ddp_matches_one_process_and_resumes_anywhere(tmp_path, speech, train_ru
     run(ddp, speech, "train.batch_size=4", "train.max_steps=4")
     assert last_checkpoint(ddp)["step"] == 4
     checkpoint.build_model(last_checkpoint(ddp))  # and wavenet-generate can read it
-
-
 
 
 @dataclass(frozen=True)

@@ -33,16 +33,36 @@ def test_ema_follows_the_weights_with_a_warmed_up_decay():
         EMA(model, decay=1.0)
 
 
-
 def test_accumulation_and_ema_through_the_cli(tmp_path, speech, cli, train_run):
     accumulated, plain, raw_eval = tmp_path / "acc", tmp_path / "plain", tmp_path / "raw"
-    cli("wavenet-train", *TINY, f"data.root={speech}", f"hydra.run.dir={accumulated}",
-        "train.batch_size=2", "train.accumulate=2", "train.ema_decay=0.9", "train.max_steps=3",
-        cwd=tmp_path)
-    train_run(plain, *TINY, f"data.root={speech}", "train.batch_size=4", "train.ema_decay=0.9",
-              "train.max_steps=3")
-    train_run(raw_eval, *TINY, f"data.root={speech}", "train.batch_size=4",
-              "train.ema_decay=0.9", "train.max_steps=3", "train.ema_eval=false")
+    cli(
+        "wavenet-train",
+        *TINY,
+        f"data.root={speech}",
+        f"hydra.run.dir={accumulated}",
+        "train.batch_size=2",
+        "train.accumulate=2",
+        "train.ema_decay=0.9",
+        "train.max_steps=3",
+        cwd=tmp_path,
+    )
+    train_run(
+        plain,
+        *TINY,
+        f"data.root={speech}",
+        "train.batch_size=4",
+        "train.ema_decay=0.9",
+        "train.max_steps=3",
+    )
+    train_run(
+        raw_eval,
+        *TINY,
+        f"data.root={speech}",
+        "train.batch_size=4",
+        "train.ema_decay=0.9",
+        "train.max_steps=3",
+        "train.ema_eval=false",
+    )
     acc, one, raw = last_checkpoint(accumulated), last_checkpoint(plain), last_checkpoint(raw_eval)
     # batch 2 x 2 micro-batches trains on the crops of batch 4, with the same gradients.
     assert_weights_close(acc["train_model"], one["train_model"])

@@ -13,15 +13,15 @@ from wavenet.metrics.baseline import LN2, bigram_bits_per_sample
 from wavenet.metrics.evaluate import evaluate
 
 
-def trigram_bits_per_sample(train: list[torch.Tensor], test: list[torch.Tensor],
-                            classes: int = 256, alpha: float = 0.5) -> float:
+def trigram_bits_per_sample(
+    train: list[torch.Tensor], test: list[torch.Tensor], classes: int = 256, alpha: float = 0.5
+) -> float:
     """Cross-entropy (bits/sample) on `test` of P(x_t | x_{t-2}, x_{t-1}), counted on `train`
     with add-alpha smoothing: the best that two samples of context give by counting."""
     counts = np.zeros(classes**3, dtype=np.int64)
     for seq in train:
         s = seq.long().numpy()
-        counts += np.bincount((s[:-2] * classes + s[1:-1]) * classes + s[2:],
-                              minlength=classes**3)
+        counts += np.bincount((s[:-2] * classes + s[1:-1]) * classes + s[2:], minlength=classes**3)
     counts = counts.reshape(classes * classes, classes)
     rows = counts.sum(axis=1)
     total, n = 0.0, 0
@@ -50,7 +50,8 @@ def test_tiny_model_on_the_demo_speech_beats_two_samples_of_context(demo_run, de
     trigram = trigram_bits_per_sample(train_seqs, val_seqs)
     model = checkpoint.build_model(checkpoint.load(demo_run / "checkpoints" / "last.pt"))
     wavenet = evaluate(model, val_set, batch=8, chunk=16384)["bits_per_sample"]
-    print(f"held-out bits/sample: wavenet {wavenet:.3f}, trigram {trigram:.3f}, "
-          f"bigram {bigram:.3f}")
+    print(
+        f"held-out bits/sample: wavenet {wavenet:.3f}, trigram {trigram:.3f}, bigram {bigram:.3f}"
+    )
     assert 4.9 < bigram < 5.4 and trigram < bigram  # the reference points of this split
     assert wavenet < trigram - 0.15

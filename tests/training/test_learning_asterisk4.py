@@ -15,12 +15,23 @@ from wavenet.model.features import log_mel, usable_samples
 
 
 @pytest.mark.slow
-def test_tiny_model_learns_real_speech_better_than_a_bigram(asterisk_root, tmp_path, train_run,
-                                                            compose):
-    overrides = ["model=tiny", "data=asterisk4", f"data.root={asterisk_root}", "data.crop=1000",
-                 "train.max_steps=500", "train.batch_size=8", "train.lr=5e-3",
-                 "train.warmup_steps=50", "train.val_every=500", "train.sample_seconds=0",
-                 "train.threads=1", "train.progress=false"]
+def test_tiny_model_learns_real_speech_better_than_a_bigram(
+    asterisk_root, tmp_path, train_run, compose
+):
+    overrides = [
+        "model=tiny",
+        "data=asterisk4",
+        f"data.root={asterisk_root}",
+        "data.crop=1000",
+        "train.max_steps=500",
+        "train.batch_size=8",
+        "train.lr=5e-3",
+        "train.warmup_steps=50",
+        "train.val_every=500",
+        "train.sample_seconds=0",
+        "train.threads=1",
+        "train.progress=false",
+    ]
     cfg = OmegaConf.to_object(compose(*overrides))
     train_run(tmp_path, *overrides)
 
@@ -40,8 +51,10 @@ def test_tiny_model_learns_real_speech_better_than_a_bigram(asterisk_root, tmp_p
             total += F.cross_entropy(logits.t(), seq[1:], reduction="sum").item()
             count += len(seq) - 1
     wavenet_bits = total / count / math.log(2)
-    print(f"validation bits/sample: wavenet {wavenet_bits:.3f}, bigram {bigram:.3f}, "
-          f"unigram {unigram:.3f}")
+    print(
+        f"validation bits/sample: wavenet {wavenet_bits:.3f}, bigram {bigram:.3f}, "
+        f"unigram {unigram:.3f}"
+    )
     assert 4.5 < bigram < 6.0 < unigram < 8.0  # the reference points this speech should give
     # It reached 4.85 against 5.25 (2026-12-03): a model no better than the previous sample fails.
     assert wavenet_bits < bigram - 0.25
@@ -52,11 +65,22 @@ def test_tiny_vocoder_learns_to_use_the_mel(asterisk_root, tmp_path, train_run, 
     """After a short run (150 steps), held-out files cost fewer bits with their own log-mel than
     with the log-mel of the same audio played backwards (same spectra, wrong moments): 5.82
     against 6.30 bits/sample on 12 files, 2026-12-03."""
-    overrides = ["model=tiny", "model.mel.n_mels=80", "model.mel.channels=32", "data=asterisk4",
-                 f"data.root={asterisk_root}", "data.crop=1000", "train.max_steps=150",
-                 "train.batch_size=8", "train.lr=5e-3", "train.warmup_steps=30",
-                 "train.val_every=150", "train.sample_seconds=0", "train.threads=1",
-                 "train.progress=false"]
+    overrides = [
+        "model=tiny",
+        "model.mel.n_mels=80",
+        "model.mel.channels=32",
+        "data=asterisk4",
+        f"data.root={asterisk_root}",
+        "data.crop=1000",
+        "train.max_steps=150",
+        "train.batch_size=8",
+        "train.lr=5e-3",
+        "train.warmup_steps=30",
+        "train.val_every=150",
+        "train.sample_seconds=0",
+        "train.threads=1",
+        "train.progress=false",
+    ]
     cfg = OmegaConf.to_object(compose(*overrides))
     train_run(tmp_path, *overrides)
 

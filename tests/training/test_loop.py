@@ -27,8 +27,9 @@ LOOP = [*TINY_TRAIN, "train.batch_size=2", "train.max_steps=8", "train.checkpoin
 def run(train_run):
     """run(run_dir, data, *overrides): train_run with a tiny config (validation only at the
     end, log every step, last.pt every 3 steps)."""
-    return lambda run_dir, data, *overrides: train_run(run_dir, *LOOP, f"data.root={data}",
-                                                       *overrides)
+    return lambda run_dir, data, *overrides: train_run(
+        run_dir, *LOOP, f"data.root={data}", *overrides
+    )
 
 
 def losses(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -61,8 +62,14 @@ def sample_hook(monkeypatch, action) -> list[int]:
 def test_last_checkpoint_every_n_steps_and_at_the_end(tmp_path, speech, monkeypatch, run):
     saved: list[tuple[str, int]] = []
     real_save = checkpoint.save
-    monkeypatch.setattr(checkpoint, "save", lambda path, payload: (
-        saved.append((Path(path).name, payload["step"])), real_save(path, payload)))
+    monkeypatch.setattr(
+        checkpoint,
+        "save",
+        lambda path, payload: (
+            saved.append((Path(path).name, payload["step"])),
+            real_save(path, payload),
+        ),
+    )
     run(tmp_path, speech, "train.max_steps=7")
     assert saved == [("last.pt", 3), ("last.pt", 6), ("best.pt", 7), ("last.pt", 7)]
     report = json.loads((tmp_path / "data_report.json").read_text())
@@ -93,8 +100,9 @@ def test_resume_after_a_crash_is_exact(tmp_path, speech, monkeypatch, run):
     assert not stale.exists()
     assert losses(crashed) == losses(reference)  # steps 4-5 logged once, identically
     for name in ("last.pt", "best.pt"):
-        assert same_weights(weights(crashed / "checkpoints" / name),
-                            weights(reference / "checkpoints" / name))
+        assert same_weights(
+            weights(crashed / "checkpoints" / name), weights(reference / "checkpoints" / name)
+        )
     resumed = checkpoint.load(crashed / "checkpoints" / "last.pt")
     expected = checkpoint.load(reference / "checkpoints" / "last.pt")
     assert torch.equal(resumed["crops"]["generator"], expected["crops"]["generator"])
@@ -102,8 +110,7 @@ def test_resume_after_a_crash_is_exact(tmp_path, speech, monkeypatch, run):
 
 
 @pytest.mark.parametrize("signum,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
-def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, signum, exit_code,
-                                             run):
+def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, signum, exit_code, run):
     before = signal.getsignal(signum)
     sample_hook(monkeypatch, lambda n: n == 5 and signal.raise_signal(signum))
     with pytest.raises(Interrupted) as stop:
@@ -114,8 +121,9 @@ def test_signal_saves_a_checkpoint_and_stops(tmp_path, speech, monkeypatch, sign
     assert signal.getsignal(signum) == before
 
 
-def test_second_sigint_stops_at_once_without_a_partial_checkpoint(tmp_path, speech, monkeypatch,
-                                                                 run):
+def test_second_sigint_stops_at_once_without_a_partial_checkpoint(
+    tmp_path, speech, monkeypatch, run
+):
     before = signal.getsignal(signal.SIGINT)
 
     def impatient(n):
@@ -154,21 +162,27 @@ def test_non_finite_losses_are_skipped_and_reported(tmp_path, speech, monkeypatc
         record = run(tmp_path, speech, "train.max_steps=5", "train.max_bad_steps=3")
     assert record["step"] == 5 and len(calls) == 7  # two batches skipped, five steps taken
     warnings = [r.getMessage() for r in caplog.records if "non-finite" in r.getMessage()]
-    assert warnings == ["step 3: non-finite loss nan, update skipped (1 in a row)",
-                        "step 3: non-finite loss nan, update skipped (2 in a row)"]
+    assert warnings == [
+        "step 3: non-finite loss nan, update skipped (1 in a row)",
+        "step 3: non-finite loss nan, update skipped (2 in a row)",
+    ]
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "checkpoints/last.pt").values())
 
 
 def test_a_validation_above_the_bigram_after_learning_is_reported_as_divergence(
-        tmp_path, speech, monkeypatch, caplog, run):
+    tmp_path, speech, monkeypatch, caplog, run
+):
     """A finite loss that stops learning (too high an lr) is named in the log and the metrics;
     best.pt keeps the step that had learned."""
     figures = iter([1.5, 7.5, 7.9])  # below any speech bigram, then above it
     monkeypatch.setattr(train, "validate", lambda model, crops, batch_size: next(figures))
     with caplog.at_level(logging.WARNING, logger="wavenet.train"):
         run(tmp_path, speech, "train.max_steps=6", "train.val_every=2")
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
-               if "val_bits" in line]
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+        if "val_bits" in line
+    ]
     assert [r["val_bits"] for r in records] == [1.5, 7.5, 7.9]
     assert [r.get("diverged", False) for r in records] == [False, True, True]
     warnings = [r.getMessage() for r in caplog.records if "diverged" in r.getMessage()]
@@ -177,25 +191,30 @@ def test_a_validation_above_the_bigram_after_learning_is_reported_as_divergence(
     assert checkpoint.load(tmp_path / "checkpoints/best.pt")["step"] == 2
 
 
-@pytest.mark.parametrize("val_bits,best,bigram,diverged", [
-    (4.0, math.inf, 5.0, False),  # the first validation
-    (6.0, math.inf, 5.0, False),  # never below the bigram yet: still learning, not diverged
-    (4.5, 4.0, 5.0, False),       # worse than the best, still below the bigram
-    (5.5, 4.0, 5.0, True),
-])
+@pytest.mark.parametrize(
+    "val_bits,best,bigram,diverged",
+    [
+        (4.0, math.inf, 5.0, False),  # the first validation
+        (6.0, math.inf, 5.0, False),  # never below the bigram yet: still learning, not diverged
+        (4.5, 4.0, 5.0, False),  # worse than the best, still below the bigram
+        (5.5, 4.0, 5.0, True),
+    ],
+)
 def test_divergence_needs_a_run_that_had_learned(val_bits, best, bigram, diverged):
     assert (train.divergence(val_bits, best, bigram) is not None) == diverged
 
 
-@pytest.mark.parametrize("flags,asked,trains,warned", [
-    ({"avx2", "avx512_bf16"}, "auto", "bf16", False),  # AVX512-BF16 (AMD Zen 4)
-    ({"avx2", "amx_bf16"}, "auto", "bf16", False),     # AMX (Intel Sapphire Rapids on)
-    ({"avx2", "fma"}, "auto", "fp32", False),          # no native bf16 (AMD Zen 3)
-    ({"avx2", "fma"}, "bf16", "bf16", True),           # asked for: kept, but warned
-    ({"avx2", "fma"}, "fp32", "fp32", False),
-])
-def test_precision_auto_picks_bf16_only_where_the_cpu_has_it(flags, asked, trains, warned,
-                                                              caplog):
+@pytest.mark.parametrize(
+    "flags,asked,trains,warned",
+    [
+        ({"avx2", "avx512_bf16"}, "auto", "bf16", False),  # AVX512-BF16 (AMD Zen 4)
+        ({"avx2", "amx_bf16"}, "auto", "bf16", False),  # AMX (Intel Sapphire Rapids on)
+        ({"avx2", "fma"}, "auto", "fp32", False),  # no native bf16 (AMD Zen 3)
+        ({"avx2", "fma"}, "bf16", "bf16", True),  # asked for: kept, but warned
+        ({"avx2", "fma"}, "fp32", "fp32", False),
+    ],
+)
+def test_precision_auto_picks_bf16_only_where_the_cpu_has_it(flags, asked, trains, warned, caplog):
     with caplog.at_level(logging.WARNING, logger=train.log.name):
         assert train.resolve_precision(asked, torch.device("cpu"), flags) == trains
     assert any("without native bfloat16" in r.message for r in caplog.records) == warned
@@ -203,19 +222,28 @@ def test_precision_auto_picks_bf16_only_where_the_cpu_has_it(flags, asked, train
 
 def test_cpu_flags_reads_the_flags_line(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512_bf16\n\n"
-                    "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16\n")
+    info.write_text(
+        "processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+        "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16\n"
+    )
     assert train.cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16"}
     assert train.cpu_flags(str(tmp_path / "absent")) == set()
 
 
 def test_too_many_non_finite_losses_stop_with_the_last_good_checkpoint(
-        tmp_path, speech, monkeypatch, run):
+    tmp_path, speech, monkeypatch, run
+):
     nan_hook(monkeypatch, set(range(3, 100)))
     states: list[tuple[int, dict]] = []
     real_save = checkpoint.save
-    monkeypatch.setattr(checkpoint, "save", lambda path, payload: (
-        states.append((payload["step"], payload["model"])), real_save(path, payload)))
+    monkeypatch.setattr(
+        checkpoint,
+        "save",
+        lambda path, payload: (
+            states.append((payload["step"], payload["model"])),
+            real_save(path, payload),
+        ),
+    )
     with pytest.raises(TrainingStopped, match="3 steps in a row") as stop:
         run(tmp_path, speech, "train.checkpoint_every=1", "train.max_bad_steps=3")
     assert "after step 2" in str(stop.value) and "last.pt" in str(stop.value)
@@ -282,15 +310,23 @@ def test_unreadable_file_is_skipped_and_reported(tmp_path, speech, monkeypatch, 
 
 
 def test_tensorboard_logger_writes_scalars_audio_and_spectrograms(tmp_path, speech, run):
-    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install "
-                        "'wavenet[tensorboard]')")
+    pytest.importorskip(
+        "tensorboard", reason="tensorboard is not installed (pip install 'wavenet[tensorboard]')"
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run(tmp_path, speech, "logger=tensorboard", "train.max_steps=4", "train.val_every=4",
+    run(
+        tmp_path,
+        speech,
+        "logger=tensorboard",
+        "train.max_steps=4",
+        "train.val_every=4",
         "data.crop=600",  # a validation clip long enough for a spectrogram
-        "train.sample_seconds=0.1")
-    events = EventAccumulator(str(tmp_path / "tensorboard"),
-                              size_guidance={"scalars": 0, "audio": 0, "images": 0}).Reload()
+        "train.sample_seconds=0.1",
+    )
+    events = EventAccumulator(
+        str(tmp_path / "tensorboard"), size_guidance={"scalars": 0, "audio": 0, "images": 0}
+    ).Reload()
     tags = events.Tags()
     assert {"train_bits", "val_bits", "lr"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("train_bits")] == [1, 2, 3, 4]
@@ -317,12 +353,18 @@ def test_resume_from_a_path_continues_that_run_exactly(tmp_path, speech, run):
     straight, first, second = tmp_path / "straight", tmp_path / "first", tmp_path / "second"
     run(straight, speech, *schedule, "train.max_steps=6")
     run(first, speech, *schedule, "train.max_steps=3")
-    run(second, speech, *schedule, "train.max_steps=6",
-        f"train.resume={first / 'checkpoints' / 'last.pt'}")
+    run(
+        second,
+        speech,
+        *schedule,
+        "train.max_steps=6",
+        f"train.resume={first / 'checkpoints' / 'last.pt'}",
+    )
     assert [s for s, _, _ in losses(second)] == [4, 5, 6]
     assert losses(second) == losses(straight)[3:]
-    assert same_weights(weights(second / "checkpoints" / "last.pt"),
-                        weights(straight / "checkpoints" / "last.pt"))
+    assert same_weights(
+        weights(second / "checkpoints" / "last.pt"), weights(straight / "checkpoints" / "last.pt")
+    )
     assert checkpoint.load(first / "checkpoints" / "last.pt")["step"] == 3  # left as it was
 
 
@@ -341,8 +383,13 @@ def test_init_starts_a_fresh_run_from_another_runs_weights(tmp_path, speech, run
     assert not same_weights(weights(fresh / "checkpoints" / "last.pt"), start)
     assert tuned_last["optimizer"]["state"][0]["step"] == 1  # a fresh optimizer (source: 3)
     # Resuming the tuned run continues it; train.init (another run now) is not read again.
-    run(tuned, speech, "train.lr=1e-30", "train.max_steps=2",
-        f"train.init={fresh / 'checkpoints' / 'last.pt'}")
+    run(
+        tuned,
+        speech,
+        "train.lr=1e-30",
+        "train.max_steps=2",
+        f"train.init={fresh / 'checkpoints' / 'last.pt'}",
+    )
     resumed = checkpoint.load(tuned / "checkpoints" / "last.pt")
     assert resumed["step"] == 2 and [s for s, _, _ in losses(tuned)] == [1, 2]
     assert all(torch.allclose(resumed["model"][k], start[k], atol=1e-6) for k in start)

@@ -25,7 +25,6 @@ def test_lr_schedules():
     assert all(a >= b for a, b in zip(inv[99:], inv[100:], strict=False))
 
 
-
 def test_bf16_autocast_trains_fp32_weights(tmp_path, speech, train_run, monkeypatch):
     """train.precision=bf16 reaches the training step (its forward passes run under bfloat16
     autocast; validation does not), and the weights stay float32."""
@@ -38,8 +37,9 @@ def test_bf16_autocast_trains_fp32_weights(tmp_path, speech, train_run, monkeypa
         return real(model, batch)
 
     monkeypatch.setattr(train, "bits_per_sample", bits)
-    record = train_run(tmp_path, *TINY_TRAIN, f"data.root={speech}", "train.precision=bf16",
-                       "train.max_steps=2")
+    record = train_run(
+        tmp_path, *TINY_TRAIN, f"data.root={speech}", "train.precision=bf16", "train.max_steps=2"
+    )
     assert autocast == [(True, torch.bfloat16)] * 2
     assert math.isfinite(record["train_bits"]) and math.isfinite(record["val_bits"])
     assert all(w.dtype == torch.float32 for w in last_checkpoint(tmp_path)["model"].values())
@@ -58,7 +58,7 @@ class FixedLogits(torch.nn.Module):
         self.logits = torch.randn(batch, 256, length, generator=torch.Generator().manual_seed(0))
 
     def forward(self, audio, speaker=None, mel=None, last=0):
-        return self.logits[:, :, self.logits.shape[2] - last:]
+        return self.logits[:, :, self.logits.shape[2] - last :]
 
     def nll(self, params, target):  # WaveNet.nll of a categorical model
         return F.cross_entropy(params, target, reduction="none")
@@ -104,7 +104,8 @@ def step_parts(speech):
 
 def grad_norm(model: torch.nn.Module) -> float:
     return torch.linalg.vector_norm(
-        torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])).item()
+        torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])
+    ).item()
 
 
 def test_grad_clip_bounds_the_gradient_the_update_sees(step_parts):
@@ -126,7 +127,8 @@ def test_bf16_runs_the_forward_pass_in_bfloat16(step_parts):
     for precision in ("fp32", "bf16"):
         state, crops, tc = step_parts()
         state.model.register_forward_hook(
-            lambda module, args, out, p=precision: seen.update({p: out.dtype}) and None)
+            lambda module, args, out, p=precision: seen.update({p: out.dtype}) and None
+        )
         results[precision] = train.train_step(state, state.model, crops, tc, precision).bits
     assert seen == {"fp32": torch.float32, "bf16": torch.bfloat16}
     assert math.isfinite(results["bf16"]) and results["bf16"] != results["fp32"]
@@ -134,7 +136,8 @@ def test_bf16_runs_the_forward_pass_in_bfloat16(step_parts):
 
 
 def test_compile_wraps_the_training_step_and_checkpoints_hold_plain_weights(
-        tmp_path, speech, train_run, monkeypatch):
+    tmp_path, speech, train_run, monkeypatch
+):
     """train.compile=true trains through torch.compile's wrapper (here with the eager backend,
     which needs no C++ compiler), and last.pt holds the plain module's keys."""
     real_compile = torch.compile
@@ -146,10 +149,22 @@ def test_compile_wraps_the_training_step_and_checkpoints_hold_plain_weights(
 
     monkeypatch.setattr(torch, "compile", compile_eager)
     calls = []
-    monkeypatch.setattr(WaveNet, "forward", lambda self, *a, real=WaveNet.forward, **k: (
-        calls.append(torch.compiler.is_compiling()), real(self, *a, **k))[1])
-    train_run(tmp_path, *TINY_TRAIN, f"data.root={speech}", "train.compile=true",
-              "train.max_steps=2", "train.ema_decay=0")
+    monkeypatch.setattr(
+        WaveNet,
+        "forward",
+        lambda self, *a, real=WaveNet.forward, **k: (
+            calls.append(torch.compiler.is_compiling()),
+            real(self, *a, **k),
+        )[1],
+    )
+    train_run(
+        tmp_path,
+        *TINY_TRAIN,
+        f"data.root={speech}",
+        "train.compile=true",
+        "train.max_steps=2",
+        "train.ema_decay=0",
+    )
     assert len(compiled) == 1 and isinstance(compiled[0], WaveNet)
     assert any(calls), "no forward pass ran under torch.compile"
     keys = last_checkpoint(tmp_path)["model"].keys()

@@ -62,24 +62,37 @@ def test_crops_encode_the_emphasised_audio_and_the_mel_hears_it_plain(voice):
     encoded = mulaw.encode(mulaw.preemphasis(utt.audio, A))
     frames = pad_frames(log_mel(utt.audio, 16000, mel), mel.context)
     for row in range(4):
-        starts = [s for s in range(0, 6400 - 640 + 1, 64)
-                  if torch.equal(encoded[s:s + 640], batch.audio[row])]
+        starts = [
+            s
+            for s in range(0, 6400 - 640 + 1, 64)
+            if torch.equal(encoded[s : s + 640], batch.audio[row])
+        ]
         assert starts, "a crop is a span of the emphasised audio's classes"
         first = starts[0] // 64
-        torch.testing.assert_close(batch.mel[row], frames[:, first:first + batch.mel.shape[-1]])
+        torch.testing.assert_close(batch.mel[row], frames[:, first : first + batch.mel.shape[-1]])
 
 
 @pytest.fixture(scope="module")
 def emphasised_run(tmp_path_factory, demo_root, train_run):
     run = tmp_path_factory.mktemp("emphasis") / "run"
-    train_run(run, "model=tiny", "train=quick", f"data.root={demo_root}", "data.crop=300",
-              "data.preemphasis=0.85", "train.max_steps=10", "train.sample_seconds=0.25",
-              "train.threads=1", "train.progress=false")
+    train_run(
+        run,
+        "model=tiny",
+        "train=quick",
+        f"data.root={demo_root}",
+        "data.crop=300",
+        "data.preemphasis=0.85",
+        "train.max_steps=10",
+        "train.sample_seconds=0.25",
+        "train.threads=1",
+        "train.progress=false",
+    )
     return run
 
 
-def test_the_checkpoint_records_it_and_the_tools_follow(emphasised_run, demo_root, tmp_path,
-                                                         capsys, voice):
+def test_the_checkpoint_records_it_and_the_tools_follow(
+    emphasised_run, demo_root, tmp_path, capsys, voice
+):
     ckpt_path = emphasised_run / "checkpoints" / "last.pt"
     ckpt = checkpoint.load(ckpt_path)
     assert checkpoint.preemphasis(ckpt) == A
@@ -88,8 +101,14 @@ def test_the_checkpoint_records_it_and_the_tools_follow(emphasised_run, demo_roo
     two.mkdir()
     for path in sorted((demo_root / "wavs").glob("*.flac"))[:2]:
         shutil.copy(path, two / path.name)
-    evaluate_cli.main([f"checkpoint={ckpt_path}", f"data.root={two}", "progress=false",
-                       f"json_out={tmp_path / 'e.json'}"])
+    evaluate_cli.main(
+        [
+            f"checkpoint={ckpt_path}",
+            f"data.root={two}",
+            "progress=false",
+            f"json_out={tmp_path / 'e.json'}",
+        ]
+    )
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["preemphasis"] == A
     from wavenet.metrics.evaluate import evaluate
@@ -104,8 +123,16 @@ def test_the_checkpoint_records_it_and_the_tools_follow(emphasised_run, demo_roo
     prime = tmp_path / "prime.wav"
     sf.write(prime, voice[:8000].numpy(), 16000)
     capsys.readouterr()
-    generate_cli.main([f"checkpoint={ckpt_path}", f"prime={prime}", "prime_seconds=0.5",
-                       "seconds=0.05", f"out={tmp_path / 'gen'}", "progress=false"])
+    generate_cli.main(
+        [
+            f"checkpoint={ckpt_path}",
+            f"prime={prime}",
+            "prime_seconds=0.5",
+            "seconds=0.05",
+            f"out={tmp_path / 'gen'}",
+            "progress=false",
+        ]
+    )
     out_path = tmp_path / "gen" / capsys.readouterr().out.split()[0].split("/")[-1]
     written, _ = sf.read(out_path, dtype="float32")
     head, x = torch.from_numpy(written[:8000]), voice[:8000]

@@ -27,7 +27,6 @@ def test_checkpoint_schedule_fires_on_steps_or_minutes():
     assert not resume.CheckpointSchedule(every=0, minutes=0).due(100)
 
 
-
 def test_defaults_lose_under_a_minute_on_the_demo_config(compose):
     """Measure the demo run's training step here (small model, its batch and crop, one thread),
     then replay the checkpoint schedule of its config at that pace over the whole run: last.pt
@@ -35,8 +34,9 @@ def test_defaults_lose_under_a_minute_on_the_demo_config(compose):
     cfg = OmegaConf.to_object(compose("experiment=demo"))
     model = WaveNet(cfg.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
-    crops = Batch(torch.randint(0, 256, (cfg.train.batch_size,
-                                         model.receptive_field + cfg.data.crop)))
+    crops = Batch(
+        torch.randint(0, 256, (cfg.train.batch_size, model.receptive_field + cfg.data.crop))
+    )
     times = []
     for _ in range(3):  # the first step warms up
         start = time.perf_counter()
@@ -47,8 +47,9 @@ def test_defaults_lose_under_a_minute_on_the_demo_config(compose):
     step_s = min(times[1:])
 
     now = [0.0]
-    schedule = resume.CheckpointSchedule(cfg.train.checkpoint_every,
-                                         cfg.train.checkpoint_minutes, clock=lambda: now[0])
+    schedule = resume.CheckpointSchedule(
+        cfg.train.checkpoint_every, cfg.train.checkpoint_minutes, clock=lambda: now[0]
+    )
     saved_at, worst = 0.0, 0.0
     for step in range(1, cfg.train.max_steps + 1):
         now[0] += step_s

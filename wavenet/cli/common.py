@@ -63,8 +63,7 @@ class OneLineParser(argparse.ArgumentParser):
     argparse prints the usage first)."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {one_line(ValueError(message))} (see --help)",
-              file=sys.stderr)
+        print(f"{self.prog}: error: {one_line(ValueError(message))} (see --help)", file=sys.stderr)
         sys.exit(2)
 
 
@@ -90,8 +89,9 @@ def check_interrupted() -> None:
         raise KeyboardInterrupt
 
 
-def run_tool(name: str, usage: str, action: Callable[[list[str]], None],
-             argv: list[str] | None = None) -> None:
+def run_tool(
+    name: str, usage: str, action: Callable[[list[str]], None], argv: list[str] | None = None
+) -> None:
     """Run `action(argv)`; --help prints `usage`; ValueError/OSError exit 2 with one line,
     Ctrl-C exits 130 with one line (see `check_interrupted`)."""
     argv = sys.argv[1:] if argv is None else argv

@@ -35,17 +35,33 @@ def run(cfg: EvaluateConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     ckpt = checkpoint.load(cfg.checkpoint)
     model = checkpoint.build_model(ckpt, cfg.checkpoint)
-    dataset = load_dataset(cfg.data.root, ckpt["sample_rate"], cfg.data.trim_db, min_samples=2,
-                           cache_dir=cfg.data.cache_dir, progress=cfg.progress,
-                           layout=cfg.data.layout)
+    dataset = load_dataset(
+        cfg.data.root,
+        ckpt["sample_rate"],
+        cfg.data.trim_db,
+        min_samples=2,
+        cache_dir=cfg.data.cache_dir,
+        progress=cfg.progress,
+        layout=cfg.data.layout,
+    )
     for name, reason in dataset.skipped:
         print(f"wavenet-evaluate: skipped {name}: {reason}", file=sys.stderr)
-    result = evaluate(model, dataset.utterances, cfg.batch, cfg.chunk, cfg.progress,
-                      checkpoint.speakers(ckpt), ckpt["sample_rate"], checkpoint.preemphasis(ckpt))
+    result = evaluate(
+        model,
+        dataset.utterances,
+        cfg.batch,
+        cfg.chunk,
+        cfg.progress,
+        checkpoint.speakers(ckpt),
+        ckpt["sample_rate"],
+        checkpoint.preemphasis(ckpt),
+    )
     result = {
         **{k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()},
         "per_speaker": {k: round(v, 5) for k, v in result["per_speaker"].items()},
-        "checkpoint": str(cfg.checkpoint), "step": ckpt["step"], "data_root": str(cfg.data.root),
+        "checkpoint": str(cfg.checkpoint),
+        "step": ckpt["step"],
+        "data_root": str(cfg.data.root),
         "preemphasis": checkpoint.preemphasis(ckpt),
     }
     if cfg.json_out:
@@ -64,7 +80,7 @@ def _main(argv: list[str]) -> None:
         i = argv.index("--json-out")
         if i + 1 == len(argv):
             raise ValueError("--json-out needs a file name")
-        argv = [*argv[:i], f"json_out={argv[i + 1]}", *argv[i + 2:]]
+        argv = [*argv[:i], f"json_out={argv[i + 1]}", *argv[i + 2 :]]
     print(to_json(run(parse_key_values(EvaluateConfig, argv))))
 
 

@@ -34,8 +34,9 @@ speaker: for speaker-conditioned checkpoints (an unknown name lists the known on
 mel_from: for vocoder checkpoints; an audio file is re-synthesised from its own log-mel"""
 
 
-def conditioning(cfg: GenerateConfig, ckpt: dict, model: WaveNet
-                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, int]:
+def conditioning(
+    cfg: GenerateConfig, ckpt: dict, model: WaveNet
+) -> tuple[torch.Tensor | None, torch.Tensor | None, int]:
     """(speaker ids (batch,), log-mel (batch, n_mels, frames), batch) for this checkpoint, or
     a one-line ValueError for a missing, unknown or unexpected speaker or mel."""
     speaker = None
@@ -45,22 +46,26 @@ def conditioning(cfg: GenerateConfig, ckpt: dict, model: WaveNet
             raise ValueError(f"{cfg.checkpoint} has no speaker conditioning; drop speaker=")
         speaker = speaker_ids(names, cfg.speakers)
     elif names:
-        raise ValueError(f"{cfg.checkpoint} is speaker-conditioned: pass speaker=NAME, one of "
-                         f"{', '.join(names)}")
+        raise ValueError(
+            f"{cfg.checkpoint} is speaker-conditioned: pass speaker=NAME, one of {', '.join(names)}"
+        )
     mel_cfg = model.config.mel
     if not mel_cfg.enabled:
         if cfg.mel_from:
             raise ValueError(f"{cfg.checkpoint} has no mel conditioning; drop mel_from=")
         return speaker, None, cfg.batch
     if not cfg.mel_from:
-        raise ValueError(f"{cfg.checkpoint} is a mel-conditioned vocoder: pass mel_from=WAV "
-                         f"(copy synthesis) or mel_from=FILE.npy/.pt ({mel_cfg.n_mels} mel bands)")
+        raise ValueError(
+            f"{cfg.checkpoint} is a mel-conditioned vocoder: pass mel_from=WAV "
+            f"(copy synthesis) or mel_from=FILE.npy/.pt ({mel_cfg.n_mels} mel bands)"
+        )
     if Path(cfg.mel_from).suffix.lower() in MEL_FILE_EXTENSIONS:
         mel = load_mel(cfg.mel_from, mel_cfg)
     else:
         try:
-            _, mel = utterance_mel(read_audio(cfg.mel_from, ckpt["sample_rate"]),
-                                   ckpt["sample_rate"], mel_cfg)
+            _, mel = utterance_mel(
+                read_audio(cfg.mel_from, ckpt["sample_rate"]), ckpt["sample_rate"], mel_cfg
+            )
         except DataError:
             raise
         except ValueError as e:
@@ -93,15 +98,20 @@ def run(cfg: GenerateConfig) -> list[Path]:
     model = checkpoint.build_model(ckpt, cfg.checkpoint)
     rate, codec = ckpt["sample_rate"], model.config.codec
     speaker, mel, batch = conditioning(cfg, ckpt, model)
-    check_int(f"batch (the mel file {cfg.mel_from} holds {batch} mels)" if cfg.mel_from
-              else "batch", batch, 1, MAX_BATCH)
+    check_int(
+        f"batch (the mel file {cfg.mel_from} holds {batch} mels)" if cfg.mel_from else "batch",
+        batch,
+        1,
+        MAX_BATCH,
+    )
 
     prime = None
     if cfg.prime:
         n = int(cfg.prime_seconds * rate)
         if n < 1:
-            raise ValueError(f"prime_seconds={cfg.prime_seconds} is less than one sample at "
-                             f"{rate} Hz")
+            raise ValueError(
+                f"prime_seconds={cfg.prime_seconds} is less than one sample at {rate} Hz"
+            )
         audio = read_audio(cfg.prime, rate)[-n:]
         emphasised = mulaw.preemphasis(audio, checkpoint.preemphasis(ckpt))
         prime = codec.encode(emphasised).expand(batch, -1)
@@ -116,8 +126,10 @@ def run(cfg: GenerateConfig) -> list[Path]:
         raise ValueError(f"{cfg.mel_from}: {e}") from e
     primed = prime.shape[-1] if prime is not None else 0
     if samples < 1:
-        raise ValueError(f"{cfg.mel_from}: the mel covers {primed + samples} samples, "
-                         f"none after the {primed}-sample prime")
+        raise ValueError(
+            f"{cfg.mel_from}: the mel covers {primed + samples} samples, "
+            f"none after the {primed}-sample prime"
+        )
     resolve_impl(cfg.impl, model, cfg.threads or torch.get_num_threads())
 
     out = Path(cfg.out)
@@ -126,25 +138,35 @@ def run(cfg: GenerateConfig) -> list[Path]:
     if cfg.mel_from:
         tags = [f"_{Path(cfg.mel_from).stem}"] * batch
     if speaker is not None:
-        tags = [f"{tag}_{checkpoint.speakers(ckpt)[int(i)]}" for tag, i in zip(tags, speaker,
-                                                                              strict=True)]
+        tags = [
+            f"{tag}_{checkpoint.speakers(ckpt)[int(i)]}"
+            for tag, i in zip(tags, speaker, strict=True)
+        ]
     paths = [out / f"{stem}{tag}_seed{cfg.seed}_{i}.wav" for i, tag in enumerate(tags)]
     check_resources(model, out, batch, primed, samples, mel is not None)
 
     gen = torch.Generator().manual_seed(cfg.seed)
     temperature = checkpoint.temperature(ckpt, cfg.temperature)
-    chunks = generate(model, samples, batch, temperature, prime, gen,
-                      progress=cfg.progress, impl=cfg.impl, speaker=speaker, mel=mel)
+    chunks = generate(
+        model,
+        samples,
+        batch,
+        temperature,
+        prime,
+        gen,
+        progress=cfg.progress,
+        impl=cfg.impl,
+        speaker=speaker,
+        mel=mel,
+    )
     deemphasis = mulaw.Deemphasis(checkpoint.preemphasis(ckpt), batch)  # no-op without
     with output_files(paths, rate) as files:
         if prime is not None:  # outputs continue the prime, so it starts each file
-            for f, row in zip(files, deemphasis(codec.decode(prime)).numpy(),
-                              strict=True):
+            for f, row in zip(files, deemphasis(codec.decode(prime)).numpy(), strict=True):
                 f.write(row)
         for chunk in chunks:
             check_interrupted()
-            for f, row in zip(files, deemphasis(codec.decode(chunk)).numpy(),
-                              strict=True):
+            for f, row in zip(files, deemphasis(codec.decode(chunk)).numpy(), strict=True):
                 f.write(row)
     return paths
 
@@ -153,42 +175,52 @@ def run(cfg: GenerateConfig) -> list[Path]:
 WAV_HEADER, WAV_LIMIT = 44, 2**32 - 1
 
 
-def check_resources(model: WaveNet, out: Path, batch: int, primed: int, samples: int,
-                    mel: bool) -> None:
+def check_resources(
+    model: WaveNet, out: Path, batch: int, primed: int, samples: int, mel: bool
+) -> None:
     """ValueError/OSError (one line) when `batch` files of `primed + samples` samples would
     pass the wav format's 4 GiB limit, the free space of `out`'s disk, the memory the sampler
     needs, or the open-file limit (raised to the hard limit where that is enough)."""
     total = primed + samples
     size = WAV_HEADER + 2 * total
     if size > WAV_LIMIT:
-        raise ValueError(f"{total} samples per file is {size / 2**30:.1f} GiB, beyond the wav "
-                         f"format's 4 GiB: generate less (seconds=)")
+        raise ValueError(
+            f"{total} samples per file is {size / 2**30:.1f} GiB, beyond the wav "
+            f"format's 4 GiB: generate less (seconds=)"
+        )
     existing = next(p for p in (out, *out.parents) if p.exists() or p == Path(p.anchor))
     if existing.exists() and not existing.is_dir():
         raise OSError(f"{out}: {existing} is not a directory")
     free = shutil.disk_usage(existing).free
     if batch * size > free:
-        raise OSError(f"{out}: {batch} files of {size / 2**20:.1f} MiB need "
-                      f"{batch * size / 2**20:.1f} MiB, the disk has {free / 2**20:.1f} MiB free")
+        raise OSError(
+            f"{out}: {batch} files of {size / 2**20:.1f} MiB need "
+            f"{batch * size / 2**20:.1f} MiB, the disk has {free / 2**20:.1f} MiB free"
+        )
     c = model.config
     spans = sum((c.kernel_size - 1) * d for d in c.dilations)
     # float32 values: the queues, the prime's teacher-forced pass, the upsampled mel.
     values = spans * c.residual_channels
-    values += (primed + 1) * (c.output_channels + c.gate_channels + 2 * c.residual_channels
-                              + c.skip_channels)
+    values += (primed + 1) * (
+        c.output_channels + c.gate_channels + 2 * c.residual_channels + c.skip_channels
+    )
     if mel:
         values += (total + 1) * c.mel.channels
     need, available = 4 * batch * values, available_memory()
     if need > available:
-        raise ValueError(f"batch={batch} of {total} samples needs about {need / 2**30:.1f} GiB "
-                         f"of memory, {available / 2**30:.1f} GiB are available: lower batch "
-                         f"or the length")
+        raise ValueError(
+            f"batch={batch} of {total} samples needs about {need / 2**30:.1f} GiB "
+            f"of memory, {available / 2**30:.1f} GiB are available: lower batch "
+            f"or the length"
+        )
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     files = batch + 64  # the outputs and what the process already has open
     if soft != resource.RLIM_INFINITY and files > soft:
         if hard != resource.RLIM_INFINITY and files > hard:
-            raise ValueError(f"batch={batch} needs {files} open files, the limit is {hard} "
-                             f"(ulimit -n): lower batch")
+            raise ValueError(
+                f"batch={batch} needs {files} open files, the limit is {hard} "
+                f"(ulimit -n): lower batch"
+            )
         resource.setrlimit(resource.RLIMIT_NOFILE, (files, hard))
 
 
@@ -218,8 +250,9 @@ def output_files(paths: list[Path], rate: int) -> Iterator[list[sf.SoundFile]]:
             for path in paths:
                 tmp = temporary_beside(path)
                 temps.append(tmp)
-                files.append(stack.enter_context(sf.SoundFile(tmp, "w", rate, 1, "PCM_16",
-                                                              format="WAV")))
+                files.append(
+                    stack.enter_context(sf.SoundFile(tmp, "w", rate, 1, "PCM_16", format="WAV"))
+                )
             yield files
         for tmp, path in zip(temps, paths, strict=True):
             tmp.replace(path)

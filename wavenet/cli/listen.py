@@ -44,12 +44,15 @@ class ListenConfig:
         if self.generated is not None and copy:
             raise ValueError("pass either generated=... or reference=... test=..., not both")
         if not copy and self.generated is None:
-            raise ValueError("nothing to score: pass generated=DIR_OR_WAV or "
-                             "reference=DIR_OR_WAV test=DIR_OR_WAV")
+            raise ValueError(
+                "nothing to score: pass generated=DIR_OR_WAV or "
+                "reference=DIR_OR_WAV test=DIR_OR_WAV"
+            )
         if copy and (self.reference is None or self.test is None):
             missing = "test" if self.test is None else "reference"
-            raise ValueError(f"copy synthesis needs both reference= and test=; {missing}= is "
-                             f"missing")
+            raise ValueError(
+                f"copy synthesis needs both reference= and test=; {missing}= is missing"
+            )
 
 
 def audio_files(path: str) -> list[Path]:
@@ -59,8 +62,9 @@ def audio_files(path: str) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise ValueError(f"{root}: no such file or folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS
-                   and p.is_file())
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+    )
     if not files:
         raise ValueError(f"{root}: no audio files ({'/'.join(AUDIO_EXTENSIONS)})")
     return files
@@ -74,13 +78,17 @@ def pairs(reference: str, test: str) -> list[tuple[Path, Path]]:
     by_stem: dict[str, Path] = {}
     for path in refs:
         if path.stem in by_stem:
-            raise ValueError(f"{reference}: two reference files named {path.stem!r}: "
-                             f"{by_stem[path.stem]} and {path}")
+            raise ValueError(
+                f"{reference}: two reference files named {path.stem!r}: "
+                f"{by_stem[path.stem]} and {path}"
+            )
         by_stem[path.stem] = path
     unmatched = [p for p in tests if p.stem not in by_stem]
     if unmatched:
-        raise ValueError(f"{unmatched[0]}: no reference file named {unmatched[0].stem!r} in "
-                         f"{reference} ({len(unmatched)} of {len(tests)} test files unmatched)")
+        raise ValueError(
+            f"{unmatched[0]}: no reference file named {unmatched[0].stem!r} in "
+            f"{reference} ({len(unmatched)} of {len(tests)} test files unmatched)"
+        )
     return [(by_stem[p.stem], p) for p in tests]
 
 
@@ -99,20 +107,31 @@ def run(cfg: ListenConfig) -> dict:
         files = audio_files(cfg.generated)
         for path in tqdm(files, desc="DNSMOS", unit="file", disable=not cfg.progress):
             audio = read_audio(path, listening.RATE)
-            rows.append({"file": str(path), "seconds": len(audio) / listening.RATE,
-                         **_score(path, listening.generated_scores, audio)})
+            rows.append(
+                {
+                    "file": str(path),
+                    "seconds": len(audio) / listening.RATE,
+                    **_score(path, listening.generated_scores, audio),
+                }
+            )
         keys = listening.KEYS_GENERATED
     else:
         matched = pairs(cfg.reference, cfg.test)
-        for ref_path, test_path in tqdm(matched, desc="copy synthesis", unit="pair",
-                                        disable=not cfg.progress):
+        for ref_path, test_path in tqdm(
+            matched, desc="copy synthesis", unit="pair", disable=not cfg.progress
+        ):
             ref = read_audio(ref_path, listening.RATE)
             test = read_audio(test_path, listening.RATE)
             n = min(len(ref), len(test))
-            rows.append({"file": str(test_path), "reference": str(ref_path),
-                         "seconds": n / listening.RATE,
-                         **_score(test_path, listening.copy_synthesis_scores, ref, test),
-                         **_score(test_path, listening.generated_scores, test[:n])})
+            rows.append(
+                {
+                    "file": str(test_path),
+                    "reference": str(ref_path),
+                    "seconds": n / listening.RATE,
+                    **_score(test_path, listening.copy_synthesis_scores, ref, test),
+                    **_score(test_path, listening.generated_scores, test[:n]),
+                }
+            )
         keys = listening.KEYS_COPY + listening.KEYS_GENERATED
     means = {k: round(sum(r[k] for r in rows) / len(rows), 4) for k in keys}
     result = {**means, "files": len(rows), "seconds": round(sum(r["seconds"] for r in rows), 2)}

@@ -1,6 +1,6 @@
 """wavenet-plot: the learning curves of several runs (a sweep, say) in one figure.
 
-    wavenet-plot RUN_DIR [RUN_DIR ...] [--out learning_curves.png]
+wavenet-plot RUN_DIR [RUN_DIR ...] [--out learning_curves.png]
 """
 
 from pathlib import Path
@@ -14,11 +14,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(
         prog="wavenet-plot",
         description="Plot train and validation bits/sample of wavenet-train runs (their "
-                    "metrics.jsonl) in one figure, with each run's bigram baseline.")
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
-                        help="run directories holding metrics.jsonl (e.g. a sweep's subdirs)")
-    parser.add_argument("--out", type=Path, default=Path("learning_curves.png"),
-                        help="image file; format from the suffix (default: %(default)s)")
+        "metrics.jsonl) in one figure, with each run's bigram baseline.",
+    )
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run directories holding metrics.jsonl (e.g. a sweep's subdirs)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("learning_curves.png"),
+        help="image file; format from the suffix (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         print(plot_learning_curves(args.run_dirs, args.out))

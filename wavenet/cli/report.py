@@ -17,20 +17,34 @@ def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(
         prog="wavenet-report",
         description="Write a self-contained HTML page of wavenet-train runs: status, scores, "
-                    "learning curves and a player for every generated sample.")
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
-                        help="run directories written by wavenet-train (e.g. a sweep's subdirs)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="the page to write (needed for several runs; one run's default "
-                             "is RUN_DIR/report.html)")
+        "learning curves and a player for every generated sample.",
+    )
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run directories written by wavenet-train (e.g. a sweep's subdirs)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the page to write (needed for several runs; one run's default "
+        "is RUN_DIR/report.html)",
+    )
     args = parser.parse_args(argv)
     try:
         if len(args.run_dirs) == 1:
-            path = (write_report(args.run_dirs[0]) if args.out is None
-                    else write_run_page(args.run_dirs[0], args.out))
+            path = (
+                write_report(args.run_dirs[0])
+                if args.out is None
+                else write_run_page(args.run_dirs[0], args.out)
+            )
         elif args.out is None:
-            raise ValueError(f"{len(args.run_dirs)} runs make one comparison page: "
-                             f"pass --out FILE.html")
+            raise ValueError(
+                f"{len(args.run_dirs)} runs make one comparison page: pass --out FILE.html"
+            )
         else:
             path = write_comparison(args.run_dirs, args.out)
     except (ValueError, OSError) as e:

@@ -76,8 +76,11 @@ class ValidateFirst(Callback):
 def write_record(run_dir: Path, dcfg: DictConfig) -> None:
     """.hydra/config.yaml, hydra.yaml and overrides.yaml, as Hydra itself would write them."""
     hydra_cfg = HydraConfig.instance().cfg  # {"hydra": ...}
-    files = {"config.yaml": dcfg, "hydra.yaml": hydra_cfg,
-             "overrides.yaml": hydra_cfg.hydra.overrides.task}
+    files = {
+        "config.yaml": dcfg,
+        "hydra.yaml": hydra_cfg,
+        "overrides.yaml": hydra_cfg.hydra.overrides.task,
+    }
     for name, node in files.items():
         atomic_write(run_dir / ".hydra" / name, OmegaConf.to_yaml(node).encode(), durable=False)
 

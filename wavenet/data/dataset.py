@@ -274,10 +274,12 @@ def speaker_table(utterances: list[Utterance], root: str | Path, layout: str) ->
     """
     unlabelled = [u.name for u in utterances if not u.speaker]
     if unlabelled:
-        raise DataError(f"{root}: speaker conditioning needs a speaker for every file, but "
-                        f"layout {layout} gives none for {len(unlabelled)} files (first: "
-                        f"{unlabelled[0]}); use a metadata.csv with a speaker column or VCTK "
-                        f"folders, or model.speaker_channels=0")
+        raise DataError(
+            f"{root}: speaker conditioning needs a speaker for every file, but "
+            f"layout {layout} gives none for {len(unlabelled)} files (first: "
+            f"{unlabelled[0]}); use a metadata.csv with a speaker column or VCTK "
+            f"folders, or model.speaker_channels=0"
+        )
     return sorted({u.speaker for u in utterances})
 
 
@@ -288,8 +290,9 @@ def speaker_ids(table: list[str], names: list[str]) -> torch.Tensor:
         raise ValueError("there is no speaker table (the model has no speaker conditioning)")
     for name in names:
         if name not in table:
-            raise ValueError(f"unknown speaker {name!r}; the speaker table holds "
-                             f"{', '.join(table)}")
+            raise ValueError(
+                f"unknown speaker {name!r}; the speaker table holds {', '.join(table)}"
+            )
     return torch.tensor([table.index(name) for name in names], dtype=torch.int64)
 
 
@@ -318,8 +321,9 @@ def split_by_file(
     return train, val
 
 
-def _encode(audio: torch.Tensor, length: int, codec: mulaw.Codec, preemphasis: float = 0.0
-            ) -> torch.Tensor:
+def _encode(
+    audio: torch.Tensor, length: int, codec: mulaw.Codec, preemphasis: float = 0.0
+) -> torch.Tensor:
     """(time,) float -> (max(time, length),) compact-int codes of the (pre-emphasised) audio,
     left-padded with silence."""
     # uint8 holds 256 classes in a quarter of int32's memory; wider codes need int32.
@@ -363,10 +367,14 @@ class Batch:
 
     def split(self, size: int) -> list[Batch]:
         """Consecutive batches of `size` crops (the last may be smaller)."""
-        return [Batch(self.audio[i:i + size],
-                      None if self.speaker is None else self.speaker[i:i + size],
-                      None if self.mel is None else self.mel[i:i + size])
-                for i in range(0, len(self), size)]
+        return [
+            Batch(
+                self.audio[i : i + size],
+                None if self.speaker is None else self.speaker[i : i + size],
+                None if self.mel is None else self.mel[i : i + size],
+            )
+            for i in range(0, len(self), size)
+        ]
 
 
 @dataclass
@@ -390,8 +398,9 @@ class Conditioning:
         return self.mel.hop_length if self.mel is not None else 1
 
 
-def _prepare(utterances: list[Utterance], length: int, codec: mulaw.Codec, cond: Conditioning
-             ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor | None]:
+def _prepare(
+    utterances: list[Utterance], length: int, codec: mulaw.Codec, cond: Conditioning
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor | None]:
     """Per utterance: codes (at least `length`, left-padded with silence), the padded log-mel
     frames (with a mel), and the speaker ids (with a speaker table)."""
     _check_crop_args(utterances, length, codec.classes)
@@ -401,8 +410,7 @@ def _prepare(utterances: list[Utterance], length: int, codec: mulaw.Codec, cond:
     if cond.speakers is not None:
         ids = speaker_ids(cond.speakers, [u.speaker for u in utterances])
     if cond.mel is None:
-        return ([_encode(u.audio, length, codec, cond.preemphasis) for u in utterances],
-                None, ids)
+        return ([_encode(u.audio, length, codec, cond.preemphasis) for u in utterances], None, ids)
     encoded, mels = [], []
     for u in utterances:
         # Whole hops only; short files get leading silence, which the mel then describes too.
@@ -434,8 +442,14 @@ class CropSampler:
     """
 
     def __init__(
-        self, utterances: list[Utterance], length: int, codec: mulaw.Codec | int = 256,
-        seed: int = 0, rank: int = 0, world_size: int = 1, cond: Conditioning | None = None,
+        self,
+        utterances: list[Utterance],
+        length: int,
+        codec: mulaw.Codec | int = 256,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        cond: Conditioning | None = None,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
@@ -488,7 +502,10 @@ class CropSampler:
 
 
 def validation_batch(
-    utterances: list[Utterance], length: int, max_crops: int, codec: mulaw.Codec | int = 256,
+    utterances: list[Utterance],
+    length: int,
+    max_crops: int,
+    codec: mulaw.Codec | int = 256,
     cond: Conditioning | None = None,
 ) -> Batch:
     """Deterministic crops (at most max_crops) and their conditioning, for validation.
@@ -506,12 +523,13 @@ def validation_batch(
     for k in range(max(n_windows)):
         picked += [(i, k) for i, n in enumerate(n_windows) if k < n]
     picked = picked[:max_crops]
-    out = Batch(torch.stack([encoded[i][k * length:(k + 1) * length] for i, k in picked]).long())
+    out = Batch(torch.stack([encoded[i][k * length : (k + 1) * length] for i, k in picked]).long())
     if ids is not None:
         out.speaker = ids[[i for i, _ in picked]]
     if mels is not None:
         m = length // cond.hop + 2 * cond.mel.context
         first = [k * length // cond.hop for _, k in picked]
-        out.mel = torch.stack([mels[i][:, f:f + m] for (i, _), f in zip(picked, first,
-                                                                          strict=True)])
+        out.mel = torch.stack(
+            [mels[i][:, f : f + m] for (i, _), f in zip(picked, first, strict=True)]
+        )
     return out

@@ -30,6 +30,7 @@ LJSPEECH_AUDIO_DIR = "wavs"
 VCTK_AUDIO_DIRS = ("wav48_silence_trimmed", "wav48")
 _VCTK_MIC = re.compile(r"^(?P<utterance>.+)_mic(?P<mic>[12])$")
 
+
 def check_root(root: Path) -> None:
     if not root.exists():
         raise DataError(f"{root}: dataset directory does not exist")
@@ -122,8 +123,9 @@ OUTSIDE = "outside the dataset root"
 DUPLICATE = "listed more than once: used once"
 
 
-def screen(root: str | Path, entries: list[tuple[str, str]]
-           ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def screen(
+    root: str | Path, entries: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(entries to use, (name, reason) of the others): a name that resolves outside `root`
     after following symlinks (`../x.wav`, an absolute path, a link out) is skipped, with no
     word on whether its file exists; a file listed again (by any spelling) is used once."""

@@ -7,8 +7,9 @@ import torch
 LN2 = math.log(2.0)  # nats per bit
 
 
-def bigram_bits_per_sample(train: list[torch.Tensor], test: list[torch.Tensor],
-                           classes: int = 256, alpha: float = 0.5) -> float:
+def bigram_bits_per_sample(
+    train: list[torch.Tensor], test: list[torch.Tensor], classes: int = 256, alpha: float = 0.5
+) -> float:
     """Cross-entropy (bits/sample) on `test` of a previous-sample model P(x_t | x_{t-1}).
 
     train, test: lists of (time,) int class-index sequences. Transition counts from `train` are
@@ -17,8 +18,9 @@ def bigram_bits_per_sample(train: list[torch.Tensor], test: list[torch.Tensor],
     counts = torch.full((classes, classes), alpha, dtype=torch.float64)
     for seq in train:
         seq = seq.long()
-        counts.view(-1).index_add_(0, seq[:-1] * classes + seq[1:],
-                                   torch.ones(len(seq) - 1, dtype=torch.float64))
+        counts.view(-1).index_add_(
+            0, seq[:-1] * classes + seq[1:], torch.ones(len(seq) - 1, dtype=torch.float64)
+        )
     logp = (counts / counts.sum(dim=1, keepdim=True)).log()
     total, n = 0.0, 0
     for seq in test:

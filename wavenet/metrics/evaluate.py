@@ -31,9 +31,16 @@ def chunk_windows(length: int, chunk: int, context: int) -> list[tuple[int, int,
 
 
 @torch.no_grad()
-def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk: int = 65536,
-             progress: bool = False, speakers: list[str] | None = None,
-             sample_rate: int = 16000, preemphasis: float = 0.0) -> dict:
+def evaluate(
+    model: WaveNet,
+    utterances: list[Utterance],
+    batch: int = 8,
+    chunk: int = 65536,
+    progress: bool = False,
+    speakers: list[str] | None = None,
+    sample_rate: int = 16000,
+    preemphasis: float = 0.0,
+) -> dict:
     """Negative log-likelihood in bits per sample of `utterances` under `model`.
 
     utterances: their .audio is (time,) float in [-1, 1] at the model's sample rate; each is
@@ -61,8 +68,9 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     codec = model.config.codec
     mel_cfg = model.config.mel if model.upsampler is not None else None
-    audios = [u.audio[: usable_samples(len(u.audio), mel_cfg)] if mel_cfg else u.audio
-              for u in utterances]
+    audios = [
+        u.audio[: usable_samples(len(u.audio), mel_cfg)] if mel_cfg else u.audio for u in utterances
+    ]
     seqs = [codec.encode(mulaw.preemphasis(a, preemphasis)) for a in audios]
     ids = None
     if model.speaker_embed is not None:
@@ -82,8 +90,15 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
     totals = torch.zeros(len(seqs), dtype=torch.float64)
     was_training = model.training
     model.eval()
-    bar = tqdm(total=sum(len(seqs[i]) - 1 for i in used), unit="sample", unit_scale=True,
-               desc="evaluating", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=sum(len(seqs[i]) - 1 for i in used),
+        unit="sample",
+        unit_scale=True,
+        desc="evaluating",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     with bar:
         for b in range(0, len(windows), batch):
             group = windows[b : b + batch]
@@ -97,8 +112,12 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
             speaker = ids[[w[0] for w in group]].to(device) if ids is not None else None
             local = None
             if mels is not None:
-                local = torch.stack([window_features(model, mels[i], start, end, width)
-                                     for i, start, _, end in group])
+                local = torch.stack(
+                    [
+                        window_features(model, mels[i], start, end, width)
+                        for i, start, _, end in group
+                    ]
+                )
             # Right padding cannot reach earlier positions (the model is causal); it is masked.
             params = model.run(x, speaker=speaker, local=local)[0]
             nll = model.nll(params, x).double() * mask
@@ -114,8 +133,10 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
     bits = float(totals.sum() / counts.sum()) / LN2
     offset = mulaw.mean_log2_width(codec, torch.cat([seqs[i][1:] for i in used]))
     if not math.isfinite(bits) or not all(map(math.isfinite, per_speaker.values())):
-        raise ValueError(f"the model's bits/sample is not finite ({bits}): its logits overflow "
-                         f"on this data; no score")
+        raise ValueError(
+            f"the model's bits/sample is not finite ({bits}): its logits overflow "
+            f"on this data; no score"
+        )
     return {
         "bits_per_sample": bits,
         "per_speaker": per_speaker,
@@ -124,13 +145,15 @@ def evaluate(model: WaveNet, utterances: list[Utterance], batch: int = 8, chunk:
         "samples": int(counts.sum()),
         "files": len(used),
         "uniform_bits_per_sample": math.log2(codec.classes),
-        "unigram_bits_per_sample": unigram_bits_per_sample([seqs[i][1:] for i in used],
-                                                           codec.classes),
+        "unigram_bits_per_sample": unigram_bits_per_sample(
+            [seqs[i][1:] for i in used], codec.classes
+        ),
     }
 
 
-def window_features(model: WaveNet, mel: torch.Tensor, start: int, end: int,
-                    width: int) -> torch.Tensor:
+def window_features(
+    model: WaveNet, mel: torch.Tensor, start: int, end: int, width: int
+) -> torch.Tensor:
     """Upsampled features of samples start..end-1 of a file, zero-padded to `width`.
 
     mel: the file's (n_mels, frames + 2 * context) padded log-mel. Only the frames around the
@@ -138,6 +161,6 @@ def window_features(model: WaveNet, mel: torch.Tensor, start: int, end: int,
     """
     hop, context = model.config.mel.hop_length, model.config.mel.context
     first, last = start // hop, -(-end // hop)
-    frames = mel[:, first:last + 2 * context].to(model.embed.weight.device)
-    feats = model.upsample(frames[None])[0, :, start - first * hop:end - first * hop]
+    frames = mel[:, first : last + 2 * context].to(model.embed.weight.device)
+    feats = model.upsample(frames[None])[0, :, start - first * hop : end - first * hop]
     return F.pad(feats, (0, width - feats.shape[-1]))

@@ -55,8 +55,10 @@ def _module(name: str) -> ModuleType:
             warnings.simplefilter("ignore", UserWarning)
             return import_module(name)
     except ImportError as e:
-        raise ImportError(f"listening metrics need the optional package {name!r} "
-                          f"({type(e).__name__}: {e}); install them with {INSTALL}") from e
+        raise ImportError(
+            f"listening metrics need the optional package {name!r} "
+            f"({type(e).__name__}: {e}); install them with {INSTALL}"
+        ) from e
 
 
 def require() -> None:
@@ -92,8 +94,10 @@ def _signal(audio: torch.Tensor, sample_rate: int, what: str = "audio") -> np.nd
     if sample_rate != RATE:
         audio = torchaudio.functional.resample(audio, sample_rate, RATE).clamp(-1.0, 1.0)
     if audio.numel() < MCD_FRAME:
-        raise ValueError(f"{what}: {audio.numel()} samples at {RATE} Hz are shorter than one "
-                         f"{MCD_FRAME}-sample frame")
+        raise ValueError(
+            f"{what}: {audio.numel()} samples at {RATE} Hz are shorter than one "
+            f"{MCD_FRAME}-sample frame"
+        )
     return audio.numpy()
 
 
@@ -117,10 +121,12 @@ def _dnsmos_model():
             options.inter_op_num_threads = 1
             folder = Path(reference.__file__).parent / "dnsmos_models"
             self.primary_model_path = str(folder / "sig_bak_ovr.onnx")
-            self.onnx_sess = ort.InferenceSession(self.primary_model_path, options,
-                                                  providers=["CPUExecutionProvider"])
-            self.p808_onnx_sess = ort.InferenceSession(str(folder / "model_v8.onnx"), options,
-                                                       providers=["CPUExecutionProvider"])
+            self.onnx_sess = ort.InferenceSession(
+                self.primary_model_path, options, providers=["CPUExecutionProvider"]
+            )
+            self.p808_onnx_sess = ort.InferenceSession(
+                str(folder / "model_v8.onnx"), options, providers=["CPUExecutionProvider"]
+            )
 
     return Model(), reference.INPUT_LENGTH
 
@@ -149,7 +155,7 @@ def dnsmos(audio: torch.Tensor, sample_rate: int) -> dict[str, float]:
         counts[start % period if period else start] += 1
     totals = np.zeros(4)
     for start, count in counts.items():
-        seg = x[start:start + window]
+        seg = x[start : start + window]
         raw = model.onnx_sess.run(None, {"input_1": seg[np.newaxis, :]})[0][0]
         sig, bak, ovrl = model.get_polyfit_val(*raw, False)
         mel = model.audio_melspec(audio=seg[:-160]).astype(np.float32)
@@ -170,14 +176,19 @@ def _mel_cepstra(x: np.ndarray) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(x, MCD_FRAME)[::MCD_HOP]
     windowed = frames * np.blackman(MCD_FRAME)
     try:
-        return np.stack([sptk.mcep(f, order=MCD_ORDER, alpha=MCD_ALPHA, etype=1, eps=MCD_FLOOR)
-                         for f in windowed])
+        return np.stack(
+            [
+                sptk.mcep(f, order=MCD_ORDER, alpha=MCD_ALPHA, etype=1, eps=MCD_FLOOR)
+                for f in windowed
+            ]
+        )
     except RuntimeError as e:  # SPTK's mcep gives up on a degenerate frame
         raise ValueError(f"mel-cepstral analysis failed: {e}") from e
 
 
-def _aligned(reference: torch.Tensor, test: torch.Tensor, sample_rate: int
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _aligned(
+    reference: torch.Tensor, test: torch.Tensor, sample_rate: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Two checked signals at RATE, the longer cut to the shorter (copy synthesis is aligned)."""
     ref = _signal(reference, sample_rate, "reference")
     out = _signal(test, sample_rate, "test")
@@ -187,7 +198,7 @@ def _aligned(reference: torch.Tensor, test: torch.Tensor, sample_rate: int
 
 def _mcd(ref: np.ndarray, out: np.ndarray) -> float:
     diff = _mel_cepstra(ref)[:, 1:] - _mel_cepstra(out)[:, 1:]
-    return float(np.mean(MCD_SCALE * np.sqrt((diff ** 2).sum(axis=1))))
+    return float(np.mean(MCD_SCALE * np.sqrt((diff**2).sum(axis=1))))
 
 
 def _pesq_wb(ref: np.ndarray, out: np.ndarray) -> float:
@@ -210,8 +221,7 @@ def _stoi(ref: np.ndarray, out: np.ndarray) -> float:
     return score
 
 
-def mel_cepstral_distortion(reference: torch.Tensor, test: torch.Tensor,
-                            sample_rate: int) -> float:
+def mel_cepstral_distortion(reference: torch.Tensor, test: torch.Tensor, sample_rate: int) -> float:
     """Mean mel-cepstral distortion in dB between two time-aligned (time,) signals in [-1, 1].
 
     What is computed, as vocoder papers do it: both signals at 16 kHz (resampled if needed) and
@@ -229,8 +239,9 @@ def mel_cepstral_distortion(reference: torch.Tensor, test: torch.Tensor,
     return _finite({"mcd_db": _mcd(ref, out)}, "mel-cepstral distortion")["mcd_db"]
 
 
-def copy_synthesis_scores(reference: torch.Tensor, test: torch.Tensor,
-                          sample_rate: int) -> dict[str, float]:
+def copy_synthesis_scores(
+    reference: torch.Tensor, test: torch.Tensor, sample_rate: int
+) -> dict[str, float]:
     """{"pesq_wb", "stoi", "mcd_db", "log_mel_db"} of a re-synthesis against its source.
 
     reference, test: (time,) float in [-1, 1] at sample_rate, time-aligned (the longer is cut).
@@ -241,7 +252,10 @@ def copy_synthesis_scores(reference: torch.Tensor, test: torch.Tensor,
     """
     ref, out = _aligned(reference, test, sample_rate)
     n = min(len(reference), len(test))
-    scores = {"pesq_wb": _pesq_wb(ref, out), "stoi": _stoi(ref, out), "mcd_db": _mcd(ref, out),
-              "log_mel_db": log_mel_distance(reference[:n].float(), test[:n].float(),
-                                             sample_rate)}
+    scores = {
+        "pesq_wb": _pesq_wb(ref, out),
+        "stoi": _stoi(ref, out),
+        "mcd_db": _mcd(ref, out),
+        "log_mel_db": log_mel_distance(reference[:n].float(), test[:n].float(), sample_rate),
+    }
     return _finite(scores, "copy-synthesis scores")

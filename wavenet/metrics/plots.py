@@ -52,8 +52,10 @@ def run_labels(run_dirs: list[Path]) -> list[str]:
     """Legend labels: each directory's name (a sweep's subdir name holds its overrides), or
     parent/name where two runs share a name."""
     names = [Path(d).resolve().name for d in run_dirs]
-    return [f"{Path(d).resolve().parent.name}/{name}" if names.count(name) > 1 else name
-            for d, name in zip(run_dirs, names, strict=True)]
+    return [
+        f"{Path(d).resolve().parent.name}/{name}" if names.count(name) > 1 else name
+        for d, name in zip(run_dirs, names, strict=True)
+    ]
 
 
 def _time_unit(seconds: float) -> tuple[float, str]:
@@ -86,8 +88,10 @@ def learning_curves_figure(run_dirs: list[Path]) -> Figure:
     mixed = len({round(o, 3) for o in offsets if o is not None}) > 1
     if mixed and None in offsets:
         missing = [label for (label, _), o in zip(runs, offsets, strict=True) if o is None][0]
-        raise ValueError(f"{missing}: no val_bits16 in its metrics, so its bits cannot be set "
-                         "beside the other runs' (their outputs differ); plot it apart")
+        raise ValueError(
+            f"{missing}: no val_bits16 in its metrics, so its bits cannot be set "
+            "beside the other runs' (their outputs differ); plot it apart"
+        )
     shift = [o if mixed else 0.0 for o in offsets]
     walls = [r["wall_s"] for _, records in runs for r in records if "wall_s" in r]
     panels = [("step", 1.0, "step")]
@@ -101,10 +105,13 @@ def learning_curves_figure(run_dirs: list[Path]) -> Figure:
     for k, (_, records) in enumerate(runs):
         color, up = f"C{k % 10}", shift[k]
         for ax, (key, scale, _) in zip(axes, panels, strict=True):
-            for metric, style in (("train_bits", dict(lw=1, alpha=0.45)),
-                                  ("val_bits", dict(lw=2, marker="o", ms=3))):
-                points = [(r[key] / scale, r[metric] + up) for r in records
-                          if key in r and metric in r]
+            for metric, style in (
+                ("train_bits", dict(lw=1, alpha=0.45)),
+                ("val_bits", dict(lw=2, marker="o", ms=3)),
+            ):
+                points = [
+                    (r[key] / scale, r[metric] + up) for r in records if key in r and metric in r
+                ]
                 if points:
                     ax.plot(*zip(*points, strict=True), color=color, **style)
             bigram = [r["bigram_val_bits"] for r in records if "bigram_val_bits" in r]
@@ -116,11 +123,14 @@ def learning_curves_figure(run_dirs: list[Path]) -> Figure:
     sixteen = mixed or all(o is not None and abs(o) < 1e-3 for o in offsets)
     axes[0].set_ylabel("bits / 16-bit sample" if sixteen else "bits / μ-law sample")
 
-    styles = [Line2D([], [], color="gray", lw=1, alpha=0.45, label="train"),
-              Line2D([], [], color="gray", lw=2, marker="o", ms=3, label="validation"),
-              Line2D([], [], color="gray", lw=1, ls="--", label="bigram baseline")]
-    colors = [Line2D([], [], color=f"C{k % 10}", lw=2, label=label)
-              for k, (label, _) in enumerate(runs)]
+    styles = [
+        Line2D([], [], color="gray", lw=1, alpha=0.45, label="train"),
+        Line2D([], [], color="gray", lw=2, marker="o", ms=3, label="validation"),
+        Line2D([], [], color="gray", lw=1, ls="--", label="bigram baseline"),
+    ]
+    colors = [
+        Line2D([], [], color=f"C{k % 10}", lw=2, label=label) for k, (label, _) in enumerate(runs)
+    ]
     fig.legend(handles=styles + colors, loc="outside right upper", fontsize="small")
     fig.suptitle("learning curves (lower is better)")
     return fig
@@ -145,8 +155,9 @@ DB_RANGE = 80.0
 def display_mel(sample_rate: int) -> MelConfig:
     """The spectrograms' analysis at `sample_rate`: ~32 ms windows (a power of two), 1/4 hop."""
     n_fft = 2 ** math.ceil(math.log2(0.032 * sample_rate))
-    return MelConfig(n_mels=64, n_fft=n_fft, win_length=n_fft, hop_length=n_fft // 4,
-                     upsample=[n_fft // 4])
+    return MelConfig(
+        n_mels=64, n_fft=n_fft, win_length=n_fft, hop_length=n_fft // 4, upsample=[n_fft // 4]
+    )
 
 
 def log_mel_db(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -161,26 +172,37 @@ def _band_of(hz: list[float], sample_rate: int) -> list[float]:
     """Fractional mel band index of each frequency: where it falls between band centres."""
     cfg = display_mel(sample_rate)
     n_freqs = cfg.n_fft // 2 + 1
-    banks = AF.melscale_fbanks(n_freqs, 0.0, sample_rate / 2, cfg.n_mels, sample_rate,
-                               norm="slaney", mel_scale="slaney")
+    banks = AF.melscale_fbanks(
+        n_freqs, 0.0, sample_rate / 2, cfg.n_mels, sample_rate, norm="slaney", mel_scale="slaney"
+    )
     centres = banks.argmax(dim=0).double() * (sample_rate / 2) / (n_freqs - 1)
-    return [float(np.interp(f, centres.numpy(), np.arange(cfg.n_mels) + 0.5, left=0.0,
-                            right=cfg.n_mels)) for f in hz]
+    return [
+        float(
+            np.interp(f, centres.numpy(), np.arange(cfg.n_mels) + 0.5, left=0.0, right=cfg.n_mels)
+        )
+        for f in hz
+    ]
 
 
 def _as_waveform(name: str, audio: torch.Tensor) -> torch.Tensor:
     if audio.dim() == 2 and audio.shape[0] == 1:
         audio = audio[0]
     if audio.dim() != 1 or not audio.is_floating_point():
-        raise ValueError(f"{name} must be a float waveform (time,) or (1, time), got "
-                         f"{tuple(audio.shape)} {audio.dtype} (decode μ-law classes first)")
+        raise ValueError(
+            f"{name} must be a float waveform (time,) or (1, time), got "
+            f"{tuple(audio.shape)} {audio.dtype} (decode μ-law classes first)"
+        )
     if not torch.isfinite(audio).all():
         raise ValueError(f"{name} has NaN or infinite samples")
     return audio.detach().cpu()
 
 
-def spectrograms_figure(real: torch.Tensor, generated: torch.Tensor, sample_rate: int,
-                        titles: tuple[str, str] = ("real", "generated")) -> Figure:
+def spectrograms_figure(
+    real: torch.Tensor,
+    generated: torch.Tensor,
+    sample_rate: int,
+    titles: tuple[str, str] = ("real", "generated"),
+) -> Figure:
     """Log-mel spectrograms of two clips side by side, on one colour scale (80 dB range)."""
     if sample_rate < 1000:
         raise ValueError(f"sample_rate must be >= 1000 Hz for a spectrogram, got {sample_rate}")
@@ -195,15 +217,24 @@ def spectrograms_figure(real: torch.Tensor, generated: torch.Tensor, sample_rate
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharey=True, width_ratios=widths)
     n_mels = specs[0].shape[0]
-    ticks = [hz for hz in (0, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000)
-             if hz <= sample_rate / 2]
+    ticks = [
+        hz for hz in (0, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000) if hz <= sample_rate / 2
+    ]
     for ax, spec, duration, title in zip(axes, specs, durations, titles, strict=True):
-        image = ax.imshow(spec.numpy(), origin="lower", aspect="auto", cmap="magma",
-                          extent=(0, duration, 0, n_mels), vmin=top - DB_RANGE, vmax=top)
+        image = ax.imshow(
+            spec.numpy(),
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            extent=(0, duration, 0, n_mels),
+            vmin=top - DB_RANGE,
+            vmax=top,
+        )
         ax.set_title(title)
         ax.set_xlabel("time (s)")
-    axes[0].set_yticks(_band_of(ticks, sample_rate),
-                       [f"{hz // 1000}k" if hz >= 1000 else str(hz) for hz in ticks])
+    axes[0].set_yticks(
+        _band_of(ticks, sample_rate), [f"{hz // 1000}k" if hz >= 1000 else str(hz) for hz in ticks]
+    )
     axes[0].set_ylabel("frequency (Hz, mel scale)")
     fig.colorbar(image, ax=axes, label="magnitude (dB)")
     return fig
@@ -215,8 +246,10 @@ def save_figure(fig: Figure, out: str | Path) -> Path:
     fmt = out.suffix.lower().lstrip(".")
     supported = fig.canvas.get_supported_filetypes()
     if fmt not in supported:
-        raise ValueError(f"{out}: unsupported image format {out.suffix!r} "
-                         f"(use one of {', '.join('.' + f for f in sorted(supported))})")
+        raise ValueError(
+            f"{out}: unsupported image format {out.suffix!r} "
+            f"(use one of {', '.join('.' + f for f in sorted(supported))})"
+        )
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt)
     atomic_write(out, buffer.getvalue(), durable=False)

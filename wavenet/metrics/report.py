@@ -36,10 +36,24 @@ CURVE_POINTS = 600  # train points per curve at most (bucket means), so long run
 # A run that is not finished and wrote nothing for this long is taken to have stopped.
 # last.pt is rewritten every checkpoint_minutes (30 s by default) while a run trains.
 QUIET_S = 600
-DNSMOS = (("dnsmos_sig", "SIG"), ("dnsmos_bak", "BAK"), ("dnsmos_ovrl", "OVRL"),
-          ("dnsmos_p808", "P.808"))
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-          "#7f7f7f", "#bcbd22", "#17becf")
+DNSMOS = (
+    ("dnsmos_sig", "SIG"),
+    ("dnsmos_bak", "BAK"),
+    ("dnsmos_ovrl", "OVRL"),
+    ("dnsmos_p808", "P.808"),
+)
+COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 
 @dataclass
@@ -115,8 +129,10 @@ def read_run(run_dir: str | Path, status: str | None = None) -> Run:
         raise ValueError(f"{run_dir}: no such directory")
     hydra_dir = path / ".hydra"
     if not (hydra_dir / "config.yaml").is_file() and not (path / "metrics.jsonl").is_file():
-        raise ValueError(f"{run_dir}: not a wavenet-train run directory "
-                         f"(no .hydra/config.yaml, no metrics.jsonl)")
+        raise ValueError(
+            f"{run_dir}: not a wavenet-train run directory "
+            f"(no .hydra/config.yaml, no metrics.jsonl)"
+        )
     config = _yaml(hydra_dir / "config.yaml", {})
     overrides = [str(o) for o in _yaml(hydra_dir / "overrides.yaml", [])]
     try:
@@ -136,15 +152,25 @@ def read_run(run_dir: str | Path, status: str | None = None) -> Run:
         status = _infer_status(path, config, records)
     if status not in ("running", "finished", "stopped"):
         raise ValueError(f"status must be running, finished or stopped, got {status!r}")
-    return Run(path, config if isinstance(config, dict) else {}, overrides, records,
-               data if isinstance(data, dict) else None, status, samples)
+    return Run(
+        path,
+        config if isinstance(config, dict) else {},
+        overrides,
+        records,
+        data if isinstance(data, dict) else None,
+        status,
+        samples,
+    )
 
 
 def _numbers(record: dict) -> dict:
     """The record's finite numbers only (a hand-edited or foreign line cannot break the page),
     with an integer step."""
-    kept = {k: v for k, v in record.items() if isinstance(v, int | float)
-            and not isinstance(v, bool) and math.isfinite(v)}
+    kept = {
+        k: v
+        for k, v in record.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
     return {**kept, "step": int(record["step"])}
 
 
@@ -173,15 +199,23 @@ def _infer_status(path: Path, config: dict, records: list[dict]) -> str:
     log = _log_file(path)
     if log is not None:
         # The last word of the log since the run last (re)started.
-        lines = [line for line in log.read_text(errors="replace").splitlines()
-                 if "starting from step" in line or "resumed from" in line
-                 or "done: step" in line or "stopped by" in line]
+        lines = [
+            line
+            for line in log.read_text(errors="replace").splitlines()
+            if "starting from step" in line
+            or "resumed from" in line
+            or "done: step" in line
+            or "stopped by" in line
+        ]
         if lines and "done: step" in lines[-1]:
             return "finished"
         if lines and "stopped by" in lines[-1]:
             return "stopped"
-    written = [p.stat().st_mtime for p in (path / "metrics.jsonl",
-                                           path / "checkpoints" / "last.pt") if p.exists()]
+    written = [
+        p.stat().st_mtime
+        for p in (path / "metrics.jsonl", path / "checkpoints" / "last.pt")
+        if p.exists()
+    ]
     return "running" if written and time.time() - max(written) < QUIET_S else "stopped"
 
 
@@ -198,11 +232,15 @@ def model_summary(run: Run) -> dict | None:
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     rate = (run.config.get("data") or {}).get("sample_rate") or 16000
-    return {"parameters": sum(p.numel() for p in model.parameters()),
-            "receptive_field": mc.receptive_field, "ms": 1000 * mc.receptive_field / rate}
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "receptive_field": mc.receptive_field,
+        "ms": 1000 * mc.receptive_field / rate,
+    }
 
 
 # ---------------------------------------------------------------- formatting
+
 
 def _e(value) -> str:
     """Any value as escaped HTML text (attributes included)."""
@@ -242,12 +280,16 @@ def _status(run: Run) -> str:
 
 def _scores(record: dict) -> str:
     """DNSMOS listening scores of a validation record, where it has them."""
-    parts = [f"{label} {record[key]:.2f}" for key, label in DNSMOS
-             if isinstance(record.get(key), int | float)]
+    parts = [
+        f"{label} {record[key]:.2f}"
+        for key, label in DNSMOS
+        if isinstance(record.get(key), int | float)
+    ]
     return f'<span class="scores">DNSMOS {_e(" · ".join(parts))}</span>' if parts else ""
 
 
 # ---------------------------------------------------------------- the curves
+
 
 def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     span = hi - lo or 1.0
@@ -265,9 +307,10 @@ def _thin(points: list[tuple[float, float]], n: int) -> list[tuple[float, float]
     size = len(points) / n
     out = []
     for i in range(n):
-        bucket = points[int(i * size):int((i + 1) * size)]
-        out.append((sum(p[0] for p in bucket) / len(bucket), sum(p[1] for p in bucket)
-                    / len(bucket)))
+        bucket = points[int(i * size) : int((i + 1) * size)]
+        out.append(
+            (sum(p[0] for p in bucket) / len(bucket), sum(p[1] for p in bucket) / len(bucket))
+        )
     return out
 
 
@@ -277,12 +320,22 @@ def curves_svg(runs: list[Run], width: int = 760, height: int = 320) -> str:
     series = []
     for k, run in enumerate(runs):
         color = COLORS[k % len(COLORS)]
-        train = _thin([(r["step"], r["train_bits"]) for r in run.records
-                       if isinstance(r.get("train_bits"), int | float)
-                       and math.isfinite(r["train_bits"])], CURVE_POINTS)
-        val = _thin([(r["step"], r["val_bits"]) for r in run.records
-                     if isinstance(r.get("val_bits"), int | float)
-                     and math.isfinite(r["val_bits"])], CURVE_POINTS)
+        train = _thin(
+            [
+                (r["step"], r["train_bits"])
+                for r in run.records
+                if isinstance(r.get("train_bits"), int | float) and math.isfinite(r["train_bits"])
+            ],
+            CURVE_POINTS,
+        )
+        val = _thin(
+            [
+                (r["step"], r["val_bits"])
+                for r in run.records
+                if isinstance(r.get("val_bits"), int | float) and math.isfinite(r["val_bits"])
+            ],
+            CURVE_POINTS,
+        )
         series.append((color, train, val, run.bigram))
     xs = [p[0] for _, t, v, _ in series for p in t + v]
     ys = [p[1] for _, t, v, _ in series for p in t + v] + [b for *_, b in series if b]
@@ -302,52 +355,73 @@ def curves_svg(runs: list[Run], width: int = 760, height: int = 320) -> str:
         return top + h * (y1 - y) / (y1 - y0)
 
     def path(points) -> str:
-        return " ".join(f"{'M' if i == 0 else 'L'}{px(x):.1f},{py(y):.1f}"
-                        for i, (x, y) in enumerate(points))
+        return " ".join(
+            f"{'M' if i == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for i, (x, y) in enumerate(points)
+        )
 
-    out = [f'<svg class="curves" viewBox="0 0 {width} {height}" role="img" '
-           f'xmlns="http://www.w3.org/2000/svg" aria-label="learning curves">']
+    out = [
+        f'<svg class="curves" viewBox="0 0 {width} {height}" role="img" '
+        f'xmlns="http://www.w3.org/2000/svg" aria-label="learning curves">'
+    ]
     for y in _nice_ticks(y0, y1):
-        out.append(f'<line class="grid" x1="{left}" x2="{left + w}" y1="{py(y):.1f}" '
-                   f'y2="{py(y):.1f}"/><text class="tick" x="{left - 6}" y="{py(y) + 4:.1f}" '
-                   f'text-anchor="end">{y:g}</text>')
+        out.append(
+            f'<line class="grid" x1="{left}" x2="{left + w}" y1="{py(y):.1f}" '
+            f'y2="{py(y):.1f}"/><text class="tick" x="{left - 6}" y="{py(y) + 4:.1f}" '
+            f'text-anchor="end">{y:g}</text>'
+        )
     for x in _nice_ticks(x0, x1):
-        out.append(f'<text class="tick" x="{px(x):.1f}" y="{top + h + 16}" '
-                   f'text-anchor="middle">{x:g}</text>')
-    out.append(f'<rect class="frame" x="{left}" y="{top}" width="{w}" height="{h}"/>'
-               f'<text class="label" x="{left + w / 2}" y="{height - 4}" '
-               f'text-anchor="middle">step</text>'
-               f'<text class="label" transform="translate(12 {top + h / 2}) rotate(-90)" '
-               f'text-anchor="middle">bits / μ-law sample</text>')
+        out.append(
+            f'<text class="tick" x="{px(x):.1f}" y="{top + h + 16}" '
+            f'text-anchor="middle">{x:g}</text>'
+        )
+    out.append(
+        f'<rect class="frame" x="{left}" y="{top}" width="{w}" height="{h}"/>'
+        f'<text class="label" x="{left + w / 2}" y="{height - 4}" '
+        f'text-anchor="middle">step</text>'
+        f'<text class="label" transform="translate(12 {top + h / 2}) rotate(-90)" '
+        f'text-anchor="middle">bits / μ-law sample</text>'
+    )
     for color, train, val, bigram in series:
         if bigram:
-            out.append(f'<line class="bigram" x1="{left}" x2="{left + w}" y1="{py(bigram):.1f}" '
-                       f'y2="{py(bigram):.1f}" stroke="{color}"><title>bigram baseline '
-                       f'{bigram:.3f}</title></line>')
+            out.append(
+                f'<line class="bigram" x1="{left}" x2="{left + w}" y1="{py(bigram):.1f}" '
+                f'y2="{py(bigram):.1f}" stroke="{color}"><title>bigram baseline '
+                f"{bigram:.3f}</title></line>"
+            )
         if train:
             out.append(f'<path class="train" d="{path(train)}" stroke="{color}"/>')
         if val:
             out.append(f'<path class="val" d="{path(val)}" stroke="{color}"/>')
-            out.extend(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{color}">'
-                       f'<title>step {x:g}: {y:.3f}</title></circle>' for x, y in val)
+            out.extend(
+                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{color}">'
+                f"<title>step {x:g}: {y:.3f}</title></circle>"
+                for x, y in val
+            )
     out.append("</svg>")
     return "".join(out)
 
 
-CURVE_KEY = ('<p class="key"><span class="k train"></span>train <span class="k val"></span>'
-             'validation <span class="k bigram"></span>bigram baseline</p>')
+CURVE_KEY = (
+    '<p class="key"><span class="k train"></span>train <span class="k val"></span>'
+    'validation <span class="k bigram"></span>bigram baseline</p>'
+)
 
 
 # ---------------------------------------------------------------- one run
 
+
 def _headline(run: Run, base: Path) -> str:
     best, bigram = run.best, run.bigram
-    rows = [("steps", _e(run.step)),
-            ("wall time", _e(_duration(run.wall_s)))]
+    rows = [("steps", _e(run.step)), ("wall time", _e(_duration(run.wall_s)))]
     if best is not None:
         gain = f" ({best['val_bits'] - bigram:+.3f} vs bigram {bigram:.3f})" if bigram else ""
-        rows.append(("best validation", f"<b>{_e(_bits(best['val_bits']))}</b> bits/sample at "
-                                        f"step {_e(best['step'])}{_e(gain)}"))
+        rows.append(
+            (
+                "best validation",
+                f"<b>{_e(_bits(best['val_bits']))}</b> bits/sample at "
+                f"step {_e(best['step'])}{_e(gain)}",
+            )
+        )
     elif bigram:
         rows.append(("bigram baseline", f"{_e(_bits(bigram))} bits/sample"))
     if run.samples_per_s is not None:
@@ -355,12 +429,21 @@ def _headline(run: Run, base: Path) -> str:
     rows.append(("command", f"<code>{_e(run.command)}</code>"))
     model = model_summary(run)
     if model is not None:
-        kind = ("vocoder (mel-conditioned)" if run.vocoder else
-                "speaker-conditioned" if run.config["model"].get("speaker_channels") else
-                "unconditioned")
-        rows.append(("model", f"{_e(_count(model['parameters']))} parameters, receptive field "
-                              f"{model['receptive_field']} samples ({model['ms']:.1f} ms), "
-                              f"{_e(kind)}"))
+        kind = (
+            "vocoder (mel-conditioned)"
+            if run.vocoder
+            else "speaker-conditioned"
+            if run.config["model"].get("speaker_channels")
+            else "unconditioned"
+        )
+        rows.append(
+            (
+                "model",
+                f"{_e(_count(model['parameters']))} parameters, receptive field "
+                f"{model['receptive_field']} samples ({model['ms']:.1f} ms), "
+                f"{_e(kind)}",
+            )
+        )
     rows.append(("data", _data_summary(run, base)))
     body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
     return f'<table class="headline">{body}</table>'
@@ -379,26 +462,40 @@ def _data_summary(run: Run, base: Path) -> str:
 def _data_text(data: dict, run_dir: Path, base: Path) -> str:
     link = f'<a href="{_href(run_dir / "data_report.json", base)}">data_report.json</a>'
     skipped = data.get("skipped") or []
-    text = (f"{len(data.get('train') or [])} train + {len(data.get('validation') or [])} "
-            f"validation files, {len(skipped)} skipped, "
-            f"{_e(_duration(3600 * float(data.get('hours') or 0)))} of audio at "
-            f"{_e(data.get('sample_rate', '?'))} Hz from <code>{_e(data.get('root', '?'))}</code> "
-            f"({_e(data.get('layout', '?'))} layout); {link}")
+    text = (
+        f"{len(data.get('train') or [])} train + {len(data.get('validation') or [])} "
+        f"validation files, {len(skipped)} skipped, "
+        f"{_e(_duration(3600 * float(data.get('hours') or 0)))} of audio at "
+        f"{_e(data.get('sample_rate', '?'))} Hz from <code>{_e(data.get('root', '?'))}</code> "
+        f"({_e(data.get('layout', '?'))} layout); {link}"
+    )
     per = data.get("hours_per_speaker") or {}
     speakers = sorted({s for split in per.values() for s in split})
     if speakers:
         rows = "".join(
             f"<tr><td>{_e(s or '(no label)')}</td>"
-            + "".join(f"<td>{60 * float((per.get(split) or {}).get(s, 0)):.2f}</td>"
-                      for split in ("train", "validation")) + "</tr>"
-            for s in speakers)
-        table = (f'<table class="small"><tr><th>speaker</th><th>train (min)</th>'
-                 f'<th>validation (min)</th></tr>{rows}</table>')
-        text += (table if len(speakers) <= 8 else
-                 f"<details><summary>{len(speakers)} speakers</summary>{table}</details>")
+            + "".join(
+                f"<td>{60 * float((per.get(split) or {}).get(s, 0)):.2f}</td>"
+                for split in ("train", "validation")
+            )
+            + "</tr>"
+            for s in speakers
+        )
+        table = (
+            f'<table class="small"><tr><th>speaker</th><th>train (min)</th>'
+            f"<th>validation (min)</th></tr>{rows}</table>"
+        )
+        text += (
+            table
+            if len(speakers) <= 8
+            else f"<details><summary>{len(speakers)} speakers</summary>{table}</details>"
+        )
     if skipped:
-        items = "".join(f"<li><code>{_e(s.get('file'))}</code>: {_e(s.get('reason'))}</li>"
-                        for s in skipped[:100] if isinstance(s, dict))
+        items = "".join(
+            f"<li><code>{_e(s.get('file'))}</code>: {_e(s.get('reason'))}</li>"
+            for s in skipped[:100]
+            if isinstance(s, dict)
+        )
         more = f"<li>… {len(skipped) - 100} more</li>" if len(skipped) > 100 else ""
         text += f"<details><summary>skipped files</summary><ul>{items}{more}</ul></details>"
     return text
@@ -415,7 +512,6 @@ def _audio(path: Path, base: Path) -> str:
     return f'<audio controls preload="metadata" src="{_href(path, base)}"></audio>{length}'
 
 
-
 def _sample_card(run: Run, record: dict, base: Path, lazy: bool) -> str:
     step = record["step"]
     wav, png = run.sample_path(step, "wav"), run.sample_path(step, "png")
@@ -426,11 +522,13 @@ def _sample_card(run: Run, record: dict, base: Path, lazy: bool) -> str:
     parts = [f'<div class="card"><h3>{_e(head)} {_scores(record)}</h3>']
     if has.get("wav"):
         label = "copy synthesis" if run.vocoder else "generated"
-        parts.append(f'<p>{label} {_audio(wav, base)}</p>')
+        parts.append(f"<p>{label} {_audio(wav, base)}</p>")
     if has.get("png"):
         loading = ' loading="lazy"' if lazy else ""
-        parts.append(f'<a href="{_href(png, base)}"><img src="{_href(png, base)}"{loading} '
-                     f'alt="spectrograms at step {_e(step)}: real and generated"></a>')
+        parts.append(
+            f'<a href="{_href(png, base)}"><img src="{_href(png, base)}"{loading} '
+            f'alt="spectrograms at step {_e(step)}: real and generated"></a>'
+        )
     if not has:
         parts.append('<p class="muted">no sample file</p>')
     parts.append("</div>")
@@ -444,15 +542,18 @@ def _samples(run: Run, base: Path) -> str:
     out = []
     source = run.path / "samples" / "source.wav"
     if run.vocoder and source.is_file():
-        out.append(f'<p>source clip (the real audio the vocoder re-synthesises from its '
-                   f'log-mel) {_audio(source, base)}</p>')
-    out.extend(_sample_card(run, r, base, lazy=i > 2) for i, r in enumerate(
-        validations[:EXPANDED]))
+        out.append(
+            f"<p>source clip (the real audio the vocoder re-synthesises from its "
+            f"log-mel) {_audio(source, base)}</p>"
+        )
+    out.extend(_sample_card(run, r, base, lazy=i > 2) for i, r in enumerate(validations[:EXPANDED]))
     older = validations[EXPANDED:]
     if older:
         cards = "".join(_sample_card(run, r, base, lazy=True) for r in older)
-        out.append(f"<details><summary>{len(older)} older validations (steps "
-                   f"{older[-1]['step']}–{older[0]['step']})</summary>{cards}</details>")
+        out.append(
+            f"<details><summary>{len(older)} older validations (steps "
+            f"{older[-1]['step']}–{older[0]['step']})</summary>{cards}</details>"
+        )
     return "".join(out)
 
 
@@ -463,13 +564,16 @@ def render_run(run: Run, base: Path | None = None) -> str:
     label = run_labels([run.path])[0]
     svg = curves_svg([run])
     png = run.path / "learning_curves.png"
-    png_link = (f' (also as <a href="{_href(png, base)}">learning_curves.png</a>)'
-                if png.is_file() else "")
-    body = [f"<h1>{_e(label)} {_status(run)}</h1>",
-            _headline(run, base),
-            f"<h2>Learning curves</h2>{svg or '<p class=muted>no metrics yet</p>'}"
-            f"{CURVE_KEY if svg else ''}<p class='muted'>lower is better{png_link}</p>",
-            f"<h2>Samples, newest first</h2>{_samples(run, base)}"]
+    png_link = (
+        f' (also as <a href="{_href(png, base)}">learning_curves.png</a>)' if png.is_file() else ""
+    )
+    body = [
+        f"<h1>{_e(label)} {_status(run)}</h1>",
+        _headline(run, base),
+        f"<h2>Learning curves</h2>{svg or '<p class=muted>no metrics yet</p>'}"
+        f"{CURVE_KEY if svg else ''}<p class='muted'>lower is better{png_link}</p>",
+        f"<h2>Samples, newest first</h2>{_samples(run, base)}",
+    ]
     return _page(f"wavenet run {label}", "".join(body))
 
 
@@ -486,6 +590,7 @@ def write_report(run_dir: Path, status: str | None = None) -> Path:
 
 
 # ---------------------------------------------------------------- several runs
+
 
 def _override_table(runs: list[Run]) -> tuple[list[str], list[dict[str, str]]]:
     """The override keys whose values differ between runs, and each run's key -> value."""
@@ -507,46 +612,77 @@ def render_comparison(runs: list[Run], base: Path) -> str:
     scores, their curves on one chart, and each run's latest sample; links relative to `base`."""
     labels = run_labels([r.path for r in runs])
     keys, values = _override_table(runs)
-    scores = [("best val bits", lambda r: r.best and r.best["val_bits"]),
-              ("bigram", lambda r: r.bigram), ("steps", lambda r: r.step),
-              ("wall time", lambda r: r.wall_s)]
+    scores = [
+        ("best val bits", lambda r: r.best and r.best["val_bits"]),
+        ("bigram", lambda r: r.bigram),
+        ("steps", lambda r: r.step),
+        ("wall time", lambda r: r.wall_s),
+    ]
     if any("val_bits16" in r for run in runs for r in run.records):
         # Per 16-bit sample: the one unit in which μ-law and 16-bit outputs compare.
-        scores.insert(1, ("best val bits / 16-bit sample",
-                          lambda r: r.best and r.best.get("val_bits16")))
+        scores.insert(
+            1, ("best val bits / 16-bit sample", lambda r: r.best and r.best.get("val_bits16"))
+        )
     if any(k in r for run in runs for r in run.records for k, _ in DNSMOS):
-        scores.append(("DNSMOS ovrl", lambda r: next(
-            (x["dnsmos_ovrl"] for x in r.validations if "dnsmos_ovrl" in x), None)))
-    head = "".join(f"<th>{_e(h)}</th>" for h in ["", "run", "status", *keys,
-                                                  *(name for name, _ in scores)])
+        scores.append(
+            (
+                "DNSMOS ovrl",
+                lambda r: next(
+                    (x["dnsmos_ovrl"] for x in r.validations if "dnsmos_ovrl" in x), None
+                ),
+            )
+        )
+    head = "".join(
+        f"<th>{_e(h)}</th>" for h in ["", "run", "status", *keys, *(name for name, _ in scores)]
+    )
     rows = []
     for k, (run, label, vals) in enumerate(zip(runs, labels, values, strict=True)):
         report = run.path / REPORT_FILE
-        name = (f'<a href="{_href(report, base)}">{_e(label)}</a>' if report.is_file()
-                else f'<a href="{_href(run.path, base)}">{_e(label)}</a>')
-        cells = [_cell(f'<span class="swatch" style="background:{COLORS[k % len(COLORS)]}">'
-                       f'</span>', k), _cell(name, label), _cell(_status(run), run.status)]
-        cells += [_cell(f"<code>{_e(vals.get(key, '—'))}</code>", vals.get(key, ""))
-                  for key in keys]
+        name = (
+            f'<a href="{_href(report, base)}">{_e(label)}</a>'
+            if report.is_file()
+            else f'<a href="{_href(run.path, base)}">{_e(label)}</a>'
+        )
+        cells = [
+            _cell(f'<span class="swatch" style="background:{COLORS[k % len(COLORS)]}"></span>', k),
+            _cell(name, label),
+            _cell(_status(run), run.status),
+        ]
+        cells += [
+            _cell(f"<code>{_e(vals.get(key, '—'))}</code>", vals.get(key, "")) for key in keys
+        ]
         for score, get in scores:
             value = get(run)
-            text = (_duration(value) if score == "wall time" else
-                    str(value) if score == "steps" else _bits(value))
+            text = (
+                _duration(value)
+                if score == "wall time"
+                else str(value)
+                if score == "steps"
+                else _bits(value)
+            )
             cells.append(_cell(_e(text), "" if value is None else value))
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    table = (f'<table class="sortable"><thead><tr>{head}</tr></thead>'
-             f'<tbody>{"".join(rows)}</tbody></table>')
+    table = (
+        f'<table class="sortable"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
     grid = []
     for run, label in zip(runs, labels, strict=True):
         latest = next((r for r in run.validations if run.samples.get(r["step"])), None)
-        card = (_sample_card(run, latest, base, lazy=True) if latest else
-                '<p class="muted">no sample yet</p>')
+        card = (
+            _sample_card(run, latest, base, lazy=True)
+            if latest
+            else '<p class="muted">no sample yet</p>'
+        )
         grid.append(f'<div><h3 class="run">{_e(label)}</h3>{card}</div>')
     svg = curves_svg(runs)
-    body = [f"<h1>{len(runs)} wavenet runs</h1>",
-            "<p class='muted'>click a column header to sort; differing overrides shown</p>",
-            table, f"<h2>Learning curves</h2>{svg}{CURVE_KEY if svg else ''}",
-            f'<h2>Latest samples</h2><div class="grid">{"".join(grid)}</div>']
+    body = [
+        f"<h1>{len(runs)} wavenet runs</h1>",
+        "<p class='muted'>click a column header to sort; differing overrides shown</p>",
+        table,
+        f"<h2>Learning curves</h2>{svg}{CURVE_KEY if svg else ''}",
+        f'<h2>Latest samples</h2><div class="grid">{"".join(grid)}</div>',
+    ]
     return _page(f"{len(runs)} wavenet runs", "".join(body), sortable=True)
 
 
@@ -628,8 +764,10 @@ document.querySelectorAll("table.sortable").forEach(table => {
 def _page(title: str, body: str, sortable: bool = False) -> str:
     script = f"<script>{SORT_JS}</script>" if sortable else ""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>{body}"
-            f'<p class="muted">written {_e(stamp)} (wavenet.metrics.report)</p>{script}'
-            f"</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>{body}"
+        f'<p class="muted">written {_e(stamp)} (wavenet.metrics.report)</p>{script}'
+        f"</body></html>\n"
+    )

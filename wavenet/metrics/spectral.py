@@ -25,12 +25,14 @@ def log_mel_distance(reference: torch.Tensor, test: torch.Tensor, sample_rate: i
     Raises ValueError for signals that are not (time,) or shorter than one n_fft frame.
     """
     if reference.dim() != 1 or test.dim() != 1:
-        raise ValueError(f"expected two (time,) signals, got {tuple(reference.shape)} and "
-                         f"{tuple(test.shape)}")
+        raise ValueError(
+            f"expected two (time,) signals, got {tuple(reference.shape)} and {tuple(test.shape)}"
+        )
     n = min(len(reference), len(test))
     if n < ANALYSIS.n_fft:
-        raise ValueError(f"signals of {n} samples are shorter than one {ANALYSIS.n_fft}-sample "
-                         f"frame")
+        raise ValueError(
+            f"signals of {n} samples are shorter than one {ANALYSIS.n_fft}-sample frame"
+        )
     ref = log_mel(reference[:n], sample_rate, ANALYSIS)
     out = log_mel(test[:n], sample_rate, ANALYSIS)
     return float(DB_PER_NEPER * (ref - out).pow(2).mean().sqrt())

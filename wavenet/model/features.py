@@ -48,29 +48,41 @@ class MelConfig:
     def __post_init__(self) -> None:
         # Bounds keep a checkpoint or a config from asking for absurd sizes; every real
         # analysis is far inside them.
-        bounds = {"n_mels": (0, 1024), "context": (0, 64), "n_fft": (1, 2**16),
-                  "win_length": (1, 2**16), "hop_length": (1, 2**16), "channels": (1, 4096)}
+        bounds = {
+            "n_mels": (0, 1024),
+            "context": (0, 64),
+            "n_fft": (1, 2**16),
+            "win_length": (1, 2**16),
+            "hop_length": (1, 2**16),
+            "channels": (1, 4096),
+        }
         for name, (low, high) in bounds.items():
             check_int(f"model.mel.{name}", getattr(self, name), low, high)
         if not isinstance(self.upsample, list | tuple) or not 1 <= len(self.upsample) <= 16:
-            raise ValueError(f"model.mel.upsample must be a list of 1 to 16 strides, "
-                             f"got {self.upsample!r}")
+            raise ValueError(
+                f"model.mel.upsample must be a list of 1 to 16 strides, got {self.upsample!r}"
+            )
         self.upsample = [check_int("model.mel.upsample", s, 1, 2**16) for s in self.upsample]
         if math.prod(self.upsample) != self.hop_length:
-            raise ValueError(f"model.mel.upsample {self.upsample} must be positive strides whose "
-                             f"product is model.mel.hop_length={self.hop_length}")
+            raise ValueError(
+                f"model.mel.upsample {self.upsample} must be positive strides whose "
+                f"product is model.mel.hop_length={self.hop_length}"
+            )
         if self.win_length > self.n_fft:
-            raise ValueError(f"model.mel.win_length={self.win_length} must be <= "
-                             f"model.mel.n_fft={self.n_fft}")
+            raise ValueError(
+                f"model.mel.win_length={self.win_length} must be <= model.mel.n_fft={self.n_fft}"
+            )
         if self.hop_length > self.n_fft:
-            raise ValueError(f"model.mel.hop_length={self.hop_length} must be <= "
-                             f"model.mel.n_fft={self.n_fft}")
+            raise ValueError(
+                f"model.mel.hop_length={self.hop_length} must be <= model.mel.n_fft={self.n_fft}"
+            )
         self.fmin = check_float("model.mel.fmin", self.fmin, 0, 1e6)
         if self.fmax is not None:
             self.fmax = check_float("model.mel.fmax", self.fmax, 0, 1e6)
         if self.fmax is not None and self.fmax <= self.fmin:
-            raise ValueError(f"model.mel needs 0 <= fmin < fmax, got fmin={self.fmin}, "
-                             f"fmax={self.fmax}")
+            raise ValueError(
+                f"model.mel needs 0 <= fmin < fmax, got fmin={self.fmin}, fmax={self.fmax}"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -82,9 +94,18 @@ def _transform(cfg: MelConfig, sample_rate: int) -> torchaudio.transforms.MelSpe
     if fmax > sample_rate / 2:
         raise ValueError(f"model.mel.fmax={fmax} is above half the sample rate ({sample_rate})")
     return torchaudio.transforms.MelSpectrogram(
-        sample_rate=sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
-        hop_length=cfg.hop_length, f_min=cfg.fmin, f_max=fmax, n_mels=cfg.n_mels, power=1.0,
-        center=False, norm="slaney", mel_scale="slaney")
+        sample_rate=sample_rate,
+        n_fft=cfg.n_fft,
+        win_length=cfg.win_length,
+        hop_length=cfg.hop_length,
+        f_min=cfg.fmin,
+        f_max=fmax,
+        n_mels=cfg.n_mels,
+        power=1.0,
+        center=False,
+        norm="slaney",
+        mel_scale="slaney",
+    )
 
 
 def usable_samples(samples: int, cfg: MelConfig) -> int:
@@ -114,13 +135,15 @@ def log_mel(audio: torch.Tensor, sample_rate: int, cfg: MelConfig) -> torch.Tens
     return torch.log(mel.clamp(min=1e-5)).reshape(*shape[:-1], cfg.n_mels, frames)
 
 
-def utterance_mel(audio: torch.Tensor, sample_rate: int, cfg: MelConfig
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def utterance_mel(
+    audio: torch.Tensor, sample_rate: int, cfg: MelConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(time,) audio -> (the audio cut to whole hops, its (n_mels, frames) log-mel): what a
     vocoder re-synthesises and the mel it hears. ValueError when shorter than one hop."""
     if audio.shape[-1] < cfg.hop_length:
-        raise ValueError(f"{audio.shape[-1]} samples are shorter than one mel frame "
-                         f"({cfg.hop_length} samples)")
+        raise ValueError(
+            f"{audio.shape[-1]} samples are shorter than one mel frame ({cfg.hop_length} samples)"
+        )
     audio = audio[..., : usable_samples(audio.shape[-1], cfg)]
     return audio, log_mel(audio, sample_rate, cfg)
 
@@ -151,16 +174,22 @@ def load_mel(path: str | Path, cfg: MelConfig) -> torch.Tensor:
         raise ValueError(f"{path}: cannot read a mel tensor ({reason})") from e
     if not isinstance(mel, torch.Tensor) or mel.dim() not in (2, 3) or not mel.is_floating_point():
         got = tuple(mel.shape) if isinstance(mel, torch.Tensor) else type(mel).__name__
-        raise ValueError(f"{path}: expected a float tensor (n_mels, frames) or "
-                         f"(batch, n_mels, frames), got {got}")
+        raise ValueError(
+            f"{path}: expected a float tensor (n_mels, frames) or "
+            f"(batch, n_mels, frames), got {got}"
+        )
     if mel.shape[-2] != cfg.n_mels:
-        raise ValueError(f"{path}: has {mel.shape[-2]} mel bands (shape {tuple(mel.shape)}), "
-                         f"the checkpoint expects {cfg.n_mels} (shape (n_mels, frames))")
+        raise ValueError(
+            f"{path}: has {mel.shape[-2]} mel bands (shape {tuple(mel.shape)}), "
+            f"the checkpoint expects {cfg.n_mels} (shape (n_mels, frames))"
+        )
     if mel.shape[-1] == 0 or mel.numel() == 0:
         raise ValueError(f"{path}: has no frames (shape {tuple(mel.shape)})")
     if not torch.isfinite(mel).all():
         raise ValueError(f"{path}: contains NaN or infinite values")
     if mel.abs().max() > MAX_LOG_MEL:
-        raise ValueError(f"{path}: holds values up to {mel.abs().max().item():.3g}, not a "
-                         f"natural-log mel (silence is {SILENCE:.2f}; |values| <= {MAX_LOG_MEL})")
+        raise ValueError(
+            f"{path}: holds values up to {mel.abs().max().item():.3g}, not a "
+            f"natural-log mel (silence is {SILENCE:.2f}; |values| <= {MAX_LOG_MEL})"
+        )
     return mel.float()

@@ -30,10 +30,17 @@ from wavenet.model.receptive_field import causal_padding, stack_receptive_field
 
 # Integer settings and their bounds: far beyond any model this project trains, they stop a
 # config or a checkpoint from asking for terabytes before anything is allocated.
-BOUNDS = {"blocks": (1, 64), "layers_per_block": (1, 24), "kernel_size": (2, 64),
-          "residual_channels": (1, 8192), "gate_channels": (2, 16384),
-          "skip_channels": (1, 16384), "classes": (2, 65536), "speaker_channels": (0, 4096),
-          "mixtures": (1, 256)}
+BOUNDS = {
+    "blocks": (1, 64),
+    "layers_per_block": (1, 24),
+    "kernel_size": (2, 64),
+    "residual_channels": (1, 8192),
+    "gate_channels": (2, 16384),
+    "skip_channels": (1, 16384),
+    "classes": (2, 65536),
+    "speaker_channels": (0, 4096),
+    "mixtures": (1, 256),
+}
 MAX_PARAMETERS = 2**28  # 1 GiB of float32 weights
 MAX_RECEPTIVE_FIELD = 2**22  # samples (4.4 minutes at 16 kHz): the sampler queues one per layer
 
@@ -67,26 +74,37 @@ class WaveNetConfig:
         if not isinstance(self.mel, MelConfig):
             raise ValueError(f"model.mel must be a mapping of mel settings, got {self.mel!r}")
         if self.output not in outputs.OUTPUTS:
-            raise ValueError(f"model.output must be one of {', '.join(outputs.OUTPUTS)}, "
-                             f"got {self.output!r}")
+            raise ValueError(
+                f"model.output must be one of {', '.join(outputs.OUTPUTS)}, got {self.output!r}"
+            )
         for name, (low, high) in BOUNDS.items():
             check_int(f"model.{name}", getattr(self, name), low, high)
         if self.gate_channels % 2:
-            raise ValueError(f"model.gate_channels must be even (tanh/sigmoid halves), "
-                             f"got {self.gate_channels}")
+            raise ValueError(
+                f"model.gate_channels must be even (tanh/sigmoid halves), got {self.gate_channels}"
+            )
         if self.receptive_field > MAX_RECEPTIVE_FIELD:
-            raise ValueError(f"model: receptive field {self.receptive_field} samples is above "
-                             f"the limit of {MAX_RECEPTIVE_FIELD} (fewer blocks or "
-                             f"model.layers_per_block)")
+            raise ValueError(
+                f"model: receptive field {self.receptive_field} samples is above "
+                f"the limit of {MAX_RECEPTIVE_FIELD} (fewer blocks or "
+                f"model.layers_per_block)"
+            )
         if self.parameters() > MAX_PARAMETERS:
-            raise ValueError(f"model: {self.parameters():,} parameters is above the limit of "
-                             f"{MAX_PARAMETERS:,} (fewer or narrower layers)")
+            raise ValueError(
+                f"model: {self.parameters():,} parameters is above the limit of "
+                f"{MAX_PARAMETERS:,} (fewer or narrower layers)"
+            )
 
     def parameters(self, speakers: int = 0) -> int:
         """How many parameters the WaveNet of this config has (with `speakers` in its table),
         computed without building it."""
-        r, g, s, k, c = (self.residual_channels, self.gate_channels, self.skip_channels,
-                         self.kernel_size, self.output_channels)
+        r, g, s, k, c = (
+            self.residual_channels,
+            self.gate_channels,
+            self.skip_channels,
+            self.kernel_size,
+            self.output_channels,
+        )
         m = self.mel
         local = m.channels if m.enabled else 0
         layer = r * g * k + g + self.speaker_channels * g + local * g + (g // 2 + 1) * (r + s)
@@ -139,15 +157,23 @@ class CausalConv1d(nn.Conv1d):
         if out_len is None:
             return super().forward(F.pad(x, (self.left_pad, 0)))
         pad = max(0, out_len + self.left_pad - x.shape[-1])
-        x = x[:, :, x.shape[-1] - (out_len + self.left_pad - pad):]
+        x = x[:, :, x.shape[-1] - (out_len + self.left_pad - pad) :]
         return super().forward(F.pad(x, (pad, 0)) if pad else x)
 
 
 class ResidualLayer(nn.Module):
     """Dilated causal conv -> tanh * sigmoid -> one 1x1 conv giving residual and skip outputs."""
 
-    def __init__(self, residual: int, gate: int, skip: int, kernel_size: int, dilation: int,
-                 speaker_channels: int = 0, local_channels: int = 0):
+    def __init__(
+        self,
+        residual: int,
+        gate: int,
+        skip: int,
+        kernel_size: int,
+        dilation: int,
+        speaker_channels: int = 0,
+        local_channels: int = 0,
+    ):
         super().__init__()
         self.dilation = dilation
         self.residual_channels = residual
@@ -157,8 +183,12 @@ class ResidualLayer(nn.Module):
         self.local = nn.Conv1d(local_channels, gate, 1, bias=False) if local_channels else None
         self.res_skip = nn.Conv1d(gate // 2, residual + skip, 1)
 
-    def forward(self, x: torch.Tensor, speaker: torch.Tensor | None = None,
-                local: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        speaker: torch.Tensor | None = None,
+        local: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, residual, time) -> (next layer input, skip), each (batch, *, time).
 
         speaker: (batch, speaker_channels) embedding; local: (batch, local_channels, time).
@@ -168,25 +198,34 @@ class ResidualLayer(nn.Module):
         res, skip = out.split([self.residual_channels, out.shape[1] - self.residual_channels], 1)
         return (x + res) * math.sqrt(0.5), skip
 
-    def trimmed(self, x: torch.Tensor, speaker: torch.Tensor | None, local: torch.Tensor | None,
-                out_len: int, keep: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def trimmed(
+        self,
+        x: torch.Tensor,
+        speaker: torch.Tensor | None,
+        local: torch.Tensor | None,
+        out_len: int,
+        keep: int,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The layer for a loss on the last positions only: (the last out_len positions of
         the next layer's input, or None for out_len 0; the last `keep` positions of the gated
         activations, which the skip projection reads). x: the last positions of this layer's
         input (all of them from the crop's start where out_len needs them);
         local: (batch, local_channels, time), the whole crop's."""
         width = max(out_len, keep)
-        z = self._gated(self.dilated(x, width), speaker,
-                        local[:, :, local.shape[-1] - width:] if local is not None else None)
+        z = self._gated(
+            self.dilated(x, width),
+            speaker,
+            local[:, :, local.shape[-1] - width :] if local is not None else None,
+        )
         if not out_len:
             return None, z
         r = self.residual_channels
-        res = F.conv1d(z[:, :, width - out_len:], self.res_skip.weight[:r],
-                       self.res_skip.bias[:r])
-        return (x[:, :, x.shape[-1] - out_len:] + res) * math.sqrt(0.5), z[:, :, width - keep:]
+        res = F.conv1d(z[:, :, width - out_len :], self.res_skip.weight[:r], self.res_skip.bias[:r])
+        return (x[:, :, x.shape[-1] - out_len :] + res) * math.sqrt(0.5), z[:, :, width - keep :]
 
-    def _gated(self, a: torch.Tensor, speaker: torch.Tensor | None,
-               local: torch.Tensor | None) -> torch.Tensor:
+    def _gated(
+        self, a: torch.Tensor, speaker: torch.Tensor | None, local: torch.Tensor | None
+    ) -> torch.Tensor:
         """tanh(filter) * sigmoid(gate) of the dilated conv's output plus the conditioning."""
         if self.speaker is not None:
             a = a + self.speaker(speaker)[:, :, None]
@@ -210,8 +249,9 @@ class Upsampler(nn.Module):
         self.context = mel.context
         self.hop = mel.hop_length
         self.pre = nn.Conv1d(mel.n_mels, mel.channels, 2 * mel.context + 1)
-        self.stages = nn.ModuleList(nn.ConvTranspose1d(mel.channels, mel.channels, s, stride=s)
-                                    for s in mel.upsample)
+        self.stages = nn.ModuleList(
+            nn.ConvTranspose1d(mel.channels, mel.channels, s, stride=s) for s in mel.upsample
+        )
         # Start as nearest-neighbour repetition: PyTorch's default init scales a transposed conv
         # for overlapping taps, which with kernel = stride shrinks the features by ~30x a stage.
         with torch.no_grad():
@@ -267,21 +307,33 @@ class WaveNet(nn.Module):
         elif overrides:
             raise ValueError("pass either a WaveNetConfig or keyword overrides, not both")
         if (config.speaker_channels > 0) != (speakers > 0):
-            raise ValueError(f"model.speaker_channels={config.speaker_channels} needs a speaker "
-                             f"table and a table needs speaker_channels > 0, got {speakers} "
-                             f"speakers")
+            raise ValueError(
+                f"model.speaker_channels={config.speaker_channels} needs a speaker "
+                f"table and a table needs speaker_channels > 0, got {speakers} "
+                f"speakers"
+            )
         self.config = config
         c = config
         self.speakers = speakers
         self.distribution = outputs.build(c.output, c.classes, c.mixtures)
-        self.embed = (nn.Embedding(c.classes, c.residual_channels) if c.output == "categorical"
-                      else LinearInput(c.residual_channels))
+        self.embed = (
+            nn.Embedding(c.classes, c.residual_channels)
+            if c.output == "categorical"
+            else LinearInput(c.residual_channels)
+        )
         self.speaker_embed = nn.Embedding(speakers, c.speaker_channels) if speakers else None
         self.upsampler = Upsampler(c.mel) if c.mel.enabled else None
         local = c.mel.channels if c.mel.enabled else 0
         self.layers = nn.ModuleList(
-            ResidualLayer(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d,
-                          c.speaker_channels, local)
+            ResidualLayer(
+                c.residual_channels,
+                c.gate_channels,
+                c.skip_channels,
+                c.kernel_size,
+                d,
+                c.speaker_channels,
+                local,
+            )
             for d in c.dilations
         )
         self.head = nn.Sequential(
@@ -302,8 +354,9 @@ class WaveNet(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise ValueError(f"WaveNet expects integer codes (batch, time), "
-                             f"got {tuple(x.shape)} {x.dtype}")
+            raise ValueError(
+                f"WaveNet expects integer codes (batch, time), got {tuple(x.shape)} {x.dtype}"
+            )
 
     @torch.no_grad()
     def input_table(self) -> torch.Tensor:
@@ -318,24 +371,40 @@ class WaveNet(nn.Module):
         NLL in nats per code (per μ-law sample or per 16-bit sample)."""
         return self.distribution.nll(params, target)
 
-    def check_conditioning(self, batch: int, speaker: torch.Tensor | None,
-                           local: torch.Tensor | None, time: int | None = None) -> None:
+    def check_conditioning(
+        self,
+        batch: int,
+        speaker: torch.Tensor | None,
+        local: torch.Tensor | None,
+        time: int | None = None,
+    ) -> None:
         """ValueError (one line) unless the conditioning fits this model and `batch` rows:
         speaker (batch,) ids iff speaker-conditioned; local features (batch, channels, time)
         or, with time=None, any mel tensor iff mel-conditioned."""
         if (speaker is None) != (self.speaker_embed is None):
-            raise ValueError("this model is speaker-conditioned: pass speaker ids (batch,)"
-                             if speaker is None else "this model has no speaker conditioning")
+            raise ValueError(
+                "this model is speaker-conditioned: pass speaker ids (batch,)"
+                if speaker is None
+                else "this model has no speaker conditioning"
+            )
         if speaker is not None and tuple(speaker.shape) != (batch,):
             raise ValueError(f"speaker must be (batch={batch},) ids, got {tuple(speaker.shape)}")
         if (local is None) != (self.upsampler is None):
-            raise ValueError("this model is mel-conditioned: pass mel frames"
-                             if local is None else "this model has no mel conditioning")
-        if local is not None and time is not None and (local.shape[0] != batch
-                                                       or local.shape[-1] != time):
-            raise ValueError(f"the upsampled mel {tuple(local.shape)} does not cover the "
-                             f"{time} samples of batch {batch}: pass time / hop frames plus "
-                             f"the context frames")
+            raise ValueError(
+                "this model is mel-conditioned: pass mel frames"
+                if local is None
+                else "this model has no mel conditioning"
+            )
+        if (
+            local is not None
+            and time is not None
+            and (local.shape[0] != batch or local.shape[-1] != time)
+        ):
+            raise ValueError(
+                f"the upsampled mel {tuple(local.shape)} does not cover the "
+                f"{time} samples of batch {batch}: pass time / hop frames plus "
+                f"the context frames"
+            )
 
     def shifted_input(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time) codes -> (batch, residual, time) first-layer input at t = embed(x[t-1]).
@@ -355,8 +424,10 @@ class WaveNet(nn.Module):
             raise ValueError("this model has no mel conditioning")
         n_mels, context = self.config.mel.n_mels, self.config.mel.context
         if mel.dim() != 3 or mel.shape[1] != n_mels or mel.shape[2] <= 2 * context:
-            raise ValueError(f"mel must be (batch, n_mels={n_mels}, frames + 2*{context}) with "
-                             f"frames >= 1, got {tuple(mel.shape)}")
+            raise ValueError(
+                f"mel must be (batch, n_mels={n_mels}, frames + 2*{context}) with "
+                f"frames >= 1, got {tuple(mel.shape)}"
+            )
         return self.upsampler(mel.to(self.embed.weight.dtype))
 
     def local_features(self, mel: torch.Tensor) -> torch.Tensor:
@@ -364,8 +435,13 @@ class WaveNet(nn.Module):
         padded with silence frames."""
         return self.upsample(pad_frames(mel, self.config.mel.context))
 
-    def forward(self, x: torch.Tensor, speaker: torch.Tensor | None = None,
-                mel: torch.Tensor | None = None, last: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        speaker: torch.Tensor | None = None,
+        mel: torch.Tensor | None = None,
+        last: int = 0,
+    ) -> torch.Tensor:
         """Teacher-forced output parameters (logits of a categorical model).
         x: (batch, time) int codes -> (batch, output_channels, time), or (..., last) with
         last > 0: the parameters of the last `last` positions only (see `run`).
@@ -377,9 +453,14 @@ class WaveNet(nn.Module):
         local = self.upsample(mel) if mel is not None else None
         return self.run(x, speaker=speaker, local=local, last=last)[0]
 
-    def run(self, x: torch.Tensor, tail: int = 0, speaker: torch.Tensor | None = None,
-            local: torch.Tensor | None = None,
-            last: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def run(
+        self,
+        x: torch.Tensor,
+        tail: int = 0,
+        speaker: torch.Tensor | None = None,
+        local: torch.Tensor | None = None,
+        last: int = 0,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and, when tail > 0, the last `tail` steps of every residual layer's input.
 
         x: (batch, time) -> (parameters (batch, output_channels, time),
@@ -411,15 +492,18 @@ class WaveNet(nn.Module):
             skips = skips + skip
         return self.head(skips * self.skip_scale), inputs
 
-    def _last_skips(self, h: torch.Tensor, g: torch.Tensor | None, local: torch.Tensor | None,
-                    last: int) -> torch.Tensor:
+    def _last_skips(
+        self, h: torch.Tensor, g: torch.Tensor | None, local: torch.Tensor | None, last: int
+    ) -> torch.Tensor:
         """The sum of the skip outputs at the last `last` positions, (batch, skip, last): each
         layer computes only the outputs that later layers read (the span of their dilations
         beyond `last`), and the ten skip projections are one matmul over the layers' gated
         activations stacked (the sum of the per-layer projections, in fewer, larger GEMMs)."""
         c = self.config
-        above = [sum(d * (c.kernel_size - 1) for d in c.dilations[k + 1:])
-                 for k in range(len(self.layers))]
+        above = [
+            sum(d * (c.kernel_size - 1) for d in c.dilations[k + 1 :])
+            for k in range(len(self.layers))
+        ]
         gated = []
         for k, layer in enumerate(self.layers):
             out_len = min(h.shape[-1], last + above[k]) if k < len(self.layers) - 1 else 0

@@ -36,8 +36,9 @@ def channels(output: str, classes: int, mixtures: int) -> int:
     return {"categorical": classes, "mol": 3 * mixtures, "gaussian": 2}[output]
 
 
-def categorical_draw(logits: torch.Tensor, temperature: float,
-                     uniform: torch.Tensor) -> torch.Tensor:
+def categorical_draw(
+    logits: torch.Tensor, temperature: float, uniform: torch.Tensor
+) -> torch.Tensor:
     """Sample from softmax(logits / temperature) by inverse CDF -> (batch,) int64.
 
     logits: (batch, classes); uniform: (batch,) in [0, 1). temperature 0 means greedy (argmax);
@@ -77,8 +78,7 @@ class Output:
         nats per code."""
         raise NotImplementedError
 
-    def draw(self, params: torch.Tensor, temperature: float,
-             uniform: torch.Tensor) -> torch.Tensor:
+    def draw(self, params: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
         """params (batch, channels), uniform (batch,) in [0, 1) -> (batch,) int64 codes."""
         raise NotImplementedError
 
@@ -140,7 +140,7 @@ class Logistics(Output):
     def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(batch, 3K, ...) -> weight logits, means, log-scales (floored), each (batch, K, ...)."""
         k = self.mixtures
-        return params[:, :k], params[:, k:2 * k], _log_scales(params[:, 2 * k:])
+        return params[:, :k], params[:, k : 2 * k], _log_scales(params[:, 2 * k :])
 
     def nll(self, params, target):
         logit_w, mean, log_s = self.split(params.double())
@@ -151,8 +151,11 @@ class Logistics(Output):
         # sigmoid(b) - sigmoid(a) = sigmoid(b) sigmoid(-a) (1 - exp(a - b)): exact, no
         # cancellation however small the interval's mass.
         inner = F.logsigmoid(b) + F.logsigmoid(-a) + torch.log(-torch.expm1(a - b))
-        log_p = torch.where(lowest[:, None].to(a.device), F.logsigmoid(b),
-                            torch.where(highest[:, None].to(a.device), F.logsigmoid(-a), inner))
+        log_p = torch.where(
+            lowest[:, None].to(a.device),
+            F.logsigmoid(b),
+            torch.where(highest[:, None].to(a.device), F.logsigmoid(-a), inner),
+        )
         return -torch.logsumexp(torch.log_softmax(logit_w, dim=1) + log_p, dim=1)
 
     def draw(self, params, temperature, uniform):
@@ -168,7 +171,8 @@ class Logistics(Output):
         # Where the uniform fell inside component k's share is itself uniform: reuse it.
         v = ((target - below) / weights.gather(1, k)[:, 0]).clamp(TINY, 1 - TINY)
         x = mean.gather(1, k)[:, 0] + temperature * torch.exp(log_s.gather(1, k)[:, 0]) * (
-            torch.log(v) - torch.log1p(-v))
+            torch.log(v) - torch.log1p(-v)
+        )
         return to_codes(x)
 
 
@@ -204,8 +208,11 @@ class Gaussian(Output):
         z = (x - mean) * inv_s
         log_mid = -0.5 * z * z - log_s - 0.5 * math.log(2 * math.pi) + math.log(2 * HALF_BIN)
         inner = torch.where(mass > 1e-250, torch.log(mass.clamp(min=1e-300)), log_mid)
-        log_p = torch.where(lowest.to(a.device), torch.special.log_ndtr(b),
-                            torch.where(highest.to(a.device), torch.special.log_ndtr(-a), inner))
+        log_p = torch.where(
+            lowest.to(a.device),
+            torch.special.log_ndtr(b),
+            torch.where(highest.to(a.device), torch.special.log_ndtr(-a), inner),
+        )
         return -log_p
 
     def draw(self, params, temperature, uniform):

@@ -31,8 +31,10 @@ def stack_receptive_field(kernel_size: int, dilations: Sequence[int], dims: int 
 
 def growth(kernel_size: int, dilations: Sequence[int], dims: int = 1) -> list[tuple]:
     """Receptive field after each layer of the stack: [after layer 1, after layer 2, ...]."""
-    return [stack_receptive_field(kernel_size, dilations[:n], dims)
-            for n in range(1, len(dilations) + 1)]
+    return [
+        stack_receptive_field(kernel_size, dilations[:n], dims)
+        for n in range(1, len(dilations) + 1)
+    ]
 
 
 def same_padding(kernel_size: int, dilation: int) -> int:

@@ -103,19 +103,33 @@ class CachedSampler:
         with torch.no_grad():
             # Conv taps ordered [current, t-d, t-2d, ...] so one matmul takes the concatenation.
             self.conv_w = [
-                torch.cat([layer.dilated.weight[:, :, c.kernel_size - 1 - m]
-                           for m in range(c.kernel_size)], dim=1).t().contiguous()
+                torch.cat(
+                    [
+                        layer.dilated.weight[:, :, c.kernel_size - 1 - m]
+                        for m in range(c.kernel_size)
+                    ],
+                    dim=1,
+                )
+                .t()
+                .contiguous()
                 for layer in model.layers
             ]
             self.conv_b = [layer.dilated.bias.clone() for layer in model.layers]
             self.rs_w = [layer.res_skip.weight[:, :, 0].t().contiguous() for layer in model.layers]
             self.rs_b = [layer.res_skip.bias.clone() for layer in model.layers]
             # Conditioning projections of all layers side by side: (channels, layers * gate).
-            self.speaker_w = (torch.cat([layer.speaker.weight.t() for layer in model.layers], 1)
-                              if model.speaker_embed is not None else None)
-            self.local_w = (torch.cat([layer.local.weight[:, :, 0].t() for layer in model.layers],
-                                      1).contiguous()
-                            if model.upsampler is not None else None)
+            self.speaker_w = (
+                torch.cat([layer.speaker.weight.t() for layer in model.layers], 1)
+                if model.speaker_embed is not None
+                else None
+            )
+            self.local_w = (
+                torch.cat(
+                    [layer.local.weight[:, :, 0].t() for layer in model.layers], 1
+                ).contiguous()
+                if model.upsampler is not None
+                else None
+            )
         self.gate = c.gate_channels
 
         self.spans = [(c.kernel_size - 1) * d for d in self.dilations]
@@ -131,20 +145,25 @@ class CachedSampler:
             embed=model.input_table(),
             conv_w=torch.stack(self.conv_w).transpose(1, 2).contiguous(),
             conv_b=torch.stack(self.conv_b),
-            res_w=rs_w[:, :res].contiguous(), res_b=rs_b[:, :res].contiguous(),
+            res_w=rs_w[:, :res].contiguous(),
+            res_b=rs_b[:, :res].contiguous(),
             skip_w=torch.cat(list(rs_w[:, res:]), dim=1).contiguous(),
             skip_b=rs_b[:, res:].sum(dim=0),
             head_w1=model.head[1].weight[:, :, 0].detach().clone(),
             head_b1=model.head[1].bias.detach().clone(),
             head_w2=model.head[3].weight[:, :, 0].detach().clone(),
             head_b2=model.head[3].bias.detach().clone(),
-            skip_scale=float(self.skip_scale), dilations=list(self.dilations),
-            spans=list(self.spans), offsets=list(self.offsets),
-            kind=KINDS[model.config.output])
+            skip_scale=float(self.skip_scale),
+            dilations=list(self.dilations),
+            spans=list(self.spans),
+            offsets=list(self.offsets),
+            kind=KINDS[model.config.output],
+        )
 
     @torch.no_grad()
-    def new_state(self, batch: int, speaker: torch.Tensor | None = None,
-                  mel: torch.Tensor | None = None) -> SamplerState:
+    def new_state(
+        self, batch: int, speaker: torch.Tensor | None = None, mel: torch.Tensor | None = None
+    ) -> SamplerState:
         """All-zero queues (the causal padding of the forward pass), position 0, and the
         precomputed conditioning: speaker (batch,) ids, mel (batch, n_mels, frames) log-mel."""
         model = self.model
@@ -158,17 +177,22 @@ class CachedSampler:
         local = None
         if mel is not None:
             if mel.dim() != 3 or mel.shape[0] != batch:
-                raise ValueError(f"mel must be (batch={batch}, n_mels, frames), "
-                                 f"got {tuple(mel.shape)}")
+                raise ValueError(
+                    f"mel must be (batch={batch}, n_mels, frames), got {tuple(mel.shape)}"
+                )
             # One zero position past the end: the step after the last draw computes logits
             # there, which are never drawn from.
             local = F.pad(model.local_features(mel.to(buffer.device)), (0, 1))
         return SamplerState(buffer, queues, 0, bias.contiguous(), local)
 
     @torch.no_grad()
-    def start(self, batch: int = 1, prime: torch.Tensor | None = None,
-              speaker: torch.Tensor | None = None, mel: torch.Tensor | None = None
-              ) -> tuple[SamplerState, torch.Tensor]:
+    def start(
+        self,
+        batch: int = 1,
+        prime: torch.Tensor | None = None,
+        speaker: torch.Tensor | None = None,
+        mel: torch.Tensor | None = None,
+    ) -> tuple[SamplerState, torch.Tensor]:
         """A fresh state, optionally primed, and the logits of the first sample to generate.
 
         prime: (batch, P) int class indices or None. With a prime, the queues hold the layer
@@ -191,8 +215,9 @@ class CachedSampler:
         if state.local is not None:
             covered = state.local.shape[-1] - 1
             if covered <= length:
-                raise ValueError(f"the mel covers {covered} samples, no more than the "
-                                 f"{length}-sample prime")
+                raise ValueError(
+                    f"the mel covers {covered} samples, no more than the {length}-sample prime"
+                )
             local = state.local[:, :, : length + 1]
         # One placeholder sample at position P: layer inputs and logits at P see only x[<P].
         x = torch.cat([prime.long(), prime.new_zeros(batch, 1, dtype=torch.long)], dim=1)
@@ -221,9 +246,11 @@ class CachedSampler:
         state.position .. state.position + n - 1, in one matmul."""
         t = state.position
         if t + n > state.local.shape[-1]:
-            raise ValueError(f"the mel conditioning covers {state.local.shape[-1] - 1} samples; "
-                             f"cannot generate sample {t + n - 2}")
-        return (state.local[:, :, t:t + n].transpose(1, 2) @ self.local_w).contiguous()
+            raise ValueError(
+                f"the mel conditioning covers {state.local.shape[-1] - 1} samples; "
+                f"cannot generate sample {t + n - 2}"
+            )
+        return (state.local[:, :, t : t + n].transpose(1, 2) @ self.local_w).contiguous()
 
     def _advance(self, state: SamplerState, h: torch.Tensor) -> torch.Tensor:
         """Run position `state.position` on first-layer input h (batch, residual) -> logits."""
@@ -232,16 +259,23 @@ class CachedSampler:
         if state.local is not None:
             bias = bias + self.local_bias(state, 1).view_as(bias)
         skips = None
-        for layer, (queue, span, dil, cw, rw, rb) in enumerate(zip(
-            state.queues, self.spans, self.dilations, self.conv_w, self.rs_w, self.rs_b,
-            strict=True,
-        )):
+        for layer, (queue, span, dil, cw, rw, rb) in enumerate(
+            zip(
+                state.queues,
+                self.spans,
+                self.dilations,
+                self.conv_w,
+                self.rs_w,
+                self.rs_b,
+                strict=True,
+            )
+        ):
             taps = [h] + [queue[(t - m * dil) % span] for m in range(1, self.kernel_size)]
             a = torch.addmm(bias[:, layer], torch.cat(taps, dim=1), cw)
             filt, gate = a.chunk(2, dim=1)
             out = torch.addmm(rb, torch.tanh(filt) * torch.sigmoid(gate), rw)
             queue[t % span] = h  # the oldest tap was read above; its row is free
-            skip = out[:, self.residual:]
+            skip = out[:, self.residual :]
             skips = skip if skips is None else skips + skip
             h = (h + out[:, : self.residual]) * math.sqrt(0.5)
         state.position = t + 1
@@ -263,8 +297,9 @@ class UniformStream:
     def take(self, n: int) -> torch.Tensor:
         """(n, batch) float64 uniforms in [0, 1)."""
         while len(self._left) < n:
-            block = torch.rand(self.block, self.batch, dtype=torch.float64,
-                               generator=self.generator)
+            block = torch.rand(
+                self.block, self.batch, dtype=torch.float64, generator=self.generator
+            )
             self._left = torch.cat([self._left, block])
         out, self._left = self._left[:n], self._left[n:]
         return out
@@ -272,13 +307,15 @@ class UniformStream:
 
 def check_temperature(temperature: float) -> None:
     """ValueError unless temperature is a finite number >= 0 (0 = greedy)."""
-    if not (isinstance(temperature, int | float) and math.isfinite(temperature)
-            and temperature >= 0):
+    if not (
+        isinstance(temperature, int | float) and math.isfinite(temperature) and temperature >= 0
+    ):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
 
 
-def draw(logits: torch.Tensor, temperature: float, uniform: torch.Tensor,
-         model: WaveNet | None = None) -> torch.Tensor:
+def draw(
+    logits: torch.Tensor, temperature: float, uniform: torch.Tensor, model: WaveNet | None = None
+) -> torch.Tensor:
     """Draw the next codes -> (batch,) int64, one uniform (batch,) in [0, 1) per row.
 
     logits: (batch, channels), the output parameters of `model` (default: a categorical
@@ -330,16 +367,17 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
         raise ValueError(f"sampler impl must be one of {IMPLS}, got {impl!r}")
     weight = model.embed.weight
     on_cpu = weight.device.type == "cpu"
-    compiled_ok = kernel.available() and on_cpu and weight.dtype in (torch.float32,
-                                                                   torch.float64)
+    compiled_ok = kernel.available() and on_cpu and weight.dtype in (torch.float32, torch.float64)
     if impl == "compiled" and not compiled_ok:
         raise ValueError("the compiled sampler needs numba and a float32/float64 model on the CPU")
     if impl == "compiled-bf16" and not (compiled_ok and weight.dtype == torch.float32):
         raise ValueError("the compiled-bf16 sampler needs numba and a float32 model on the CPU")
     int8_ok = compiled_ok and weight.dtype == torch.float32 and kernel.int8_dot_available()
     if impl == "compiled-int8" and not int8_ok:
-        raise ValueError("the compiled-int8 sampler needs numba, a float32 model on the CPU and "
-                         "an x86 CPU with AVX2")
+        raise ValueError(
+            "the compiled-int8 sampler needs numba, a float32 model on the CPU and "
+            "an x86 CPU with AVX2"
+        )
     if impl == "cuda-graph" and weight.device.type != "cuda":
         raise ValueError("the cuda-graph sampler needs a model on a CUDA device")
     if impl != "auto":
@@ -357,6 +395,7 @@ def busy_cores(window: float = 0.002, reads: int = 5) -> float:
     that holds a core is runnable at every read, a short burst seldom at all), in ~10 ms.
     Where there is no /proc/stat, the 1-minute load average (which also counts this
     process's own recent work)."""
+
     def running() -> int | None:
         try:
             with open("/proc/stat") as f:
@@ -366,6 +405,7 @@ def busy_cores(window: float = 0.002, reads: int = 5) -> float:
         except (OSError, ValueError):
             pass
         return None
+
     counts = []
     for i in range(reads):
         if i:
@@ -377,8 +417,13 @@ def busy_cores(window: float = 0.002, reads: int = 5) -> float:
     return float(max(0, min(counts) - 1))
 
 
-def kernel_parts(threads: int, weights: MergedWeights, storage: str = "float32",
-                 batch: int = 1, busy: float | None = None) -> int:
+def kernel_parts(
+    threads: int,
+    weights: MergedWeights,
+    storage: str = "float32",
+    batch: int = 1,
+    busy: float | None = None,
+) -> int:
     """Threads to split every layer's weights between: 1 where there are at least as many
     batch rows as threads (the kernel splits the rows: measured faster at batch 16, no barrier
     per layer), for int8 storage (its 1.3 MB fit a 2 MB L2 and arithmetic sets its speed: the
@@ -390,8 +435,10 @@ def kernel_parts(threads: int, weights: MergedWeights, storage: str = "float32",
     if batch >= threads or storage == "int8":
         return 1
     bytes_per = {"float32": weights.embed.element_size(), "bfloat16": 2}[storage]
-    stored = bytes_per * sum(w.numel() for w in (weights.conv_w, weights.res_w, weights.skip_w,
-                                                  weights.head_w1, weights.head_w2))
+    stored = bytes_per * sum(
+        w.numel()
+        for w in (weights.conv_w, weights.res_w, weights.skip_w, weights.head_w1, weights.head_w2)
+    )
     if stored <= l2_bytes():
         return 1
     busy = busy_cores() if busy is None else busy
@@ -414,8 +461,9 @@ def kernel_pair(threads: int, batch: int, parts: int, busy: float | None = None)
     return busy + 2 * min(batch, threads // 2) <= (os.cpu_count() or 1) + 0.5
 
 
-def output_length(model: WaveNet, samples: int | None, prime: torch.Tensor | None,
-                  mel: torch.Tensor | None) -> int:
+def output_length(
+    model: WaveNet, samples: int | None, prime: torch.Tensor | None, mel: torch.Tensor | None
+) -> int:
     """New samples to generate: `samples`, or with a mel and samples=None, what the mel covers
     after the prime. Raises ValueError when a mel does not cover prime + samples."""
     primed = prime.shape[-1] if prime is not None else 0
@@ -427,8 +475,10 @@ def output_length(model: WaveNet, samples: int | None, prime: torch.Tensor | Non
     if samples is None:
         samples = covered - primed
     if samples < 0 or primed + samples > covered:
-        raise ValueError(f"the mel's {mel.shape[-1]} frames cover {covered} samples, fewer "
-                         f"than the {primed}-sample prime plus {samples} new samples")
+        raise ValueError(
+            f"the mel's {mel.shape[-1]} frames cover {covered} samples, fewer "
+            f"than the {primed}-sample prime plus {samples} new samples"
+        )
     return samples
 
 
@@ -443,11 +493,20 @@ def local_window(batch: int) -> int:
 
 
 @torch.no_grad()
-def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: float = 1.0,
-             prime: torch.Tensor | None = None, generator: torch.Generator | None = None,
-             chunk: int = 16000, progress: bool = False, impl: str = "auto",
-             threads: int | None = None, speaker: torch.Tensor | None = None,
-             mel: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+def generate(
+    model: WaveNet,
+    samples: int | None,
+    batch: int = 1,
+    temperature: float = 1.0,
+    prime: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    chunk: int = 16000,
+    progress: bool = False,
+    impl: str = "auto",
+    threads: int | None = None,
+    speaker: torch.Tensor | None = None,
+    mel: torch.Tensor | None = None,
+) -> Iterator[torch.Tensor]:
     """Generate `samples` new codes per item with the cached sampler, in chunks.
 
     prime: (batch, P) int codes (`model.config.codec`) to continue from, or None to start from
@@ -489,13 +548,26 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
             u = uniforms.take(n)
             if compiled is not None:
                 if state.local is None:
-                    out = kernel.generate_chunk(compiled, state, logits, u, temperature, threads,
-                                                pair=pair)
+                    out = kernel.generate_chunk(
+                        compiled, state, logits, u, temperature, threads, pair=pair
+                    )
                 else:
-                    out = torch.cat([
-                        kernel.generate_chunk(compiled, state, logits, part, temperature, threads,
-                                            sampler.local_bias(state, len(part)), pair)
-                        for part in u.split(window)], dim=1)
+                    out = torch.cat(
+                        [
+                            kernel.generate_chunk(
+                                compiled,
+                                state,
+                                logits,
+                                part,
+                                temperature,
+                                threads,
+                                sampler.local_bias(state, len(part)),
+                                pair,
+                            )
+                            for part in u.split(window)
+                        ],
+                        dim=1,
+                    )
             elif graph is not None:
                 out, logits = graph.run(state, logits, u)
             else:
@@ -508,9 +580,15 @@ def generate(model: WaveNet, samples: int | None, batch: int = 1, temperature: f
 
 
 @torch.no_grad()
-def score(model: WaveNet, codes: torch.Tensor, impl: str = "auto", threads: int | None = None,
-          speaker: torch.Tensor | None = None, mel: torch.Tensor | None = None,
-          chunk: int = 16000) -> torch.Tensor:
+def score(
+    model: WaveNet,
+    codes: torch.Tensor,
+    impl: str = "auto",
+    threads: int | None = None,
+    speaker: torch.Tensor | None = None,
+    mel: torch.Tensor | None = None,
+    chunk: int = 16000,
+) -> torch.Tensor:
     """Teacher-forced scoring through a compiled sampler path: what that path's logits make of
     real audio, e.g. to measure what compressed weights cost (scripts/storage_accuracy.py).
 
@@ -538,10 +616,16 @@ def score(model: WaveNet, codes: torch.Tensor, impl: str = "auto", threads: int 
 
 
 @torch.no_grad()
-def generate_naive(model: WaveNet, samples: int | None, batch: int = 1, temperature: float = 1.0,
-                   prime: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                   speaker: torch.Tensor | None = None,
-                   mel: torch.Tensor | None = None) -> torch.Tensor:
+def generate_naive(
+    model: WaveNet,
+    samples: int | None,
+    batch: int = 1,
+    temperature: float = 1.0,
+    prime: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    speaker: torch.Tensor | None = None,
+    mel: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Reference generator: a full forward pass over the receptive-field window per sample.
 
     Same contract and random draws as `generate`; O(receptive field) per sample, for tests and
@@ -559,8 +643,9 @@ def generate_naive(model: WaveNet, samples: int | None, batch: int = 1, temperat
         # The window's left edge is never read; shorter contexts are zero-padded like forward.
         ctx = torch.cat([seq[:, -window:], seq.new_zeros(batch, 1)], dim=1)
         end = seq.shape[1] + 1  # positions end - len(ctx) .. end - 1
-        ctx_local = local[:, :, end - ctx.shape[1]:end] if local is not None else None
+        ctx_local = local[:, :, end - ctx.shape[1] : end] if local is not None else None
         logits = model.run(ctx, speaker=speaker, local=ctx_local)[0][:, :, -1]
-        seq = torch.cat([seq, draw(logits, temperature, uniforms.take(1)[0], model)[:, None]],
-                        dim=1)
+        seq = torch.cat(
+            [seq, draw(logits, temperature, uniforms.take(1)[0], model)[:, None]], dim=1
+        )
     return seq[:, start:]

@@ -28,8 +28,9 @@ class GraphStep:
     one `run` call draws (the size of the device buffers for uniforms and outputs).
     """
 
-    def __init__(self, sampler: CachedSampler, state: SamplerState, temperature: float,
-                 chunk: int = 16000):
+    def __init__(
+        self, sampler: CachedSampler, state: SamplerState, temperature: float, chunk: int = 16000
+    ):
         device = state.buffer.device
         if device.type != "cuda":
             raise ValueError(f"GraphStep needs a state on a CUDA device, got {device}")
@@ -62,8 +63,9 @@ class GraphStep:
         self.out.index_copy_(1, self.index, x[:, None])
         h = self.embed[x]  # (batch, residual)
         slots = self.tap_offsets + torch.remainder(t - self.tap_back, self.tap_spans)
-        taps = st.buffer.index_select(0, slots).view(self.layers, self.kernel - 1,
-                                                     st.batch, s.residual)
+        taps = st.buffer.index_select(0, slots).view(
+            self.layers, self.kernel - 1, st.batch, s.residual
+        )
         bias = st.bias
         if st.local is not None:
             local = st.local.index_select(2, t).transpose(1, 2) @ s.local_w
@@ -76,15 +78,13 @@ class GraphStep:
             xcat = torch.cat([h, *taps[layer].unbind(0)], dim=1)
             a = torch.addmm(bias[:, layer], xcat, s.conv_w[layer])
             filt, gate = a.chunk(2, dim=1)
-            out = torch.addmm(s.rs_b[layer], torch.tanh(filt) * torch.sigmoid(gate),
-                              s.rs_w[layer])
-            skip = out[:, s.residual:]
+            out = torch.addmm(s.rs_b[layer], torch.tanh(filt) * torch.sigmoid(gate), s.rs_w[layer])
+            skip = out[:, s.residual :]
             skips = skip if skips is None else skips + skip
             h = (h + out[:, : s.residual]) * math.sqrt(0.5)
         logits = s.model.head((skips * s.skip_scale).unsqueeze(-1)).squeeze(-1)
         self.logits.copy_(logits)
-        st.buffer.index_copy_(0, self.offsets + torch.remainder(t, self.spans),
-                              torch.stack(inputs))
+        st.buffer.index_copy_(0, self.offsets + torch.remainder(t, self.spans), torch.stack(inputs))
         self.position.add_(1)
         self.index.add_(1)
 
@@ -108,8 +108,9 @@ class GraphStep:
         return graph
 
     @torch.no_grad()
-    def run(self, state: SamplerState, logits: torch.Tensor, uniforms: torch.Tensor
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(
+        self, state: SamplerState, logits: torch.Tensor, uniforms: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw len(uniforms) samples per row from `logits` (batch, classes); uniforms (n,
         batch) with n <= chunk. Returns (classes (batch, n) int64 on the CPU, the next logits);
         advances `state`."""

@@ -59,12 +59,27 @@ def available() -> bool:
 
 # float32 constants keep float32 models' arithmetic in float32 (a float64 literal would promote).
 _CLAMP = np.float32(7.90531110763549805)
-_ALPHA = tuple(np.float32(v) for v in (-2.76076847742355e-16, 2.00018790482477e-13,
-                                       -8.60467152213735e-11, 5.12229709037114e-08,
-                                       1.48572235717979e-05, 6.37261928875436e-04,
-                                       4.89352455891786e-03))
-_BETA = tuple(np.float32(v) for v in (1.19825839466702e-06, 1.18534705686654e-04,
-                                      2.26843463243900e-03, 4.89352518554385e-03))
+_ALPHA = tuple(
+    np.float32(v)
+    for v in (
+        -2.76076847742355e-16,
+        2.00018790482477e-13,
+        -8.60467152213735e-11,
+        5.12229709037114e-08,
+        1.48572235717979e-05,
+        6.37261928875436e-04,
+        4.89352455891786e-03,
+    )
+)
+_BETA = tuple(
+    np.float32(v)
+    for v in (
+        1.19825839466702e-06,
+        1.18534705686654e-04,
+        2.26843463243900e-03,
+        4.89352518554385e-03,
+    )
+)
 _HALF = np.float32(0.5)
 _ZERO = np.float32(0.0)
 _FLOOR = np.float32(1e-30)  # the int8 path's least input range (an all-zero row's)
@@ -98,18 +113,23 @@ def _widen(w):
 
 
 if numba is not None:
+
     @intrinsic
     def _f32_from_bits(typingctx, bits):
         """Reinterpret uint32 bits as a float32 (no conversion)."""
+
         def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], ir.FloatType())
+
         return types.float32(types.uint32), codegen
 
     @intrinsic
     def _f64_from_bits(typingctx, bits):
         """Reinterpret int64 bits as a float64 (no conversion)."""
+
         def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], ir.DoubleType())
+
         return types.float64(types.int64), codegen
 
     @overload(_widen, inline="always")
@@ -127,18 +147,24 @@ if numba is not None:
     def _load_acquire(typingctx, array, index):
         """array[index] (int64) read with acquire ordering: later reads see what the writer
         wrote before its release."""
+
         def codegen(context, builder, signature, args):
-            return builder.load_atomic(_element_pointer(context, builder, signature, args),
-                                       "acquire", 8)
+            return builder.load_atomic(
+                _element_pointer(context, builder, signature, args), "acquire", 8
+            )
+
         return types.int64(array, index), codegen
 
     @intrinsic
     def _store_release(typingctx, array, index, value):
         """array[index] = value (int64) with release ordering: publishes earlier writes."""
+
         def codegen(context, builder, signature, args):
-            builder.store_atomic(args[2], _element_pointer(context, builder, signature, args),
-                                 "release", 8)
+            builder.store_atomic(
+                args[2], _element_pointer(context, builder, signature, args), "release", 8
+            )
             return context.get_dummy_value()
+
         return types.void(array, index, types.int64), codegen
 
     _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -147,24 +173,28 @@ if numba is not None:
     @intrinsic
     def _relax(typingctx, yield_core):
         """One spin-wait step: the x86 `pause` hint, or with yield_core, sched_yield()."""
+
         def codegen(context, builder, signature, args):
             mod = builder.module
             if _X86:
                 pause = cgutils.get_or_insert_function(
-                    mod, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+                    mod, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause"
+                )
                 builder.call(pause, [])
             if _LINUX:
                 sched_yield = cgutils.get_or_insert_function(
-                    mod, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+                    mod, ir.FunctionType(ir.IntType(32), []), "sched_yield"
+                )
                 with builder.if_then(args[0]):
                     builder.call(sched_yield, [])
             return context.get_dummy_value()
-        return types.void(types.boolean), codegen
 
+        return types.void(types.boolean), codegen
 
     def _host_features() -> set:
         try:
             from llvmlite import binding
+
             return {k for k, v in binding.get_host_cpu_features().items() if v}
         except Exception:  # noqa: BLE001 - any failure means: no integer dot here
             return set()
@@ -189,7 +219,8 @@ if numba is not None:
             wv_t = ir.VectorType(ir.IntType(8), _LANES)
             acc_t = ir.VectorType(i32, half)
             madd = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(acc_t, [xv_t, xv_t]), _MADD)
+                builder.module, ir.FunctionType(acc_t, [xv_t, xv_t]), _MADD
+            )
             codes = context.make_array(signature.args[0])(context, builder, args[0])
             wt = context.make_array(signature.args[2])(context, builder, args[2])
             sums = context.make_array(signature.args[3])(context, builder, args[3])
@@ -197,46 +228,70 @@ if numba is not None:
             code_stride = cgutils.unpack_tuple(builder, codes.strides, 2)[0]
             sum_stride = cgutils.unpack_tuple(builder, sums.strides, 2)[0]
             tiles, pairs = cgutils.unpack_tuple(builder, wt.shape, 4)[:2]
-            x_rows = [builder.gep(builder.bitcast(codes.data, byte_p), [builder.mul(
-                builder.add(first, ir.Constant(i64, a)), code_stride)]) for a in range(xrows)]
-            s_rows = [builder.gep(builder.bitcast(sums.data, byte_p), [builder.mul(
-                builder.add(first, ir.Constant(i64, a)), sum_stride)]) for a in range(xrows)]
+            x_rows = [
+                builder.gep(
+                    builder.bitcast(codes.data, byte_p),
+                    [builder.mul(builder.add(first, ir.Constant(i64, a)), code_stride)],
+                )
+                for a in range(xrows)
+            ]
+            s_rows = [
+                builder.gep(
+                    builder.bitcast(sums.data, byte_p),
+                    [builder.mul(builder.add(first, ir.Constant(i64, a)), sum_stride)],
+                )
+                for a in range(xrows)
+            ]
             w_data = builder.bitcast(wt.data, byte_p)
-            accs = [[cgutils.alloca_once(builder, acc_t) for _ in range(4)]
-                    for _ in range(xrows)]
+            accs = [[cgutils.alloca_once(builder, acc_t) for _ in range(4)] for _ in range(xrows)]
             with cgutils.for_range(builder, tiles) as tile:
                 for row in accs:
                     for acc in row:
                         builder.store(ir.Constant(acc_t, None), acc)
                 tile_at = builder.mul(tile.index, pairs)
                 with cgutils.for_range(builder, pairs) as pair:
-                    at = builder.mul(builder.add(tile_at, pair.index),
-                                     ir.Constant(i64, 2 * _TILE))
+                    at = builder.mul(builder.add(tile_at, pair.index), ir.Constant(i64, 2 * _TILE))
                     xs = []  # the pair x[2p], x[2p + 1] in every 32-bit lane
                     for x_row in x_rows:
-                        word = builder.load(builder.bitcast(builder.gep(
-                            x_row, [builder.mul(pair.index, ir.Constant(i64, 4))]),
-                            i32.as_pointer()), align=2)
-                        splat = builder.insert_element(ir.Constant(acc_t, None), word,
-                                                       ir.Constant(i32, 0))
-                        splat = builder.shuffle_vector(splat, splat,
-                                                       ir.Constant(acc_t, None))
+                        word = builder.load(
+                            builder.bitcast(
+                                builder.gep(x_row, [builder.mul(pair.index, ir.Constant(i64, 4))]),
+                                i32.as_pointer(),
+                            ),
+                            align=2,
+                        )
+                        splat = builder.insert_element(
+                            ir.Constant(acc_t, None), word, ir.Constant(i32, 0)
+                        )
+                        splat = builder.shuffle_vector(splat, splat, ir.Constant(acc_t, None))
                         xs.append(builder.bitcast(splat, xv_t))
                     for i in range(4):  # outputs i * half .. of the tile, two weights each
-                        ws = builder.sext(builder.load(builder.bitcast(builder.gep(
-                            w_data, [builder.add(at, ir.Constant(i64, i * _LANES))]),
-                            wv_t.as_pointer()), align=1), xv_t)
+                        ws = builder.sext(
+                            builder.load(
+                                builder.bitcast(
+                                    builder.gep(
+                                        w_data, [builder.add(at, ir.Constant(i64, i * _LANES))]
+                                    ),
+                                    wv_t.as_pointer(),
+                                ),
+                                align=1,
+                            ),
+                            xv_t,
+                        )
                         for xv, row in zip(xs, accs, strict=True):
                             product = builder.call(madd, [xv, ws])
                             builder.store(builder.add(builder.load(row[i]), product), row[i])
                 out_at = builder.mul(tile.index, ir.Constant(i64, _TILE * 4))
                 for s_row, row in zip(s_rows, accs, strict=True):
                     for i, acc in enumerate(row):
-                        where = builder.gep(s_row, [builder.add(out_at, ir.Constant(
-                            i64, i * half * 4))])
-                        builder.store(builder.load(acc), builder.bitcast(
-                            where, acc_t.as_pointer()), align=4)
+                        where = builder.gep(
+                            s_row, [builder.add(out_at, ir.Constant(i64, i * half * 4))]
+                        )
+                        builder.store(
+                            builder.load(acc), builder.bitcast(where, acc_t.as_pointer()), align=4
+                        )
             return context.get_dummy_value()
+
         return codegen
 
     def _tdot(xrows):
@@ -245,8 +300,10 @@ if numba is not None:
         `tiled`): each pass broadcasts one pair of inputs and multiplies it with the pairs of
         _TILE outputs at once, so no sum needs a horizontal reduction. codes: int16 (rows,
         >= k, k even); sums: int32 (rows, >= tiles * _TILE). `_tdot(2)(codes, r, wt, sums)`."""
+
         def typer(typingctx, codes, r, wt, sums):
             return types.void(codes, r, wt, sums), _tdot_codegen(xrows)
+
         return intrinsic(typer)
 
     _tdot2, _tdot1 = _tdot(2), _tdot(1)
@@ -423,14 +480,35 @@ _HALF_LEVELS = float(output.HALF)
 _TINY = output.TINY
 # Acklam's rational approximation of the standard normal quantile (relative error 1.2e-9),
 # refined below by one Halley step to float64 accuracy.
-_ACKLAM_A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
-             1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00)
-_ACKLAM_B = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
-             6.680131188771972e+01, -1.328068155288572e+01)
-_ACKLAM_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
-             -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00)
-_ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
-             3.754408661907416e+00)
+_ACKLAM_A = (
+    -3.969683028665376e01,
+    2.209460984245205e02,
+    -2.759285104469687e02,
+    1.383577518672690e02,
+    -3.066479806614716e01,
+    2.506628277459239e00,
+)
+_ACKLAM_B = (
+    -5.447609879822406e01,
+    1.615858368580409e02,
+    -1.556989798598866e02,
+    6.680131188771972e01,
+    -1.328068155288572e01,
+)
+_ACKLAM_C = (
+    -7.784894002430293e-03,
+    -3.223964580411365e-01,
+    -2.400758277161838e00,
+    -2.549732539343734e00,
+    4.374664141464968e00,
+    2.938163982698783e00,
+)
+_ACKLAM_D = (
+    7.784695709041462e-03,
+    3.224671290700398e-01,
+    2.445134137142996e00,
+    3.754408661907416e00,
+)
 
 
 def _ndtri_lower(p):
@@ -438,13 +516,17 @@ def _ndtri_lower(p):
     a, b, c, d = _ACKLAM_A, _ACKLAM_B, _ACKLAM_C, _ACKLAM_D
     if p < 0.02425:
         q = math.sqrt(-2.0 * math.log(p))
-        x = ((((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5])
-             / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0))
+        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
+            (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0
+        )
     else:
         q = p - 0.5
         r = q * q
-        x = ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q
-             / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0))
+        x = (
+            (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5])
+            * q
+            / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0)
+        )
     e = 0.5 * math.erfc(-x / math.sqrt(2.0)) - p
     v = e * math.sqrt(2.0 * math.pi) * math.exp(0.5 * x * x)
     return x - v / (1.0 + 0.5 * x * v)
@@ -575,8 +657,14 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     classes = b2.shape[0]
     kernel = taps_c // res
     dt = embed.dtype
-    conv_p, res_p, skip_p, w1_p, b1_p, w2_p = (conv_w[part], res_w[part], skip_w[part],
-                                               w1[part], b1[part], w2[part])
+    conv_p, res_p, skip_p, w1_p, b1_p, w2_p = (
+        conv_w[part],
+        res_w[part],
+        skip_w[part],
+        w1[part],
+        b1[part],
+        w2[part],
+    )
     conv_sp, w1_sp = conv_s[part], w1_s[part]
     zero_res = np.zeros(res, dt)
     zero_skip = np.zeros(skip_c, dt)
@@ -594,8 +682,11 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     logits = np.empty((rows, classes), dt)
     scratch = np.empty(classes, np.float64)
     widest = max(width, res, skip_c, hidden.shape[1], classes)
-    xq = (np.zeros((rows, max(taps_c, gates.shape[1], skip_c) + 1), np.int16),  # int8 inputs
-          np.empty(rows, np.float32), np.empty((rows, widest + _TILE), np.int32))
+    xq = (
+        np.zeros((rows, max(taps_c, gates.shape[1], skip_c) + 1), np.int16),  # int8 inputs
+        np.empty(rows, np.float32),
+        np.empty((rows, widest + _TILE), np.int32),
+    )
     scale = dt.type(skip_scale)
     root_half = dt.type(math.sqrt(0.5))
     count = 0  # barriers passed; partials alternate between two slots by its parity
@@ -637,8 +728,7 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
                     gates[r, layer * share + j] = g[r, j]
             if layer + 1 == n_layers:
                 break  # the last layer's residual output feeds nothing
-            _linear(g, res_p[layer], res_s[layer], res_b[layer] if part == 0 else zero_res, o,
-                    xq)
+            _linear(g, res_p[layer], res_s[layer], res_b[layer] if part == 0 else zero_res, o, xq)
             if parts > 1:
                 par = count & 1
                 x_res[par, part] = o
@@ -677,8 +767,18 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
             for j in range(skip_c):
                 skip[r, j] = max(skip[r, j] * scale, _ZERO)
         # This part's hidden units and their share of the logits.
-        _head(skip, w1_p, w1_sp, b1_p, hidden, w2_p, w2_s, b2 if part == 0 else zero_classes,
-              logits, xq)
+        _head(
+            skip,
+            w1_p,
+            w1_sp,
+            b1_p,
+            hidden,
+            w2_p,
+            w2_s,
+            b2 if part == 0 else zero_classes,
+            logits,
+            xq,
+        )
         if parts > 1:
             par = count & 1
             x_logits[par, part] = logits
@@ -701,8 +801,9 @@ def _handed(layers):
     return layers * 7 // 15
 
 
-def _older_taps(t, i, layer, buffer, row_bias, local, has_local, net, conv_past, conv_s, taps,
-                pre, xq):
+def _older_taps(
+    t, i, layer, buffer, row_bias, local, has_local, net, conv_past, conv_s, taps, pre, xq
+):
     """pre[layer] = the older taps' products of `layer` at position t (row i of the chunk)
     plus its gate bias per row (speaker, and mel at i): all of the dilated convolution that
     does not wait on sample t - 1, read from the ring before t writes it."""
@@ -763,8 +864,11 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
     dt = embed.dtype
     conv_s0 = conv_s[0]
     widest = max(gate, res, skip_c, hid, classes)
-    xq = (np.zeros((rows, max(taps_c, skip_c, hid) + 1), np.int16),
-          np.empty(rows, np.float32), np.empty((rows, widest + _TILE), np.int32))
+    xq = (
+        np.zeros((rows, max(taps_c, skip_c, hid) + 1), np.int16),
+        np.empty(rows, np.float32),
+        np.empty((rows, widest + _TILE), np.int32),
+    )
     taps = np.empty((rows, taps_c - res), dt)
     net_ = (offsets, spans, dilations)
     if role == 0:
@@ -774,8 +878,21 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
         o = np.empty((rows, res), dt)
         root_half = dt.type(math.sqrt(0.5))
         for layer in range(n_layers):
-            _older_taps(t0, 0, layer, buffer, row_bias, local, has_local, net_, conv_past,
-                        conv_s0, taps, pre, xq)
+            _older_taps(
+                t0,
+                0,
+                layer,
+                buffer,
+                row_bias,
+                local,
+                has_local,
+                net_,
+                conv_past,
+                conv_s0,
+                taps,
+                pre,
+                xq,
+            )
         for i in range(n):
             t = t0 + i
             _wait(sync, _LINE, i + 1)
@@ -801,8 +918,21 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
                         h[r, j] = (h[r, j] + o[r, j]) * root_half
             if i + 1 < n:
                 for layer in range(handed, n_layers):
-                    _older_taps(t + 1, i + 1, layer, buffer, row_bias, local, has_local, net_,
-                                conv_past, conv_s0, taps, pre, xq)
+                    _older_taps(
+                        t + 1,
+                        i + 1,
+                        layer,
+                        buffer,
+                        row_bias,
+                        local,
+                        has_local,
+                        net_,
+                        conv_past,
+                        conv_s0,
+                        taps,
+                        pre,
+                        xq,
+                    )
         return
     skip = np.empty((rows, skip_c), dt)
     part = np.empty((rows, skip_c), dt)
@@ -827,8 +957,21 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
                 for j in range(skip_c):
                     skip[r, j] += part[r, j]
             if layer < handed and i + 1 < n:
-                _older_taps(t + 1, i + 1, layer, buffer, row_bias, local, has_local, net_,
-                            conv_past, conv_s0, taps, pre, xq)
+                _older_taps(
+                    t + 1,
+                    i + 1,
+                    layer,
+                    buffer,
+                    row_bias,
+                    local,
+                    has_local,
+                    net_,
+                    conv_past,
+                    conv_s0,
+                    taps,
+                    pre,
+                    xq,
+                )
         for r in range(rows):
             for j in range(skip_c):
                 skip[r, j] = max(skip[r, j] * scale, _ZERO)
@@ -878,8 +1021,9 @@ if numba is not None:
 
 def _bf16_bits(w: torch.Tensor) -> np.ndarray:
     """float tensor -> its bfloat16 rounding (to nearest even) as uint16 bits."""
-    return w.detach().cpu().to(torch.bfloat16).contiguous().view(torch.int16).numpy() \
-        .view(np.uint16)
+    return (
+        w.detach().cpu().to(torch.bfloat16).contiguous().view(torch.int16).numpy().view(np.uint16)
+    )
 
 
 def int8_scale(amax: torch.Tensor) -> torch.Tensor:
@@ -915,13 +1059,17 @@ def rounded_model(model, storage: str):
     heads = [out.head[1].weight, out.head[3].weight]
     with torch.no_grad():
         if storage == "bfloat16":
-            for p in [w for layer in out.layers for w in (layer.dilated.weight,
-                                                          layer.res_skip.weight)] + heads:
+            for p in [
+                w for layer in out.layers for w in (layer.dilated.weight, layer.res_skip.weight)
+            ] + heads:
                 p.copy_(p.to(torch.bfloat16).to(p.dtype))
             return out
         res = out.config.residual_channels
-        skip_scale = int8_scale(torch.stack([layer.res_skip.weight[res:].abs().amax(dim=(1, 2))
-                                             for layer in out.layers]).amax(dim=0))
+        skip_scale = int8_scale(
+            torch.stack(
+                [layer.res_skip.weight[res:].abs().amax(dim=(1, 2)) for layer in out.layers]
+            ).amax(dim=0)
+        )
         for layer in out.layers:
             w = layer.res_skip.weight
             scale = torch.cat([int8_scale(w[:res].abs().amax(dim=(1, 2))), skip_scale])
@@ -977,15 +1125,18 @@ class CompiledWeights:
         layers, gate, _ = merged.conv_w.shape
         half, skip_c = gate // 2, merged.skip_b.shape[0]
         if parts < 1 or half % parts or skip_c % parts:
-            raise ValueError(f"parts must divide gate / 2 = {half} and skip = {skip_c}, "
-                             f"got {parts}")
+            raise ValueError(
+                f"parts must divide gate / 2 = {half} and skip = {skip_c}, got {parts}"
+            )
         share, hid = half // parts, skip_c // parts
         as_np = lambda t: t.detach().cpu().contiguous().numpy()  # noqa: E731
         matrices = [merged.conv_w, merged.res_w, merged.skip_w, merged.head_w1, merged.head_w2]
         if storage == "int8":  # one scale per output row: the last dimension is the input
             scales = [int8_scale(w.abs().amax(dim=-1)) for w in matrices]
-            matrices = [int8_codes(w, s[..., None]).to(torch.int8)
-                        for w, s in zip(matrices, scales, strict=True)]
+            matrices = [
+                int8_codes(w, s[..., None]).to(torch.int8)
+                for w, s in zip(matrices, scales, strict=True)
+            ]
         else:
             scales = [w.new_ones(w.shape[:-1]) for w in matrices]
         if storage == "bfloat16":
@@ -1002,20 +1153,36 @@ class CompiledWeights:
             return torch.stack([torch.cat([t[:, s], t[:, half:][:, s]], dim=1) for s in shares])
 
         res_parts = torch.stack([res_w[:, :, s] for s in shares])  # (parts, layers, res, share)
-        skip_parts = torch.stack([skip_w[:, :, s].reshape(skip_c, layers * share)
-                                  for s in shares])  # (parts, skip, layers * share)
+        skip_parts = torch.stack(
+            [skip_w[:, :, s].reshape(skip_c, layers * share) for s in shares]
+        )  # (parts, skip, layers * share)
         w2 = torch.stack(list(w2.view(-1, parts, hid).unbind(1)))  # (parts, classes, hid)
-        self.arrays = (as_np(merged.embed), store(gate_rows(conv)), store(res_parts),
-                       as_np(merged.res_b), store(skip_parts), as_np(merged.skip_b),
-                       store(w1.view(parts, hid, skip_c)), as_np(merged.head_b1.view(parts, hid)),
-                       store(w2), as_np(merged.head_b2), float(merged.skip_scale),
-                       as_np(gate_rows(conv_s)), as_np(res_s), as_np(skip_s),
-                       as_np(w1_s.view(parts, hid)), as_np(w2_s))
+        self.arrays = (
+            as_np(merged.embed),
+            store(gate_rows(conv)),
+            store(res_parts),
+            as_np(merged.res_b),
+            store(skip_parts),
+            as_np(merged.skip_b),
+            store(w1.view(parts, hid, skip_c)),
+            as_np(merged.head_b1.view(parts, hid)),
+            store(w2),
+            as_np(merged.head_b2),
+            float(merged.skip_scale),
+            as_np(gate_rows(conv_s)),
+            as_np(res_s),
+            as_np(skip_s),
+            as_np(w1_s.view(parts, hid)),
+            as_np(w2_s),
+        )
         # For two threads on one stream (`_run_pair`): the current tap's and the older taps'
         # convolution matrices apart, and the skip projection per layer; same codes and scales.
         res = merged.res_b.shape[1]
-        self.pair = (store(conv[:, :, :res]), store(conv[:, :, res:]),
-                     store(skip_w.transpose(0, 1))) if parts == 1 else ()
+        self.pair = (
+            (store(conv[:, :, :res]), store(conv[:, :, res:]), store(skip_w.transpose(0, 1)))
+            if parts == 1
+            else ()
+        )
         self.offsets = np.asarray(merged.offsets, dtype=np.int64)
         self.spans = np.asarray(merged.spans, dtype=np.int64)
         self.dilations = np.asarray(merged.dilations, dtype=np.int64)
@@ -1026,8 +1193,7 @@ class CompiledWeights:
     def nbytes(self) -> int:
         """Bytes of every weight a sample reads (of the input table, one row)."""
         embed = self.arrays[0]
-        return sum(a.nbytes for a in self.arrays[1:] if isinstance(a, np.ndarray)) \
-            + embed[0].nbytes
+        return sum(a.nbytes for a in self.arrays[1:] if isinstance(a, np.ndarray)) + embed[0].nbytes
 
 
 def pair_shares(weights: CompiledWeights) -> tuple[int, int]:
@@ -1041,9 +1207,16 @@ def pair_shares(weights: CompiledWeights) -> tuple[int, int]:
     return cur + past - handed + a[2].nbytes, a[4].nbytes + a[6].nbytes + a[8].nbytes + handed
 
 
-def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, uniforms: torch.Tensor,
-                   temperature: float, threads: int = 1,
-                   local: torch.Tensor | None = None, pair: bool = False) -> torch.Tensor:
+def generate_chunk(
+    weights: CompiledWeights,
+    state,
+    logits: torch.Tensor,
+    uniforms: torch.Tensor,
+    temperature: float,
+    threads: int = 1,
+    local: torch.Tensor | None = None,
+    pair: bool = False,
+) -> torch.Tensor:
     """Draw len(uniforms) samples per row, advancing `state` and `logits` in place.
 
     logits: (batch, channels) float, the next sample's output parameters (updated to the
@@ -1060,9 +1233,15 @@ def generate_chunk(weights: CompiledWeights, state, logits: torch.Tensor, unifor
     return _run(weights, state, logits, uniforms, temperature, threads, local, None, pair)[0]
 
 
-def score_chunk(weights: CompiledWeights, state, logits: torch.Tensor, codes: torch.Tensor,
-                threads: int = 1, local: torch.Tensor | None = None,
-                pair: bool = False) -> torch.Tensor:
+def score_chunk(
+    weights: CompiledWeights,
+    state,
+    logits: torch.Tensor,
+    codes: torch.Tensor,
+    threads: int = 1,
+    local: torch.Tensor | None = None,
+    pair: bool = False,
+) -> torch.Tensor:
     """Teacher forcing through the kernel: feed codes (batch, n) instead of drawing, advancing
     `state` and `logits` like `generate_chunk`. Returns (batch,) float64: the sum of -ln p of
     each fed code under the kernel's logits, skipping sample 0 of the stream (as
@@ -1072,8 +1251,17 @@ def score_chunk(weights: CompiledWeights, state, logits: torch.Tensor, codes: to
         raise ValueError("scoring through the kernel needs a categorical output")
     batch, n = codes.shape
     forced = codes.long().contiguous()
-    return _run(weights, state, logits, torch.zeros(n, batch, dtype=torch.float64), 1.0,
-                threads, local, forced, pair)[1]
+    return _run(
+        weights,
+        state,
+        logits,
+        torch.zeros(n, batch, dtype=torch.float64),
+        1.0,
+        threads,
+        local,
+        forced,
+        pair,
+    )[1]
 
 
 def _run(weights, state, logits, uniforms, temperature, threads, local, forced, pair):
@@ -1084,8 +1272,9 @@ def _run(weights, state, logits, uniforms, temperature, threads, local, forced, 
     lg = logits.numpy()
     has_local = local is not None
     if has_local and tuple(local.shape[:2]) != (batch, n):
-        raise ValueError(f"local must be (batch={batch}, n={n}, layers * gate), "
-                         f"got {tuple(local.shape)}")
+        raise ValueError(
+            f"local must be (batch={batch}, n={n}, layers * gate), got {tuple(local.shape)}"
+        )
     dt = lg.dtype
     local_np = local.numpy() if has_local else np.zeros((batch, 1, 1), dt)
     forced_np = forced.numpy() if forced is not None else np.zeros((batch, 1), np.int64)
@@ -1098,14 +1287,23 @@ def _run(weights, state, logits, uniforms, temperature, threads, local, forced, 
     def rows_args(b0: int, b1: int, parts: int) -> tuple:
         embed, skip_b, b2 = weights.arrays[0], weights.arrays[5], weights.arrays[9]
         rows = b1 - b0
-        exchange = (np.zeros(parts * _LINE, np.int64),
-                    np.empty((2, parts, rows, embed.shape[1]), dt),
-                    np.empty((2, parts, rows, skip_b.shape[0]), dt),
-                    np.empty((2, parts, rows, b2.shape[0]), dt))
-        io = (lg[b0:b1], u[:, b0:b1], out[b0:b1], local_np[b0:b1], forced_np[b0:b1],
-              nll[b0:b1])
-        return n, state.position, io, (buffer[:, b0:b1], bias[b0:b1]), net, weights.arrays, \
-            exchange, options
+        exchange = (
+            np.zeros(parts * _LINE, np.int64),
+            np.empty((2, parts, rows, embed.shape[1]), dt),
+            np.empty((2, parts, rows, skip_b.shape[0]), dt),
+            np.empty((2, parts, rows, b2.shape[0]), dt),
+        )
+        io = (lg[b0:b1], u[:, b0:b1], out[b0:b1], local_np[b0:b1], forced_np[b0:b1], nll[b0:b1])
+        return (
+            n,
+            state.position,
+            io,
+            (buffer[:, b0:b1], bias[b0:b1]),
+            net,
+            weights.arrays,
+            exchange,
+            options,
+        )
 
     if parts > 1:
         # Plain threads, not numba's pool: the parts spin-wait on each other, so all of them
@@ -1119,16 +1317,20 @@ def _run(weights, state, logits, uniforms, temperature, threads, local, forced, 
         jobs = []
         for b0, b1 in zip(bounds[:-1], bounds[1:], strict=True):
             args = rows_args(b0, b1, 1)
-            exchange = (np.zeros(2 * _LINE, np.int64), np.zeros(b1 - b0, np.int64),
-                        np.empty((layers, b1 - b0, gate // 2), dt),
-                        np.empty((layers, b1 - b0, gate), dt))
-            jobs += [(_run_pair, (role, *args[:5], weights.arrays + weights.pair, exchange,
-                                  options)) for role in (0, 1)]
+            exchange = (
+                np.zeros(2 * _LINE, np.int64),
+                np.zeros(b1 - b0, np.int64),
+                np.empty((layers, b1 - b0, gate // 2), dt),
+                np.empty((layers, b1 - b0, gate), dt),
+            )
+            jobs += [
+                (_run_pair, (role, *args[:5], weights.arrays + weights.pair, exchange, options))
+                for role in (0, 1)
+            ]
     else:
         split = max(1, min(threads, batch))
         bounds = [p * batch // split for p in range(split + 1)]
-        jobs = [(_run_part, (0, 1, *rows_args(bounds[p], bounds[p + 1], 1)))
-                for p in range(split)]
+        jobs = [(_run_part, (0, 1, *rows_args(bounds[p], bounds[p + 1], 1))) for p in range(split)]
     others = [threading.Thread(target=f, args=a, daemon=True) for f, a in jobs[1:]]
     for th in others:
         th.start()

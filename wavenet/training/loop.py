@@ -76,15 +76,20 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
                 result = train_step(state, net, data.crops, tc, precision, world, ddp)
                 if result.problem is not None:  # the update was skipped
                     bad += 1
-                    log.warning("step %d: non-finite %s, update skipped (%d in a row)",
-                                state.step + 1, result.problem, bad)
+                    log.warning(
+                        "step %d: non-finite %s, update skipped (%d in a row)",
+                        state.step + 1,
+                        result.problem,
+                        bad,
+                    )
                     if bad >= tc.max_bad_steps:
                         out.save_last()
                         out.write_report("stopped")
                         raise TrainingStopped(
                             f"{bad} steps in a row with a non-finite loss or gradient (last: "
                             f"{result.problem}) after step {state.step}: stopped; the last "
-                            f"good state is in {out.last}; try a lower train.lr")
+                            f"good state is in {out.last}; try a lower train.lr"
+                        )
                 else:
                     bad, step = 0, state.step
                     seen += result.samples
@@ -92,8 +97,12 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
                     last = step == tc.max_steps or out_of_time(tc, clock, world)
                     validate = step % tc.val_every == 0 or last
                     if step % tc.log_every == 0 or validate:
-                        record = log_record(state, out, world.mean(result.bits),
-                                            seen / (time.perf_counter() - since))
+                        record = log_record(
+                            state,
+                            out,
+                            world.mean(result.bits),
+                            seen / (time.perf_counter() - since),
+                        )
                         if validate and world.main:
                             record.update(validation(state, data, out))
                             record.update(out.sample(data.val_batch, data.val_file))
@@ -110,13 +119,20 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
                         out.save_unsaved()
                     out.write_report("stopped")
                     signum = signals.received or signal.SIGTERM
-                    log.info("stopped by %s at step %d; resume with the same command",
-                             signal.Signals(signum).name, state.step)
+                    log.info(
+                        "stopped by %s at step %d; resume with the same command",
+                        signal.Signals(signum).name,
+                        state.step,
+                    )
                     raise Interrupted(signum, state.step, out.last)
         check_ranks_agree(state.model, world)
         out.write_report("finished")
-        log.info("done: step %d, best validation %.3f bits/sample; checkpoints in %s",
-                 state.step, state.best, out.last.parent)
+        log.info(
+            "done: step %d, best validation %.3f bits/sample; checkpoints in %s",
+            state.step,
+            state.best,
+            out.last.parent,
+        )
         # Every rank arrives before any leaves the group: a rank tearing down while another
         # still finishes its last step was seen to abort the other at exit (SIGABRT).
         world.barrier()
@@ -178,16 +194,23 @@ def resolve_precision(precision: str, device: torch.device, flags: set[str] | No
     native = native_bf16(device, flags)
     if precision == "auto":
         chosen = "bf16" if native else "fp32"
-        log.info("train.precision=auto: %s (%s bfloat16 on %s)", chosen,
-                 "native" if native else "no native", device.type)
+        log.info(
+            "train.precision=auto: %s (%s bfloat16 on %s)",
+            chosen,
+            "native" if native else "no native",
+            device.type,
+        )
         return chosen
     if precision == "bf16" and not native:
         if device.type == "cuda":
             log.warning("this GPU has no bfloat16: training in fp32")
             return "fp32"
-        log.warning("train.precision=bf16 on a CPU without native bfloat16 (none of %s): "
-                    "autocast emulates it, several times slower than fp32; "
-                    "train.precision=auto picks fp32 here", ", ".join(BF16_FLAGS))
+        log.warning(
+            "train.precision=bf16 on a CPU without native bfloat16 (none of %s): "
+            "autocast emulates it, several times slower than fp32; "
+            "train.precision=auto picks fp32 here",
+            ", ".join(BF16_FLAGS),
+        )
     return precision
 
 
@@ -215,9 +238,15 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     if not world.main:
         world.barrier()
     layout = detect_layout(dc.root) if dc.layout == "auto" else dc.layout
-    dataset = load_dataset(dc.root, dc.sample_rate, dc.trim_db, min_samples=r + 1,
-                           cache_dir=dc.cache_dir, progress=tc.progress and world.main,
-                           layout=layout)
+    dataset = load_dataset(
+        dc.root,
+        dc.sample_rate,
+        dc.trim_db,
+        min_samples=r + 1,
+        cache_dir=dc.cache_dir,
+        progress=tc.progress and world.main,
+        layout=layout,
+    )
     if world.main:
         world.barrier()
     for name, reason in dataset.skipped:
@@ -230,25 +259,33 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     cond = Conditioning(speakers or None, mc.mel, dc.sample_rate, dc.preemphasis)
     # With a mel, crops are whole hops: the crop is rounded up to the next multiple.
     length = math.ceil((r + dc.crop) / cond.hop) * cond.hop
-    crops = CropSampler(train_set, length, mc.codec, seed=tc.seed, rank=world.rank,
-                        world_size=world.size, cond=cond)
+    crops = CropSampler(
+        train_set, length, mc.codec, seed=tc.seed, rank=world.rank, world_size=world.size, cond=cond
+    )
     val_batch = validation_batch(val_set, length, dc.val_crops, mc.codec, cond)
-    offset = mulaw.mean_log2_width(mc.codec, val_batch.audio[:, mc.receptive_field:])
+    offset = mulaw.mean_log2_width(mc.codec, val_batch.audio[:, mc.receptive_field :])
     bigram = math.nan
     if world.main:
         bigram = bigram_baseline(train_set, val_set, mc.codec, dc.preemphasis)
-    log.info("data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio; "
-             "see data_report.json", len(dataset.utterances), len(train_set), len(val_set),
-             len(dataset.skipped),
-             sum(len(u.audio) for u in dataset.utterances) / dc.sample_rate)
+    log.info(
+        "data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio; "
+        "see data_report.json",
+        len(dataset.utterances),
+        len(train_set),
+        len(val_set),
+        len(dataset.skipped),
+        sum(len(u.audio) for u in dataset.utterances) / dc.sample_rate,
+    )
     if speakers:
         log.info("speaker conditioning: %d speakers (%s)", len(speakers), ", ".join(speakers))
-    return TrainingData(crops, val_batch.to(world.device), val_set[0], speakers, bigram, offset,
-                        report)
+    return TrainingData(
+        crops, val_batch.to(world.device), val_set[0], speakers, bigram, offset, report
+    )
 
 
-def bigram_baseline(train_set: list[Utterance], val_set: list[Utterance], codec: mulaw.Codec,
-                    preemphasis: float) -> float:
+def bigram_baseline(
+    train_set: list[Utterance], val_set: list[Utterance], codec: mulaw.Codec, preemphasis: float
+) -> float:
     """The validation bits of a previous-sample model of μ-law classes, per code of `codec`:
     per μ-law sample for μ-law codes; per 16-bit sample for 16-bit codes (a 256-class bigram
     spreading each class's probability evenly over its 16-bit values; a 65536-level bigram
@@ -273,23 +310,49 @@ def build_state(cfg: Config, data: TrainingData, world: World, clock: WallClock)
     mc, tc = cfg.model, cfg.train
     model = WaveNet(mc, speakers=len(data.speakers))
     r = mc.receptive_field
-    log.info("model: %.2f M parameters, receptive field %d samples (%.1f ms); "
-             "bigram baseline %.3f bits/sample on validation",
-             sum(p.numel() for p in model.parameters()) / 1e6, r,
-             1000 * r / cfg.data.sample_rate, data.bigram)
+    log.info(
+        "model: %.2f M parameters, receptive field %d samples (%.1f ms); "
+        "bigram baseline %.3f bits/sample on validation",
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        r,
+        1000 * r / cfg.data.sample_rate,
+        data.bigram,
+    )
     if mc.mel.enabled:
-        log.info("mel conditioning: %d bands, hop %d, upsampling %s to %d channels",
-                 mc.mel.n_mels, mc.mel.hop_length, mc.mel.upsample, mc.mel.channels)
-    log.info("scale: %d process(es) on %s, %s, %d crops per step (batch %d x accumulate %d x "
-             "%d), EMA %s%s", world.size, world.device, tc.precision,
-             tc.batch_size * tc.accumulate * world.size, tc.batch_size, tc.accumulate,
-             world.size, tc.ema_decay or "off", ", compiled" if tc.compile else "")
+        log.info(
+            "mel conditioning: %d bands, hop %d, upsampling %s to %d channels",
+            mc.mel.n_mels,
+            mc.mel.hop_length,
+            mc.mel.upsample,
+            mc.mel.channels,
+        )
+    log.info(
+        "scale: %d process(es) on %s, %s, %d crops per step (batch %d x accumulate %d x "
+        "%d), EMA %s%s",
+        world.size,
+        world.device,
+        tc.precision,
+        tc.batch_size * tc.accumulate * world.size,
+        tc.batch_size,
+        tc.accumulate,
+        world.size,
+        tc.ema_decay or "off",
+        ", compiled" if tc.compile else "",
+    )
     model.to(world.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     budget = 60.0 * tc.max_minutes
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio, tc.lr_schedule,
-        progress=(lambda: clock() / budget) if budget else None))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: lr_factor(
+            s,
+            tc.warmup_steps,
+            tc.max_steps,
+            tc.min_lr_ratio,
+            tc.lr_schedule,
+            progress=(lambda: clock() / budget) if budget else None,
+        ),
+    )
     # Only rank 0 validates and saves, so only rank 0 keeps the average.
     ema = EMA(model, tc.ema_decay) if tc.ema_decay and world.main else None
     return TrainState(model, optimizer, scheduler, data.crops, ema, tc.ema_eval)
@@ -320,8 +383,9 @@ def restore(state: TrainState, out: RunOutputs, world: World, tc: TrainConfig) -
     out.resumed(resumed, init)
 
 
-def wrap(model: WaveNet, world: World, compile: bool
-         ) -> tuple[nn.Module, DistributedDataParallel | None]:
+def wrap(
+    model: WaveNet, world: World, compile: bool
+) -> tuple[nn.Module, DistributedDataParallel | None]:
     """The module the training step runs: DDP (gradient all-reduce) and/or compiled."""
     ddp = None
     net: nn.Module = model
@@ -340,9 +404,15 @@ class StepResult:
     samples: int  # scored audio samples trained on, over every rank
 
 
-def train_step(state: TrainState, net: nn.Module, crops: CropSampler, tc: TrainConfig,
-               precision: str, world: World | None = None,
-               ddp: DistributedDataParallel | None = None) -> StepResult:
+def train_step(
+    state: TrainState,
+    net: nn.Module,
+    crops: CropSampler,
+    tc: TrainConfig,
+    precision: str,
+    world: World | None = None,
+    ddp: DistributedDataParallel | None = None,
+) -> StepResult:
     """One optimizer step as wavenet-train takes it: draw the crops, forward (autocast) and
     backward per micro-batch, skip the update if any rank's loss or the gradient norm is not
     finite, else clip, AdamW, LR schedule, EMA and step += 1. `world`: one process on the CPU
@@ -363,8 +433,9 @@ def train_step(state: TrainState, net: nn.Module, crops: CropSampler, tc: TrainC
                 loss = bits_per_sample(net, batch)
             finite = bool(torch.isfinite(loss))
             if not world.all_true(finite):  # every rank skips, or none does
-                return StepResult(bits, f"loss {loss.item()}" if not finite
-                                  else "loss on another rank", 0)
+                return StepResult(
+                    bits, f"loss {loss.item()}" if not finite else "loss on another rank", 0
+                )
             (loss / len(micro)).backward()
         bits += loss.item() / len(micro)
     # max_norm=inf measures without clipping (the scale factor is clamped to 1).
@@ -382,18 +453,27 @@ def train_step(state: TrainState, net: nn.Module, crops: CropSampler, tc: TrainC
 
 def log_record(state: TrainState, out: RunOutputs, bits: float, samples_per_s: float) -> dict:
     """The metrics.jsonl record of a logged step."""
-    return {"step": state.step, "wall_s": round(out.wall_s(), 1), "train_bits": round(bits, 5),
-            "lr": state.scheduler.get_last_lr()[0], "samples_per_s": round(samples_per_s, 1)}
+    return {
+        "step": state.step,
+        "wall_s": round(out.wall_s(), 1),
+        "train_bits": round(bits, 5),
+        "lr": state.scheduler.get_last_lr()[0],
+        "samples_per_s": round(samples_per_s, 1),
+    }
 
 
 def validation(state: TrainState, data: TrainingData, out: RunOutputs) -> dict:
     """Rank 0: the validation figures of this step's record: val_bits (per code) against the
     bigram's, and val_bits16, per 16-bit sample, which compares models of any output."""
     val_bits = validate(state.eval_model, data.val_batch, out.cfg.train.batch_size)
-    out.bar.write(f"step {state.step}: validation {val_bits:.3f} bits/sample "
-                  f"(bigram {data.bigram:.3f})")
-    record = {"val_bits": round(val_bits, 5), "bigram_val_bits": round(data.bigram, 5),
-              "val_bits16": round(val_bits + data.bits16_offset, 5)}
+    out.bar.write(
+        f"step {state.step}: validation {val_bits:.3f} bits/sample (bigram {data.bigram:.3f})"
+    )
+    record = {
+        "val_bits": round(val_bits, 5),
+        "bigram_val_bits": round(data.bigram, 5),
+        "val_bits16": round(val_bits + data.bits16_offset, 5),
+    }
     problem = divergence(val_bits, state.best, data.bigram)
     if problem:
         log.warning("step %d: %s", state.step, problem)
@@ -406,9 +486,11 @@ def divergence(val_bits: float, best: float, bigram: float) -> str | None:
     after having been below it (a finite loss that no longer learns; seen at too high a
     learning rate). best.pt keeps the best weights either way."""
     if best < bigram < val_bits:
-        return (f"validation {val_bits:.3f} bits/sample is above the bigram baseline "
-                f"{bigram:.3f} after reaching {best:.3f}: the run has diverged (best.pt keeps "
-                f"the {best:.3f} weights); try a lower train.lr")
+        return (
+            f"validation {val_bits:.3f} bits/sample is above the bigram baseline "
+            f"{bigram:.3f} after reaching {best:.3f}: the run has diverged (best.pt keeps "
+            f"the {best:.3f} weights); try a lower train.lr"
+        )
     return None
 
 
@@ -454,8 +536,14 @@ def validate(model: WaveNet, crops: Batch, batch_size: int) -> float:
     return total / len(crops)
 
 
-def lr_factor(step: int, warmup: int, max_steps: int, min_ratio: float,
-              schedule: str = "cosine", progress=None) -> float:
+def lr_factor(
+    step: int,
+    warmup: int,
+    max_steps: int,
+    min_ratio: float,
+    schedule: str = "cosine",
+    progress=None,
+) -> float:
     """Linear warmup to 1 over `warmup` steps, then "cosine" decay to `min_ratio` at max_steps,
     or "inverse_sqrt": sqrt(warmup / (step + 1)), never below `min_ratio`.
 

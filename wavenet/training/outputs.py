@@ -41,18 +41,23 @@ from wavenet.training.state import CheckpointSchedule, TrainState, WallClock, tr
 log = logging.getLogger("wavenet.train")
 
 
-def data_report(root: str, layout: str, dataset: Dataset, train_set: list[Utterance],
-                val_set: list[Utterance]) -> dict:
+def data_report(
+    root: str, layout: str, dataset: Dataset, train_set: list[Utterance], val_set: list[Utterance]
+) -> dict:
     """What data_report.json holds: the layout, hours per speaker, the files used (train /
     validation) and the files skipped, with why."""
     rate = dataset.sample_rate
     hours = lambda utts: {k: round(v, 5) for k, v in speaker_hours(utts, rate).items()}  # noqa: E731
-    report_ = {"root": str(root), "layout": layout, "sample_rate": rate,
-               "hours": round(sum(speaker_hours(dataset.utterances, rate).values()), 5),
-               "hours_per_speaker": {"train": hours(train_set), "validation": hours(val_set)},
-               "train": [u.name for u in train_set],
-               "validation": [u.name for u in val_set],
-               "skipped": [{"file": name, "reason": reason} for name, reason in dataset.skipped]}
+    report_ = {
+        "root": str(root),
+        "layout": layout,
+        "sample_rate": rate,
+        "hours": round(sum(speaker_hours(dataset.utterances, rate).values()), 5),
+        "hours_per_speaker": {"train": hours(train_set), "validation": hours(val_set)},
+        "train": [u.name for u in train_set],
+        "validation": [u.name for u in val_set],
+        "skipped": [{"file": name, "reason": reason} for name, reason in dataset.skipped],
+    }
     return report_
 
 
@@ -63,8 +68,15 @@ def write_wav(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
     atomic_write(path, buffer.getvalue(), durable=False)
 
 
-def write_sample(model: WaveNet, cfg: Config, run_dir: Path, step: int, val_batch: Batch,
-                 val_file: Utterance, board=None) -> torch.Tensor:
+def write_sample(
+    model: WaveNet,
+    cfg: Config,
+    run_dir: Path,
+    step: int,
+    val_batch: Batch,
+    val_file: Utterance,
+    board=None,
+) -> torch.Tensor:
     """samples/step_N.wav: `train.sample_seconds` generated on the CPU, and step_N.png: its
     log-mel spectrogram beside real audio's (also to TensorBoard when `board` is given).
     Returns the sample, (time,) float.
@@ -86,8 +98,19 @@ def write_sample(model: WaveNet, cfg: Config, run_dir: Path, step: int, val_batc
         if not source.exists():
             write_wav(source, real, dc.sample_rate)
     gen = torch.Generator().manual_seed(tc.seed + step)
-    audio = torch.cat(list(generate(model, n, generator=gen, temperature=tc.sample_temperature,
-                                    speaker=first.speaker, mel=mel)), dim=1)
+    audio = torch.cat(
+        list(
+            generate(
+                model,
+                n,
+                generator=gen,
+                temperature=tc.sample_temperature,
+                speaker=first.speaker,
+                mel=mel,
+            )
+        ),
+        dim=1,
+    )
     fake = mulaw.Deemphasis(dc.preemphasis)(mc.codec.decode(audio))[0]
     write_wav(run_dir / "samples" / f"step_{step:07d}.wav", fake, dc.sample_rate)
     if board is not None:
@@ -122,8 +145,9 @@ def tensorboard_writer(log_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
-        raise ValueError("logger=tensorboard needs the tensorboard package: "
-                         "pip install 'wavenet[tensorboard]'") from e
+        raise ValueError(
+            "logger=tensorboard needs the tensorboard package: pip install 'wavenet[tensorboard]'"
+        ) from e
     return SummaryWriter(log_dir=str(log_dir))
 
 
@@ -148,8 +172,10 @@ def read_resume(cfg: Config, path: Path, speakers: list[str] | None = None) -> d
     if saved != mc or (speakers is not None and checkpoint.speakers(ckpt) != speakers):
         raise checkpoint.CheckpointError(
             f"{path}: model {saved} with speakers {checkpoint.speakers(ckpt)} differs from "
-            f"the configured {mc}" + (f" with {speakers}" if speakers is not None else "")
-            + "; use another hydra.run.dir or train.resume=never")
+            f"the configured {mc}"
+            + (f" with {speakers}" if speakers is not None else "")
+            + "; use another hydra.run.dir or train.resume=never"
+        )
     return ckpt
 
 
@@ -162,19 +188,21 @@ def read_init(cfg: Config, path: Path, speakers: list[str] | None = None) -> dic
     problems = []
     if saved != mc:
         changed = sorted(k for k in mc if saved.get(k) != mc[k])
-        problems.append("model " + ", ".join(f"{k}={saved.get(k)} (configured {mc[k]})"
-                                              for k in changed))
+        problems.append(
+            "model " + ", ".join(f"{k}={saved.get(k)} (configured {mc[k]})" for k in changed)
+        )
     if speakers is not None and checkpoint.speakers(ckpt) != speakers:
         problems.append(f"speakers {checkpoint.speakers(ckpt)} (the data's {speakers})")
     if ckpt["sample_rate"] != cfg.data.sample_rate:
-        problems.append(f"sample_rate {ckpt['sample_rate']} (configured "
-                        f"{cfg.data.sample_rate})")
+        problems.append(f"sample_rate {ckpt['sample_rate']} (configured {cfg.data.sample_rate})")
     if checkpoint.preemphasis(ckpt) != cfg.data.preemphasis:
-        problems.append(f"preemphasis {checkpoint.preemphasis(ckpt)} (configured "
-                        f"{cfg.data.preemphasis})")
+        problems.append(
+            f"preemphasis {checkpoint.preemphasis(ckpt)} (configured {cfg.data.preemphasis})"
+        )
     if problems:
-        raise checkpoint.CheckpointError(f"{path}: cannot start train.init from it: "
-                                         + "; ".join(problems))
+        raise checkpoint.CheckpointError(
+            f"{path}: cannot start train.init from it: " + "; ".join(problems)
+        )
     return ckpt
 
 
@@ -185,13 +213,20 @@ class RunOutputs:
     closes them. `main` is False on ranks > 0, which then write nothing.
     """
 
-    def __init__(self, cfg: Config, run_dir: Path, resolved: dict, state: TrainState,
-                 speakers: list[str], main: bool = True, clock: WallClock | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        resolved: dict,
+        state: TrainState,
+        speakers: list[str],
+        main: bool = True,
+        clock: WallClock | None = None,
+    ):
         self.cfg, self.run_dir, self.resolved, self.state = cfg, run_dir, resolved, state
         self.speakers, self.main = speakers, main
         self.last = run_dir / "checkpoints" / "last.pt"
-        self.schedule = CheckpointSchedule(cfg.train.checkpoint_every,
-                                           cfg.train.checkpoint_minutes)
+        self.schedule = CheckpointSchedule(cfg.train.checkpoint_every, cfg.train.checkpoint_minutes)
         self.saved_step: int | None = None  # the step last.pt holds, when known
         self.wall_s = clock or WallClock()  # seconds trained, across resumes
         self.record: dict = {}
@@ -215,8 +250,11 @@ class RunOutputs:
 
     def write_data_report(self, report_: dict) -> None:
         if self.main:
-            atomic_write(self.run_dir / "data_report.json",
-                         (json.dumps(report_, indent=1) + "\n").encode(), durable=False)
+            atomic_write(
+                self.run_dir / "data_report.json",
+                (json.dumps(report_, indent=1) + "\n").encode(),
+                durable=False,
+            )
 
     def resumed(self, ckpt: dict | None, init: dict | None = None) -> None:
         """Note where this run starts: the wall time already trained, and drop metrics past it."""
@@ -226,8 +264,11 @@ class RunOutputs:
                 self.saved_step = self.state.step
             log.info("resumed from %s at step %d", self.resume_path(), self.state.step)
         elif init is not None:
-            log.info("starting from step 0 with the weights of %s (step %d of its run)",
-                     self.cfg.train.init, init["step"])
+            log.info(
+                "starting from step 0 with the weights of %s (step %d of its run)",
+                self.cfg.train.init,
+                init["step"],
+            )
         else:
             log.info("starting from step 0")
         if self.main:
@@ -244,14 +285,26 @@ class RunOutputs:
         hide = not (tc.progress and self.main)
         if tc.max_minutes:  # the bar counts the budget's seconds; the step goes in its postfix
             budget = 60.0 * tc.max_minutes
-            self.bar = self._stack.enter_context(tqdm(
-                total=budget, initial=min(budget, self.wall_s()), dynamic_ncols=True,
-                disable=hide, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of "
-                "train.max_minutes [{elapsed}<{remaining}{postfix}]"))
+            self.bar = self._stack.enter_context(
+                tqdm(
+                    total=budget,
+                    initial=min(budget, self.wall_s()),
+                    dynamic_ncols=True,
+                    disable=hide,
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of "
+                    "train.max_minutes [{elapsed}<{remaining}{postfix}]",
+                )
+            )
         else:
-            self.bar = self._stack.enter_context(tqdm(
-                total=tc.max_steps, initial=self.state.step, unit="step", dynamic_ncols=True,
-                disable=hide))
+            self.bar = self._stack.enter_context(
+                tqdm(
+                    total=tc.max_steps,
+                    initial=self.state.step,
+                    unit="step",
+                    dynamic_ncols=True,
+                    disable=hide,
+                )
+            )
         return self
 
     def advance(self, bits: float) -> None:
@@ -269,11 +322,20 @@ class RunOutputs:
 
     def save(self, path: Path) -> None:
         mc, dc = self.cfg.model, self.cfg.data
-        checkpoint.save(path, {
-            "model_config": asdict(mc), "sample_rate": dc.sample_rate, "classes": mc.classes,
-            "preemphasis": dc.preemphasis, "temperature": self.cfg.train.sample_temperature,
-            "speakers": self.speakers, "config": self.resolved, **self.state.state_dict(),
-            "wall_s": self.wall_s()})
+        checkpoint.save(
+            path,
+            {
+                "model_config": asdict(mc),
+                "sample_rate": dc.sample_rate,
+                "classes": mc.classes,
+                "preemphasis": dc.preemphasis,
+                "temperature": self.cfg.train.sample_temperature,
+                "speakers": self.speakers,
+                "config": self.resolved,
+                **self.state.state_dict(),
+                "wall_s": self.wall_s(),
+            },
+        )
 
     def save_last(self) -> None:
         if self.main:
@@ -308,8 +370,9 @@ class RunOutputs:
         state = self.state
         if not (self.main and self.cfg.train.sample_seconds):
             return {}
-        audio = write_sample(state.eval_model, self.cfg, self.run_dir, state.step, val_batch,
-                             val_file, self.board)
+        audio = write_sample(
+            state.eval_model, self.cfg, self.run_dir, state.step, val_batch, val_file, self.board
+        )
         state.model.train()
         return listening_scores(audio, self.cfg.data.sample_rate)
 
@@ -333,4 +396,3 @@ class RunOutputs:
                 report.write_report(self.run_dir, status)
             except (ValueError, OSError) as e:
                 log.warning("no report.html at step %d: %s", self.state.step, one_line(e))
-

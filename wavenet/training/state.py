@@ -57,9 +57,12 @@ class TrainState:
         weights; otherwise `model` is raw and `ema` holds the average."""
         state = {
             "model": self.eval_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "crops": self.crops.state_dict(), "torch_rng": torch.get_rng_state(),
-            "step": self.step, "best_val_bits": None if math.isinf(self.best) else self.best,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "crops": self.crops.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": self.step,
+            "best_val_bits": None if math.isinf(self.best) else self.best,
         }
         if self.ema is not None:
             if self.eval_model is self.model:
@@ -78,8 +81,10 @@ class TrainState:
             self._load(ckpt, ema_decay)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
             # Weights were checked by checkpoint.load; this is the optimizer, schedule or RNG.
-            raise CheckpointError(f"checkpoint at step {ckpt.get('step')}: cannot resume its "
-                                  f"training state ({one_line(e, 200)})") from e
+            raise CheckpointError(
+                f"checkpoint at step {ckpt.get('step')}: cannot resume its "
+                f"training state ({one_line(e, 200)})"
+            ) from e
 
     def start_from(self, weights: dict, ema_decay: float) -> None:
         """Step 0 from another run's (checked) weights: the model and its average start there;
@@ -157,8 +162,10 @@ class CheckpointSchedule:
         self.last_time = clock()
 
     def due(self, step: int) -> bool:
-        return bool((self.every and step % self.every == 0)
-                    or (self.seconds and self.clock() - self.last_time >= self.seconds))
+        return bool(
+            (self.every and step % self.every == 0)
+            or (self.seconds and self.clock() - self.last_time >= self.seconds)
+        )
 
     def saved(self) -> None:
         self.last_time = self.clock()
