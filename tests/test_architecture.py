@@ -5,13 +5,15 @@ errors/files/mulaw, model, sampling and data, config and checkpoint, metrics, tr
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "wavenet"
 LAYERS = [
-    {"wavenet", "wavenet.errors", "wavenet.files", "wavenet.mulaw"},
+    {"wavenet", "wavenet.errors", "wavenet.files", "wavenet.mulaw", "wavenet.lazy"},
     {"wavenet.model"},
     {"wavenet.sampling", "wavenet.data"},
     {"wavenet.config", "wavenet.checkpoint"},
@@ -85,3 +87,26 @@ def test_every_sub_package_says_what_it_owns():
             continue
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and "import" in doc.lower(), f"{init}: say what it owns and may import"
+
+
+# Leaves that read and check settings without the network: a config tool, a notebook cell or
+# an argument check should not pay for torch (PEP 562 lazy re-exports in the package inits).
+TORCH_FREE = ("wavenet", "wavenet.errors", "wavenet.files", "wavenet.model.config")
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_leaves_import_no_torch(module):
+    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'numba') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"import {module} loaded {out.stdout.strip()}"
+
+
+def test_public_names_still_import():
+    from wavenet import CachedSampler, SamplerState, WaveNet, WaveNetConfig, generate
+
+    assert WaveNet.__name__ == "WaveNet" and WaveNetConfig().blocks >= 1
+    assert callable(generate) and CachedSampler.__name__ and SamplerState.__name__
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        import wavenet
+
+        _ = wavenet.Nope

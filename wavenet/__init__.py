@@ -1,6 +1,17 @@
-"""WaveNet for 8-bit μ-law speech: model, cached-queue sampler, data, trainer, generation."""
+"""WaveNet for 8-bit μ-law speech: model, cached-queue sampler, data, trainer, generation.
 
-from wavenet.model import WaveNet, WaveNetConfig
-from wavenet.sampling import CachedSampler, SamplerState, generate
+The public names load on first use (PEP 562): `from wavenet import WaveNet` imports the network
+and torch, while a leaf such as `wavenet.errors` or `wavenet.config` imports neither."""
 
-__all__ = ["CachedSampler", "SamplerState", "WaveNet", "WaveNetConfig", "generate"]
+from wavenet.lazy import exports
+
+_EXPORTS = {
+    "WaveNet": "wavenet.model.network",
+    "WaveNetConfig": "wavenet.model.config",
+    "CachedSampler": "wavenet.sampling",
+    "SamplerState": "wavenet.sampling",
+    "generate": "wavenet.sampling",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -15,7 +15,7 @@ import yaml
 
 from wavenet.data.layouts import LAYOUTS
 from wavenet.errors import check_float, check_int
-from wavenet.model.network import WaveNetConfig
+from wavenet.model.config import WaveNetConfig
 from wavenet.sampling.cached import IMPLS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent

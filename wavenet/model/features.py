@@ -16,7 +16,6 @@ hop and mel settings, can be vocoded (`wavenet-generate mel_from=FILE`).
 
 import math
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,69 +23,12 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
-from wavenet.errors import check_float, check_int, one_line
+from wavenet.errors import one_line
+from wavenet.model.config import MelConfig
 
 SILENCE = math.log(1e-5)  # the log-mel value of silence; pads frames beyond an utterance
 MEL_FILE_EXTENSIONS = (".npy", ".pt")
 MAX_LOG_MEL = 100.0  # |log-mel| bound of a saved mel: e^100 is no magnitude of real audio
-
-
-@dataclass
-class MelConfig:
-    """Log-mel analysis and the upsampling network of the local conditioning (`model.mel`)."""
-
-    n_mels: int = 0  # mel bands; 0 = no mel conditioning (an unconditioned or speaker model)
-    n_fft: int = 1024
-    win_length: int = 1024
-    hop_length: int = 256  # samples per frame; must equal the product of `upsample`
-    fmin: float = 0.0
-    fmax: float | None = None  # None: half the sample rate
-    channels: int = 64  # conditioning channels after upsampling, projected into every layer
-    context: int = 2  # frames on each side that the first (frame-rate) convolution sees
-    upsample: list[int] = field(default_factory=lambda: [16, 16])  # transposed-conv strides
-
-    def __post_init__(self) -> None:
-        # Bounds keep a checkpoint or a config from asking for absurd sizes; every real
-        # analysis is far inside them.
-        bounds = {
-            "n_mels": (0, 1024),
-            "context": (0, 64),
-            "n_fft": (1, 2**16),
-            "win_length": (1, 2**16),
-            "hop_length": (1, 2**16),
-            "channels": (1, 4096),
-        }
-        for name, (low, high) in bounds.items():
-            check_int(f"model.mel.{name}", getattr(self, name), low, high)
-        if not isinstance(self.upsample, list | tuple) or not 1 <= len(self.upsample) <= 16:
-            raise ValueError(
-                f"model.mel.upsample must be a list of 1 to 16 strides, got {self.upsample!r}"
-            )
-        self.upsample = [check_int("model.mel.upsample", s, 1, 2**16) for s in self.upsample]
-        if math.prod(self.upsample) != self.hop_length:
-            raise ValueError(
-                f"model.mel.upsample {self.upsample} must be positive strides whose "
-                f"product is model.mel.hop_length={self.hop_length}"
-            )
-        if self.win_length > self.n_fft:
-            raise ValueError(
-                f"model.mel.win_length={self.win_length} must be <= model.mel.n_fft={self.n_fft}"
-            )
-        if self.hop_length > self.n_fft:
-            raise ValueError(
-                f"model.mel.hop_length={self.hop_length} must be <= model.mel.n_fft={self.n_fft}"
-            )
-        self.fmin = check_float("model.mel.fmin", self.fmin, 0, 1e6)
-        if self.fmax is not None:
-            self.fmax = check_float("model.mel.fmax", self.fmax, 0, 1e6)
-        if self.fmax is not None and self.fmax <= self.fmin:
-            raise ValueError(
-                f"model.mel needs 0 <= fmin < fmax, got fmin={self.fmin}, fmax={self.fmax}"
-            )
-
-    @property
-    def enabled(self) -> bool:
-        return self.n_mels > 0
 
 
 def _transform(cfg: MelConfig, sample_rate: int) -> torchaudio.transforms.MelSpectrogram:

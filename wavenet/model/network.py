@@ -16,132 +16,16 @@ Optional conditioning is added to every layer's gate pre-activations:
 """
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wavenet import mulaw
-from wavenet.errors import check_int
 from wavenet.model import output as outputs
-from wavenet.model.features import SILENCE, MelConfig, pad_frames
-from wavenet.model.receptive_field import causal_padding, stack_receptive_field
-
-# Integer settings and their bounds: far beyond any model this project trains, they stop a
-# config or a checkpoint from asking for terabytes before anything is allocated.
-BOUNDS = {
-    "blocks": (1, 64),
-    "layers_per_block": (1, 24),
-    "kernel_size": (2, 64),
-    "residual_channels": (1, 8192),
-    "gate_channels": (2, 16384),
-    "skip_channels": (1, 16384),
-    "classes": (2, 65536),
-    "speaker_channels": (0, 4096),
-    "mixtures": (1, 256),
-}
-MAX_PARAMETERS = 2**28  # 1 GiB of float32 weights
-MAX_RECEPTIVE_FIELD = 2**22  # samples (4.4 minutes at 16 kHz): the sampler queues one per layer
-
-
-@dataclass
-class WaveNetConfig:
-    """Architecture. Also the Hydra schema of the `model` config group."""
-
-    blocks: int = 3
-    layers_per_block: int = 10  # dilations 1, 2, 4, ..., 2**(layers_per_block - 1)
-    kernel_size: int = 2
-    residual_channels: int = 64
-    gate_channels: int = 128  # dilated conv outputs, split in half: tanh filter and sigmoid gate
-    skip_channels: int = 256
-    classes: int = 256  # μ-law quantization levels (output=categorical)
-    # The next sample's distribution: "categorical" (softmax over μ-law classes), "mol" (a
-    # discretized mixture of `mixtures` logistics) or "gaussian", the last two over 16-bit audio.
-    output: str = "categorical"
-    mixtures: int = 10
-    # Global conditioning: width of the learned speaker embedding; 0 = none. The speaker table
-    # (how many, their names) comes from the training data and is saved in the checkpoint.
-    speaker_channels: int = 0
-    mel: MelConfig = field(default_factory=MelConfig)  # local conditioning; n_mels=0 = none
-
-    def __post_init__(self) -> None:
-        if isinstance(self.mel, dict):  # from a checkpoint's or a YAML file's plain dict
-            try:
-                self.mel = MelConfig(**self.mel)
-            except TypeError as e:  # an unknown or missing key
-                raise ValueError(f"model.mel: {e}") from e
-        if not isinstance(self.mel, MelConfig):
-            raise ValueError(f"model.mel must be a mapping of mel settings, got {self.mel!r}")
-        if self.output not in outputs.OUTPUTS:
-            raise ValueError(
-                f"model.output must be one of {', '.join(outputs.OUTPUTS)}, got {self.output!r}"
-            )
-        for name, (low, high) in BOUNDS.items():
-            check_int(f"model.{name}", getattr(self, name), low, high)
-        if self.gate_channels % 2:
-            raise ValueError(
-                f"model.gate_channels must be even (tanh/sigmoid halves), got {self.gate_channels}"
-            )
-        if self.receptive_field > MAX_RECEPTIVE_FIELD:
-            raise ValueError(
-                f"model: receptive field {self.receptive_field} samples is above "
-                f"the limit of {MAX_RECEPTIVE_FIELD} (fewer blocks or "
-                f"model.layers_per_block)"
-            )
-        if self.parameters() > MAX_PARAMETERS:
-            raise ValueError(
-                f"model: {self.parameters():,} parameters is above the limit of "
-                f"{MAX_PARAMETERS:,} (fewer or narrower layers)"
-            )
-
-    def parameters(self, speakers: int = 0) -> int:
-        """How many parameters the WaveNet of this config has (with `speakers` in its table),
-        computed without building it."""
-        r, g, s, k, c = (
-            self.residual_channels,
-            self.gate_channels,
-            self.skip_channels,
-            self.kernel_size,
-            self.output_channels,
-        )
-        m = self.mel
-        local = m.channels if m.enabled else 0
-        layer = r * g * k + g + self.speaker_channels * g + local * g + (g // 2 + 1) * (r + s)
-        inputs = self.classes * r if self.output == "categorical" else 2 * r
-        n = inputs + speakers * self.speaker_channels + len(self.dilations) * layer
-        n += s * s + s + s * c + c  # the head
-        if m.enabled:
-            n += m.n_mels * local * (2 * m.context + 1) + local
-            n += sum(local * local * stride + local for stride in m.upsample)
-        return n
-
-    @property
-    def output_channels(self) -> int:
-        """Channels of the head: the output distribution's parameters."""
-        return outputs.channels(self.output, self.classes, self.mixtures)
-
-    @property
-    def codec(self) -> mulaw.Codec:
-        """How audio becomes the codes this model reads and predicts."""
-        if self.output == "categorical":
-            return mulaw.Codec("mulaw", self.classes)
-        return mulaw.LINEAR16
-
-    @property
-    def dilations(self) -> list[int]:
-        """Dilation of every layer, bottom first: blocks x (1, 2, 4, ..., 2**(layers-1))."""
-        return [2**i for i in range(self.layers_per_block)] * self.blocks
-
-    @property
-    def receptive_field(self) -> int:
-        """How many past samples one prediction sees: 1 + blocks * (k - 1) * sum(block dilations).
-
-        Each block of rates 1..512 with k = 2 adds 1023 samples of context; the extra 1 is the
-        most recent sample, which the first layer reads through the one-step input shift. The
-        logits at t depend on exactly samples t - receptive_field .. t - 1.
-        """
-        return stack_receptive_field(self.kernel_size, self.dilations)[0]
+from wavenet.model.config import MelConfig, WaveNetConfig
+from wavenet.model.features import SILENCE, pad_frames
+from wavenet.model.receptive_field import causal_padding
 
 
 class CausalConv1d(nn.Conv1d):

@@ -21,19 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from wavenet import mulaw
+from wavenet.model.config import OUTPUTS
 
-OUTPUTS = ("categorical", "mol", "gaussian")
 # Floor of the logistic and Gaussian log-scales: r9y9/wavenet_vocoder's and PixelCNN++'s -7,
 # a scale of about 30 16-bit steps.
 LOG_SCALE_MIN = -7.0
 HALF = mulaw.LINEAR16_LEVELS // 2
 HALF_BIN = 1.0 / mulaw.LINEAR16_LEVELS  # half a 16-bit step on the [-1, 1) scale
 TINY = 1e-12  # uniforms are kept inside (TINY, 1 - TINY) where a density's inverse CDF needs it
-
-
-def channels(output: str, classes: int, mixtures: int) -> int:
-    """Head output channels of an output kind."""
-    return {"categorical": classes, "mol": 3 * mixtures, "gaussian": 2}[output]
 
 
 def categorical_draw(
