@@ -29,17 +29,24 @@ import soundfile as sf
 import torch
 
 from wavenet import checkpoint, mulaw
-from wavenet.data.dataset import read_audio
+from wavenet.data.dataset import Utterance, read_audio, split_by_file
+from wavenet.data.layouts import find_audio
 from wavenet.metrics.listening import KEYS_GENERATED, copy_synthesis_scores, dnsmos
 from wavenet.metrics.plots import save_figure, spectrograms_figure
 from wavenet.metrics.spectral import ANALYSIS
+from wavenet.model import envelope
 from wavenet.model.features import SILENCE, log_mel, usable_samples
 from wavenet.sampling.cached import generate
 
 
-def heldout(run: Path) -> list[Path]:
-    report = json.loads((run / "data_report.json").read_text())
-    return [Path(report["root"]) / name for name in report["validation"]]
+def heldout(run: Path | None, root: Path | None) -> list[Path]:
+    """A run's validation files (its data_report.json), or the held-out files of the split the
+    shipped models were trained with (split_by_file(root, 0.1))."""
+    if run is not None:
+        report = json.loads((run / "data_report.json").read_text())
+        return [Path(report["root"]) / name for name in report["validation"]]
+    _, val = split_by_file([Utterance(n, s, torch.empty(0)) for n, s in find_audio(root)], 0.1)
+    return [root / u.name for u in val]
 
 
 def synthesise(
@@ -47,7 +54,7 @@ def synthesise(
     rate: int,
     audios: list[torch.Tensor],
     batch: int,
-    temperature: float,
+    settings: dict[str, float],
     seed: int,
     conditioned: bool,
     threads: int,
@@ -70,14 +77,20 @@ def synthesise(
                 [torch.nn.functional.pad(m, (0, frames - m.shape[1]), value=SILENCE) for m in mels]
             )
         samples = None if conditioned else longest
-        out = torch.cat(
-            list(
-                generate(
-                    model, samples, len(group), temperature, generator=gen, mel=mel, threads=threads
-                )
-            ),
-            dim=1,
+        temperature = envelope.sharpened_temperature(
+            settings["temperature"], settings["sharpen"], mel, rate, model.config.mel, 0, longest
         )
+        chunks = generate(
+            model,
+            samples,
+            len(group),
+            temperature,
+            generator=gen,
+            mel=mel,
+            threads=threads,
+            floor=settings["floor"],
+        )
+        out = torch.cat(list(chunks), dim=1)
         for row, i in enumerate(group):
             decoded = model.config.codec.decode(out[row : row + 1, : len(audios[i])])
             outputs[i] = mulaw.Deemphasis(preemphasis)(decoded)[0]
@@ -111,12 +124,24 @@ def score(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vocoder", required=True, help="mel-conditioned checkpoint")
-    parser.add_argument("--run", required=True, help="run dir whose validation files to use")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", type=Path, help="run dir whose validation files to use")
+    where.add_argument(
+        "--root", type=Path, help="data root: the held-out files of its 10%% file split"
+    )
     parser.add_argument("--baseline", help="unconditioned checkpoint for the reference row")
     parser.add_argument("--files", type=int, default=0, help="first N files only (0 = all)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument(
         "--temperature", type=float, help="sampling temperature (default: each checkpoint's own)"
+    )
+    parser.add_argument("--floor", type=float, help="probability floor (default: the vocoder's)")
+    parser.add_argument("--sharpen", type=float, help="voicing sharpening (default: the vocoder's)")
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        metavar="T:FLOOR:SHARPEN",
+        help="one vocoder row per setting (e.g. 0.6:0:0 0.6:0.002:1.5) instead of one",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
@@ -132,45 +157,49 @@ def main() -> None:
     rate, cfg = ckpt["sample_rate"], vocoder.config.mel
     if not cfg.enabled:
         raise SystemExit(f"{args.vocoder}: not a mel-conditioned checkpoint")
-    paths = heldout(Path(args.run))[: args.files or None]
+    paths = heldout(args.run, args.root)[: args.files or None]
     refs = []
     for path in paths:
         audio = read_audio(path, rate)
         refs.append(audio[: usable_samples(len(audio), cfg)])
     systems = {"mulaw": ([mulaw.decode(mulaw.encode(a, 256), 256) for a in refs], {})}
     threads = args.threads or torch.get_num_threads()
-    temperature = checkpoint.temperature(ckpt, args.temperature)
-    voc, seconds = synthesise(
-        vocoder,
-        rate,
-        refs,
-        args.batch,
-        temperature,
-        args.seed,
-        True,
-        threads,
-        checkpoint.preemphasis(ckpt),
-    )
-    systems["vocoder"] = (
-        voc,
-        {
-            "checkpoint": args.vocoder,
-            "step": ckpt["step"],
-            "temperature": temperature,
-            "train_wall_s": round(ckpt.get("wall_s", 0.0)),
-            "generate_samples_per_s": round(sum(map(len, refs)) / seconds),
-        },
-    )
+    given = {"temperature": args.temperature, "floor": args.floor, "sharpen": args.sharpen}
+    grid = [dict(zip(given, map(float, g.split(":")), strict=True)) for g in args.grid or []]
+    for setting in grid or [given]:
+        settings = checkpoint.sampling(ckpt, **setting)
+        voc, seconds = synthesise(
+            vocoder,
+            rate,
+            refs,
+            args.batch,
+            settings,
+            args.seed,
+            True,
+            threads,
+            checkpoint.preemphasis(ckpt),
+        )
+        name = "vocoder" if not grid else "vocoder_t{temperature:g}_f{floor:g}_s{sharpen:g}"
+        systems[name.format(**settings)] = (
+            voc,
+            {
+                "checkpoint": args.vocoder,
+                "step": ckpt["step"],
+                **settings,
+                "train_wall_s": round(ckpt.get("wall_s", 0.0)),
+                "generate_samples_per_s": round(sum(map(len, refs)) / seconds),
+            },
+        )
     if args.baseline:
         base_ckpt = checkpoint.load(args.baseline)
         base = checkpoint.build_model(base_ckpt)
-        base_temperature = checkpoint.temperature(base_ckpt, args.temperature)
+        base_settings = checkpoint.sampling(base_ckpt, temperature=args.temperature)
         out, seconds = synthesise(
             base,
             rate,
             refs,
             args.batch,
-            base_temperature,
+            base_settings,
             args.seed,
             False,
             threads,
@@ -181,7 +210,7 @@ def main() -> None:
             {
                 "checkpoint": args.baseline,
                 "step": base_ckpt["step"],
-                "temperature": base_temperature,
+                "temperature": base_settings["temperature"],
                 "generate_samples_per_s": round(sum(map(len, refs)) / seconds),
             },
         )

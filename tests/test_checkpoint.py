@@ -114,3 +114,27 @@ def test_export_keeps_what_generation_needs_and_drops_training_state(tmp_path):
     assert "optimizer" not in slim and "torch_rng" not in slim
     x = torch.randint(0, 256, (1, 40))
     assert torch.equal(checkpoint.build_model(slim)(x), model.eval()(x))
+
+
+def test_sampling_settings_are_stored_checked_and_given_ones_win(tmp_path):
+    """export stores temperature/floor/sharpen; sampling() takes a given value over the
+    checkpoint's and the checkpoint's over the default; out-of-range values are one-line
+    errors naming the setting, and sharpen needs a mel."""
+    model = WaveNet(blocks=1, layers_per_block=2, residual_channels=4, gate_channels=8)
+    tiny_checkpoint = tmp_path / "tiny.pt"
+    checkpoint.save(tiny_checkpoint, payload(model))
+    slim = checkpoint.export(tiny_checkpoint, tmp_path / "s.pt", temperature=0.7, floor=0.002)
+    ckpt = checkpoint.load(tmp_path / "s.pt")
+    assert slim["floor"] == ckpt["floor"] == 0.002
+    assert checkpoint.sampling(ckpt) == {"temperature": 0.7, "floor": 0.002, "sharpen": 0.0}
+    assert checkpoint.sampling(ckpt, floor=0.0, temperature=None)["floor"] == 0.0
+    with pytest.raises(ValueError, match=r"^floor must be a finite number in \[0.0, 0.0035"):
+        checkpoint.sampling(ckpt, floor=0.01)  # 0.9 / 256 keeps the top class
+    with pytest.raises(ValueError, match="sharpen= needs a mel-conditioned checkpoint"):
+        checkpoint.sampling(ckpt, sharpen=1.5)
+    with pytest.raises(ValueError, match="floor"):
+        checkpoint.export(tiny_checkpoint, tmp_path / "bad.pt", floor=-1)
+    assert not (tmp_path / "bad.pt").exists()
+    bad = {**ckpt, "floor": float("nan")}
+    with pytest.raises(ValueError, match="^floor must be a finite number"):
+        checkpoint.check(bad)

@@ -143,7 +143,10 @@ def check(ckpt: dict[str, Any], training: bool = False) -> None:
         if ckpt.get(key) is not None:
             check_float(key, ckpt[key], 0, 1e12)
     check_float("preemphasis", ckpt.get("preemphasis", 0.0), 0, 0.99)
-    check_float("temperature", ckpt.get("temperature", 1.0), 0, 1e3)
+    for name, (default, low, high) in sampling_bounds(config.classes).items():
+        check_float(name, ckpt.get(name, default), low, high)
+    if config.output != "categorical" and (ckpt.get("floor") or ckpt.get("sharpen")):
+        raise ValueError(f"floor and sharpen apply to a categorical output, not {config.output}")
     with torch.device("meta"):  # shapes only: nothing is allocated
         skeleton = WaveNet(config, speakers=len(names))
     shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
@@ -197,6 +200,8 @@ INFERENCE_KEYS = (
     "preemphasis",
     "speakers",
     "temperature",
+    "floor",
+    "sharpen",
     "config",
     "step",
     "best_val_bits",
@@ -204,23 +209,58 @@ INFERENCE_KEYS = (
 )
 
 
-def export(src: str | Path, dst: str | Path, temperature: float | None = None) -> dict[str, Any]:
+def sampling_bounds(classes: int) -> dict[str, tuple[float, float, float]]:
+    """Each sampling setting a checkpoint may carry: (default, lowest, highest). temperature
+    divides the logits (0 = greedy); floor is the probability floor of the categorical draw
+    (below 1 / classes, so the top class survives it); sharpen is the strength of the
+    voicing-dependent sharpening of a vocoder's draws (wavenet.model.envelope)."""
+    return {
+        "temperature": (1.0, 0.0, 1e3),
+        "floor": (0.0, 0.0, 0.9 / classes),
+        "sharpen": (0.0, 0.0, 10.0),
+    }
+
+
+def export(src: str | Path, dst: str | Path, **sampling: float | None) -> dict[str, Any]:
     """Write a slim copy of checkpoint `src` to `dst`: the inference keys only (the weights
-    `wavenet-generate` uses, EMA when the run had it), a fraction of the size, with
-    `temperature` as its sampling temperature when given. Returns it."""
+    `wavenet-generate` uses, EMA when the run had it), a fraction of the size, with the
+    sampling settings given (temperature=, floor=, sharpen=; see `sampling_bounds`) stored as
+    its defaults. Returns it."""
     ckpt = load(src)
     slim = {k: ckpt[k] for k in INFERENCE_KEYS if k in ckpt}
-    if temperature is not None:
-        check_float("temperature", temperature, 0, 1e3)
-        slim["temperature"] = float(temperature)
+    bounds = sampling_bounds(int(slim.get("classes") or 256))
+    for name, value in sampling.items():
+        if name not in bounds:
+            raise ValueError(f"export: unknown sampling setting {name}")
+        if value is not None:
+            slim[name] = check_float(name, value, *bounds[name][1:])
+    check(slim)
     save(dst, slim)
     return slim
 
 
+def sampling(ckpt: dict[str, Any], **given: float | None) -> dict[str, float]:
+    """The sampling settings to generate from a checkpoint with: each given one (not None),
+    else the checkpoint's own (its run's `train.sample_temperature`, or export's), else the
+    default (temperature 1, no floor, no sharpening)."""
+    bounds = sampling_bounds(int(ckpt.get("classes") or 256))
+    out = {}
+    for name, (default, low, high) in bounds.items():
+        value = given.get(name)
+        out[name] = float(ckpt.get(name, default)) if value is None else float(value)
+        check_float(name, out[name], low, high)
+    config = ckpt.get("model_config") or {}
+    kind = config.get("output", "categorical")
+    if kind != "categorical" and (out["floor"] or out["sharpen"]):
+        raise ValueError(f"floor= and sharpen= apply to a categorical output, not {kind}")
+    if out["sharpen"] and not (config.get("mel") or {}).get("n_mels"):
+        raise ValueError("sharpen= needs a mel-conditioned checkpoint (a vocoder): drop it")
+    return out
+
+
 def temperature(ckpt: dict[str, Any], given: float | None = None) -> float:
-    """The temperature to sample a checkpoint at: `given` when set, else the checkpoint's own
-    (its run's `train.sample_temperature`, or export's), 1.0 for checkpoints that name none."""
-    return float(ckpt.get("temperature", 1.0)) if given is None else given
+    """The temperature to sample a checkpoint at (see `sampling`)."""
+    return sampling(ckpt, temperature=given)["temperature"]
 
 
 def preemphasis(ckpt: dict[str, Any]) -> float:

@@ -187,6 +187,13 @@ class GenerateConfig:
     # Sampling temperature (0 is greedy); unset: the checkpoint's own (its run's
     # train.sample_temperature; 0.6 for the shipped vocoder), 1.0 where it names none.
     temperature: float | None = None
+    # Probability floor of each draw (categorical outputs; LPCNet's 0.002): each class's
+    # probability less it, clipped at 0, renormalised; unset: the checkpoint's own, else 0.
+    floor: float | None = None
+    # Vocoders: sharpen voiced frames' draws, the exponent 1 + sharpen * max(0, g - 1/3) on the
+    # distribution, g the frame's voicing from its mel (LPCNet: 1.5); unset: the checkpoint's
+    # own, else 0 (none).
+    sharpen: float | None = None
     seed: int = 0
     prime: str | None = None  # wav/flac file whose samples start every output
     prime_seconds: float = 1.0  # length of the prime's end that is used (and kept in the output)
@@ -207,6 +214,10 @@ class GenerateConfig:
         check_int("batch", self.batch, 1, MAX_BATCH)
         if self.temperature is not None:
             check_float("temperature", self.temperature, 0, 1e3)
+        if self.floor is not None:  # its bound by the checkpoint's classes is checked there
+            check_float("floor", self.floor, 0, 0.5)
+        if self.sharpen is not None:
+            check_float("sharpen", self.sharpen, 0, 10)
         check_float("prime_seconds", self.prime_seconds, 0, MAX_SECONDS, low_open=True)
         check_int("threads", self.threads, 0, 4096)
         check_int("seed", self.seed, 0, 2**63 - 1)

@@ -225,3 +225,35 @@ def test_linear16_codec_round_trips_16bit_values():
     assert mulaw.LINEAR16.silence == 32768 and mulaw.LINEAR16.dtype == torch.int32
     with pytest.raises(ValueError, match="65536"):
         mulaw.LINEAR16.decode(torch.tensor([65536]))
+
+
+def test_floor_never_draws_a_class_below_it():
+    """With floor f, every class whose softmax probability is below f is never drawn, and the
+    others are drawn in proportion to p - f (a chi-square-free check: frequencies within 4
+    standard errors of (p - f) / sum(p - f))."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 256, generator=gen, dtype=torch.float64) * 2.0
+    p = torch.softmax(logits[0], 0)
+    floor = 0.004
+    n = 40000
+    u = torch.rand(n, generator=gen, dtype=torch.float64)
+    draws = output.categorical_draw(logits.expand(n, -1), 1.0, u, floor)
+    counts = torch.bincount(draws, minlength=256).double()
+    assert counts[p < floor].sum() == 0 and (p < floor).any()
+    q = (p - floor).clamp(min=0)
+    q /= q.sum()
+    se = (q * (1 - q) / n).sqrt()
+    assert ((counts / n - q).abs() <= 4 * se + 1e-12).all()
+
+
+def test_floor_zero_and_per_row_temperatures_match_the_plain_draw():
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(5, 256, generator=gen, dtype=torch.float64)
+    u = torch.rand(5, generator=gen, dtype=torch.float64)
+    temps = torch.tensor([0.3, 0.6, 1.0, 1.7, 0.45], dtype=torch.float64)
+    together = output.categorical_draw(logits, temps, u, 0.0)
+    one_by_one = [
+        output.categorical_draw(logits[i : i + 1], t, u[i : i + 1])
+        for i, t in enumerate(temps.tolist())
+    ]
+    assert together.tolist() == torch.cat(one_by_one).tolist()

@@ -20,16 +20,18 @@ from wavenet.config import MAX_BATCH, GenerateConfig
 from wavenet.data.dataset import read_audio, speaker_ids
 from wavenet.errors import DataError, check_int, one_line
 from wavenet.files import temporary_beside
+from wavenet.model import envelope
 from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, utterance_mel
 from wavenet.model.network import WaveNet
 from wavenet.sampling.cached import generate, output_length, resolve_impl
 
 USAGE = """usage: wavenet-generate [checkpoint=PATH] [seconds=2] [batch=1] [temperature=T]
+                        [floor=P] [sharpen=S]
                         [seed=0] [prime=WAV] [prime_seconds=1.0] [out=DIR]
                         [speaker=NAME | speaker=[NAME,NAME,...]] [mel_from=WAV|NPY|PT]
                         [impl=auto|compiled|compiled-int8|reference] [threads=0] [progress=true]
 checkpoint defaults to the shipped model, data/pretrained/asterisk4-small.pt
-temperature defaults to the checkpoint's own (0.6 for the shipped vocoder), else 1.0
+temperature, floor, sharpen default to the checkpoint's own, else 1.0, 0, 0 (docs/listening.md)
 speaker: for speaker-conditioned checkpoints (an unknown name lists the known ones)
 mel_from: for vocoder checkpoints; an audio file is re-synthesised from its own log-mel"""
 
@@ -146,7 +148,12 @@ def run(cfg: GenerateConfig) -> list[Path]:
     check_resources(model, out, batch, primed, samples, mel is not None)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    temperature = checkpoint.temperature(ckpt, cfg.temperature)
+    settings = checkpoint.sampling(
+        ckpt, temperature=cfg.temperature, floor=cfg.floor, sharpen=cfg.sharpen
+    )
+    temperature = envelope.sharpened_temperature(
+        settings["temperature"], settings["sharpen"], mel, rate, model.config.mel, primed, samples
+    )
     chunks = generate(
         model,
         samples,
@@ -158,6 +165,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
         impl=cfg.impl,
         speaker=speaker,
         mel=mel,
+        floor=settings["floor"],
     )
     deemphasis = mulaw.Deemphasis(checkpoint.preemphasis(ckpt), batch)  # no-op without
     with output_files(paths, rate) as files:

@@ -32,16 +32,25 @@ TINY = 1e-12  # uniforms are kept inside (TINY, 1 - TINY) where a density's inve
 
 
 def categorical_draw(
-    logits: torch.Tensor, temperature: float, uniform: torch.Tensor
+    logits: torch.Tensor,
+    temperature: float | torch.Tensor,
+    uniform: torch.Tensor,
+    floor: float = 0.0,
 ) -> torch.Tensor:
     """Sample from softmax(logits / temperature) by inverse CDF -> (batch,) int64.
 
-    logits: (batch, classes); uniform: (batch,) in [0, 1). temperature 0 means greedy (argmax);
-    below 1 sharpens, above 1 flattens.
+    logits: (batch, classes); uniform: (batch,) in [0, 1). temperature: a number, or (batch,)
+    positive numbers, one per row (a voicing-sharpened row divides its temperature by its
+    exponent). 0 means greedy (argmax); below 1 sharpens, above 1 flattens. floor: LPCNet's
+    probability floor: each probability less `floor`, clipped at 0, renormalised, so the tails
+    that sound as broadband hiss are never drawn (0 <= floor < 1 / classes keeps the top class).
     """
-    if temperature == 0:
+    if not isinstance(temperature, torch.Tensor) and temperature == 0:
         return logits.argmax(dim=1)
-    probs = torch.softmax(logits.double() / temperature, dim=1)
+    t = temperature.double()[:, None] if isinstance(temperature, torch.Tensor) else temperature
+    probs = torch.softmax(logits.double() / t, dim=1)
+    if floor > 0:
+        probs = (probs - floor).clamp_(min=0.0)
     cdf = probs.cumsum(dim=1)
     target = (uniform.to(cdf) * cdf[:, -1])[:, None]
     return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_(max=logits.shape[1] - 1)
