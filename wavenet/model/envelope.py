@@ -84,3 +84,56 @@ def sharpened_temperature(
     c = sharpening(voicing(mel, sample_rate, cfg), strength).double()
     frames = (torch.arange(start, start + samples) // cfg.hop_length).clamp(max=c.shape[-1] - 1)
     return temperature / c[..., frames]
+
+
+def levinson(r: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Levinson-Durbin over the last dim: autocorrelation r (..., >= order + 1), float64 ->
+    (a (..., order + 1) with a[..., 0] = 1, reflection coefficients k (..., order)), the
+    predictor x[t] ~ -sum_{i>=1} a[i] x[t - i]. Where an update would make |k| >= 1 (a
+    non-positive definite r, e.g. rounding on a near-silent frame) the recursion stops there
+    for that row (later coefficients 0), so the filter 1 / A(z) is always stable."""
+    r = r.double()
+    a = torch.zeros(*r.shape[:-1], order + 1, dtype=torch.float64)
+    a[..., 0] = 1.0
+    ks = torch.zeros(*r.shape[:-1], order, dtype=torch.float64)
+    err = r[..., 0].clone()
+    live = err > 0
+    for i in range(1, order + 1):
+        acc = r[..., i] + (a[..., 1:i] * r[..., 1:i].flip(-1)).sum(-1)
+        k = torch.where(live, -acc / err.clamp(min=1e-300), torch.zeros_like(acc))
+        live = live & (k.abs() < 1.0)
+        k = torch.where(live, k, torch.zeros_like(k))
+        a[..., 1 : i + 1] = a[..., 1 : i + 1] + k[..., None] * torch.cat(
+            [a[..., 1:i].flip(-1), torch.ones_like(k)[..., None]], dim=-1
+        )
+        err = err * (1.0 - k * k)
+        ks[..., i - 1] = k
+    return a, ks
+
+
+# LPCNet's conditioning of the autocorrelation before Levinson-Durbin: a white-noise floor
+# (-40 dB) and a Gaussian lag window (about 60 Hz of bandwidth expansion at 16 kHz).
+NOISE_FLOOR, LAG_WINDOW = 1e-4, 6e-5
+
+
+def lpc(mel: torch.Tensor, sample_rate: int, cfg: MelConfig, order: int) -> torch.Tensor:
+    """(..., n_mels, frames) log-mel -> (..., frames, order + 1) float64 prediction
+    coefficients per frame (a[0] = 1), from the autocorrelation of the mel's power."""
+    r = autocorrelation(mel, sample_rate, cfg)[..., : order + 1, :].double().transpose(-1, -2)
+    lags = torch.arange(order + 1, dtype=torch.float64)
+    r = r * (1.0 - LAG_WINDOW * lags.square())
+    r[..., 0] = r[..., 0] * (1.0 + NOISE_FLOOR) + 1e-10
+    return levinson(r, order)[0]
+
+
+def predict(signal: torch.Tensor, a: torch.Tensor, hop: int) -> torch.Tensor:
+    """The linear prediction of each sample from the ones before it: signal (..., time), a
+    (..., frames, order + 1) per frame of `hop` samples (samples past the last frame use it)
+    -> (..., time) p[t] = -sum_{i=1..order} a[frame(t), i] signal[t - i] (zeros before 0)."""
+    order = a.shape[-1] - 1
+    time = signal.shape[-1]
+    frames = (torch.arange(time) // hop).clamp(max=a.shape[-2] - 1)
+    coef = a[..., frames, 1:]  # (..., time, order)
+    past = torch.nn.functional.pad(signal.double(), (order, 0))
+    taps = past.unfold(-1, order, 1)[..., :time, :].flip(-1)  # taps[t, i-1] = signal[t - i]
+    return -(coef * taps).sum(-1)
