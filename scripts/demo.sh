@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the bundled demo speech: install if needed, train experiment=demo
-# (~8 minutes on 2 CPU cores), generate 2 s of speech-like audio, print the wav's path.
+# The main job on the bundled demo speech: install if needed, train experiment=demo, generate
+# 2 s of speech-like audio, print the wav's path. How long it takes: README.md.
 # Extra arguments go to wavenet-train, e.g. `bash scripts/demo.sh train.max_steps=200`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
