@@ -187,3 +187,24 @@ def test_storage_accuracy_scores_every_storage(repo_root, demo_root):
         assert rows["float32", "kernel"]["samples"] == rows["float32", "forward"]["samples"]
         for s in storages[1:] if numba_kernel.int8_dot_available() else storages[1:2]:
             assert abs(rows[s, "kernel"]["minus_float32"]) < 0.5
+
+
+def test_demo_vocodes_a_file_the_shipped_vocoder_never_trained_on(asterisk_root):
+    """demo.sh ends with the shipped vocoder's copy synthesis of a bundled file: one held out
+    by the split the shipped models were trained with (split_by_file(asterisk4, 0.1)), so a
+    newcomer hears what the vocoder does with speech it has not seen."""
+    import re
+
+    import torch
+
+    from wavenet.data.dataset import Utterance, split_by_file
+    from wavenet.data.layouts import find_audio
+
+    text = (SCRIPTS / "demo.sh").read_text()
+    assert "checkpoint=data/pretrained/asterisk4-vocoder.pt" in text
+    (mel_from,) = re.findall(r"mel_from=(\S+)", text)
+    assert (REPO / mel_from).is_file(), mel_from
+    found = [Utterance(n, s, torch.empty(0)) for n, s in find_audio(asterisk_root)]
+    train, held_out = split_by_file(found, 0.1)
+    assert Path(mel_from).name in {Path(u.name).name for u in held_out}
+    assert Path(mel_from).name not in {Path(u.name).name for u in train}
