@@ -214,7 +214,7 @@ def test_every_value_from_configs_and_file_names_is_escaped(tmp_path: Path):
     for out in pages:
         text = out.read_text()
         assert "<script>alert" not in text and 'alert("x")' not in text
-        assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;amp;" in text
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&amp;amp;" in text
         page = read_page(out)
         assert len(page.all("script")) == (out.name == "sweep.html")  # only the sort code
         # What the browser reads back is the original value, character for character.
