@@ -6,6 +6,7 @@ A real tiny run is trained once per session; synthetic run directories cover the
 
 import json
 import os
+import re
 import shutil
 import time
 from html.parser import HTMLParser
@@ -19,7 +20,7 @@ import yaml
 from tools import run_tool
 
 from wavenet.cli.report import main as report_main
-from wavenet.metrics.plots import read_metrics
+from wavenet.metrics.plots import learning_curves_figure, read_metrics
 from wavenet.metrics.report import read_run, write_comparison, write_report, write_run_page
 from wavenet.model import WaveNet, WaveNetConfig
 
@@ -214,7 +215,7 @@ def test_every_value_from_configs_and_file_names_is_escaped(tmp_path: Path):
     for out in pages:
         text = out.read_text()
         assert "<script>alert" not in text and 'alert("x")' not in text
-        assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;amp;" in text
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&amp;amp;" in text
         page = read_page(out)
         assert len(page.all("script")) == (out.name == "sweep.html")  # only the sort code
         # What the browser reads back is the original value, character for character.
@@ -340,17 +341,24 @@ def test_comparison_page(tmp_path: Path):
     assert_links_resolve(page, out.parent)
 
 
+def with_bits16(run: Path, offset: float) -> Path:
+    """Give a make_run run's validations val_bits16 = val_bits + offset (as wavenet-train logs
+    it: offset ~6 for μ-law codes, 0 for 16-bit ones)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    for r in records:
+        if "val_bits" in r:
+            r["val_bits16"] = r["val_bits"] + offset
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run
+
+
 def test_comparison_of_outputs_shows_the_16bit_unit(tmp_path: Path):
     """A μ-law run and a 16-bit run compare by val_bits16 (their val_bits are per code)."""
     runs = []
     for name, offset in (("categorical", 6.0), ("mol", 0.0)):
-        run = make_run(tmp_path / name, overrides=[f"model.output={name}"])
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        records = [json.loads(line) for line in lines]
-        for r in records:
-            if "val_bits" in r:
-                r["val_bits16"] = r["val_bits"] + offset
-        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        run = with_bits16(make_run(tmp_path / name, overrides=[f"model.output={name}"]), offset)
+        records = read_metrics(run)
         runs.append((run, min(r["val_bits"] for r in records if "val_bits" in r) + offset))
     out = tmp_path / "sweep.html"
     report_main([str(runs[0][0]), str(runs[1][0]), "--out", str(out)])
@@ -358,6 +366,63 @@ def test_comparison_of_outputs_shows_the_16bit_unit(tmp_path: Path):
     assert "best val bits / 16-bit sample" in page.text
     text = " ".join(page.text)
     assert all(f"{best16:.3f}" in text for _, best16 in runs)
+
+
+def chart(text: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """The learning-curve SVG of a page read back: its y-axis label ("unit"), and for each run
+    colour the validation points' "steps" and "val" bits from their titles, and "val_px" and
+    "train_px", the bits that their pixel positions stand for on the y axis."""
+    svg = text[text.index("<svg") : text.index("</svg>")]
+    ticks = [
+        (float(y), float(value))
+        for y, value in re.findall(r'<text class="tick" x="46" y="([\d.]+)"[^>]*>([^<]+)<', svg)
+    ]
+    (y_a, v_a), (y_b, v_b) = ticks[0], ticks[-1]
+
+    def value(px: str) -> float:  # tick labels sit 4 px below their grid line
+        return v_a + (float(px) + 4 - y_a) * (v_b - v_a) / (y_b - y_a)
+
+    runs: dict = {"unit": re.search(r"rotate\(-90\)[^>]*>([^<]+)<", svg)[1]}
+    for cy, color, step, bits in re.findall(
+        r'<circle cx="[\d.]+" cy="([\d.]+)" r="2.5" fill="(#\w+)"><title>step ([^:]+): ([^<]+)<',
+        svg,
+    ):
+        run = runs.setdefault(color, {"steps": [], "val": [], "val_px": [], "train_px": []})
+        run["steps"].append(float(step))
+        run["val"].append(float(bits))
+        run["val_px"].append(value(cy))
+    for d, color in re.findall(r'<path class="train" d="([^"]+)" stroke="(#\w+)"', svg):
+        runs[color]["train_px"] = [value(y) for y in re.findall(r",([\d.]+)", d)]
+    return runs
+
+
+def test_comparison_of_outputs_draws_both_curves_in_bits_per_16bit_sample(tmp_path: Path):
+    """A μ-law run's curves are drawn shifted by its val_bits16 - val_bits, beside a 16-bit
+    run's, on the page's chart as in the PNG: one model (plots.learning_curves), one unit."""
+    offsets = (6.0, 0.0)  # categorical 8-bit μ-law codes, mol 16-bit
+    runs = [
+        with_bits16(make_run(tmp_path / n), o) for n, o in zip(("cat", "mol"), offsets, strict=True)
+    ]
+    svg = chart(write_comparison(runs, tmp_path / "sweep.html").read_text())
+    figure = learning_curves_figure(runs).axes[0]
+    assert svg["unit"] == figure.get_ylabel() == "bits / 16-bit sample"
+    for run, offset, color, c in zip(
+        runs, offsets, ("#1f77b4", "#ff7f0e"), ("C0", "C1"), strict=True
+    ):
+        records = read_metrics(run)
+        val16 = [r["val_bits16"] for r in records if "val_bits16" in r]
+        train16 = [r["train_bits"] + offset for r in records]
+        assert svg[color]["steps"] == [r["step"] for r in records if "val_bits16" in r]
+        assert svg[color]["val"] == pytest.approx(val16, abs=1e-3)
+        assert svg[color]["val_px"] == pytest.approx(val16, abs=0.01)
+        assert svg[color]["train_px"] == pytest.approx(train16, abs=0.01)
+        png = [list(line.get_ydata()) for line in figure.get_lines() if line.get_color() == c]
+        assert pytest.approx(val16) in png and pytest.approx(train16) in png
+    # A run whose bits cannot be converted leaves the chart out, saying why; the page stays.
+    old = make_run(tmp_path / "old")
+    page = write_comparison([*runs, old], tmp_path / "sweep.html").read_text()
+    assert "<svg" not in page and "old: no val_bits16" in page
+    assert len(read_page(tmp_path / "sweep.html").all("audio")) == 3
 
 
 def test_one_run_without_out_writes_its_report(tmp_path: Path, capsys):

@@ -9,6 +9,7 @@ so a viewer never shows a half-written image while training redraws it.
 import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,24 +67,66 @@ def _time_unit(seconds: float) -> tuple[float, str]:
     return 3600.0, "h"
 
 
+def _finite(record: dict, key: str) -> bool:
+    value = record.get(key)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def bits16_offset(records: list[dict]) -> float | None:
     """What a run adds to its bits per code to give bits per 16-bit sample (`val_bits16` -
     `val_bits`: 0 for 16-bit outputs, ~6 for 8-bit μ-law), None for records without it."""
     for r in records:
-        if "val_bits16" in r and "val_bits" in r:
+        if _finite(r, "val_bits16") and _finite(r, "val_bits"):
             return r["val_bits16"] - r["val_bits"]
     return None
 
 
-def learning_curves_figure(run_dirs: list[Path]) -> Figure:
-    """Train and validation bits/sample against step, one colour per run, each run's bigram
-    baseline dashed; a second panel against wall time when the records carry `wall_s`.
+@dataclass(frozen=True)
+class Point:
+    """One logged value: its step, its wall-clock time (None in records without `wall_s`) and
+    bits/sample in the unit of the `Curves` that holds it."""
 
-    Runs whose codes differ (a μ-law and a 16-bit output) are drawn in bits per 16-bit sample,
-    each shifted by its own `bits16_offset`; otherwise in the runs' own unit."""
-    if not run_dirs:
-        raise ValueError("no run directories given")
-    runs = list(zip(run_labels(run_dirs), [read_metrics(d) for d in run_dirs], strict=True))
+    step: float
+    wall_s: float | None
+    bits: float
+
+
+@dataclass
+class Curve:
+    """One run's learning curve: train and validation points in step order, and its last
+    bigram baseline, all in the unit of the `Curves` that holds it."""
+
+    label: str
+    train: list[Point]
+    val: list[Point]
+    bigram: float | None
+
+
+@dataclass
+class Curves:
+    """The learning curves of several runs in one unit (`unit` names it, for the y axis)."""
+
+    runs: list[Curve]
+    unit: str
+
+
+def _points(records: list[dict], metric: str, up: float) -> list[Point]:
+    return [
+        Point(r["step"], r["wall_s"] if _finite(r, "wall_s") else None, r[metric] + up)
+        for r in records
+        if _finite(r, "step") and _finite(r, metric)
+    ]
+
+
+def learning_curves(runs: list[tuple[str, list[dict]]]) -> Curves:
+    """(label, metrics records) of each run -> their curves in one unit: the one model behind
+    the PNG (learning_curves_figure) and the report's chart (wavenet.metrics.report).
+
+    Runs whose codes differ (a μ-law and a 16-bit output) are put in bits per 16-bit sample,
+    each shifted by its own `bits16_offset`; otherwise they keep the runs' own unit. Values that
+    are not finite numbers are left out. Raises ValueError naming a run that cannot be shifted
+    (no `val_bits16`) beside runs whose outputs differ.
+    """
     offsets = [bits16_offset(records) for _, records in runs]
     mixed = len({round(o, 3) for o in offsets if o is not None}) > 1
     if mixed and None in offsets:
@@ -92,8 +135,32 @@ def learning_curves_figure(run_dirs: list[Path]) -> Figure:
             f"{missing}: no val_bits16 in its metrics, so its bits cannot be set "
             "beside the other runs' (their outputs differ); plot it apart"
         )
-    shift = [o if mixed else 0.0 for o in offsets]
-    walls = [r["wall_s"] for _, records in runs for r in records if "wall_s" in r]
+    sixteen = mixed or all(o is not None and abs(o) < 1e-3 for o in offsets)
+    curves = []
+    for (label, records), offset in zip(runs, offsets, strict=True):
+        up = offset if mixed else 0.0
+        bigram = [r["bigram_val_bits"] for r in records if _finite(r, "bigram_val_bits")]
+        curves.append(
+            Curve(
+                label,
+                _points(records, "train_bits", up),
+                _points(records, "val_bits", up),
+                bigram[-1] + up if bigram else None,
+            )
+        )
+    return Curves(curves, "bits / 16-bit sample" if sixteen else "bits / μ-law sample")
+
+
+def learning_curves_figure(run_dirs: list[Path]) -> Figure:
+    """Train and validation bits/sample against step, one colour per run, each run's bigram
+    baseline dashed; a second panel against wall time when the records carry `wall_s`.
+
+    The values and their unit come from `learning_curves`."""
+    if not run_dirs:
+        raise ValueError("no run directories given")
+    labels = run_labels(run_dirs)
+    curves = learning_curves(list(zip(labels, [read_metrics(d) for d in run_dirs], strict=True)))
+    walls = [p.wall_s for c in curves.runs for p in c.train + c.val if p.wall_s is not None]
     panels = [("step", 1.0, "step")]
     if walls:
         scale, unit = _time_unit(max(walls))
@@ -102,26 +169,24 @@ def learning_curves_figure(run_dirs: list[Path]) -> Figure:
     fig = Figure(figsize=(5.5 * len(panels) + 3, 4.5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-    for k, (_, records) in enumerate(runs):
-        color, up = f"C{k % 10}", shift[k]
+    for k, curve in enumerate(curves.runs):
+        color = f"C{k % 10}"
         for ax, (key, scale, _) in zip(axes, panels, strict=True):
-            for metric, style in (
-                ("train_bits", dict(lw=1, alpha=0.45)),
-                ("val_bits", dict(lw=2, marker="o", ms=3)),
+            for points, style in (
+                (curve.train, dict(lw=1, alpha=0.45)),
+                (curve.val, dict(lw=2, marker="o", ms=3)),
             ):
-                points = [
-                    (r[key] / scale, r[metric] + up) for r in records if key in r and metric in r
+                xy = [
+                    (getattr(p, key) / scale, p.bits) for p in points if getattr(p, key) is not None
                 ]
-                if points:
-                    ax.plot(*zip(*points, strict=True), color=color, **style)
-            bigram = [r["bigram_val_bits"] for r in records if "bigram_val_bits" in r]
-            if bigram:
-                ax.axhline(bigram[-1] + up, color=color, lw=1, ls="--")
+                if xy:
+                    ax.plot(*zip(*xy, strict=True), color=color, **style)
+            if curve.bigram is not None:
+                ax.axhline(curve.bigram, color=color, lw=1, ls="--")
     for ax, (_, _, xlabel) in zip(axes, panels, strict=True):
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-    sixteen = mixed or all(o is not None and abs(o) < 1e-3 for o in offsets)
-    axes[0].set_ylabel("bits / 16-bit sample" if sixteen else "bits / μ-law sample")
+    axes[0].set_ylabel(curves.unit)
 
     styles = [
         Line2D([], [], color="gray", lw=1, alpha=0.45, label="train"),
@@ -129,7 +194,7 @@ def learning_curves_figure(run_dirs: list[Path]) -> Figure:
         Line2D([], [], color="gray", lw=1, ls="--", label="bigram baseline"),
     ]
     colors = [
-        Line2D([], [], color=f"C{k % 10}", lw=2, label=label) for k, (label, _) in enumerate(runs)
+        Line2D([], [], color=f"C{k % 10}", lw=2, label=label) for k, label in enumerate(labels)
     ]
     fig.legend(handles=styles + colors, loc="outside right upper", fontsize="small")
     fig.suptitle("learning curves (lower is better)")

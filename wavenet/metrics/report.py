@@ -8,11 +8,13 @@ are inline, and audio and spectrograms are relative links to the run's own files
 opens from disk and the folder can be zipped and shared. Audio is never inlined, and older
 validations fold into a <details>, so a run with hundreds of validations stays small.
 
-Every value that comes from a config, a file name or JSON is escaped (`_e`) and every link is
-URL-quoted (`_href`). Nothing here imports Hydra: the run's YAML is read with PyYAML.
+This module reads the run and builds plain data (numbers, strings, relative links); the markup,
+style and script are Jinja2 templates in templates/, rendered with autoescape on, so every value
+from a config, a file name or JSON is shown as text. Links are URL-quoted here (`_href`). The
+learning curves are plots.learning_curves, the model the PNG is drawn from, so both show the same
+values in the same unit. Nothing here imports Hydra: the run's YAML is read with PyYAML.
 """
 
-import html
 import json
 import math
 import os
@@ -23,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+import jinja2
 import soundfile as sf
 import yaml
 
 from wavenet.files import atomic_write
-from wavenet.metrics.plots import read_metrics, run_labels
+from wavenet.metrics.plots import Curves, learning_curves, read_metrics, run_labels
 from wavenet.model import WaveNet, WaveNetConfig
 
 REPORT_FILE = "report.html"
@@ -242,14 +245,9 @@ def model_summary(run: Run) -> dict | None:
 # ---------------------------------------------------------------- formatting
 
 
-def _e(value) -> str:
-    """Any value as escaped HTML text (attributes included)."""
-    return html.escape(str(value), quote=True)
-
-
 def _href(target: Path, base: Path) -> str:
-    """A relative, URL-quoted, escaped link from folder `base` to `target`."""
-    return _e(quote(os.path.relpath(target, base).replace(os.sep, "/")))
+    """A relative, URL-quoted link from folder `base` to `target`."""
+    return quote(os.path.relpath(target, base).replace(os.sep, "/"))
 
 
 def _bits(value) -> str:
@@ -273,19 +271,25 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def _status(run: Run) -> str:
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("wavenet.metrics", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+TEMPLATES.filters.update(bits=_bits, count=_count, duration=_duration)
+
+
+def _render(template: str, **data) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return TEMPLATES.get_template(template).render(stamp=stamp, **data)
+
+
+def _status(run: Run) -> dict:
     text = f"stopped at step {run.step}" if run.status == "stopped" else run.status
-    return f'<span class="status {_e(run.status)}">{_e(text)}</span>'
-
-
-def _scores(record: dict) -> str:
-    """DNSMOS listening scores of a validation record, where it has them."""
-    parts = [
-        f"{label} {record[key]:.2f}"
-        for key, label in DNSMOS
-        if isinstance(record.get(key), int | float)
-    ]
-    return f'<span class="scores">DNSMOS {_e(" · ".join(parts))}</span>' if parts else ""
+    return {"kind": run.status, "text": text}
 
 
 # ---------------------------------------------------------------- the curves
@@ -314,33 +318,20 @@ def _thin(points: list[tuple[float, float]], n: int) -> list[tuple[float, float]
     return out
 
 
-def curves_svg(runs: list[Run], width: int = 760, height: int = 320) -> str:
-    """Train (thin) and validation (dots) bits/sample against step, one colour per run, each
-    run's bigram baseline dashed, as an inline <svg>; empty string when no run has records."""
+def _chart(curves: Curves, width: int = 760, height: int = 320) -> dict | None:
+    """The learning-curve chart (templates/parts.html.j2, `curves`) as pixel geometry: train
+    (thin) and validation (dots) against step, one colour per run, each run's bigram baseline
+    dashed, in the unit of `curves`; None when no run has a point. Coordinates are rounded to
+    0.1 px."""
     series = []
-    for k, run in enumerate(runs):
-        color = COLORS[k % len(COLORS)]
-        train = _thin(
-            [
-                (r["step"], r["train_bits"])
-                for r in run.records
-                if isinstance(r.get("train_bits"), int | float) and math.isfinite(r["train_bits"])
-            ],
-            CURVE_POINTS,
-        )
-        val = _thin(
-            [
-                (r["step"], r["val_bits"])
-                for r in run.records
-                if isinstance(r.get("val_bits"), int | float) and math.isfinite(r["val_bits"])
-            ],
-            CURVE_POINTS,
-        )
-        series.append((color, train, val, run.bigram))
-    xs = [p[0] for _, t, v, _ in series for p in t + v]
-    ys = [p[1] for _, t, v, _ in series for p in t + v] + [b for *_, b in series if b]
+    for curve in curves.runs:
+        train = _thin([(p.step, p.bits) for p in curve.train], CURVE_POINTS)
+        val = _thin([(p.step, p.bits) for p in curve.val], CURVE_POINTS)
+        series.append((train, val, curve.bigram))
+    xs = [p[0] for t, v, _ in series for p in t + v]
+    ys = [p[1] for t, v, _ in series for p in t + v] + [b for *_, b in series if b]
     if not xs:
-        return ""
+        return None
     x0, x1 = 0.0, max(xs) or 1.0
     y0, y1 = min(ys), max(ys)
     pad = 0.05 * (y1 - y0 or 1.0)
@@ -349,212 +340,155 @@ def curves_svg(runs: list[Run], width: int = 760, height: int = 320) -> str:
     w, h = width - left - right, height - top - bottom
 
     def px(x: float) -> float:
-        return left + w * (x - x0) / (x1 - x0)
+        return round(left + w * (x - x0) / (x1 - x0), 1)
 
-    def py(y: float) -> float:
-        return top + h * (y1 - y) / (y1 - y0)
+    def py(y: float, below: float = 0.0) -> float:
+        return round(top + h * (y1 - y) / (y1 - y0) + below, 1)
 
     def path(points) -> str:
         return " ".join(
-            f"{'M' if i == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for i, (x, y) in enumerate(points)
+            f"{'M' if i == 0 else 'L'}{px(x)},{py(y)}" for i, (x, y) in enumerate(points)
         )
 
-    out = [
-        f'<svg class="curves" viewBox="0 0 {width} {height}" role="img" '
-        f'xmlns="http://www.w3.org/2000/svg" aria-label="learning curves">'
-    ]
-    for y in _nice_ticks(y0, y1):
-        out.append(
-            f'<line class="grid" x1="{left}" x2="{left + w}" y1="{py(y):.1f}" '
-            f'y2="{py(y):.1f}"/><text class="tick" x="{left - 6}" y="{py(y) + 4:.1f}" '
-            f'text-anchor="end">{y:g}</text>'
-        )
-    for x in _nice_ticks(x0, x1):
-        out.append(
-            f'<text class="tick" x="{px(x):.1f}" y="{top + h + 16}" '
-            f'text-anchor="middle">{x:g}</text>'
-        )
-    out.append(
-        f'<rect class="frame" x="{left}" y="{top}" width="{w}" height="{h}"/>'
-        f'<text class="label" x="{left + w / 2}" y="{height - 4}" '
-        f'text-anchor="middle">step</text>'
-        f'<text class="label" transform="translate(12 {top + h / 2}) rotate(-90)" '
-        f'text-anchor="middle">bits / μ-law sample</text>'
-    )
-    for color, train, val, bigram in series:
-        if bigram:
-            out.append(
-                f'<line class="bigram" x1="{left}" x2="{left + w}" y1="{py(bigram):.1f}" '
-                f'y2="{py(bigram):.1f}" stroke="{color}"><title>bigram baseline '
-                f"{bigram:.3f}</title></line>"
-            )
-        if train:
-            out.append(f'<path class="train" d="{path(train)}" stroke="{color}"/>')
-        if val:
-            out.append(f'<path class="val" d="{path(val)}" stroke="{color}"/>')
-            out.extend(
-                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{color}">'
-                f"<title>step {x:g}: {y:.3f}</title></circle>"
-                for x, y in val
-            )
-    out.append("</svg>")
-    return "".join(out)
-
-
-CURVE_KEY = (
-    '<p class="key"><span class="k train"></span>train <span class="k val"></span>'
-    'validation <span class="k bigram"></span>bigram baseline</p>'
-)
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "top": top,
+        "w": w,
+        "h": h,
+        "right": left + w,
+        "y_ticks": [
+            {"y": py(y), "text_y": py(y, below=4), "value": y} for y in _nice_ticks(y0, y1)
+        ],
+        "y_tick_x": left - 6,
+        "x_ticks": [{"x": px(x), "value": x} for x in _nice_ticks(x0, x1)],
+        "x_tick_y": top + h + 16,
+        "x_label": {"x": left + w / 2, "y": height - 4},
+        "y_label_y": top + h / 2,
+        "unit": curves.unit,
+        "series": [
+            {
+                "color": COLORS[k % len(COLORS)],
+                "bigram": {"y": py(bigram), "bits": bigram} if bigram else None,
+                "train": path(train),
+                "val": path(val),
+                "dots": [{"x": px(x), "y": py(y), "step": x, "bits": y} for x, y in val],
+            }
+            for k, (train, val, bigram) in enumerate(series)
+        ],
+    }
 
 
 # ---------------------------------------------------------------- one run
 
 
-def _headline(run: Run, base: Path) -> str:
-    best, bigram = run.best, run.bigram
-    rows = [("steps", _e(run.step)), ("wall time", _e(_duration(run.wall_s)))]
-    if best is not None:
-        gain = f" ({best['val_bits'] - bigram:+.3f} vs bigram {bigram:.3f})" if bigram else ""
-        rows.append(
-            (
-                "best validation",
-                f"<b>{_e(_bits(best['val_bits']))}</b> bits/sample at "
-                f"step {_e(best['step'])}{_e(gain)}",
-            )
-        )
-    elif bigram:
-        rows.append(("bigram baseline", f"{_e(_bits(bigram))} bits/sample"))
-    if run.samples_per_s is not None:
-        rows.append(("throughput", f"{_e(_count(run.samples_per_s))} samples/s"))
-    rows.append(("command", f"<code>{_e(run.command)}</code>"))
+def _headline(run: Run, base: Path) -> dict:
     model = model_summary(run)
     if model is not None:
-        kind = (
+        model["kind"] = (
             "vocoder (mel-conditioned)"
             if run.vocoder
             else "speaker-conditioned"
             if run.config["model"].get("speaker_channels")
             else "unconditioned"
         )
-        rows.append(
-            (
-                "model",
-                f"{_e(_count(model['parameters']))} parameters, receptive field "
-                f"{model['receptive_field']} samples ({model['ms']:.1f} ms), "
-                f"{_e(kind)}",
-            )
-        )
-    rows.append(("data", _data_summary(run, base)))
-    body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
-    return f'<table class="headline">{body}</table>'
+    return {
+        "steps": run.step,
+        "wall_s": run.wall_s,
+        "best": run.best,
+        "bigram": run.bigram,
+        "samples_per_s": run.samples_per_s,
+        "command": run.command,
+        "model": model,
+        "data": _data_summary(run, base),
+    }
 
 
-def _data_summary(run: Run, base: Path) -> str:
+def _data_summary(run: Run, base: Path) -> dict:
+    """What data_report.json says, for the headline; state "missing" or "unexpected" when it
+    cannot say it."""
+    href = _href(run.path / "data_report.json", base)
     if run.data is None:
-        return "no data_report.json"
+        return {"state": "missing"}
     try:
-        return _data_text(run.data, run.path, base)
+        return {"state": "read", "href": href, **_data_facts(run.data)}
     except (TypeError, ValueError, AttributeError):  # written by another version, or by hand
-        link = f'<a href="{_href(run.path / "data_report.json", base)}">data_report.json</a>'
-        return f"unexpected contents in {link}"
+        return {"state": "unexpected", "href": href}
 
 
-def _data_text(data: dict, run_dir: Path, base: Path) -> str:
-    link = f'<a href="{_href(run_dir / "data_report.json", base)}">data_report.json</a>'
+def _data_facts(data: dict) -> dict:
     skipped = data.get("skipped") or []
-    text = (
-        f"{len(data.get('train') or [])} train + {len(data.get('validation') or [])} "
-        f"validation files, {len(skipped)} skipped, "
-        f"{_e(_duration(3600 * float(data.get('hours') or 0)))} of audio at "
-        f"{_e(data.get('sample_rate', '?'))} Hz from <code>{_e(data.get('root', '?'))}</code> "
-        f"({_e(data.get('layout', '?'))} layout); {link}"
-    )
     per = data.get("hours_per_speaker") or {}
     speakers = sorted({s for split in per.values() for s in split})
-    if speakers:
-        rows = "".join(
-            f"<tr><td>{_e(s or '(no label)')}</td>"
-            + "".join(
-                f"<td>{60 * float((per.get(split) or {}).get(s, 0)):.2f}</td>"
-                for split in ("train", "validation")
+    return {
+        "train": len(data.get("train") or []),
+        "validation": len(data.get("validation") or []),
+        "skipped": len(skipped),
+        "seconds": 3600 * float(data.get("hours") or 0),
+        "sample_rate": data.get("sample_rate", "?"),
+        "root": data.get("root", "?"),
+        "layout": data.get("layout", "?"),
+        # (name, train minutes, validation minutes)
+        "speakers": [
+            (
+                s or "(no label)",
+                *(
+                    60 * float((per.get(split) or {}).get(s, 0))
+                    for split in ("train", "validation")
+                ),
             )
-            + "</tr>"
             for s in speakers
-        )
-        table = (
-            f'<table class="small"><tr><th>speaker</th><th>train (min)</th>'
-            f"<th>validation (min)</th></tr>{rows}</table>"
-        )
-        text += (
-            table
-            if len(speakers) <= 8
-            else f"<details><summary>{len(speakers)} speakers</summary>{table}</details>"
-        )
-    if skipped:
-        items = "".join(
-            f"<li><code>{_e(s.get('file'))}</code>: {_e(s.get('reason'))}</li>"
-            for s in skipped[:100]
-            if isinstance(s, dict)
-        )
-        more = f"<li>… {len(skipped) - 100} more</li>" if len(skipped) > 100 else ""
-        text += f"<details><summary>skipped files</summary><ul>{items}{more}</ul></details>"
-    return text
+        ],
+        "skipped_files": [
+            (s.get("file"), s.get("reason")) for s in skipped[:100] if isinstance(s, dict)
+        ],
+        "more": max(len(skipped) - 100, 0),
+    }
 
 
-def _audio(path: Path, base: Path) -> str:
-    """A player for `path` (with its length: players show whole seconds), or "" if absent."""
+def _audio(path: Path, base: Path) -> dict | None:
+    """A player for `path` (its length: players show whole seconds; None when unreadable), or
+    None if absent."""
     if not path.is_file():
-        return ""
+        return None
     try:
-        length = f' <span class="muted">{sf.info(path).duration:.2f} s</span>'
+        seconds = sf.info(path).duration
     except (RuntimeError, OSError):  # soundfile raises RuntimeError subclasses
-        length = ' <span class="muted">(unreadable)</span>'
-    return f'<audio controls preload="metadata" src="{_href(path, base)}"></audio>{length}'
+        seconds = None
+    return {"href": _href(path, base), "seconds": seconds}
 
 
-def _sample_card(run: Run, record: dict, base: Path, lazy: bool) -> str:
+def _sample_card(run: Run, record: dict, base: Path, lazy: bool) -> dict:
     step = record["step"]
-    wav, png = run.sample_path(step, "wav"), run.sample_path(step, "png")
     has = run.samples.get(step, {})
-    head = f"step {step}"
-    if "val_bits" in record:
-        head += f" · validation {record['val_bits']:.3f} bits/sample"
-    parts = [f'<div class="card"><h3>{_e(head)} {_scores(record)}</h3>']
-    if has.get("wav"):
-        label = "copy synthesis" if run.vocoder else "generated"
-        parts.append(f"<p>{label} {_audio(wav, base)}</p>")
-    if has.get("png"):
-        loading = ' loading="lazy"' if lazy else ""
-        parts.append(
-            f'<a href="{_href(png, base)}"><img src="{_href(png, base)}"{loading} '
-            f'alt="spectrograms at step {_e(step)}: real and generated"></a>'
-        )
-    if not has:
-        parts.append('<p class="muted">no sample file</p>')
-    parts.append("</div>")
-    return "".join(parts)
+    return {
+        "step": step,
+        "val_bits": record.get("val_bits"),
+        "scores": [
+            (label, record[key])
+            for key, label in DNSMOS
+            if isinstance(record.get(key), int | float)
+        ],
+        "wav": has.get("wav", False),
+        "wav_label": "copy synthesis" if run.vocoder else "generated",
+        "audio": _audio(run.sample_path(step, "wav"), base) if has.get("wav") else None,
+        "png": _href(run.sample_path(step, "png"), base) if has.get("png") else None,
+        "lazy": lazy,
+        "missing": not has,
+    }
 
 
-def _samples(run: Run, base: Path) -> str:
+def _samples(run: Run, base: Path) -> dict:
     validations = run.validations
-    if not validations:
-        return '<p class="muted">no validation yet</p>'
-    out = []
     source = run.path / "samples" / "source.wav"
-    if run.vocoder and source.is_file():
-        out.append(
-            f"<p>source clip (the real audio the vocoder re-synthesises from its "
-            f"log-mel) {_audio(source, base)}</p>"
-        )
-    out.extend(_sample_card(run, r, base, lazy=i > 2) for i, r in enumerate(validations[:EXPANDED]))
-    older = validations[EXPANDED:]
-    if older:
-        cards = "".join(_sample_card(run, r, base, lazy=True) for r in older)
-        out.append(
-            f"<details><summary>{len(older)} older validations (steps "
-            f"{older[-1]['step']}–{older[0]['step']})</summary>{cards}</details>"
-        )
-    return "".join(out)
+    return {
+        "source": _audio(source, base) if run.vocoder else None,
+        "cards": [
+            _sample_card(run, r, base, lazy=i > 2) for i, r in enumerate(validations[:EXPANDED])
+        ],
+        "older": [_sample_card(run, r, base, lazy=True) for r in validations[EXPANDED:]],
+    }
 
 
 def render_run(run: Run, base: Path | None = None) -> str:
@@ -562,19 +496,17 @@ def render_run(run: Run, base: Path | None = None) -> str:
     (default: the run directory, where report.html goes)."""
     base = run.path if base is None else base
     label = run_labels([run.path])[0]
-    svg = curves_svg([run])
     png = run.path / "learning_curves.png"
-    png_link = (
-        f' (also as <a href="{_href(png, base)}">learning_curves.png</a>)' if png.is_file() else ""
+    return _render(
+        "run.html.j2",
+        title=f"wavenet run {label}",
+        label=label,
+        status=_status(run),
+        headline=_headline(run, base),
+        chart=_chart(learning_curves([(label, run.records)])),
+        png=_href(png, base) if png.is_file() else None,
+        samples=_samples(run, base),
     )
-    body = [
-        f"<h1>{_e(label)} {_status(run)}</h1>",
-        _headline(run, base),
-        f"<h2>Learning curves</h2>{svg or '<p class=muted>no metrics yet</p>'}"
-        f"{CURVE_KEY if svg else ''}<p class='muted'>lower is better{png_link}</p>",
-        f"<h2>Samples, newest first</h2>{_samples(run, base)}",
-    ]
-    return _page(f"wavenet run {label}", "".join(body))
 
 
 def write_report(run_dir: Path, status: str | None = None) -> Path:
@@ -602,9 +534,9 @@ def _override_table(runs: list[Run]) -> tuple[list[str], list[dict[str, str]]]:
     return [k for k in keys if len({v.get(k) for v in values}) > 1], values
 
 
-def _cell(text: str, sort_key=None) -> str:
-    key = f' data-sort="{_e(sort_key)}"' if sort_key is not None else ""
-    return f"<td{key}>{text}</td>"
+def _score(value, show) -> tuple[str, object]:
+    """A score's table cell: (shown text, sort key; "" sorts last)."""
+    return show(value), "" if value is None else value
 
 
 def render_comparison(runs: list[Run], base: Path) -> str:
@@ -613,15 +545,16 @@ def render_comparison(runs: list[Run], base: Path) -> str:
     labels = run_labels([r.path for r in runs])
     keys, values = _override_table(runs)
     scores = [
-        ("best val bits", lambda r: r.best and r.best["val_bits"]),
-        ("bigram", lambda r: r.bigram),
-        ("steps", lambda r: r.step),
-        ("wall time", lambda r: r.wall_s),
+        ("best val bits", lambda r: r.best and r.best["val_bits"], _bits),
+        ("bigram", lambda r: r.bigram, _bits),
+        ("steps", lambda r: r.step, str),
+        ("wall time", lambda r: r.wall_s, _duration),
     ]
     if any("val_bits16" in r for run in runs for r in run.records):
         # Per 16-bit sample: the one unit in which μ-law and 16-bit outputs compare.
         scores.insert(
-            1, ("best val bits / 16-bit sample", lambda r: r.best and r.best.get("val_bits16"))
+            1,
+            ("best val bits / 16-bit sample", lambda r: r.best and r.best.get("val_bits16"), _bits),
         )
     if any(k in r for run in runs for r in run.records for k, _ in DNSMOS):
         scores.append(
@@ -630,60 +563,37 @@ def render_comparison(runs: list[Run], base: Path) -> str:
                 lambda r: next(
                     (x["dnsmos_ovrl"] for x in r.validations if "dnsmos_ovrl" in x), None
                 ),
+                _bits,
             )
         )
-    head = "".join(
-        f"<th>{_e(h)}</th>" for h in ["", "run", "status", *keys, *(name for name, _ in scores)]
-    )
     rows = []
     for k, (run, label, vals) in enumerate(zip(runs, labels, values, strict=True)):
         report = run.path / REPORT_FILE
-        name = (
-            f'<a href="{_href(report, base)}">{_e(label)}</a>'
-            if report.is_file()
-            else f'<a href="{_href(run.path, base)}">{_e(label)}</a>'
-        )
-        cells = [
-            _cell(f'<span class="swatch" style="background:{COLORS[k % len(COLORS)]}"></span>', k),
-            _cell(name, label),
-            _cell(_status(run), run.status),
-        ]
-        cells += [
-            _cell(f"<code>{_e(vals.get(key, '—'))}</code>", vals.get(key, "")) for key in keys
-        ]
-        for score, get in scores:
-            value = get(run)
-            text = (
-                _duration(value)
-                if score == "wall time"
-                else str(value)
-                if score == "steps"
-                else _bits(value)
-            )
-            cells.append(_cell(_e(text), "" if value is None else value))
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    table = (
-        f'<table class="sortable"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-    grid = []
-    for run, label in zip(runs, labels, strict=True):
         latest = next((r for r in run.validations if run.samples.get(r["step"])), None)
-        card = (
-            _sample_card(run, latest, base, lazy=True)
-            if latest
-            else '<p class="muted">no sample yet</p>'
+        rows.append(
+            {
+                "color": COLORS[k % len(COLORS)],
+                "label": label,
+                "href": _href(report if report.is_file() else run.path, base),
+                "status": _status(run),
+                "overrides": [(vals.get(key, "—"), vals.get(key, "")) for key in keys],
+                "scores": [_score(get(run), show) for _, get, show in scores],
+                "latest": _sample_card(run, latest, base, lazy=True) if latest else None,
+            }
         )
-        grid.append(f'<div><h3 class="run">{_e(label)}</h3>{card}</div>')
-    svg = curves_svg(runs)
-    body = [
-        f"<h1>{len(runs)} wavenet runs</h1>",
-        "<p class='muted'>click a column header to sort; differing overrides shown</p>",
-        table,
-        f"<h2>Learning curves</h2>{svg}{CURVE_KEY if svg else ''}",
-        f'<h2>Latest samples</h2><div class="grid">{"".join(grid)}</div>',
-    ]
-    return _page(f"{len(runs)} wavenet runs", "".join(body), sortable=True)
+    try:
+        curves = learning_curves(list(zip(labels, [r.records for r in runs], strict=True)))
+        chart, chart_error = _chart(curves), None
+    except ValueError as e:  # outputs differ and a run has no val_bits16 to convert by
+        chart, chart_error = None, str(e)
+    return _render(
+        "comparison.html.j2",
+        title=f"{len(runs)} wavenet runs",
+        headers=["", "run", "status", *keys, *(name for name, *_ in scores)],
+        rows=rows,
+        chart=chart,
+        chart_error=chart_error,
+    )
 
 
 def write_comparison(run_dirs: list[Path], out: Path) -> Path:
@@ -703,71 +613,3 @@ def write_run_page(run_dir: Path, out: Path) -> Path:
     page = render_run(read_run(run_dir), out.absolute().parent)
     atomic_write(out, page.encode(), durable=False)
     return out
-
-
-# ---------------------------------------------------------------- the page
-
-CSS = """
-:root{color-scheme:light;--fg:#1d2127;--muted:#68707c;--line:#d8dce2;--bg:#fff;--card:#f6f7f9}
-body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--fg);
- background:var(--bg);max-width:1100px;margin:24px auto;padding:0 16px}
-h1{font-size:22px;margin:0 0 12px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid
- var(--line);padding-bottom:4px}h3{font-size:15px;margin:0 0 6px}
-code{font:13px ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--card);padding:1px 4px;
- border-radius:3px;word-break:break-all}
-table{border-collapse:collapse}th,td{text-align:left;padding:4px 10px;vertical-align:top;
- border-bottom:1px solid var(--line)}table.headline th{color:var(--muted);font-weight:500;
- white-space:nowrap}table.small{margin:6px 0;font-size:13px}
-.status{font-size:13px;padding:2px 8px;border-radius:10px;vertical-align:middle;color:#fff}
-.status.running{background:#1f77b4}.status.finished{background:#2a8a3e}
-.status.stopped{background:#b5541c}.muted{color:var(--muted)}
-.scores{font-weight:400;color:var(--muted);font-size:13px;margin-left:8px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:10px 12px;
- margin:10px 0}.card img{width:100%;max-width:900px;display:block;margin-top:6px}
-audio{vertical-align:middle;height:36px;width:340px;max-width:100%}
-details{margin:10px 0}summary{cursor:pointer;color:var(--muted)}
-svg.curves{width:100%;max-width:900px;height:auto;display:block}
-svg .grid{stroke:#e6e8ec}svg .frame{fill:none;stroke:#b8bec6}svg .tick{font-size:11px;
- fill:#68707c}svg .label{font-size:12px;fill:#444}svg .train{fill:none;stroke-width:1;
- opacity:.45}svg .val{fill:none;stroke-width:2}svg .bigram{stroke-width:1;stroke-dasharray:5 4}
-.key{font-size:13px;color:var(--muted)}.k{display:inline-block;width:22px;height:0;
- margin:0 4px 3px 12px;border-top:2px solid #777}.k.train{border-top-width:1px;opacity:.6}
-.k.bigram{border-top:1px dashed #777}.swatch{display:inline-block;width:12px;height:12px;
- border-radius:2px}
-table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}
-table.sortable th[aria-sort=ascending]::after{content:" ▲"}
-table.sortable th[aria-sort=descending]::after{content:" ▼"}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
-h3.run{margin-top:8px;word-break:break-all}
-"""
-
-SORT_JS = """
-document.querySelectorAll("table.sortable").forEach(table => {
-  table.querySelectorAll("th").forEach((th, col) => th.addEventListener("click", () => {
-    const asc = th.getAttribute("aria-sort") !== "ascending";
-    table.querySelectorAll("th").forEach(h => h.removeAttribute("aria-sort"));
-    th.setAttribute("aria-sort", asc ? "ascending" : "descending");
-    const key = row => row.cells[col].dataset.sort ?? row.cells[col].textContent;
-    const body = table.tBodies[0];
-    const rows = [...body.rows].sort((a, b) => {
-      const x = key(a), y = key(b), nx = parseFloat(x), ny = parseFloat(y);
-      const order = x === "" ? 1 : y === "" ? -1 : !isNaN(nx) && !isNaN(ny) ? nx - ny
-        : x.localeCompare(y, undefined, {numeric: true});
-      return asc || x === "" || y === "" ? order : -order;
-    });
-    body.append(...rows);
-  }));
-});
-"""
-
-
-def _page(title: str, body: str, sortable: bool = False) -> str:
-    script = f"<script>{SORT_JS}</script>" if sortable else ""
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>{body}"
-        f'<p class="muted">written {_e(stamp)} (wavenet.metrics.report)</p>{script}'
-        f"</body></html>\n"
-    )
