@@ -55,7 +55,7 @@ from wavenet.config import model_config
 from wavenet.model.features import MelConfig
 from wavenet.model.network import WaveNet
 from wavenet.model.output import OUTPUTS
-from wavenet.sampling import numba_kernel
+from wavenet.sampling import kernel
 from wavenet.sampling.cached import (
     STORAGE,
     CachedSampler,
@@ -82,7 +82,7 @@ def _sum_loop(a, reps):
 def bandwidths(quick: bool) -> dict:
     """Single-core read bandwidth (GB/s) from arrays of 256 KB, 4 MB and 64 MB: a vectorized
     numba sum, each size repeated until ~0.2 s (quick: ~0.02 s) of reading, best of 3."""
-    if not numba_kernel.available():
+    if not kernel.available():
         return {}
     import numba
 
@@ -187,11 +187,11 @@ def weight_facts(model: WaveNet, impl: str, threads: int, batch: int, bw: dict) 
         merged = CachedSampler(model).merged_weights()
         parts = kernel_parts(threads, merged, STORAGE[impl], batch)
         pair = kernel_pair(threads, batch, parts)
-        compiled = numba_kernel.CompiledWeights(merged, STORAGE[impl], parts)
+        compiled = kernel.CompiledWeights(merged, STORAGE[impl], parts)
         nbytes = compiled.nbytes
         share = nbytes / parts
-        if pair:  # the larger of the two threads' reads (numba_kernel._run_pair)
-            share = max(numba_kernel.pair_shares(compiled))
+        if pair:  # the larger of the two threads' reads (wavenet.sampling.kernel.pair)
+            share = max(kernel.pair_shares(compiled))
     else:
         parts = 1
         nbytes = share = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -393,9 +393,9 @@ def main() -> None:
     name, model = next(iter(models.values()))  # the baseline's
     on_cpu, wanted = args.device == "cpu", set(args.impl)
     runs_here = {
-        "compiled": on_cpu and numba_kernel.available() and args.dtype != "bfloat16",
-        "compiled-bf16": on_cpu and numba_kernel.available() and args.dtype == "float32",
-        "compiled-int8": on_cpu and numba_kernel.int8_dot_available() and args.dtype == "float32",
+        "compiled": on_cpu and kernel.available() and args.dtype != "bfloat16",
+        "compiled-bf16": on_cpu and kernel.available() and args.dtype == "float32",
+        "compiled-int8": on_cpu and kernel.int8_dot_available() and args.dtype == "float32",
         "reference": True,
         "cuda-graph": not on_cpu,
         "naive": True,

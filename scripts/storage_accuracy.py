@@ -7,7 +7,7 @@ Scores the held-out files of the root (split_by_file(..., 0.1), the split the sh
 were trained with) in two ways, one JSON line per storage and way, each with its difference to
 float32 (`minus_float32`):
   scored_by "forward"  the teacher-forced forward pass (wavenet.metrics.evaluate) of the model
-                       with the weights each storage multiplies by (numba_kernel.rounded_model);
+                       with the weights each storage multiplies by (kernel.rounded_model);
   scored_by "kernel"   the compiled sampler path of that storage itself, fed the files' codes
                        (wavenet.sampling.cached.score): everything the path does, such as the
                        int8 path's rounding of each matrix input to int16 levels, is in it
@@ -27,9 +27,9 @@ from wavenet import checkpoint, mulaw
 from wavenet.data.dataset import load_dataset, speaker_ids, split_by_file
 from wavenet.metrics.evaluate import evaluate
 from wavenet.model.features import log_mel, usable_samples
-from wavenet.sampling import numba_kernel
+from wavenet.sampling import kernel
 from wavenet.sampling.cached import STORAGE, score
-from wavenet.sampling.numba_kernel import STORAGES, rounded_model
+from wavenet.sampling.kernel import STORAGES, rounded_model
 
 GATE = 0.01  # bits/sample
 IMPL = {storage: impl for impl, storage in STORAGE.items()}
@@ -107,11 +107,9 @@ def main() -> None:
         report(
             storage, "forward", result["bits_per_sample"], result["files"], result["samples"], start
         )
-    kernel_runs = (
-        numba_kernel.available() and model.config.output == "categorical" and not args.no_kernel
-    )
+    kernel_runs = kernel.available() and model.config.output == "categorical" and not args.no_kernel
     for storage in STORAGES if kernel_runs else ():
-        if storage == "int8" and not numba_kernel.int8_dot_available():
+        if storage == "int8" and not kernel.int8_dot_available():
             continue
         start = time.perf_counter()
         bits, files, samples = kernel_bits(model, held_out, ckpt, storage, args.threads or 1)

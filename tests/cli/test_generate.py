@@ -12,10 +12,10 @@ from tools import one_line_error
 
 from wavenet import checkpoint, mulaw
 from wavenet.cli import generate as cli_generate
-from wavenet.sampling import numba_kernel
+from wavenet.sampling import kernel
 from wavenet.sampling.cached import generate
 
-needs_numba = pytest.mark.skipif(not numba_kernel.available(), reason="numba is not installed")
+needs_numba = pytest.mark.skipif(not kernel.available(), reason="numba is not installed")
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ import torch
 
 from wavenet import mulaw
 from wavenet.model import output
-from wavenet.sampling import numba_kernel
+from wavenet.sampling import kernel
+from wavenet.sampling.kernel.draws import _draw
 
 CODES = torch.arange(2**16)
 H = 1 / 65536  # half a 16-bit step
@@ -138,9 +139,7 @@ def compiled_draws(out, params, temperature, n, seed):
     row = params[0].float().numpy()
     scratch = np.empty(max(out.channels, 1), np.float64)
     kind = output.KINDS[out.name]
-    return np.array(
-        [numba_kernel._draw(kind, row, float(v), temperature, scratch) for v in u.tolist()]
-    )
+    return np.array([_draw(kind, row, float(v), temperature, scratch) for v in u.tolist()])
 
 
 FIXED = {
@@ -152,7 +151,7 @@ PATHS = [
     "reference",
     pytest.param(
         "compiled",
-        marks=pytest.mark.skipif(not numba_kernel.available(), reason="numba is not installed"),
+        marks=pytest.mark.skipif(not kernel.available(), reason="numba is not installed"),
     ),
 ]
 
@@ -200,7 +199,7 @@ def test_greedy_draw_is_the_mean_of_the_most_likely_component(kind):
     mean = 0.2 if kind == "mol" else 0.03  # component 2 has the largest weight
     expected = round(mean * 32768) + 32768
     assert reference_draws(out, params, 0.0, 3, seed=0).tolist() == [expected] * 3
-    if numba_kernel.available():
+    if kernel.available():
         assert compiled_draws(out, params.float().double(), 0.0, 3, 0).tolist() == [expected] * 3
 
 

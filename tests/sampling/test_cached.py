@@ -5,7 +5,7 @@ import torch
 from builders import stepwise_logits
 
 from wavenet import CachedSampler, WaveNet, generate
-from wavenet.sampling import numba_kernel as fast
+from wavenet.sampling import kernel as fast
 from wavenet.sampling.cached import UniformStream, draw, generate_naive, resolve_impl
 
 needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")

@@ -11,7 +11,7 @@ from builders import COND_MEL, conditioned_inputs, conditioned_model, stepwise_l
 from wavenet import CachedSampler, WaveNet, generate
 from wavenet.model.features import MelConfig, pad_frames
 from wavenet.model.network import WaveNetConfig
-from wavenet.sampling import numba_kernel as fast
+from wavenet.sampling import kernel as fast
 from wavenet.sampling.cached import UniformStream, generate_naive
 
 needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")

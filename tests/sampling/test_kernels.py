@@ -2,7 +2,7 @@
 
 Tolerances: float32 paths match `model.forward` to 1e-4 in the logits. The bfloat16-storage path
 multiplies by weights rounded to bfloat16, so it matches the forward pass of the model with
-those weights rounded (`numba_kernel.rounded_model`) to 1e-4, and the original model only to the
+those weights rounded (`kernel.rounded_model`) to 1e-4, and the original model only to the
 rounding's effect (checked below at 0.15 in the logits of random-weight models; what matters,
 held-out bits/sample, moves < 0.01, see docs/speed.md). The int8 path multiplies by int8 weights
 (a scale per row) and also rounds every matrix input to int16 levels of its own largest value
@@ -31,7 +31,7 @@ import torch
 
 from wavenet.model.features import MelConfig, pad_frames
 from wavenet.model.network import WaveNet, WaveNetConfig
-from wavenet.sampling import cached, numba_kernel
+from wavenet.sampling import cached, kernel
 from wavenet.sampling.cached import (
     IMPLS,
     CachedSampler,
@@ -39,8 +39,11 @@ from wavenet.sampling.cached import (
     generate,
     resolve_impl,
 )
+from wavenet.sampling.kernel.draws import _exp_neg, _sample_row
+from wavenet.sampling.kernel.intrinsics import _TILE
+from wavenet.sampling.kernel.step import _project_int8
 
-needs_numba = pytest.mark.skipif(not numba_kernel.available(), reason="numba is not installed")
+needs_numba = pytest.mark.skipif(not kernel.available(), reason="numba is not installed")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 ROOT = Path(__file__).resolve().parents[2]
 HOP = 16
@@ -50,7 +53,7 @@ MEL = MelConfig(
 STORAGES = {"compiled": "float32", "compiled-bf16": "bfloat16", "compiled-int8": "int8"}
 TOLERANCE = {"compiled": 1e-4, "compiled-bf16": 1e-4, "compiled-int8": 1e-3}
 needs_int8 = pytest.mark.skipif(
-    not numba_kernel.int8_dot_available(),
+    not kernel.int8_dot_available(),
     reason="the int8 path needs numba on an x86 CPU with AVX2",
 )
 COMPILED = ["compiled", "compiled-bf16", pytest.param("compiled-int8", marks=needs_int8)]
@@ -109,12 +112,10 @@ def compiled_run(model, impl, batch, prime_len, n, parts, cond):
     sampler = CachedSampler(model)
     state, logits = sampler.start(batch, prime, **cond)
     pair = parts == "pair"  # one part, run on two threads by `_run_pair`
-    weights = numba_kernel.CompiledWeights(
-        sampler.merged_weights(), STORAGES[impl], 1 if pair else parts
-    )
+    weights = kernel.CompiledWeights(sampler.merged_weights(), STORAGES[impl], 1 if pair else parts)
     u = UniformStream(batch, torch.Generator().manual_seed(0)).take(n)
     local = sampler.local_bias(state, n) if "mel" in cond else None
-    out = numba_kernel.generate_chunk(weights, state, logits, u, 1.0, 2 if pair else 1, local, pair)
+    out = kernel.generate_chunk(weights, state, logits, u, 1.0, 2 if pair else 1, local, pair)
     assert out.shape == (batch, n) and state.position == prime_len + n + 1
     return torch.cat([prime, out, out.new_zeros(batch, 1)], dim=1), logits
 
@@ -136,7 +137,7 @@ def test_compiled_paths_equal_forward(impl, parts, batch, conditioned, output):
     prime_len, n = 150, 105  # past the 121-sample receptive field; 256 = 16 mel frames
     cond = conditioning(model, batch, prime_len + n + 1)
     seq, logits = compiled_run(model, impl, batch, prime_len, n, parts, cond)
-    expected = forward_last(numba_kernel.rounded_model(model, STORAGES[impl]), seq, cond)
+    expected = forward_last(kernel.rounded_model(model, STORAGES[impl]), seq, cond)
     assert (logits - expected).abs().max() < TOLERANCE[impl]
     if impl != "compiled":  # the rounding's own effect, against the float32 model
         assert (logits - forward_last(model, seq, cond)).abs().max() < 0.15
@@ -157,9 +158,9 @@ def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
     scale = torch.rand(n, generator=g) + 0.5
     out = torch.full((4, n), 5.0)
     codes = torch.zeros(4, k + 1, dtype=torch.int16)
-    sums = torch.zeros(4, n + numba_kernel._TILE, dtype=torch.int32)
-    wt = numba_kernel.tiled(w, numba_kernel._TILE)
-    numba_kernel._project_int8(
+    sums = torch.zeros(4, n + _TILE, dtype=torch.int32)
+    wt = kernel.tiled(w, _TILE)
+    _project_int8(
         x.numpy(),
         wt.numpy(),
         scale.numpy(),
@@ -177,7 +178,7 @@ def test_int8_products_are_the_exact_sums_of_the_rounded_operands(n, k):
 
 def test_tiled_layout_puts_each_outputs_pair_side_by_side():
     w = torch.arange(5 * 3, dtype=torch.int8).view(5, 3)  # 5 outputs, 3 inputs
-    t = numba_kernel.tiled(w, 4)  # 2 tiles of 4 outputs, 2 pairs of inputs
+    t = kernel.tiled(w, 4)  # 2 tiles of 4 outputs, 2 pairs of inputs
     assert t.shape == (2, 2, 4, 2)
     for o in range(5):
         for c in range(3):
@@ -205,7 +206,7 @@ def test_scoring_through_the_kernel_equals_the_forward_pass(conditioned):
         .sum(dim=1)
     )
     for impl, tolerance in [("compiled", 1e-5), ("compiled-int8", 1e-3)]:
-        if impl == "compiled-int8" and not numba_kernel.int8_dot_available():
+        if impl == "compiled-int8" and not kernel.int8_dot_available():
             continue
         got = score(model, codes, impl, threads=2, chunk=100, **cond)
         assert got.shape == (batch,)
@@ -227,7 +228,7 @@ def test_int8_rounding_keeps_one_scale_per_row():
     """rounded_model('int8'): each dilated-convolution and head row is scale * q for integers
     |q| <= 127 with 127 reached; a skip channel shares one scale over all layers."""
     model = small_model()
-    rounded = numba_kernel.rounded_model(model, "int8")
+    rounded = kernel.rounded_model(model, "int8")
     res = model.config.residual_channels
     for before, after in [
         (layer.dilated.weight, r.dilated.weight)
@@ -260,7 +261,7 @@ def test_compressed_paths_equal_forward_for_the_default_architecture(impl, parts
     torch.manual_seed(batch)
     model = WaveNet().eval()
     seq, logits = compiled_run(model, impl, batch, 3100, 100, parts, {})
-    expected = forward_last(numba_kernel.rounded_model(model, STORAGES[impl]), seq, {})
+    expected = forward_last(kernel.rounded_model(model, STORAGES[impl]), seq, {})
     assert (logits - expected).abs().max() < TOLERANCE[impl]
     assert (logits - forward_last(model, seq, {})).abs().max() < 0.05
 
@@ -272,7 +273,7 @@ def test_bf16_storage_computes_the_rounded_model():
     weight type) differs, ~1e-7 in the logits; the draws are the same."""
     model = small_model()
     a = compiled_run(model, "compiled-bf16", 3, 150, 60, 1, {})
-    b = compiled_run(numba_kernel.rounded_model(model, "bfloat16"), "compiled", 3, 150, 60, 1, {})
+    b = compiled_run(kernel.rounded_model(model, "bfloat16"), "compiled", 3, 150, 60, 1, {})
     assert torch.equal(a[0], b[0]) and (a[1] - b[1]).abs().max() < 1e-5
 
 
@@ -346,7 +347,7 @@ def test_compiled_draws_equal_the_reference_draws(temperature, threads, batch, m
     assert torch.equal(
         generated(model, "compiled", temperature, threads, batch, prime=prime), reference
     )
-    rounded = numba_kernel.rounded_model(model, "bfloat16")
+    rounded = kernel.rounded_model(model, "bfloat16")
     assert torch.equal(
         generated(model, "compiled-bf16", temperature, threads, batch, prime=prime),
         generated(rounded, "reference", temperature, batch=batch, prime=prime),
@@ -358,7 +359,7 @@ def test_compiled_draws_equal_the_reference_draws(temperature, threads, batch, m
 def test_conditioned_generation_equals_the_reference_draws(impl):
     model = small_model(conditioned=True)
     cond = conditioning(model, 2, 200)
-    ref_model = numba_kernel.rounded_model(model, STORAGES[impl])
+    ref_model = kernel.rounded_model(model, STORAGES[impl])
     assert torch.equal(
         generated(model, impl, 1.0, **cond), generated(ref_model, "reference", 1.0, **cond)
     )
@@ -367,10 +368,10 @@ def test_conditioned_generation_equals_the_reference_draws(impl):
 def test_auto_picks_by_device_and_dtype():
     small = small_model()
     assert {"auto", "compiled", "compiled-bf16", "reference", "cuda-graph"} <= set(IMPLS)
-    if numba_kernel.available():
+    if kernel.available():
         # int8 storage where its integer dot product runs (measured fastest, docs/speed.md);
         # bfloat16 storage only by name; float64 models keep their own weights.
-        fastest = "compiled-int8" if numba_kernel.int8_dot_available() else "compiled"
+        fastest = "compiled-int8" if kernel.int8_dot_available() else "compiled"
         assert resolve_impl("auto", small) == fastest
         assert resolve_impl("auto", WaveNet(), threads=2) == fastest
         assert resolve_impl("auto", WaveNet().double(), threads=2) == "compiled"
@@ -383,7 +384,7 @@ def test_auto_picks_by_device_and_dtype():
 @needs_numba
 def test_parts_must_divide_the_layer_widths():
     with pytest.raises(ValueError, match="parts"):
-        numba_kernel.CompiledWeights(CachedSampler(small_model()), "float32", parts=3)
+        kernel.CompiledWeights(CachedSampler(small_model()), "float32", parts=3)
 
 
 @needs_cuda
@@ -449,7 +450,7 @@ def test_benchmark_script_prints_its_fields():
         assert lines[0]["cpu_family_model"] and isinstance(lines[0]["isa"], list)
     paths = {line["path"] for line in lines[1:]}
     assert {"reference", "naive"} <= paths
-    if numba_kernel.available():
+    if kernel.available():
         assert {"compiled", "compiled-bf16"} <= paths
         assert lines[0]["read_gb_s_l2_256kb"] > 0
     for line in lines[1:]:
@@ -540,7 +541,7 @@ def test_the_kernels_exp_is_float64_accurate_down_to_its_floor():
     import numba
     import numpy as np
 
-    exp_all = numba.njit(lambda v: np.array([numba_kernel._exp_neg(t) for t in v]))
+    exp_all = numba.njit(lambda v: np.array([_exp_neg(t) for t in v]))
     x = -np.concatenate([np.linspace(0.0, 700.0, 70001), np.random.default_rng(0).random(999)])
     assert np.max(np.abs(exp_all(x) / np.exp(x) - 1)) < 1e-15
     assert exp_all(np.array([-750.0, -np.inf]))[0] == np.exp(-700.0)  # the floor
@@ -564,9 +565,7 @@ def test_the_kernels_draw_is_the_reference_draw(temperature):
 
     @numba.njit
     def draws(lg, u, t, scratch):
-        return np.array(
-            [numba_kernel._sample_row(lg[i], u[i], t, scratch) for i in range(lg.shape[0])]
-        )
+        return np.array([_sample_row(lg[i], u[i], t, scratch) for i in range(lg.shape[0])])
 
     got = draws(logits.numpy(), uniforms.numpy(), temperature, np.empty(256))
     assert (torch.from_numpy(got) == categorical_draw(logits, temperature, uniforms)).all()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from wavenet.sampling import numba_kernel
+from wavenet.sampling import kernel
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
@@ -182,10 +182,10 @@ def test_storage_accuracy_scores_every_storage(repo_root, demo_root):
     assert rows["float32", "forward"]["minus_float32"] == 0
     # Rounding the weights moves the figure, but far less than a bit.
     assert all(0 < abs(rows[s, "forward"]["minus_float32"]) < 0.5 for s in storages[1:])
-    if numba_kernel.available():  # the kernel's own scores: float32 is the forward pass's
+    if kernel.available():  # the kernel's own scores: float32 is the forward pass's
         assert abs(rows["float32", "kernel"]["minus_float32"]) < 1e-4
         assert rows["float32", "kernel"]["samples"] == rows["float32", "forward"]["samples"]
-        for s in storages[1:] if numba_kernel.int8_dot_available() else storages[1:2]:
+        for s in storages[1:] if kernel.int8_dot_available() else storages[1:2]:
             assert abs(rows[s, "kernel"]["minus_float32"]) < 0.5
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from wavenet.model.network import WaveNet
 from wavenet.model.output import KINDS, categorical_draw
-from wavenet.sampling import numba_kernel as kernel
+from wavenet.sampling import kernel
 
 
 @dataclass(frozen=True)
@@ -449,7 +449,7 @@ def kernel_parts(
 
 
 def kernel_pair(threads: int, batch: int, parts: int, busy: float | None = None) -> bool:
-    """Whether each stream runs on two threads (`numba_kernel._run_pair`: one thread the
+    """Whether each stream runs on two threads (`kernel.pair._run_pair`: one thread the
     layers, the other the skips, the head and the draw, meeting once a layer without a
     barrier): for weights of one part (`kernel_parts`) where there are fewer batch rows than
     threads, so that a core would otherwise idle (int8 at batch 1: 1.5x one thread,
