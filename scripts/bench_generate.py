@@ -56,15 +56,9 @@ from wavenet.model.features import MelConfig
 from wavenet.model.network import WaveNet
 from wavenet.model.output import OUTPUTS
 from wavenet.sampling import kernel
-from wavenet.sampling.cached import (
-    STORAGE,
-    CachedSampler,
-    generate,
-    generate_naive,
-    kernel_pair,
-    kernel_parts,
-    l2_bytes,
-)
+from wavenet.sampling.cached import STORAGE, generate, generate_naive
+from wavenet.sampling.kernel.policy import kernel_pair, kernel_parts, l2_bytes
+from wavenet.sampling.sampler import CachedSampler
 
 RATE = 16000
 PATHS = ("compiled", "compiled-bf16", "compiled-int8", "reference", "cuda-graph", "naive")

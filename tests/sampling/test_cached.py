@@ -6,7 +6,8 @@ from builders import stepwise_logits
 
 from wavenet import CachedSampler, WaveNet, generate
 from wavenet.sampling import kernel as fast
-from wavenet.sampling.cached import UniformStream, draw, generate_naive, resolve_impl
+from wavenet.sampling.cached import generate_naive, resolve_impl
+from wavenet.sampling.sampler import UniformStream, draw
 
 needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
 needs_int8 = pytest.mark.skipif(

@@ -12,7 +12,8 @@ from wavenet import CachedSampler, WaveNet, generate
 from wavenet.model.features import MelConfig, pad_frames
 from wavenet.model.network import WaveNetConfig
 from wavenet.sampling import kernel as fast
-from wavenet.sampling.cached import UniformStream, generate_naive
+from wavenet.sampling.cached import generate_naive
+from wavenet.sampling.sampler import UniformStream
 
 needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
 IMPLS = ["reference", pytest.param("compiled", marks=needs_numba)]

@@ -31,17 +31,14 @@ import torch
 
 from wavenet.model.features import MelConfig, pad_frames
 from wavenet.model.network import WaveNet, WaveNetConfig
-from wavenet.sampling import cached, kernel
-from wavenet.sampling.cached import (
-    IMPLS,
-    CachedSampler,
-    UniformStream,
-    generate,
-    resolve_impl,
-)
+from wavenet.sampling import kernel
+from wavenet.sampling.cached import IMPLS, generate, resolve_impl
+from wavenet.sampling.kernel import policy
 from wavenet.sampling.kernel.draws import _exp_neg, _sample_row
 from wavenet.sampling.kernel.intrinsics import _TILE
+from wavenet.sampling.kernel.policy import busy_cores, kernel_pair, kernel_parts
 from wavenet.sampling.kernel.step import _project_int8
+from wavenet.sampling.sampler import CachedSampler, UniformStream
 
 needs_numba = pytest.mark.skipif(not kernel.available(), reason="numba is not installed")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -213,7 +210,7 @@ def test_scoring_through_the_kernel_equals_the_forward_pass(conditioned):
         assert ((got - expected).abs() / expected).max() < tolerance, impl
         # One row on two threads (`kernel_pair`, the cores taken as free).
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(cached, "busy_cores", lambda: 0.0)
+            patch.setattr(policy, "busy_cores", lambda: 0.0)
             one = score(
                 model, codes[:1], impl, threads=2, chunk=100, **{k: v[:1] for k, v in cond.items()}
             )
@@ -312,7 +309,7 @@ def test_continuous_draws_equal_the_reference_draws_in_float64(
     temperature, threads, batch, output, monkeypatch
 ):
     """float64 (libm gates); batch 1 on 2 threads runs the pair (cores taken as free)."""
-    monkeypatch.setattr(cached, "busy_cores", lambda: 0.0)
+    monkeypatch.setattr(policy, "busy_cores", lambda: 0.0)
     model = small_model(output=output, dtype=torch.float64)
     prime = torch.randint(0, 2**16, (batch, 40), generator=torch.Generator().manual_seed(1))
     reference = generated(model, "reference", temperature, batch=batch, prime=prime)
@@ -339,8 +336,8 @@ def test_compiled_draws_equal_the_reference_draws(temperature, threads, batch, m
     """float32; the bfloat16 path against the reference path on the rounded model. Two
     threads at batch 1 run the stream on two threads (`kernel_pair`; the cores taken as free,
     as a parallel test run would not find them)."""
-    monkeypatch.setattr(cached, "busy_cores", lambda: 0.0)
-    assert cached.kernel_pair(threads, batch, 1) == (batch < threads)
+    monkeypatch.setattr(policy, "busy_cores", lambda: 0.0)
+    assert kernel_pair(threads, batch, 1) == (batch < threads)
     model = small_model()
     prime = torch.randint(0, 256, (batch, 40), generator=torch.Generator().manual_seed(1))
     reference = generated(model, "reference", temperature, batch=batch, prime=prime)
@@ -499,8 +496,6 @@ def test_benchmark_times_every_output_side_by_side():
 
 
 def test_the_layer_split_needs_free_cores():
-    from wavenet.sampling.cached import kernel_parts
-
     weights = CachedSampler(WaveNet()).merged_weights()  # 5 MB: more than any core's L2 here
     cores = os.cpu_count() or 1
     if cores >= 2:
@@ -511,8 +506,6 @@ def test_the_layer_split_needs_free_cores():
 
 
 def test_a_stream_runs_on_two_threads_only_where_a_core_would_idle():
-    from wavenet.sampling.cached import kernel_pair
-
     cores = os.cpu_count() or 1
     assert kernel_pair(2, 1, parts=1, busy=0.0) == (cores >= 2)
     assert kernel_pair(4, 2, parts=1, busy=0.0) == (cores >= 4)  # two pairs of threads
@@ -524,8 +517,6 @@ def test_a_stream_runs_on_two_threads_only_where_a_core_would_idle():
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="busy_cores reads /proc/stat")
 def test_busy_cores_counts_a_spinning_process():
-    from wavenet.sampling.cached import busy_cores
-
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)

@@ -10,14 +10,14 @@ buffer. All layers' taps are gathered at the start of a step and all layers' inp
 its end (a step reads only older slots). The layers run the reference step's own ops.
 
 The numbers are those of the reference path on the same device: same merged weights, same draw
-(`wavenet.sampling.cached.draw`) from the same uniforms.
+(`wavenet.sampling.sampler.draw`) from the same uniforms.
 """
 
 import math
 
 import torch
 
-from wavenet.sampling.cached import CachedSampler, SamplerState, draw
+from wavenet.sampling.sampler import CachedSampler, SamplerState, draw
 
 
 class GraphStep:

@@ -32,8 +32,8 @@ takes at batch 1 on two free cores.
 The rooms: `intrinsics` (numba intrinsics, the spin barrier), `storage` (the weights in each
 storage, `CompiledWeights`), `step` (the products, gates and head every layout shares), `draws`
 (the next sample from the output parameters), one module per layout (`parts`: one part or the
-layer split; `pair`) and `run` (the Python driver). Imports wavenet.model and numba (where
-installed); no training or Hydra.
+layer split; `pair`), `run` (the Python driver), and `policy` (how many threads, in which
+layout). Imports wavenet.model and numba (where installed); no training or Hydra.
 """
 
 from wavenet.sampling.kernel.intrinsics import available, int8_dot_available
