@@ -93,6 +93,29 @@ def local_window(batch: int) -> int:
     return max(64, LOCAL_WINDOW // batch)
 
 
+def _compiled_chunk(compiled, sampler, state, logits, u, temperature, threads, pair):
+    """`generate`'s chunk on a compiled path: (batch, n) codes from uniforms u (n, batch); with
+    a mel, `local_window` positions a call."""
+    if state.local is None:
+        return kernel.generate_chunk(compiled, state, logits, u, temperature, threads, pair=pair)
+    return torch.cat(
+        [
+            kernel.generate_chunk(
+                compiled,
+                state,
+                logits,
+                part,
+                temperature,
+                threads,
+                sampler.local_bias(state, len(part)),
+                pair,
+            )
+            for part in u.split(local_window(state.batch))
+        ],
+        dim=1,
+    )
+
+
 @torch.no_grad()
 def generate(
     model: WaveNet,
@@ -140,33 +163,14 @@ def generate(
         pair = kernel_pair(threads, batch, parts)
     elif impl == "cuda-graph":
         graph = GraphStep(sampler, state, temperature, chunk)
-    window = local_window(batch)
     with tqdm(total=samples, unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, samples, chunk):
             n = min(chunk, samples - start)
             u = uniforms.take(n)
             if compiled is not None:
-                if state.local is None:
-                    out = kernel.generate_chunk(
-                        compiled, state, logits, u, temperature, threads, pair=pair
-                    )
-                else:
-                    out = torch.cat(
-                        [
-                            kernel.generate_chunk(
-                                compiled,
-                                state,
-                                logits,
-                                part,
-                                temperature,
-                                threads,
-                                sampler.local_bias(state, len(part)),
-                                pair,
-                            )
-                            for part in u.split(window)
-                        ],
-                        dim=1,
-                    )
+                out = _compiled_chunk(
+                    compiled, sampler, state, logits, u, temperature, threads, pair
+                )
             elif graph is not None:
                 out, logits = graph.run(state, logits, u)
             else:
