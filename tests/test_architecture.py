@@ -1,4 +1,5 @@
-"""The package's layering: every import points down, and only wavenet.cli imports Hydra.
+"""The package's layering: every import points down, no import cycles back within a layer, and
+only wavenet.cli imports Hydra.
 
 Layers, bottom first (a module may import its own layer's modules and any layer below):
 errors/files/mulaw, model, sampling and data, config and checkpoint, metrics, training, cli.
@@ -73,6 +74,56 @@ def test_imports_point_down(module):
             assert layer(target) <= mine, (
                 f"{module} (layer {mine}) imports {target} (layer {layer(target)})"
             )
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each wavenet module -> the wavenet modules it imports (`imports`: at any depth), less the
+    edges from a package's `__init__` to modules inside the package (see test_no_import_cycles).
+    """
+    found = modules()
+    graph = {}
+    for module, path in found.items():
+        targets = {name if name in found else name.rsplit(".", 1)[0] for name in imports(path)}
+        graph[module] = {
+            t for t in targets if t in found and t != module and not t.startswith(module + ".")
+        }
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` as [a, b, ..., a] (depth first, in name order), or None."""
+    done, path = set(), []
+
+    def visit(node: str) -> list[str] | None:
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in path:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in done and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        done.add(node)
+        return None
+
+    for node in sorted(graph):
+        if node not in done and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_cycles():
+    """No wavenet module imports itself back through others, function-level imports included
+    (imports that point down cannot close a cycle across layers; this holds each layer).
+
+    A package's `__init__` importing modules inside the package is left out: those are its
+    re-exports (wavenet.sampling's `generate`), and Python runs a package's `__init__` before
+    any module inside it, so with them every module that imports from its own package (`from
+    wavenet.sampling import kernel`) would show a false cycle.
+    """
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
 @pytest.mark.parametrize("module", sorted(m for m in modules() if unit(m) != "wavenet.cli"))
