@@ -36,6 +36,10 @@ layer split; `pair`), `run` (the Python driver), and `policy` (how many threads,
 layout). Imports wavenet.model and numba (where installed); no training or Hydra.
 """
 
+import hashlib
+from pathlib import Path
+
+from wavenet.model import output
 from wavenet.sampling.kernel.intrinsics import available, int8_dot_available
 from wavenet.sampling.kernel.pair import pair_shares
 from wavenet.sampling.kernel.run import generate_chunk, score_chunk
@@ -52,3 +56,28 @@ __all__ = [
     "score_chunk",
     "tiled",
 ]
+
+
+def _drop_stale_cache() -> None:
+    """Delete this package's numba cache (`cache=True`) once any source compiled into it has
+    changed: numba checks a cached function against its own file only, while a layout
+    (`_run_part`, `_run_pair`) inlines the other modules' pieces and output.py's constants.
+    A read-only install keeps its cache elsewhere, and its sources do not change."""
+    here = Path(__file__).parent
+    sources = [*sorted(here.glob("*.py")), Path(output.__file__)]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    cache = here / "__pycache__"
+    mark = cache / "kernel-sources.sha256"
+    if mark.is_file() and mark.read_text() == digest:
+        return
+    try:
+        for f in [*cache.glob("*.nbi"), *cache.glob("*.nbc")]:
+            f.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        mark.write_text(digest)
+    except OSError:  # not writable: numba caches elsewhere
+        pass
+
+
+if available():
+    _drop_stale_cache()
