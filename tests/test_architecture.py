@@ -142,7 +142,14 @@ def test_every_sub_package_says_what_it_owns():
 
 # Leaves that read and check settings without the network: a config tool, a notebook cell or
 # an argument check should not pay for torch (PEP 562 lazy re-exports in the package inits).
-TORCH_FREE = ("wavenet", "wavenet.errors", "wavenet.files", "wavenet.model.config")
+TORCH_FREE = (
+    "wavenet",
+    "wavenet.errors",
+    "wavenet.files",
+    "wavenet.model.config",
+    "wavenet.sampling.paths",
+    "wavenet.config",
+)
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)

@@ -8,9 +8,9 @@ from wavenet.lazy import exports
 _EXPORTS = {
     "WaveNet": "wavenet.model.network",
     "WaveNetConfig": "wavenet.model.config",
-    "CachedSampler": "wavenet.sampling",
-    "SamplerState": "wavenet.sampling",
-    "generate": "wavenet.sampling",
+    "CachedSampler": "wavenet.sampling.sampler",
+    "SamplerState": "wavenet.sampling.sampler",
+    "generate": "wavenet.sampling.cached",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -16,7 +16,7 @@ import yaml
 from wavenet.data.layouts import LAYOUTS
 from wavenet.errors import check_float, check_int
 from wavenet.model.config import WaveNetConfig
-from wavenet.sampling.cached import IMPLS
+from wavenet.sampling.paths import IMPLS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # Hydra's groups, shipped in the package
@@ -205,7 +205,7 @@ class GenerateConfig:
     # wavenet/features.py. The output is as long as the mel; `seconds` is not used.
     mel_from: str | None = None
     out: str = "generated"  # output folder
-    impl: str = "auto"  # sampler path: auto (the fastest here) or one of cached.IMPLS
+    impl: str = "auto"  # sampler path: auto (the fastest here) or one of sampling.paths.IMPLS
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True
 

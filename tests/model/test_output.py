@@ -139,7 +139,7 @@ def compiled_draws(out, params, temperature, n, seed):
     row = params[0].float().numpy()
     scratch = np.empty(max(out.channels, 1), np.float64)
     kind = output.KINDS[out.name]
-    return np.array([_draw(kind, row, float(v), temperature, scratch) for v in u.tolist()])
+    return np.array([_draw(kind, row, float(v), temperature, 0.0, scratch) for v in u.tolist()])
 
 
 FIXED = {

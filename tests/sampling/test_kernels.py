@@ -392,7 +392,7 @@ def test_cuda_graph_equals_the_reference_path_on_the_gpu(batch, conditioned):
     cond = {k: v.cuda() for k, v in conditioning(model, batch, 300).items()}
     prime = torch.randint(0, 256, (batch, 100), generator=torch.Generator().manual_seed(1))
 
-    def run(impl, temperature):
+    def run(impl, temperature, floor=0.0):
         return torch.cat(
             list(
                 generate(
@@ -404,6 +404,7 @@ def test_cuda_graph_equals_the_reference_path_on_the_gpu(batch, conditioned):
                     prime=prime.cuda(),
                     chunk=64,
                     generator=torch.Generator().manual_seed(5),
+                    floor=floor,
                     **cond,
                 )
             ),
@@ -412,6 +413,8 @@ def test_cuda_graph_equals_the_reference_path_on_the_gpu(batch, conditioned):
 
     for temperature in (0.0, 1.0):
         assert torch.equal(run("cuda-graph", temperature), run("reference", temperature))
+    temps = sharpened(batch, 150)  # per-draw temperatures and the floor, as a vocoder samples
+    assert torch.equal(run("cuda-graph", temps, 0.002), run("reference", temps, 0.002))
 
 
 @needs_cuda
@@ -540,10 +543,11 @@ def test_the_kernels_exp_is_float64_accurate_down_to_its_floor():
 
 @needs_numba
 @pytest.mark.parametrize("temperature", [0.0, 0.7, 1.0, 1.3])
-def test_the_kernels_draw_is_the_reference_draw(temperature):
-    """_sample_row (vectorized max and exp) against output.categorical_draw on 5,000 rows of
-    random logits: the same code for every row (differences need a uniform within ~1e-15 of a
-    CDF step)."""
+@pytest.mark.parametrize("floor", [0.0, 0.002, 0.0035])
+def test_the_kernels_draw_is_the_reference_draw(temperature, floor):
+    """_sample_row (vectorized max and exp, the floor cut from the unnormalised exps) against
+    output.categorical_draw on 5,000 rows of random logits: the same code for every row
+    (differences need a uniform within ~1e-15 of a CDF step)."""
     import numba
     import numpy as np
 
@@ -555,8 +559,80 @@ def test_the_kernels_draw_is_the_reference_draw(temperature):
     uniforms = torch.rand(5000, generator=g, dtype=torch.float64)
 
     @numba.njit
-    def draws(lg, u, t, scratch):
-        return np.array([_sample_row(lg[i], u[i], t, scratch) for i in range(lg.shape[0])])
+    def draws(lg, u, t, f, scratch):
+        return np.array([_sample_row(lg[i], u[i], t, f, scratch) for i in range(lg.shape[0])])
 
-    got = draws(logits.numpy(), uniforms.numpy(), temperature, np.empty(256))
-    assert (torch.from_numpy(got) == categorical_draw(logits, temperature, uniforms)).all()
+    got = draws(logits.numpy(), uniforms.numpy(), temperature, floor, np.empty(256))
+    want = categorical_draw(logits, temperature, uniforms, floor)
+    assert (torch.from_numpy(got) == want).all()
+    if floor and temperature:  # the floor bites: draws the plain softmax would make are gone
+        assert (want != categorical_draw(logits, temperature, uniforms)).any()
+
+
+def sharpened(batch: int, samples: int = 200) -> torch.Tensor:
+    """(batch, samples) per-draw temperatures that change every 16 samples, as voicing does."""
+    g = torch.Generator().manual_seed(6)
+    frames = 0.4 + torch.rand(batch, -(-samples // HOP), generator=g, dtype=torch.float64)
+    return frames.repeat_interleave(HOP, dim=1)[:, :samples]
+
+
+@needs_numba
+@pytest.mark.parametrize("threads, batch", [(1, 2), (2, 2), (2, 1)])
+@pytest.mark.parametrize("floor", [0.0, 0.003])
+def test_floor_and_per_draw_temperatures_equal_the_reference_draws(
+    threads, batch, floor, monkeypatch
+):
+    """Every compiled layout (rows split, the pair at batch 1 on 2 threads) draws what the
+    reference path draws with the same per-draw temperatures and floor; float32, and bfloat16
+    against the reference on the rounded model."""
+    monkeypatch.setattr(policy, "busy_cores", lambda: 0.0)
+    model = small_model()
+    temps = sharpened(batch)
+    kw = {"batch": batch, "floor": floor}
+    reference = generated(model, "reference", temps, **kw)
+    assert torch.equal(generated(model, "compiled", temps, threads, **kw), reference)
+    assert not torch.equal(reference, generated(model, "reference", 0.9, **kw))
+    rounded = kernel.rounded_model(model, "bfloat16")
+    assert torch.equal(
+        generated(model, "compiled-bf16", temps, threads, **kw),
+        generated(rounded, "reference", temps, **kw),
+    )
+
+
+@needs_numba
+def test_per_draw_temperatures_cross_the_mel_windows(monkeypatch):
+    """With a mel the compiled path runs `local_window` positions a call: the per-draw
+    temperatures are cut at the same places (windows of 64 here, 200 samples)."""
+    from wavenet.sampling import cached
+
+    monkeypatch.setattr(cached, "LOCAL_WINDOW", 128)  # local_window(2) = 64
+    model = small_model(conditioned=True)
+    cond = conditioning(model, 2, 200)
+    temps = sharpened(2)
+    assert torch.equal(
+        generated(model, "compiled", temps, floor=0.002, **cond),
+        generated(model, "reference", temps, floor=0.002, **cond),
+    )
+
+
+@pytest.mark.parametrize(
+    ("temperature", "floor", "message"),
+    [
+        (torch.ones(2, 199), 0.0, r"per-draw temperatures must be \(batch=2, samples=200\)"),
+        (torch.zeros(2, 200), 0.0, "finite numbers > 0"),
+        (torch.full((2, 200), float("nan")), 0.0, "finite numbers > 0"),
+        (1.0, 0.004, r"floor must be a number in \[0, 0.003516\]"),
+        (1.0, -0.001, "floor must be a number"),
+    ],
+)
+def test_bad_sampling_settings_are_refused(temperature, floor, message):
+    with pytest.raises(ValueError, match=message):
+        generated(small_model(), "reference", temperature, floor=floor)
+
+
+def test_floor_and_per_draw_temperatures_need_a_categorical_output():
+    model = small_model(output="mol")
+    with pytest.raises(ValueError, match="floor applies to a categorical output, not mol"):
+        generated(model, "reference", 1.0, floor=0.001)
+    with pytest.raises(ValueError, match="per-draw temperatures need a categorical output"):
+        generated(model, "reference", sharpened(2))

@@ -47,7 +47,10 @@ def categorical_draw(
     """
     if not isinstance(temperature, torch.Tensor) and temperature == 0:
         return logits.argmax(dim=1)
-    t = temperature.double()[:, None] if isinstance(temperature, torch.Tensor) else temperature
+    if isinstance(temperature, torch.Tensor):
+        t = temperature.to(logits.device, torch.float64)[:, None]
+    else:
+        t = temperature
     probs = torch.softmax(logits.double() / t, dim=1)
     if floor > 0:
         probs = (probs - floor).clamp_(min=0.0)

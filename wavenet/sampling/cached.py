@@ -13,18 +13,14 @@ from wavenet.model.network import WaveNet
 from wavenet.sampling import kernel
 from wavenet.sampling.cuda_graph import GraphStep
 from wavenet.sampling.kernel.policy import kernel_pair, kernel_parts
-from wavenet.sampling.sampler import CachedSampler, UniformStream, check_temperature, draw
-
-# Sampler paths (`generate(impl=...)`, `wavenet-generate impl=...`):
-#   compiled        numba loop, the model's own float32/float64 weights (the exact fast path)
-#   compiled-bf16   numba loop, matrices stored as bfloat16, float32 arithmetic
-#   compiled-int8   numba loop, matrices stored as int8 (a scale per row), int16-rounded inputs,
-#                   exact int32 sums (x86 with AVX2)
-#   reference       CachedSampler.step in PyTorch ops, any device and dtype
-#   cuda-graph      CachedSampler.step captured as one CUDA graph (wavenet.sampling.cuda_graph)
-#   auto            the fastest of these that runs here and is accurate enough (`resolve_impl`)
-IMPLS = ("auto", "compiled", "compiled-bf16", "compiled-int8", "reference", "cuda-graph")
-STORAGE = {"compiled": "float32", "compiled-bf16": "bfloat16", "compiled-int8": "int8"}
+from wavenet.sampling.paths import IMPLS, STORAGE
+from wavenet.sampling.sampler import (
+    CachedSampler,
+    UniformStream,
+    check_floor,
+    check_temperature,
+    draw,
+)
 
 
 def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
@@ -93,11 +89,16 @@ def local_window(batch: int) -> int:
     return max(64, LOCAL_WINDOW // batch)
 
 
-def _compiled_chunk(compiled, sampler, state, logits, u, temperature, threads, pair):
-    """`generate`'s chunk on a compiled path: (batch, n) codes from uniforms u (n, batch); with
-    a mel, `local_window` positions a call."""
+def _compiled_chunk(compiled, sampler, state, logits, u, temperature, threads, pair, floor):
+    """`generate`'s chunk on a compiled path: (batch, n) codes from uniforms u (n, batch) at
+    `temperature` (a number, or (n, batch) per draw); with a mel, `local_window` positions a
+    call."""
     if state.local is None:
-        return kernel.generate_chunk(compiled, state, logits, u, temperature, threads, pair=pair)
+        return kernel.generate_chunk(
+            compiled, state, logits, u, temperature, threads, pair=pair, floor=floor
+        )
+    window = local_window(state.batch)
+    temps = temperature.split(window) if isinstance(temperature, torch.Tensor) else None
     return torch.cat(
         [
             kernel.generate_chunk(
@@ -105,15 +106,33 @@ def _compiled_chunk(compiled, sampler, state, logits, u, temperature, threads, p
                 state,
                 logits,
                 part,
-                temperature,
+                temperature if temps is None else temps[k],
                 threads,
                 sampler.local_bias(state, len(part)),
                 pair,
+                floor,
             )
-            for part in u.split(local_window(state.batch))
+            for k, part in enumerate(u.split(window))
         ],
         dim=1,
     )
+
+
+def _per_draw(temperature: float | torch.Tensor, batch: int, samples: int, model: WaveNet):
+    """`generate`'s temperature checked: a number, or (batch, samples) float64, one a draw."""
+    check_temperature(temperature)
+    if not isinstance(temperature, torch.Tensor):
+        return temperature
+    if tuple(temperature.shape) != (batch, samples):
+        raise ValueError(
+            f"per-draw temperatures must be (batch={batch}, samples={samples}), "
+            f"got {tuple(temperature.shape)}"
+        )
+    if model.config.output != "categorical":
+        raise ValueError(
+            f"per-draw temperatures need a categorical output, not {model.config.output}"
+        )
+    return temperature.double().cpu()
 
 
 @torch.no_grad()
@@ -121,7 +140,7 @@ def generate(
     model: WaveNet,
     samples: int | None,
     batch: int = 1,
-    temperature: float = 1.0,
+    temperature: float | torch.Tensor = 1.0,
     prime: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     chunk: int = 16000,
@@ -130,6 +149,7 @@ def generate(
     threads: int | None = None,
     speaker: torch.Tensor | None = None,
     mel: torch.Tensor | None = None,
+    floor: float = 0.0,
 ) -> Iterator[torch.Tensor]:
     """Generate `samples` new codes per item with the cached sampler, in chunks.
 
@@ -143,12 +163,16 @@ def generate(
     'auto' (see `resolve_impl`). threads: threads the compiled paths use (default:
     torch.get_num_threads()): the batch rows split between them, or at a batch smaller than
     threads every layer split (`kernel_parts`) or each stream on two (`kernel_pair`).
+    temperature: one for every draw, or (batch, samples) one per draw (categorical outputs:
+    e.g. the voicing-sharpened temperatures of wavenet.model.envelope). floor: the probability
+    floor of every categorical draw (`output.categorical_draw`); 0 = none.
     Yields (batch, <= chunk) int64 tensors, so long outputs can be streamed to disk.
     """
     samples = output_length(model, samples, prime, mel)
     if samples < 0:
         raise ValueError(f"samples must be >= 0, got {samples}")
-    check_temperature(temperature)
+    temperature = _per_draw(temperature, batch, samples, model)
+    check_floor(floor, model)
     threads = threads or torch.get_num_threads()
     impl = resolve_impl(impl, model, threads)
     model.eval()
@@ -162,21 +186,25 @@ def generate(
         compiled = kernel.CompiledWeights(merged, STORAGE[impl], parts)
         pair = kernel_pair(threads, batch, parts)
     elif impl == "cuda-graph":
-        graph = GraphStep(sampler, state, temperature, chunk)
+        graph = GraphStep(sampler, state, temperature, chunk, floor)
     with tqdm(total=samples, unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, samples, chunk):
             n = min(chunk, samples - start)
             u = uniforms.take(n)
+            t = temperature
+            if isinstance(t, torch.Tensor):
+                t = t[:, start : start + n].T.contiguous()  # (n, batch), as the uniforms
             if compiled is not None:
-                out = _compiled_chunk(
-                    compiled, sampler, state, logits, u, temperature, threads, pair
-                )
+                out = _compiled_chunk(compiled, sampler, state, logits, u, t, threads, pair, floor)
             elif graph is not None:
-                out, logits = graph.run(state, logits, u)
+                out, logits = graph.run(
+                    state, logits, u, t if isinstance(t, torch.Tensor) else None
+                )
             else:
                 out = torch.empty(batch, n, dtype=torch.long)
                 for i in range(n):
-                    out[:, i] = draw(logits, temperature, u[i], model)
+                    ti = t[i] if isinstance(t, torch.Tensor) else t
+                    out[:, i] = draw(logits, ti, u[i], model, floor)
                     logits = sampler.step(state, out[:, i])
             bar.update(n)
             yield out

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from wavenet.model.output import categorical_draw
 from wavenet.sampling.sampler import CachedSampler, SamplerState, draw
 
 
@@ -24,17 +25,27 @@ class GraphStep:
     """`steps` sampler steps (draw, layers, head) of one state, replayed as a CUDA graph.
 
     sampler: a CachedSampler of a model on a CUDA device; state: its SamplerState (the graph
-    updates its ring buffers in place); temperature: fixed at capture; chunk: the most samples
-    one `run` call draws (the size of the device buffers for uniforms and outputs).
+    updates its ring buffers in place); temperature: a number fixed at capture, or a tensor
+    (then every `run` passes its per-draw temperatures, read from a device buffer like the
+    uniforms); floor: the categorical draw's probability floor, fixed at capture; chunk: the
+    most samples one `run` call draws (the size of the device buffers for uniforms, outputs and
+    temperatures).
     """
 
     def __init__(
-        self, sampler: CachedSampler, state: SamplerState, temperature: float, chunk: int = 16000
+        self,
+        sampler: CachedSampler,
+        state: SamplerState,
+        temperature: float | torch.Tensor,
+        chunk: int = 16000,
+        floor: float = 0.0,
     ):
         device = state.buffer.device
         if device.type != "cuda":
             raise ValueError(f"GraphStep needs a state on a CUDA device, got {device}")
-        self.sampler, self.state, self.temperature = sampler, state, float(temperature)
+        self.sampler, self.state, self.floor = sampler, state, float(floor)
+        per_draw = isinstance(temperature, torch.Tensor)
+        self.temperature = None if per_draw else float(temperature)
         w = sampler.merged_weights()
         self.embed = w.embed
         k, layers = sampler.kernel_size, len(w.dilations)
@@ -50,6 +61,9 @@ class GraphStep:
         self.position = as_long([state.position])  # (1,), advanced by the graph
         self.index = as_long([0])  # (1,) the draw within the chunk
         self.uniforms = torch.zeros(chunk, batch, dtype=torch.float64, device=device)
+        self.temps = (
+            torch.ones(chunk, batch, dtype=torch.float64, device=device) if per_draw else None
+        )
         self.out = torch.zeros(batch, chunk, dtype=torch.long, device=device)
         self.logits = torch.zeros(batch, classes, dtype=w.embed.dtype, device=device)
         self.graph = self._capture()
@@ -59,7 +73,12 @@ class GraphStep:
         s, st = self.sampler, self.state
         t = self.position
         u = self.uniforms.index_select(0, self.index)[0]
-        x = draw(self.logits, self.temperature, u, s.model)
+        if self.temps is None:
+            x = draw(self.logits, self.temperature, u, s.model, self.floor)
+        else:  # the per-draw temperatures' checks read the device: done before each run
+            x = categorical_draw(
+                self.logits, self.temps.index_select(0, self.index)[0], u, self.floor
+            )
         self.out.index_copy_(1, self.index, x[:, None])
         h = self.embed[x]  # (batch, residual)
         slots = self.tap_offsets + torch.remainder(t - self.tap_back, self.tap_spans)
@@ -109,17 +128,26 @@ class GraphStep:
 
     @torch.no_grad()
     def run(
-        self, state: SamplerState, logits: torch.Tensor, uniforms: torch.Tensor
+        self,
+        state: SamplerState,
+        logits: torch.Tensor,
+        uniforms: torch.Tensor,
+        temperatures: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw len(uniforms) samples per row from `logits` (batch, classes); uniforms (n,
-        batch) with n <= chunk. Returns (classes (batch, n) int64 on the CPU, the next logits);
-        advances `state`."""
+        batch) with n <= chunk, and where the graph was captured with per-draw temperatures,
+        temperatures (n, batch). Returns (classes (batch, n) int64 on the CPU, the next
+        logits); advances `state`."""
+        if (temperatures is None) != (self.temps is None):
+            raise ValueError("per-draw temperatures go with a graph captured for them")
         if state is not self.state:
             raise ValueError("GraphStep runs the state it was captured with")
         n = uniforms.shape[0]
         if n > self.uniforms.shape[0]:
             raise ValueError(f"at most {self.uniforms.shape[0]} draws per run, got {n}")
         self.uniforms[:n].copy_(uniforms)
+        if temperatures is not None:
+            self.temps[:n].copy_(temperatures)
         self.logits.copy_(logits)
         self.index.zero_()
         self.position.fill_(state.position)

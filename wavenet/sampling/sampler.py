@@ -301,16 +301,39 @@ class UniformStream:
         return out
 
 
-def check_temperature(temperature: float) -> None:
-    """ValueError unless temperature is a finite number >= 0 (0 = greedy)."""
+def check_temperature(temperature: float | torch.Tensor) -> None:
+    """ValueError unless temperature is a finite number >= 0 (0 = greedy), or a tensor of
+    per-draw temperatures, each finite and > 0."""
+    if isinstance(temperature, torch.Tensor):
+        if not temperature.is_floating_point() or not bool(
+            (torch.isfinite(temperature) & (temperature > 0)).all()
+        ):
+            raise ValueError("per-draw temperatures must be finite numbers > 0")
+        return
     if not (
         isinstance(temperature, int | float) and math.isfinite(temperature) and temperature >= 0
     ):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
 
 
+def check_floor(floor: float, model: WaveNet) -> None:
+    """ValueError unless `floor` fits `model`: 0, or for a categorical output a number in
+    [0, 0.9 / classes] (the top class always keeps some mass)."""
+    if floor == 0:
+        return
+    if model.config.output != "categorical":
+        raise ValueError(f"floor applies to a categorical output, not {model.config.output}")
+    high = 0.9 / model.config.classes
+    if not (isinstance(floor, int | float) and math.isfinite(floor) and 0 <= floor <= high):
+        raise ValueError(f"floor must be a number in [0, {high:.4g}], got {floor}")
+
+
 def draw(
-    logits: torch.Tensor, temperature: float, uniform: torch.Tensor, model: WaveNet | None = None
+    logits: torch.Tensor,
+    temperature: float | torch.Tensor,
+    uniform: torch.Tensor,
+    model: WaveNet | None = None,
+    floor: float = 0.0,
 ) -> torch.Tensor:
     """Draw the next codes -> (batch,) int64, one uniform (batch,) in [0, 1) per row.
 
@@ -318,8 +341,10 @@ def draw(
     softmax, sampled by inverse CDF). temperature 0 means greedy (the most likely class; for a
     continuous output, the mean of its most likely component); below 1 sharpens, above 1
     flattens (a continuous output's weights are softened like logits, its scales multiplied).
+    A (batch,) tensor gives each row its own (categorical outputs). floor: the categorical
+    draw's probability floor (`output.categorical_draw`).
     """
     check_temperature(temperature)
-    if model is None:
-        return categorical_draw(logits, temperature, uniform)
+    if model is None or model.config.output == "categorical":
+        return categorical_draw(logits, temperature, uniform, floor)
     return model.distribution.draw(logits, temperature, uniform)

@@ -38,9 +38,9 @@ def _exp_neg(x):
 
 
 @njit(fastmath=True, cache=True, error_model="numpy")
-def _sample_row(logits, u, temperature, scratch):
+def _sample_row(logits, u, temperature, floor, scratch):
     """Inverse-CDF draw from softmax(logits / temperature) with uniform u; argmax (the first
-    largest) when T = 0.
+    largest) when T = 0. floor > 0: each probability less floor, clipped at 0, renormalised.
 
     The same draw as wavenet.model.output.categorical_draw: its float64 softmax to ~1e-15, so
     the draws differ only where u falls that close to a step of the CDF."""
@@ -59,6 +59,13 @@ def _sample_row(logits, u, temperature, scratch):
         e = _exp_neg((logits[j] - top) * inv)
         scratch[j] = e
         total += e
+    if floor > 0.0:  # p_j - floor = (e_j - floor * total) / total
+        cut = floor * total
+        total = 0.0
+        for j in range(n):
+            e = max(scratch[j] - cut, 0.0)
+            scratch[j] = e
+            total += e
     target = u * total
     acc = 0.0
     for j in range(n):
@@ -181,13 +188,14 @@ def _draw_gaussian(params, u, temperature):
 
 
 @njit(cache=True)
-def _draw(kind, params, u, temperature, scratch):
-    """The next code from one row's output parameters; kind as output.KINDS numbers them."""
+def _draw(kind, params, u, temperature, floor, scratch):
+    """The next code from one row's output parameters; kind as output.KINDS numbers them;
+    floor: the categorical draw's probability floor."""
     if kind == 1:
         return _draw_mol(params, u, temperature, scratch)
     if kind == 2:
         return _draw_gaussian(params, u, temperature)
-    return _sample_row(params, u, temperature, scratch)
+    return _sample_row(params, u, temperature, floor, scratch)
 
 
 @njit(cache=True)
@@ -204,7 +212,8 @@ def _neg_log_prob(logits, x):
 
 @njit(cache=True, inline="always")
 def _next_code(r, i, t, logits, io, options, scratch, record):
-    """Row r's code for chunk position i (stream position t): drawn from logits[r], or when
+    """Row r's code for chunk position i (stream position t): drawn from logits[r] at the
+    temperature io[6][i, r] with the floor options[0], or when
     scoring the forced one, whose -ln p is added to nll[r] from t = 2 on; recorded in `out`
     (and nll) where `record` (one thread of those computing the row)."""
     # Indexing, not unpacking: unpacking io with `_` twice in this inlined function lost
@@ -214,7 +223,7 @@ def _next_code(r, i, t, logits, io, options, scratch, record):
         if record and t >= 2:
             io[5][r] += _neg_log_prob(logits[r], x)
     else:
-        x = _draw(options[3], logits[r], io[1][i, r], options[0], scratch)
+        x = _draw(options[3], logits[r], io[1][i, r], io[6][i, r], options[0], scratch)
     if record:
         io[2][r, i] = x
     return x

@@ -93,10 +93,12 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
 
     io: (logits (batch, classes) in/out, uniforms (n, batch), out (batch, n), local (batch, n,
     layers * gate) or a dummy, forced (batch, n) codes to feed instead of drawing when scoring,
-    nll (batch,) float64 accumulating -ln p of each forced code from sample 1 on); ring:
+    nll (batch,) float64 accumulating -ln p of each forced code from sample 1 on,
+    temperatures (n, batch) float64, one a draw); ring:
     (buffer, row_bias) of the SamplerState; net: (offsets, spans, dilations); weights:
     `CompiledWeights.arrays`; exchange: (sync counters, residual, skip and logits partials,
-    each (2, parts, batch, width)); options: (temperature, exact, has_local, kind: the output
+    each (2, parts, batch, width)); options: (floor: the categorical draws' probability floor,
+    exact, has_local, kind: the output
     distribution, output.KINDS, scoring: feed `forced`, categorical only). With parts > 1 the
     other parts run the same call concurrently.
     """

@@ -19,15 +19,18 @@ def generate_chunk(
     state,
     logits: torch.Tensor,
     uniforms: torch.Tensor,
-    temperature: float,
+    temperature: float | torch.Tensor,
     threads: int = 1,
     local: torch.Tensor | None = None,
     pair: bool = False,
+    floor: float = 0.0,
 ) -> torch.Tensor:
     """Draw len(uniforms) samples per row, advancing `state` and `logits` in place.
 
     logits: (batch, channels) float, the next sample's output parameters (updated to the
     following one's). uniforms: (n, batch) float in [0, 1), one per draw (used as float64).
+    temperature: one for every draw, or (n, batch), one per draw. floor: the categorical
+    draw's probability floor (output.categorical_draw).
     state: a SamplerState on the CPU.
     local: (batch, n, layers * gate) the mel projections of these n positions
     (`CachedSampler.local_bias`), for a mel-conditioned model; None otherwise.
@@ -37,7 +40,9 @@ def generate_chunk(
     draw on the other), min(batch, threads // 2) groups.
     Returns (batch, n) int64 codes.
     """
-    return _run(weights, state, logits, uniforms, temperature, threads, local, None, pair)[0]
+    return _run(weights, state, logits, uniforms, (temperature, floor), threads, local, None, pair)[
+        0
+    ]
 
 
 def score_chunk(
@@ -63,7 +68,7 @@ def score_chunk(
         state,
         logits,
         torch.zeros(n, batch, dtype=torch.float64),
-        1.0,
+        (1.0, 0.0),
         threads,
         local,
         forced,
@@ -71,8 +76,9 @@ def score_chunk(
     )[1]
 
 
-def _run(weights, state, logits, uniforms, temperature, threads, local, forced, pair):
-    """generate_chunk, or with forced codes, score_chunk: (codes, nll)."""
+def _run(weights, state, logits, uniforms, draws, threads, local, forced, pair):
+    """generate_chunk, or with forced codes, score_chunk: (codes, nll). draws: (temperature: a
+    number or (n, batch) per draw, floor)."""
     n, batch = uniforms.shape
     out = np.empty((batch, n), dtype=np.int64)
     nll = np.zeros(batch, dtype=np.float64)
@@ -86,10 +92,19 @@ def _run(weights, state, logits, uniforms, temperature, threads, local, forced, 
     local_np = local.numpy() if has_local else np.zeros((batch, 1, 1), dt)
     forced_np = forced.numpy() if forced is not None else np.zeros((batch, 1), np.int64)
     u = uniforms.numpy().astype(np.float64)
+    temperature, floor = draws
+    if isinstance(temperature, torch.Tensor):
+        if tuple(temperature.shape) != (n, batch):
+            raise ValueError(
+                f"temperatures must be (n={n}, batch={batch}), got {tuple(temperature.shape)}"
+            )
+        temps = np.ascontiguousarray(temperature.numpy(), dtype=np.float64)
+    else:
+        temps = np.full((n, batch), float(temperature))
     buffer, bias = state.buffer.numpy(), state.bias.numpy()
     parts = weights.parts
     net = (weights.offsets, weights.spans, weights.dilations, weights.taps)
-    options = (float(temperature), dt == np.float64, has_local, weights.kind, forced is not None)
+    options = (float(floor), dt == np.float64, has_local, weights.kind, forced is not None)
 
     def rows_args(b0: int, b1: int, parts: int) -> tuple:
         embed, skip_b, b2 = weights.arrays[0], weights.arrays[5], weights.arrays[9]
@@ -100,7 +115,15 @@ def _run(weights, state, logits, uniforms, temperature, threads, local, forced, 
             np.empty((2, parts, rows, skip_b.shape[0]), dt),
             np.empty((2, parts, rows, b2.shape[0]), dt),
         )
-        io = (lg[b0:b1], u[:, b0:b1], out[b0:b1], local_np[b0:b1], forced_np[b0:b1], nll[b0:b1])
+        io = (
+            lg[b0:b1],
+            u[:, b0:b1],
+            out[b0:b1],
+            local_np[b0:b1],
+            forced_np[b0:b1],
+            nll[b0:b1],
+            temps[:, b0:b1],
+        )
         return (
             n,
             state.position,
