@@ -6,10 +6,10 @@ Held-out files: split_by_file(all files, 0.1), the split the shipped models were
 per speaker the --per-speaker longest of at most --max-seconds. Rows, one JSON line each:
   real          the held-out recordings themselves (DNSMOS)
   mulaw         their 8-bit μ-law round trip, the floor of any 8-bit model
-  vocoder       the shipped vocoder's copy synthesis at temperature 1 (wavenet-generate
-                mel_from=FILE temperature=1.0)
-  vocoder_tT    the same at temperature T (--vocoder-temperatures; 0.6 by default, the
-                vocoder's own default)
+  vocoder       the shipped vocoder's copy synthesis with its own sampling settings, as a user
+                hears it (wavenet-generate checkpoint=...asterisk4-vocoder.pt mel_from=FILE)
+  vocoder_tT_fF_sS   the same at temperature T, floor F, sharpen S (--vocoder-settings;
+                0.6:0:0 by default, plain sampling at the vocoder's temperature)
   babble        the shipped unconditioned model's free output (wavenet-generate seconds=4 batch=6)
   other_words   another held-out recording of the same speaker (the next longest), scored
                 against the file: the copy-synthesis scores of the right voice saying other words
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from wavenet import mulaw
+from wavenet import checkpoint, mulaw
 from wavenet.cli.common import parse_key_values
 from wavenet.cli.generate import run as generate
 from wavenet.config import PRETRAINED, GenerateConfig
@@ -116,11 +116,11 @@ def main() -> None:
     parser.add_argument("--babble-batch", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for generation")
     parser.add_argument(
-        "--vocoder-temperatures",
-        type=float,
+        "--vocoder-settings",
         nargs="+",
-        default=[1.0, 0.6],
-        help="a vocoder row per sampling temperature (its own default: 0.6)",
+        default=["own", "0.6:0:0"],
+        metavar="own|T:FLOOR:SHARPEN",
+        help="a vocoder row per sampling setting ('own': the checkpoint's)",
     )
     parser.add_argument("--out", help="keep the generated wavs here (default: a temp folder)")
     parser.add_argument("--doc", help="markdown file whose table to rewrite")
@@ -136,8 +136,12 @@ def main() -> None:
     rows = [row("real", None, refs)]
     rows.append(row("mulaw", refs, [mulaw.decode(mulaw.encode(a, 256), 256) for a in refs]))
 
-    for temperature in args.vocoder_temperatures:
-        system = "vocoder" if temperature == 1.0 else f"vocoder_t{temperature:g}"
+    for setting in args.vocoder_settings:
+        given = {}
+        if setting != "own":
+            given = dict(zip(("temperature", "floor", "sharpen"), setting.split(":"), strict=True))
+        system = "vocoder" if not given else "vocoder_t{temperature}_f{floor}_s{sharpen}"
+        system = system.format(**{k: f"{float(v):g}" for k, v in given.items()})
         start = time.perf_counter()
         vocoded = []
         for path, _ in files:
@@ -147,20 +151,23 @@ def main() -> None:
                     f"checkpoint={VOCODER}",
                     f"mel_from={path}",
                     f"out={out / system}",
-                    f"temperature={temperature}",
+                    *(f"{k}={v}" for k, v in given.items()),
                     f"threads={args.threads}",
                     "progress=false",
                 ],
             )
             vocoded.append(read_audio(generate(cfg)[0], RATE))
         seconds = time.perf_counter() - start
+        settings = checkpoint.sampling(
+            checkpoint.load(VOCODER), **{k: float(v) for k, v in given.items()}
+        )
         rows.append(
             row(
                 system,
                 refs,
                 vocoded,
                 checkpoint=str(VOCODER.relative_to(ROOT)),
-                temperature=temperature,
+                **settings,
                 generate_s=round(seconds, 1),
             )
         )

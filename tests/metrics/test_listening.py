@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from wavenet import mulaw
+from wavenet import checkpoint, mulaw
 from wavenet.cli import listen
 from wavenet.metrics import listening
 
@@ -260,8 +260,13 @@ def test_the_reference_table_script_runs_on_the_demo_speech(
     capsys.readouterr()
     runpy.run_path(str(script), run_name="__main__")
     rows = {r["system"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert list(rows) == ["real", "mulaw", "vocoder", "vocoder_t0.6", "babble", "other_words"]
-    assert rows["vocoder_t0.6"]["temperature"] == 0.6
+    plain = "vocoder_t0.6_f0_s0"
+    assert list(rows) == ["real", "mulaw", "vocoder", plain, "babble", "other_words"]
+    assert (rows[plain]["temperature"], rows[plain]["floor"], rows[plain]["sharpen"]) == (0.6, 0, 0)
+    shipped = checkpoint.load(repo_root / "data" / "pretrained" / "asterisk4-vocoder.pt")
+    assert {k: rows["vocoder"][k] for k in ("temperature", "floor", "sharpen")} == {
+        k: shipped.get(k, d) for k, d in (("temperature", 1.0), ("floor", 0.0), ("sharpen", 0.0))
+    }
     assert rows["mulaw"]["pesq_wb"] > rows["vocoder"]["pesq_wb"] > 1.0
     assert rows["vocoder"]["stoi"] > rows["other_words"]["stoi"]
     text = doc.read_text()

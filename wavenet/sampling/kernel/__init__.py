@@ -39,6 +39,7 @@ layout). Imports wavenet.model and numba (where installed); no training or Hydra
 import hashlib
 from pathlib import Path
 
+from wavenet.files import atomic_write
 from wavenet.model import output
 from wavenet.sampling.kernel.intrinsics import available, int8_dot_available
 from wavenet.sampling.kernel.pair import pair_shares
@@ -74,7 +75,7 @@ def _drop_stale_cache() -> None:
         for f in [*cache.glob("*.nbi"), *cache.glob("*.nbc")]:
             f.unlink(missing_ok=True)
         cache.mkdir(exist_ok=True)
-        mark.write_text(digest)
+        atomic_write(mark, digest.encode(), durable=False)  # a reader sees all of it or none
     except OSError:  # not writable: numba caches elsewhere
         pass
 
