@@ -345,7 +345,16 @@ def test_generate_error_leaves_no_new_folder(world, capsys, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_generate_ctrl_c_is_one_line_and_keeps_earlier_output(world, tmp_path):
+@pytest.mark.parametrize(
+    "signum,code,line",
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM")],
+    ids=["ctrl_c", "sigterm"],
+)
+def test_generate_ctrl_c_or_sigterm_is_one_line_and_keeps_earlier_output(
+    world, tmp_path, signum, code, line
+):
+    """Ctrl-C, and SIGTERM (kill, timeout, a job scheduler), stop generation the same way: one
+    line, the exit status of that signal, the temporaries removed, earlier output unchanged."""
     out = tmp_path / "out"
     shutil.copytree(world["out"], out)
     before = snapshot(out)
@@ -367,12 +376,12 @@ def test_generate_ctrl_c_is_one_line_and_keeps_earlier_output(world, tmp_path):
         deadline = time.monotonic() + 60
         while not list(out.glob(".*.tmp")) and time.monotonic() < deadline:
             time.sleep(0.1)  # generating: the temporaries are open
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()  # no 10-minute generation left behind if it did not stop
-    assert proc.returncode == 130, stderr
-    assert stderr.strip() == "wavenet-generate: interrupted"
+    assert proc.returncode == code, stderr
+    assert stderr.strip() == f"wavenet-generate: {line}"
     assert snapshot(out) == before  # nothing replaced, no temporary left
 
 
