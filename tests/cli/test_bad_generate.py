@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,9 +21,10 @@ from bad_inputs import (
     Evil,
     _fill,
     one_line,
+    proc_line,
     snapshot,
 )
-from tools import env, exe
+from tools import env, exe, run_tool
 
 import wavenet.cli.generate as generate_cli
 from wavenet.cli import common
@@ -271,6 +273,13 @@ def _prime_files(base: Path) -> dict[str, Path]:
         sf.write(folder / "nan.wav", np.full(100, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
         (folder / "a_folder.wav").mkdir()
         sf.write(folder / "short.wav", np.zeros(8, dtype=np.float32), 16000)
+        # Not regular files: reading a FIFO blocks until a writer comes, a device never ends.
+        for name in ("fifo.wav", "fifo.npy"):
+            os.mkfifo(folder / name)
+        for name in ("zero.wav", "zero.npy"):
+            (folder / name).symlink_to("/dev/zero")
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(folder / "socket.wav"))
     return {p.stem: p for p in folder.iterdir()}
 
 
@@ -279,7 +288,9 @@ PRIME_MEL_CASES = [
     (["prime={base}/primes/text.wav"], ["text.wav"]),
     (["prime={base}/primes/empty.wav"], ["empty.wav"]),
     (["prime={base}/primes/nan.wav"], ["nan.wav", "NaN"]),
-    (["prime={base}/primes/a_folder.wav"], ["a_folder.wav"]),
+    (["prime={base}/primes/a_folder.wav"], ["a_folder.wav", "a directory"]),
+    (["prime={base}/primes/zero.wav"], ["zero.wav", "a character device"]),
+    (["prime={base}/primes/socket.wav"], ["socket.wav", "a socket"]),
     (["checkpoint={vocoder}"], ["mel_from"]),
     (["checkpoint={vocoder}", "mel_from={mels}/missing.npy"], ["missing.npy"]),
     (["checkpoint={vocoder}", "mel_from={mels}/bands.npy"], ["bands.npy", "5 mel bands"]),
@@ -298,6 +309,10 @@ PRIME_MEL_CASES = [
         ["good.npy", "prime"],
     ),  # the mel is shorter than the prime
     (["checkpoint={vocoder}", "mel_from={base}/primes/short.wav"], ["short.wav"]),
+    (["checkpoint={vocoder}", "mel_from={base}/primes/zero.npy"], ["zero.npy", "character device"]),
+    (["checkpoint={vocoder}", "mel_from={base}/primes/zero.wav"], ["zero.wav", "character device"]),
+    (["checkpoint={vocoder}", "mel_from={base}/primes/socket.wav"], ["socket.wav", "a socket"]),
+    (["checkpoint={vocoder}", "mel_from={base}/primes"], ["primes", "a directory"]),
     (["checkpoint={speaker}"], ["speaker=NAME", "anna"]),
     (["checkpoint={speaker}", "speaker=zoe"], ["zoe", "anna"]),
     (["checkpoint={speaker}", "speaker=[anna,zoe]"], ["zoe"]),
@@ -314,6 +329,27 @@ def test_generate_bad_prime_mel_speaker_or_output(world, capsys, args, names):
     _prime_files(world["base"])
     before = snapshot(world["base"])
     one_line(capsys, generate(world, args), names=_fill(names, world))
+    assert snapshot(world["base"]) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["prime={base}/primes/fifo.wav"],
+        ["checkpoint={vocoder}", "mel_from={base}/primes/fifo.wav"],
+        ["checkpoint={vocoder}", "mel_from={base}/primes/fifo.npy"],
+    ],
+    ids=["prime", "mel_from_audio", "mel_from_npy"],
+)
+def test_generate_refuses_a_fifo_without_blocking(world, args):
+    """A FIFO with no writer blocks whoever opens it: refused before opening, in one line. A
+    real process, so a regression times out instead of hanging the suite."""
+    _prime_files(world["base"])
+    before = snapshot(world["base"])
+    argv = [f"checkpoint={world['ckpt']}", "seconds=0.01", f"out={world['out']}", *args]
+    proc = run_tool("wavenet-generate", *_fill(argv, world), cwd=world["base"], timeout=60)
+    fifo = Path(_fill(args, world)[-1].split("=", 1)[1])
+    proc_line(proc, names=[fifo, "a FIFO, not a regular file"])
     assert snapshot(world["base"]) == before
 
 

@@ -210,6 +210,9 @@ def test_wavenet_listen_scores_generated_and_copy_synthesis_files(extra, voice, 
         (["generated=NOWHERE"], "nowhere: no such file or folder"),
         (["reference=REFS", "test=TESTS"], "stray.wav: no reference file named 'stray'"),
         (["generated=SHORT"], "short.wav: audio: 800 samples at 16000 Hz are shorter than one"),
+        (["generated=ZERO"], "zero.wav: is a character device, not a regular file"),
+        (["generated=FIFO"], "fifo.wav: is a FIFO, not a regular file"),
+        (["reference=FIFO", "test=ZERO"], "fifo.wav: is a FIFO, not a regular file"),
     ],
 )
 def test_wavenet_listen_user_errors_are_one_line_exit_2(
@@ -218,7 +221,10 @@ def test_wavenet_listen_user_errors_are_one_line_exit_2(
     _write(tmp_path / "refs", "one.wav", voice)
     _write(tmp_path / "tests", "stray.wav", voice)
     _write(tmp_path / "short", "short.wav", voice[:800])
+    (tmp_path / "zero.wav").symlink_to("/dev/zero")  # endless
+    os.mkfifo(tmp_path / "fifo.wav")  # blocks whoever opens it: refused before that
     paths = {"REFS": "refs", "TESTS": "tests", "SHORT": "short", "NOWHERE": "nowhere"}
+    paths.update(ZERO="zero.wav", FIFO="fifo.wav")
     argv = []
     for arg in args:
         key, value = arg.split("=")

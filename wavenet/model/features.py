@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
-from wavenet.errors import one_line
+from wavenet.errors import check_regular_file, one_line
 from wavenet.model.config import MelConfig
 
 SILENCE = math.log(1e-5)  # the log-mel value of silence; pads frames beyond an utterance
@@ -101,9 +101,7 @@ def load_mel(path: str | Path, cfg: MelConfig) -> torch.Tensor:
 
     Raises ValueError (one line naming the file) when it cannot be read or has the wrong shape.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: mel file not found")
+    path = check_regular_file(path)  # a FIFO or device would block or never end
     try:
         if path.suffix.lower() == ".npy":
             mel = torch.from_numpy(np.load(path, allow_pickle=False))
