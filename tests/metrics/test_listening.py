@@ -134,6 +134,7 @@ def test_bad_input_is_a_one_line_value_error(extra, voice, call):
         assert "\n" not in str(caught.value)
 
 
+@pytest.mark.filterwarnings("error")  # and no warning from pesq or numpy on the way
 def test_too_little_speech_for_pesq_or_stoi_is_a_one_line_value_error(extra, voice):
     for seconds, message in (
         (0.2, "PESQ: Buffer needs to be at least 1/4"),
@@ -142,6 +143,16 @@ def test_too_little_speech_for_pesq_or_stoi_is_a_one_line_value_error(extra, voi
         clip = voice[: int(seconds * listening.RATE)]
         with pytest.raises(ValueError, match=message):
             listening.copy_synthesis_scores(clip, clip, listening.RATE)
+    silent = torch.zeros_like(voice)
+    for reference, test, message in (
+        (voice, silent, "PESQ: the test signal is silent, or too quiet to score"),
+        (voice, 1e-30 * voice, "PESQ: the test signal is silent, or too quiet to score"),
+        (silent, voice, "PESQ: no utterances detected in the reference"),
+        (silent, silent, "PESQ: no utterances detected in the reference"),
+    ):
+        with pytest.raises(ValueError, match=message) as caught:
+            listening.copy_synthesis_scores(reference, test, listening.RATE)
+        assert "\n" not in str(caught.value)
 
 
 def test_a_missing_package_names_the_extra_in_one_line(monkeypatch, voice, tmp_path, capsys):
@@ -213,8 +224,11 @@ def test_wavenet_listen_scores_generated_and_copy_synthesis_files(extra, voice, 
         (["generated=ZERO"], "zero.wav: is a character device, not a regular file"),
         (["generated=FIFO"], "fifo.wav: is a FIFO, not a regular file"),
         (["reference=FIFO", "test=ZERO"], "fifo.wav: is a FIFO, not a regular file"),
+        (["reference=ONE", "test=SILENT"], "silent.wav: PESQ: the test signal is silent"),
+        (["reference=SILENT", "test=ONE"], "one.wav: PESQ: no utterances detected in the ref"),
     ],
 )
+@pytest.mark.filterwarnings("error")  # pesq's numpy warnings on silence among them
 def test_wavenet_listen_user_errors_are_one_line_exit_2(
     extra, voice, tmp_path, capsys, args, message
 ):
@@ -224,7 +238,8 @@ def test_wavenet_listen_user_errors_are_one_line_exit_2(
     (tmp_path / "zero.wav").symlink_to("/dev/zero")  # endless
     os.mkfifo(tmp_path / "fifo.wav")  # blocks whoever opens it: refused before that
     paths = {"REFS": "refs", "TESTS": "tests", "SHORT": "short", "NOWHERE": "nowhere"}
-    paths.update(ZERO="zero.wav", FIFO="fifo.wav")
+    _write(tmp_path, "silent.wav", torch.zeros_like(voice))
+    paths.update(ZERO="zero.wav", FIFO="fifo.wav", SILENT="silent.wav", ONE="refs/one.wav")
     argv = []
     for arg in args:
         key, value = arg.split("=")
