@@ -280,6 +280,7 @@ def _prime_files(base: Path) -> dict[str, Path]:
             (folder / name).symlink_to("/dev/zero")
         with socket.socket(socket.AF_UNIX) as sock:
             sock.bind(str(folder / "socket.wav"))
+        (folder / "clash" / "tiny_seed0_0.wav").mkdir(parents=True)  # an output's name taken
     return {p.stem: p for p in folder.iterdir()}
 
 
@@ -318,6 +319,7 @@ PRIME_MEL_CASES = [
     (["checkpoint={speaker}", "speaker=[anna,zoe]"], ["zoe"]),
     (["out={base}/tiny.pt"], ["tiny.pt"]),  # a file, not a folder
     (["out={base}/tiny.pt/sub"], ["tiny.pt"]),
+    (["out={base}/primes/clash", "impl=reference"], ["clash/tiny_seed0_0.wav", "Is a directory"]),
     (["seconds=80000", "batch=4000"], ["MiB free"]),  # more than the disk holds
     (["checkpoint={base}/rate48k.pt", "seconds=86400"], ["4 GiB"]),  # past the wav format
     (["prime={prime}", "batch=4096"], ["memory"]),  # the primed pass would not fit

@@ -34,13 +34,25 @@ def test_plot_bad_run_dir(world, capsys, tmp_path, run, names):
     assert snapshot(base) == before and not out.exists()
 
 
-@pytest.mark.parametrize(
-    "out,names", [("{base}/tiny.pt/curves.png", ["tiny.pt"]), ("{base}/curves.xyz", ["xyz"])]
-)
-def test_plot_bad_output(world, capsys, out, names):
+BAD_OUTPUTS = [
+    ("plot", "{base}/tiny.pt/curves.png", ["tiny.pt"]),
+    ("plot", "{base}/curves.xyz", ["xyz"]),
+    ("plot", "{base}/folder.png", ["folder.png", "Is a directory"]),  # not its temporary
+    ("report", "{base}/tiny.pt/page.html", ["tiny.pt"]),
+    ("report", "{base}/folder.html", ["folder.html", "Is a directory"]),
+]
+
+
+@pytest.mark.parametrize("tool,out,names", BAD_OUTPUTS, ids=[c[1] for c in BAD_OUTPUTS])
+def test_plot_or_report_bad_output(world, capsys, tool, out, names):
+    import wavenet.cli.report as report_cli
+
+    for folder in ("folder.png", "folder.html"):
+        (world["base"] / folder).mkdir(exist_ok=True)
+    main = {"plot": plot_cli.main, "report": report_cli.main}[tool]
     before = snapshot(world["base"])
     argv = [str(world["run"]), "--out", _fill([out], world)[0]]
-    one_line(capsys, lambda: plot_cli.main(argv), names=names)
+    one_line(capsys, lambda: main(argv), names=names)
     assert snapshot(world["base"]) == before
 
 
