@@ -349,7 +349,7 @@ def test_generate_refuses_a_fifo_without_blocking(world, args):
     _prime_files(world["base"])
     before = snapshot(world["base"])
     argv = [f"checkpoint={world['ckpt']}", "seconds=0.01", f"out={world['out']}", *args]
-    proc = run_tool("wavenet-generate", *_fill(argv, world), cwd=world["base"], timeout=60)
+    proc = run_tool("wavenet-generate", *_fill(argv, world), cwd=world["base"], timeout=120)
     fifo = Path(_fill(args, world)[-1].split("=", 1)[1])
     proc_line(proc, names=[fifo, "a FIFO, not a regular file"])
     assert snapshot(world["base"]) == before

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from hydra.core.config_store import ConfigStore
@@ -71,6 +72,28 @@ def fail(name: str, e: BaseException, status: int = 2) -> None:
     """Print `name: error: <one line>` on stderr and exit with `status`."""
     print(f"{name}: error: {one_line(e)}", file=sys.stderr)
     sys.exit(status)
+
+
+def usable_runs(name: str, run_dirs: list[Path], read: Callable[[Path], object]) -> list[Path]:
+    """The run directories that `read` takes, for a tool that shows several (wavenet-plot,
+    wavenet-report). Each one it refuses (ValueError/OSError: missing, not a run, a damaged
+    file) is left out with one stderr line, `name: skipped a run: <reason>`, and the rest are
+    shown. With none left, ValueError: the one run's reason, or each run's, in one line."""
+    usable, reasons = [], []
+    for run_dir in run_dirs:
+        try:
+            read(run_dir)
+        except (ValueError, OSError) as e:
+            reasons.append(one_line(e))
+        else:
+            usable.append(run_dir)
+    if not usable:
+        if len(reasons) == 1:
+            raise ValueError(reasons[0])
+        raise ValueError(f"none of the {len(reasons)} runs can be shown: {'; '.join(reasons)}")
+    for reason in reasons:
+        print(f"{name}: skipped a run: {reason}", file=sys.stderr)
+    return usable
 
 
 # The stop signals of a tool: Ctrl-C, and SIGTERM (what `kill`, timeout(1) and job schedulers
