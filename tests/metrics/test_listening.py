@@ -97,6 +97,23 @@ def test_copy_synthesis_scores_are_at_their_maximum_for_the_clip_itself(extra, v
     assert 0.0 < floor["log_mel_db"] < damaged["log_mel_db"]
 
 
+def test_pesq_scores_the_test_signal_against_the_reference_not_the_other_way(extra, voice):
+    """PESQ is not symmetric: a copy whose second half dropped out is poor speech against the
+    real clip (about 1.4), while the real clip against that copy as reference scores about 3.9
+    (PESQ only weighs the reference's speech). So the order of the arguments shows: the
+    function must score `test` against `reference`, as pesq.pesq(rate, ref, deg) does."""
+    from pesq import pesq
+
+    rate = listening.RATE
+    dropped = voice.clone()
+    dropped[len(voice) // 2 :] = 0.0
+    ref, deg = voice.double().numpy(), dropped.double().numpy()
+    right, swapped = pesq(rate, ref, deg, "wb"), pesq(rate, deg, ref, "wb")
+    assert right < 2.0 < 3.5 < swapped, (right, swapped)
+    score = listening.copy_synthesis_scores(voice, dropped, rate)["pesq_wb"]
+    assert score == pytest.approx(right, abs=1e-4)
+
+
 def test_mcd_grows_with_noise_and_ignores_level_and_trailing_samples(extra, voice):
     rate = listening.RATE
     mcd = listening.mel_cepstral_distortion
