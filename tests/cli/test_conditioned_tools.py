@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 from bad_inputs import one_line
+from tools import require
 
 import wavenet.cli.train as train_cli
 from wavenet import checkpoint
@@ -310,8 +311,7 @@ def test_the_shipped_vocoder_resynthesises_its_own_mel(tmp_path, demo_root, cli_
     its own mel, not just the voice."""
     from wavenet.config import PRETRAINED
 
-    if not listening.available():
-        pytest.skip("the metrics extra (pysptk) is not installed: pip install -e '.[metrics]'")
+    require(listening.available(), f"the metrics extra is not installed: {listening.INSTALL}")
     vocoder = PRETRAINED.parent / "asterisk4-vocoder.pt"
     assert vocoder.is_file(), f"{vocoder} is not in the repository"
 

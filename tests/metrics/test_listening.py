@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from tools import require
 
 from wavenet import mulaw
 from wavenet.cli import listen
@@ -25,11 +26,7 @@ CLIP = "ast_en_US_f_Allison_agent-incorrect.flac"  # 5 s of one speaker, bundled
 @pytest.fixture(scope="module")
 def extra():
     """Skip (fail under CI) when the optional packages do not import."""
-    if not listening.available():
-        reason = f"listening metrics need the metrics extra: {listening.INSTALL}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require(listening.available(), f"listening metrics need the metrics extra: {listening.INSTALL}")
 
 
 @pytest.fixture(scope="module")
