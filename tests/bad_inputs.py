@@ -13,6 +13,7 @@ import hashlib
 import math
 import os
 import pickle
+import re
 import shutil
 import subprocess
 from dataclasses import asdict
@@ -153,15 +154,24 @@ TRAIN = [
 ]
 
 
+# What a one-line error never says: the temporary file beside an output (atomic_write's
+# `.<name>.<8 random>.tmp`) instead of the output, or Python's words for an unchecked value.
+TEMPORARY = re.compile(r"\.[^/\s']+\.[a-z0-9_]{8}\.tmp\b")
+INTERNAL = ("math domain error", "cannot convert float", "has no attribute", "between instances")
+
+
 def _single_line(code: int, expected: int, err: str, out: str, names) -> str:
     """The one stderr line of a tool that exited with `code` (must be `expected`), naming
-    every one of `names`, with no traceback anywhere."""
+    every one of `names`, with no traceback anywhere, no temporary file and none of Python's
+    words for an unchecked value (INTERNAL)."""
     assert code == expected, err[-2000:]
     assert "Traceback" not in err + out
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     for name in names:
         assert str(name) in lines[0], lines[0]
+    assert not TEMPORARY.search(lines[0]), lines[0]
+    assert not any(words in lines[0] for words in INTERNAL), lines[0]
     return lines[0]
 
 

@@ -6,7 +6,6 @@ Helpers that are plain functions (test tones, tiny models, the subprocess runner
 tests/builders.py and tests/tools.py; these fixtures hand the test a ready-made callable.
 """
 
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +81,13 @@ def pytest_xdist_make_scheduler(config, log):
     return ByGroup(config, log)
 
 
+def pytest_runtest_setup(item):
+    """@pytest.mark.requires(available, reason): skip without the optional part, fail under CI
+    (tools.require)."""
+    for mark in item.iter_markers("requires"):
+        tools.require(*mark.args, **mark.kwargs)
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable
@@ -104,11 +110,7 @@ def asterisk_root() -> Path:
     """The full shared asterisk4 speech set (../shared/speech/asterisk4). Tests using it skip
     where it is not mounted, except in CI (CI=true), where its absence is a failure: CI must
     run the learning checks, not skip them."""
-    if not ASTERISK_ROOT.is_dir():
-        message = f"shared speech set not found: {ASTERISK_ROOT}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{message} (CI=true: the learning checks need it)")
-        pytest.skip(message)
+    tools.require(ASTERISK_ROOT.is_dir(), f"shared speech set not found: {ASTERISK_ROOT}")
     return ASTERISK_ROOT
 
 

@@ -1,7 +1,8 @@
 """Running the command-line tools (wavenet-train, ...) from tests: as installed console scripts
-in a new process, or through their `main(argv)` in this one; the one-line-error check; and
-wavenet-train's config and training run in this process (Hydra compose, then the loop).
-conftest.py hands these to tests as fixtures."""
+in a new process, or through their `main(argv)` in this one; the one-line-error check;
+wavenet-train's config and training run in this process (Hydra compose, then the loop); and
+`require`, what a test does when an optional part is missing. conftest.py hands these to tests
+as fixtures."""
 
 import importlib
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 from subprocess import CompletedProcess
+from typing import NoReturn
 
 import pytest
 import torch
@@ -28,6 +30,49 @@ MAINS = {
     "wavenet-plot": "wavenet.cli.plot",
     "wavenet-report": "wavenet.cli.report",
 }
+
+
+# ----------------------------------------------------------------------- optional parts
+
+
+def ci() -> bool:
+    """Whether the suite runs in CI (CI=true, as CI services set it). CI installs every optional
+    part (`.[dev]` holds the metrics extra, tensorboard and numba; .ci/run the browser; the
+    runner mounts ../shared), so there a missing one is a broken install, not a reason to skip."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing(reason: str) -> NoReturn:
+    if ci():
+        pytest.fail(f"{reason} (CI=true: CI installs it, so its absence fails the test)")
+    pytest.skip(reason)
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip the test when an optional part is not `available`, saying `reason`; under CI fail
+    it instead. Also the `requires(available, reason)` marker (conftest.py applies it)."""
+    if not available:
+        _missing(reason)
+
+
+def has(available: bool, reason: str) -> bool:
+    """For the part of a test that needs an optional part: whether to run it (`available`);
+    under CI a missing part fails the test instead of leaving that part out."""
+    if not available and ci():
+        _missing(reason)
+    return available
+
+
+def importable(module: str) -> bool:
+    """Whether `module` imports (for `require`)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- the tools
 
 
 def env() -> dict[str, str]:

@@ -5,7 +5,9 @@ an exit status: 2 for bad input, 1 for a run that cannot go on, 130 or 0 for a r
 """
 
 import math
+import os
 import signal
+import stat
 from pathlib import Path
 
 
@@ -77,3 +79,27 @@ def check_float(name: str, value: object, low: float, high: float, low_open: boo
         span = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
         raise ValueError(f"{name} must be a finite number in {span}, got {value!r}")
     return float(value)
+
+
+# What a path names when it is not a regular file, for the message.
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def check_regular_file(path: str | Path) -> Path:
+    """`path` as a Path if it names a regular file (through links), else DataError naming it:
+    missing, or a directory, FIFO, socket or device, which reading would block on (a FIFO with
+    no writer) or never finish (/dev/zero). Call it before opening a file a user named."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:  # missing, no permission on a folder, a loop of links, ...
+        raise DataError(f"{path}: {e.strerror or one_line(e)}") from e
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+        raise DataError(f"{path}: is {kind}, not a regular file")
+    return Path(path)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from wavenet.errors import RunDirInUse
+from wavenet.errors import RunDirInUse, one_line
 
 LOCK_FILE = ".lock"
 
@@ -22,7 +22,10 @@ def atomic_write(path: str | Path, data: bytes, durable: bool = True) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _naming(e, path) from e
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as f:
@@ -30,9 +33,11 @@ def atomic_write(path: str | Path, data: bytes, durable: bool = True) -> None:
             f.flush()
             if durable:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        replace(tmp, path)
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _naming(e, path) from e
         raise
     if durable:
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -46,12 +51,31 @@ def temporary_beside(path: str | Path) -> Path:
     """A new empty file `.<name>.<random>.tmp` in `path`'s directory, with the usual file mode,
     to write and then rename over `path` (`remove_temporaries` clears what a kill leaves)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _naming(e, path) from e
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600
     finally:
         os.close(fd)
     return Path(tmp)
+
+
+def replace(tmp: str | Path, path: str | Path) -> None:
+    """Rename the temporary file `tmp` over `path`; an OSError names `path`, not `tmp`."""
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _naming(e, path) from e
+
+
+def _naming(e: OSError, path: str | Path) -> OSError:
+    """`e` as an OSError of the same errno (and subclass) that names `path`, the file asked
+    for, instead of the temporary file a user never named."""
+    if e.errno is None:
+        return OSError(f"{path}: {one_line(e)}")
+    return OSError(e.errno, e.strerror, str(path))
 
 
 def remove_temporaries(directory: str | Path) -> list[Path]:

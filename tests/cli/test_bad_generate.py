@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,9 +21,10 @@ from bad_inputs import (
     Evil,
     _fill,
     one_line,
+    proc_line,
     snapshot,
 )
-from tools import env, exe
+from tools import env, exe, run_tool
 
 import wavenet.cli.generate as generate_cli
 from wavenet.cli import common
@@ -271,6 +273,14 @@ def _prime_files(base: Path) -> dict[str, Path]:
         sf.write(folder / "nan.wav", np.full(100, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
         (folder / "a_folder.wav").mkdir()
         sf.write(folder / "short.wav", np.zeros(8, dtype=np.float32), 16000)
+        # Not regular files: reading a FIFO blocks until a writer comes, a device never ends.
+        for name in ("fifo.wav", "fifo.npy"):
+            os.mkfifo(folder / name)
+        for name in ("zero.wav", "zero.npy"):
+            (folder / name).symlink_to("/dev/zero")
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(folder / "socket.wav"))
+        (folder / "clash" / "tiny_seed0_0.wav").mkdir(parents=True)  # an output's name taken
     return {p.stem: p for p in folder.iterdir()}
 
 
@@ -279,7 +289,9 @@ PRIME_MEL_CASES = [
     (["prime={base}/primes/text.wav"], ["text.wav"]),
     (["prime={base}/primes/empty.wav"], ["empty.wav"]),
     (["prime={base}/primes/nan.wav"], ["nan.wav", "NaN"]),
-    (["prime={base}/primes/a_folder.wav"], ["a_folder.wav"]),
+    (["prime={base}/primes/a_folder.wav"], ["a_folder.wav", "a directory"]),
+    (["prime={base}/primes/zero.wav"], ["zero.wav", "a character device"]),
+    (["prime={base}/primes/socket.wav"], ["socket.wav", "a socket"]),
     (["checkpoint={vocoder}"], ["mel_from"]),
     (["checkpoint={vocoder}", "mel_from={mels}/missing.npy"], ["missing.npy"]),
     (["checkpoint={vocoder}", "mel_from={mels}/bands.npy"], ["bands.npy", "5 mel bands"]),
@@ -298,11 +310,16 @@ PRIME_MEL_CASES = [
         ["good.npy", "prime"],
     ),  # the mel is shorter than the prime
     (["checkpoint={vocoder}", "mel_from={base}/primes/short.wav"], ["short.wav"]),
+    (["checkpoint={vocoder}", "mel_from={base}/primes/zero.npy"], ["zero.npy", "character device"]),
+    (["checkpoint={vocoder}", "mel_from={base}/primes/zero.wav"], ["zero.wav", "character device"]),
+    (["checkpoint={vocoder}", "mel_from={base}/primes/socket.wav"], ["socket.wav", "a socket"]),
+    (["checkpoint={vocoder}", "mel_from={base}/primes"], ["primes", "a directory"]),
     (["checkpoint={speaker}"], ["speaker=NAME", "anna"]),
     (["checkpoint={speaker}", "speaker=zoe"], ["zoe", "anna"]),
     (["checkpoint={speaker}", "speaker=[anna,zoe]"], ["zoe"]),
     (["out={base}/tiny.pt"], ["tiny.pt"]),  # a file, not a folder
     (["out={base}/tiny.pt/sub"], ["tiny.pt"]),
+    (["out={base}/primes/clash", "impl=reference"], ["clash/tiny_seed0_0.wav", "Is a directory"]),
     (["seconds=80000", "batch=4000"], ["MiB free"]),  # more than the disk holds
     (["checkpoint={base}/rate48k.pt", "seconds=86400"], ["4 GiB"]),  # past the wav format
     (["prime={prime}", "batch=4096"], ["memory"]),  # the primed pass would not fit
@@ -314,6 +331,27 @@ def test_generate_bad_prime_mel_speaker_or_output(world, capsys, args, names):
     _prime_files(world["base"])
     before = snapshot(world["base"])
     one_line(capsys, generate(world, args), names=_fill(names, world))
+    assert snapshot(world["base"]) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["prime={base}/primes/fifo.wav"],
+        ["checkpoint={vocoder}", "mel_from={base}/primes/fifo.wav"],
+        ["checkpoint={vocoder}", "mel_from={base}/primes/fifo.npy"],
+    ],
+    ids=["prime", "mel_from_audio", "mel_from_npy"],
+)
+def test_generate_refuses_a_fifo_without_blocking(world, args):
+    """A FIFO with no writer blocks whoever opens it: refused before opening, in one line. A
+    real process, so a regression times out instead of hanging the suite."""
+    _prime_files(world["base"])
+    before = snapshot(world["base"])
+    argv = [f"checkpoint={world['ckpt']}", "seconds=0.01", f"out={world['out']}", *args]
+    proc = run_tool("wavenet-generate", *_fill(argv, world), cwd=world["base"], timeout=120)
+    fifo = Path(_fill(args, world)[-1].split("=", 1)[1])
+    proc_line(proc, names=[fifo, "a FIFO, not a regular file"])
     assert snapshot(world["base"]) == before
 
 
@@ -345,7 +383,16 @@ def test_generate_error_leaves_no_new_folder(world, capsys, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_generate_ctrl_c_is_one_line_and_keeps_earlier_output(world, tmp_path):
+@pytest.mark.parametrize(
+    "signum,code,line",
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM")],
+    ids=["ctrl_c", "sigterm"],
+)
+def test_generate_ctrl_c_or_sigterm_is_one_line_and_keeps_earlier_output(
+    world, tmp_path, signum, code, line
+):
+    """Ctrl-C, and SIGTERM (kill, timeout, a job scheduler), stop generation the same way: one
+    line, the exit status of that signal, the temporaries removed, earlier output unchanged."""
     out = tmp_path / "out"
     shutil.copytree(world["out"], out)
     before = snapshot(out)
@@ -367,12 +414,12 @@ def test_generate_ctrl_c_is_one_line_and_keeps_earlier_output(world, tmp_path):
         deadline = time.monotonic() + 60
         while not list(out.glob(".*.tmp")) and time.monotonic() < deadline:
             time.sleep(0.1)  # generating: the temporaries are open
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()  # no 10-minute generation left behind if it did not stop
-    assert proc.returncode == 130, stderr
-    assert stderr.strip() == "wavenet-generate: interrupted"
+    assert proc.returncode == code, stderr
+    assert stderr.strip() == f"wavenet-generate: {line}"
     assert snapshot(out) == before  # nothing replaced, no temporary left
 
 

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import tools
 import torch
+import yaml
 from bad_inputs import one_line
 
 import wavenet.cli.train as train_cli
@@ -130,9 +131,21 @@ def test_multirun_sweep_trains_each_setting(tmp_path, small_data, cli):
     )
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(runs) == 2
+    # Each run trained with its own setting: its overrides, its composed config, its checkpoint
+    # and the rate it logged (the same schedule, so 10 times the other's at every step).
+    logged = {}
     for run in runs:
-        assert (run / "checkpoints" / "last.pt").is_file()
-        assert metrics(run)[-1]["step"] == 2
+        overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+        [lr] = [float(o.split("=", 1)[1]) for o in overrides if o.startswith("train.lr=")]
+        assert yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["train"]["lr"] == lr
+        ckpt = checkpoint.load(run / "checkpoints" / "last.pt")
+        assert ckpt["config"]["train"]["lr"] == lr and ckpt["step"] == 2
+        records = metrics(run)
+        assert records[-1]["step"] == 2
+        logged[lr] = [r["lr"] for r in records if "lr" in r]
+    assert sorted(logged) == [0.001, 0.01]
+    assert logged[0.01] == pytest.approx([10 * x for x in logged[0.001]], rel=1e-6)
+    assert logged[0.001]
 
 
 def test_train_on_a_missing_folder_is_one_line(tmp_path, capsys, monkeypatch):

@@ -15,7 +15,7 @@ from wavenet.cli import generate as cli_generate
 from wavenet.sampling import kernel
 from wavenet.sampling.cached import generate
 
-needs_numba = pytest.mark.skipif(not kernel.available(), reason="numba is not installed")
+needs_numba = pytest.mark.requires(kernel.available(), "numba is not installed")
 
 
 @pytest.mark.parametrize(

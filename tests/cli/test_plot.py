@@ -13,14 +13,23 @@ def test_cli_end_to_end(tmp_path, cli):
     read_png(tmp_path / "learning_curves.png")
 
 
-def test_main_names_a_dir_without_metrics_in_one_line(tmp_path, cli_main):
+def test_main_names_and_skips_a_dir_without_metrics(tmp_path, cli_main):
+    """Among several runs one that cannot be drawn is named and left out; alone, it is an
+    error: one line, nothing written."""
     run = write_run(tmp_path / "run")
-    proc = cli_main(
-        "wavenet-plot", str(run), str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")
-    )
+    nothing, out = tmp_path / "nothing", tmp_path / "x.png"
+    proc = cli_main("wavenet-plot", str(run), str(nothing), "--out", str(out))
+    assert proc.returncode == 0 and proc.stdout.strip() == str(out)
+    assert proc.stderr.strip().splitlines() == [
+        f"wavenet-plot: skipped a run: {nothing}: no metrics.jsonl "
+        "(not a wavenet-train run directory?)"
+    ]
+    read_png(out)
+    out.unlink()
+    proc = cli_main("wavenet-plot", str(nothing), "--out", str(out))
     line = one_line_error(proc, "nothing", "metrics.jsonl")
     assert line.startswith("wavenet-plot: error:") and proc.stdout == ""
-    assert not (tmp_path / "x.png").exists()
+    assert not out.exists()
 
 
 def test_main_writes_where_told(tmp_path, cli_main):

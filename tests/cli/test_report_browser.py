@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from metrics.test_report import make_run, train_tiny_run
+from tools import require
 
 from wavenet.metrics.report import write_comparison, write_report
 
@@ -51,10 +52,7 @@ def browser():
         missing = "playwright is not installed (pip install -e '.[dev]')"
     if missing is None and not CHROMIUM.is_file():
         missing = f"no browser at {CHROMIUM} (run scripts/install_browser.sh)"
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the browser test: {missing}")
-        pytest.skip(missing)
+    require(missing is None, missing)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield browser

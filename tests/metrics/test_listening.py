@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from tools import require
 
 from wavenet import checkpoint, mulaw
 from wavenet.cli import listen
@@ -25,11 +26,7 @@ CLIP = "ast_en_US_f_Allison_agent-incorrect.flac"  # 5 s of one speaker, bundled
 @pytest.fixture(scope="module")
 def extra():
     """Skip (fail under CI) when the optional packages do not import."""
-    if not listening.available():
-        reason = f"listening metrics need the metrics extra: {listening.INSTALL}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require(listening.available(), f"listening metrics need the metrics extra: {listening.INSTALL}")
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +94,23 @@ def test_copy_synthesis_scores_are_at_their_maximum_for_the_clip_itself(extra, v
     assert 0.0 < floor["log_mel_db"] < damaged["log_mel_db"]
 
 
+def test_pesq_scores_the_test_signal_against_the_reference_not_the_other_way(extra, voice):
+    """PESQ is not symmetric: a copy whose second half dropped out is poor speech against the
+    real clip (about 1.4), while the real clip against that copy as reference scores about 3.9
+    (PESQ only weighs the reference's speech). So the order of the arguments shows: the
+    function must score `test` against `reference`, as pesq.pesq(rate, ref, deg) does."""
+    from pesq import pesq
+
+    rate = listening.RATE
+    dropped = voice.clone()
+    dropped[len(voice) // 2 :] = 0.0
+    ref, deg = voice.double().numpy(), dropped.double().numpy()
+    right, swapped = pesq(rate, ref, deg, "wb"), pesq(rate, deg, ref, "wb")
+    assert right < 2.0 < 3.5 < swapped, (right, swapped)
+    score = listening.copy_synthesis_scores(voice, dropped, rate)["pesq_wb"]
+    assert score == pytest.approx(right, abs=1e-4)
+
+
 def test_mcd_grows_with_noise_and_ignores_level_and_trailing_samples(extra, voice):
     rate = listening.RATE
     mcd = listening.mel_cepstral_distortion
@@ -134,6 +148,7 @@ def test_bad_input_is_a_one_line_value_error(extra, voice, call):
         assert "\n" not in str(caught.value)
 
 
+@pytest.mark.filterwarnings("error")  # and no warning from pesq or numpy on the way
 def test_too_little_speech_for_pesq_or_stoi_is_a_one_line_value_error(extra, voice):
     for seconds, message in (
         (0.2, "PESQ: Buffer needs to be at least 1/4"),
@@ -142,6 +157,16 @@ def test_too_little_speech_for_pesq_or_stoi_is_a_one_line_value_error(extra, voi
         clip = voice[: int(seconds * listening.RATE)]
         with pytest.raises(ValueError, match=message):
             listening.copy_synthesis_scores(clip, clip, listening.RATE)
+    silent = torch.zeros_like(voice)
+    for reference, test, message in (
+        (voice, silent, "PESQ: the test signal is silent, or too quiet to score"),
+        (voice, 1e-30 * voice, "PESQ: the test signal is silent, or too quiet to score"),
+        (silent, voice, "PESQ: no utterances detected in the reference"),
+        (silent, silent, "PESQ: no utterances detected in the reference"),
+    ):
+        with pytest.raises(ValueError, match=message) as caught:
+            listening.copy_synthesis_scores(reference, test, listening.RATE)
+        assert "\n" not in str(caught.value)
 
 
 def test_a_missing_package_names_the_extra_in_one_line(monkeypatch, voice, tmp_path, capsys):
@@ -210,15 +235,25 @@ def test_wavenet_listen_scores_generated_and_copy_synthesis_files(extra, voice, 
         (["generated=NOWHERE"], "nowhere: no such file or folder"),
         (["reference=REFS", "test=TESTS"], "stray.wav: no reference file named 'stray'"),
         (["generated=SHORT"], "short.wav: audio: 800 samples at 16000 Hz are shorter than one"),
+        (["generated=ZERO"], "zero.wav: is a character device, not a regular file"),
+        (["generated=FIFO"], "fifo.wav: is a FIFO, not a regular file"),
+        (["reference=FIFO", "test=ZERO"], "fifo.wav: is a FIFO, not a regular file"),
+        (["reference=ONE", "test=SILENT"], "silent.wav: PESQ: the test signal is silent"),
+        (["reference=SILENT", "test=ONE"], "one.wav: PESQ: no utterances detected in the ref"),
     ],
 )
+@pytest.mark.filterwarnings("error")  # pesq's numpy warnings on silence among them
 def test_wavenet_listen_user_errors_are_one_line_exit_2(
     extra, voice, tmp_path, capsys, args, message
 ):
     _write(tmp_path / "refs", "one.wav", voice)
     _write(tmp_path / "tests", "stray.wav", voice)
     _write(tmp_path / "short", "short.wav", voice[:800])
+    (tmp_path / "zero.wav").symlink_to("/dev/zero")  # endless
+    os.mkfifo(tmp_path / "fifo.wav")  # blocks whoever opens it: refused before that
     paths = {"REFS": "refs", "TESTS": "tests", "SHORT": "short", "NOWHERE": "nowhere"}
+    _write(tmp_path, "silent.wav", torch.zeros_like(voice))
+    paths.update(ZERO="zero.wav", FIFO="fifo.wav", SILENT="silent.wav", ONE="refs/one.wav")
     argv = []
     for arg in args:
         key, value = arg.split("=")

@@ -14,6 +14,7 @@ import pytest
 import soundfile
 import torch
 from builders import TINY_TRAIN
+from tools import importable, require
 
 from wavenet import checkpoint
 from wavenet.data.dataset import CropSampler
@@ -310,8 +311,9 @@ def test_unreadable_file_is_skipped_and_reported(tmp_path, speech, monkeypatch, 
 
 
 def test_tensorboard_logger_writes_scalars_audio_and_spectrograms(tmp_path, speech, run):
-    pytest.importorskip(
-        "tensorboard", reason="tensorboard is not installed (pip install 'wavenet[tensorboard]')"
+    require(
+        importable("tensorboard"),
+        "tensorboard is not installed: pip install 'wavenet[tensorboard]'",
     )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from hydra.core.config_store import ConfigStore
@@ -73,19 +74,46 @@ def fail(name: str, e: BaseException, status: int = 2) -> None:
     sys.exit(status)
 
 
-_interrupted = threading.Event()
+def usable_runs(name: str, run_dirs: list[Path], read: Callable[[Path], object]) -> list[Path]:
+    """The run directories that `read` takes, for a tool that shows several (wavenet-plot,
+    wavenet-report). Each one it refuses (ValueError/OSError: missing, not a run, a damaged
+    file) is left out with one stderr line, `name: skipped a run: <reason>`, and the rest are
+    shown. With none left, ValueError: the one run's reason, or each run's, in one line."""
+    usable, reasons = [], []
+    for run_dir in run_dirs:
+        try:
+            read(run_dir)
+        except (ValueError, OSError) as e:
+            reasons.append(one_line(e))
+        else:
+            usable.append(run_dir)
+    if not usable:
+        if len(reasons) == 1:
+            raise ValueError(reasons[0])
+        raise ValueError(f"none of the {len(reasons)} runs can be shown: {'; '.join(reasons)}")
+    for reason in reasons:
+        print(f"{name}: skipped a run: {reason}", file=sys.stderr)
+    return usable
 
 
-def _on_sigint(signum: int, frame: object) -> None:
-    _interrupted.set()
+# The stop signals of a tool: Ctrl-C, and SIGTERM (what `kill`, timeout(1) and job schedulers
+# send), both ending the tool the same way: one line, the exit status of a death by that signal
+# (128 + signum: 130, 143), temporary files removed by the `finally` blocks on the way out.
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "stopped by SIGTERM"}
+_received: list[int] = []  # the stop signals that came since the tool started
+
+
+def _on_stop(signum: int, frame: object) -> None:
+    _received.append(signum)
     raise KeyboardInterrupt
 
 
 def check_interrupted() -> None:
-    """Raise KeyboardInterrupt if Ctrl-C came since the tool started. Python drops an exception
-    raised while a finalizer runs (a `__del__`, a weakref callback), so a Ctrl-C landing there
-    would be lost; long loops call this between chunks so that it still stops them."""
-    if _interrupted.is_set():
+    """Raise KeyboardInterrupt if Ctrl-C or SIGTERM came since the tool started. Python drops an
+    exception raised while a finalizer runs (a `__del__`, a weakref callback), so a signal
+    landing there would be lost; long loops call this between chunks so that it still stops
+    them."""
+    if _received:
         raise KeyboardInterrupt
 
 
@@ -93,21 +121,22 @@ def run_tool(
     name: str, usage: str, action: Callable[[list[str]], None], argv: list[str] | None = None
 ) -> None:
     """Run `action(argv)`; --help prints `usage`; ValueError/OSError exit 2 with one line,
-    Ctrl-C exits 130 with one line (see `check_interrupted`)."""
+    Ctrl-C exits 130 and SIGTERM 143, each with one line (see `check_interrupted`)."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(usage)
         return
-    _interrupted.clear()
+    _received.clear()
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _on_sigint) if main_thread else None
+    previous = {s: signal.signal(s, _on_stop) for s in STOP_SIGNALS} if main_thread else {}
     try:
         action(argv)
     except (ValueError, OSError) as e:
         fail(name, e)
     except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        sys.exit(130)
+        signum = _received[0] if _received else signal.SIGINT
+        print(f"{name}: {STOP_SIGNALS[signum]}", file=sys.stderr)
+        sys.exit(128 + signum)
     finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -19,7 +19,7 @@ from wavenet.cli.common import check_interrupted, parse_key_values, run_tool
 from wavenet.config import MAX_BATCH, GenerateConfig
 from wavenet.data.dataset import read_audio, speaker_ids
 from wavenet.errors import DataError, check_int, one_line
-from wavenet.files import temporary_beside
+from wavenet.files import replace, temporary_beside
 from wavenet.model import envelope
 from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, utterance_mel
 from wavenet.model.network import WaveNet
@@ -263,7 +263,7 @@ def output_files(paths: list[Path], rate: int) -> Iterator[list[sf.SoundFile]]:
                 )
             yield files
         for tmp, path in zip(temps, paths, strict=True):
-            tmp.replace(path)
+            replace(tmp, path)  # an error names the output, not the temporary
     except sf.SoundFileError as e:
         raise OSError(f"{out}: cannot write the wav files ({one_line(e)})") from e
     finally:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from wavenet.cli.common import parse_key_values, run_tool
 from wavenet.data.dataset import read_audio
 from wavenet.data.layouts import AUDIO_EXTENSIONS
-from wavenet.errors import one_line
+from wavenet.errors import check_regular_file, one_line
 from wavenet.metrics import listening
 
 USAGE = """usage: wavenet-listen generated=DIR_OR_WAV [json_out=FILE] [progress=true]
@@ -58,10 +58,10 @@ class ListenConfig:
 def audio_files(path: str) -> list[Path]:
     """A file as itself, or a folder's audio files (recursive, sorted); ValueError if none."""
     root = Path(path)
-    if root.is_file():
-        return [root]
     if not root.is_dir():
-        raise ValueError(f"{root}: no such file or folder")
+        if not root.exists():
+            raise ValueError(f"{root}: no such file or folder")
+        return [check_regular_file(root)]  # not a FIFO or device, which would block
     files = sorted(
         p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
     )

@@ -1,12 +1,15 @@
 """wavenet-plot: the learning curves of several runs (a sweep, say) in one figure.
 
 wavenet-plot RUN_DIR [RUN_DIR ...] [--out learning_curves.png]
+
+A run that cannot be drawn (missing, not a run, a damaged metrics.jsonl) is named on stderr and
+left out; with none left, one line and exit 2, and nothing is written.
 """
 
 from pathlib import Path
 
-from wavenet.cli.common import OneLineParser, fail
-from wavenet.metrics.plots import plot_learning_curves
+from wavenet.cli.common import OneLineParser, fail, usable_runs
+from wavenet.metrics.plots import plot_learning_curves, read_metrics
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        print(plot_learning_curves(args.run_dirs, args.out))
+        runs = usable_runs("wavenet-plot", args.run_dirs, read_metrics)
+        print(plot_learning_curves(runs, args.out))
     except (ValueError, OSError) as e:
         fail("wavenet-plot", e)
 

@@ -2,15 +2,17 @@
 
 One RUN_DIR without --out writes RUN_DIR/report.html (the page the trainer keeps up to date);
 several write one page comparing them (see wavenet.metrics.report), with links relative to the
-output file's folder. Prints the written path; user errors print one line and exit 2.
+output file's folder; a run among them that cannot be read (missing, not a run, a damaged file)
+is named on stderr and left out. Prints the written path; user errors (one run that cannot be
+read, or none of several) print one line and exit 2, and write nothing.
 """
 
 import sys
 from pathlib import Path
 
-from wavenet.cli.common import OneLineParser
+from wavenet.cli.common import OneLineParser, usable_runs
 from wavenet.errors import one_line
-from wavenet.metrics.report import write_comparison, write_report, write_run_page
+from wavenet.metrics.report import read_run, write_comparison, write_report, write_run_page
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +48,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"{len(args.run_dirs)} runs make one comparison page: pass --out FILE.html"
             )
         else:
-            path = write_comparison(args.run_dirs, args.out)
+            path = write_comparison(
+                usable_runs("wavenet-report", args.run_dirs, read_run), args.out
+            )
     except (ValueError, OSError) as e:
         print(f"wavenet-report: error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from wavenet import mulaw
 from wavenet.data.layouts import find_audio, resolve_layout, screen
-from wavenet.errors import DataError, one_line
+from wavenet.errors import DataError, check_regular_file, one_line
 from wavenet.model.features import MelConfig, log_mel, pad_frames, usable_samples
 
 # Bump when the cached content or its meaning changes, so old caches are never reused.
@@ -66,6 +66,7 @@ def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    check_regular_file(path)  # a FIFO or device would block or never end
     try:
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:

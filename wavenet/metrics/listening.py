@@ -204,10 +204,16 @@ def _mcd(ref: np.ndarray, out: np.ndarray) -> float:
 def _pesq_wb(ref: np.ndarray, out: np.ndarray) -> float:
     pesq = _module("pesq")
     try:
-        return float(pesq.pesq(RATE, ref, out, "wb"))
-    except pesq.PesqError as e:  # no speech detected, shorter than 1/4 s, ...
+        # pesq scales both by their joint peak: 0/0 for two silent signals (a numpy warning).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(pesq.pesq(RATE, ref, out, "wb"))
+    except pesq.NoUtterancesError as e:  # its voice activity detection runs on the reference
+        raise ValueError("PESQ: no utterances detected in the reference") from e
+    except pesq.PesqError as e:  # shorter than 1/4 s, ...
         reason = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
         raise ValueError(f"PESQ: {reason}") from e
+    except ValueError as e:  # its C code meets a NaN ("cannot convert float NaN to integer")
+        raise ValueError("PESQ: the test signal is silent, or too quiet to score") from e
 
 
 def _stoi(ref: np.ndarray, out: np.ndarray) -> float:

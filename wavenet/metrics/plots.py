@@ -19,34 +19,69 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from wavenet.errors import check_regular_file
 from wavenet.files import atomic_write
 from wavenet.model.features import MelConfig, log_mel
 
 METRICS_FILE = "metrics.jsonl"
 DPI = 120
+# Bounds of what a run logs: a step is an integer in [0, MAX_STEP] (exact as a float); every
+# number is within ±MAX_VALUE (bits, seconds, samples/s, a learning rate: none comes near), so
+# no axis or tick computation overflows. A finite number outside them is hand-edited or damaged.
+MAX_STEP = 2**53
+MAX_VALUE = 1e12
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of `run_dir`/metrics.jsonl, one per step, in step order.
+def read_metrics(run_dir: str | Path, empty: bool = False) -> list[dict]:
+    """The records of `run_dir`/metrics.jsonl, one per step, in step order, with integer steps.
 
-    Unreadable lines (a line cut short by a killed process) are skipped; when a step appears
-    twice (a resumed run), the later record wins. Raises ValueError naming the directory when
-    it has no metrics.jsonl or no record.
+    Unreadable lines (a line cut short by a killed process, bytes that are not text) and
+    records without a finite numeric step are skipped; NaN and infinite values (a diverged
+    step's) are kept for the reader to leave out; when a step appears twice (a resumed run),
+    the later record wins. Raises ValueError naming the directory when it has no metrics.jsonl
+    or no record (with `empty`, a file without records gives []: a run just started), the file
+    when it is not a regular file, and the line of a number no run writes (see MAX_STEP,
+    MAX_VALUE): a damaged file is named, not drawn.
     """
     path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"{run_dir}: no {METRICS_FILE} (not a wavenet-train run directory?)")
-    by_step: dict[float, dict] = {}
-    for line in path.read_text().splitlines():
+    check_regular_file(path)  # a FIFO would block
+    by_step: dict[int, dict] = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int | float):
-            by_step[record["step"]] = record
-    if not by_step:
+        if not isinstance(record, dict) or not _number(record.get("step")):
+            continue
+        step = record["step"]
+        if isinstance(step, float) and not math.isfinite(step):
+            continue
+        if not (0 <= step <= MAX_STEP and step == int(step)):
+            raise ValueError(
+                f"{path}, line {number}: step {step!r:.40} is not an integer in [0, 2**53]"
+            )
+        for key, value in record.items():
+            if key != "step" and _beyond(value):
+                raise ValueError(
+                    f"{path}, line {number}: {key!r:.40} is {value!r:.40}, beyond "
+                    f"±{MAX_VALUE:.0e} (no run logs that)"
+                )
+        by_step[int(step)] = {**record, "step": int(step)}
+    if not by_step and not empty:
         raise ValueError(f"{path}: no metrics records")
     return [by_step[step] for step in sorted(by_step)]
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _beyond(value: object) -> bool:
+    """A number beyond ±MAX_VALUE that is not an infinity (JSON's integers have no bound)."""
+    infinite = isinstance(value, float) and math.isinf(value)
+    return _number(value) and not infinite and abs(value) > MAX_VALUE
 
 
 def run_labels(run_dirs: list[Path]) -> list[str]:
@@ -69,7 +104,7 @@ def _time_unit(seconds: float) -> tuple[float, str]:
 
 def _finite(record: dict, key: str) -> bool:
     value = record.get(key)
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return _number(value) and math.isfinite(value)
 
 
 def bits16_offset(records: list[dict]) -> float | None:

@@ -29,9 +29,10 @@ import jinja2
 import soundfile as sf
 import yaml
 
+from wavenet.errors import check_regular_file, one_line
 from wavenet.files import atomic_write
 from wavenet.metrics.plots import Curves, learning_curves, read_metrics, run_labels
-from wavenet.model import WaveNet, WaveNetConfig
+from wavenet.model import WaveNetConfig
 
 REPORT_FILE = "report.html"
 EXPANDED = 20  # validations shown open; older ones fold into a <details>
@@ -112,16 +113,34 @@ class Run:
 
     @property
     def vocoder(self) -> bool:
-        mel = self.config.get("model", {}).get("mel") or {}
+        mel = (self.config.get("model") or {}).get("mel") or {}
         return bool(mel.get("n_mels", 0))
 
     def sample_path(self, step: int, kind: str) -> Path:
         return self.path / "samples" / f"step_{step:07d}.{kind}"
 
 
+# What the report reads of .hydra/config.yaml, and what each must be where it is given: a
+# config edited by hand into another shape is named, not half-read.
+CONFIG_SHAPE = {
+    "model": dict,
+    "model.mel": dict,
+    "model.mel.n_mels": int,
+    "model.speaker_channels": int,
+    "data": dict,
+    "data.sample_rate": int,
+    "train": dict,
+    "train.max_steps": int,
+}
+_KINDS = {dict: "a mapping", list: "a list", int: "a non-negative integer"}
+
+
 def read_run(run_dir: str | Path, status: str | None = None) -> Run:
     """Read `run_dir` (written by wavenet-train). Raises ValueError naming the directory when
-    it is missing or holds neither .hydra/config.yaml nor metrics.jsonl.
+    it is missing or holds neither .hydra/config.yaml nor metrics.jsonl, and naming the file
+    when one the page is made from is damaged: a config or overrides file that is not YAML of
+    its shape (CONFIG_SHAPE; overrides a list), a metrics line no run writes (see
+    plots.read_metrics), or any of them not a regular file.
 
     status: running, finished or stopped; None infers it: finished when the last step reached
     train.max_steps or the log says done, stopped when the log says stopped or nothing was
@@ -129,22 +148,21 @@ def read_run(run_dir: str | Path, status: str | None = None) -> Run:
     """
     path = Path(run_dir)
     if not path.is_dir():
-        raise ValueError(f"{run_dir}: no such directory")
+        raise ValueError(f"{run_dir}: {'not a' if path.exists() else 'no such'} directory")
     hydra_dir = path / ".hydra"
-    if not (hydra_dir / "config.yaml").is_file() and not (path / "metrics.jsonl").is_file():
+    if not (hydra_dir / "config.yaml").exists() and not (path / "metrics.jsonl").exists():
         raise ValueError(
             f"{run_dir}: not a wavenet-train run directory "
             f"(no .hydra/config.yaml, no metrics.jsonl)"
         )
-    config = _yaml(hydra_dir / "config.yaml", {})
-    overrides = [str(o) for o in _yaml(hydra_dir / "overrides.yaml", [])]
+    config = _yaml(hydra_dir / "config.yaml", {}, dict)
+    _check_shape(hydra_dir / "config.yaml", config)
+    overrides = [str(o) for o in _yaml(hydra_dir / "overrides.yaml", [], list)]
+    has_metrics = (path / "metrics.jsonl").exists()
+    records = [_numbers(r) for r in read_metrics(path, empty=True)] if has_metrics else []
     try:
-        records = [_numbers(r) for r in read_metrics(path) if math.isfinite(r["step"])]
-    except ValueError:  # no metrics yet
-        records = []
-    try:
-        data = json.loads((path / "data_report.json").read_text())
-    except (OSError, ValueError):
+        data = json.loads(_text(path / "data_report.json") or "null")
+    except (ValueError, RecursionError):  # optional: the page says it is missing
         data = None
     samples: dict[int, dict[str, bool]] = {}
     for file in sorted((path / "samples").glob("step_*.*")):
@@ -156,47 +174,87 @@ def read_run(run_dir: str | Path, status: str | None = None) -> Run:
     if status not in ("running", "finished", "stopped"):
         raise ValueError(f"status must be running, finished or stopped, got {status!r}")
     return Run(
-        path,
-        config if isinstance(config, dict) else {},
-        overrides,
-        records,
-        data if isinstance(data, dict) else None,
-        status,
-        samples,
+        path, config, overrides, records, data if isinstance(data, dict) else None, status, samples
     )
 
 
 def _numbers(record: dict) -> dict:
-    """The record's finite numbers only (a hand-edited or foreign line cannot break the page),
-    with an integer step."""
-    kept = {
+    """The record's finite numbers only (a diverged step's NaN cannot break the page)."""
+    return {
         k: v
         for k, v in record.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
-    return {**kept, "step": int(record["step"])}
 
 
-def _yaml(path: Path, default):
+def _text(path: Path) -> str | None:
+    """The text of `path` (bytes that are not UTF-8 replaced), None when there is no such file;
+    ValueError naming it when it is not a regular file (a FIFO would block) or cannot be read."""
+    if not path.exists():
+        return None
+    check_regular_file(path)
     try:
-        value = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        return path.read_text(errors="replace")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it ({e.strerror or one_line(e)})") from e
+
+
+def _yaml(path: Path, default, kind: type):
+    """The YAML value in `path`: `default` when the file is absent or empty, else a `kind`;
+    ValueError naming the file when it cannot be read or parsed, or holds something else."""
+    text = _text(path)
+    if text is None:
         return default
-    return default if value is None else value
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ValueError(f"{path}: not YAML ({one_line(e, limit=120)})") from e
+    if value is None:
+        return default
+    if not isinstance(value, kind):
+        raise ValueError(f"{path}: holds {_shown(value)}, not {_KINDS[kind]}")
+    return value
+
+
+def _check_shape(path: Path, config: dict) -> None:
+    """ValueError naming `path` and the key where `config` breaks CONFIG_SHAPE."""
+    for key, kind in CONFIG_SHAPE.items():
+        node = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        ok = isinstance(node, kind) and not isinstance(node, bool)
+        if kind is int:
+            ok = ok and node >= 0
+        if not ok:
+            raise ValueError(f"{path}: {key} is {_shown(node)}, not {_KINDS[kind]}")
+
+
+def _shown(value: object) -> str:
+    """A value for a message: short scalars as they are, anything else by its type."""
+    if isinstance(value, str | int | float | bool):
+        return f"{value!r:.40}"
+    return f"a {type(value).__name__}"
 
 
 def _log_file(path: Path) -> Path | None:
-    """The run's log: <hydra.job.name>.log (Hydra names it after the job), else any *.log."""
-    job = _yaml(path / ".hydra" / "hydra.yaml", {})
-    name = job.get("hydra", {}).get("job", {}).get("name") if isinstance(job, dict) else None
-    if name and (path / f"{name}.log").is_file():
-        return path / f"{name}.log"
-    logs = sorted(path.glob("*.log"))
+    """The run's log: <hydra.job.name>.log (Hydra names it after the job), else any *.log;
+    only a regular file (a FIFO would block)."""
+    try:
+        job = _yaml(path / ".hydra" / "hydra.yaml", {}, dict)
+    except ValueError:  # only the log's name is read from it; the glob below finds the log
+        job = {}
+    node = job
+    for part in ("hydra", "job", "name"):
+        node = node.get(part) if isinstance(node, dict) else None
+    named = [path / f"{node}.log"] if isinstance(node, str) else []
+    logs = [p for p in (*named, *sorted(path.glob("*.log"))) if p.is_file()]
     return logs[0] if logs else None
 
 
 def _infer_status(path: Path, config: dict, records: list[dict]) -> str:
-    max_steps = (config.get("train") or {}).get("max_steps") if isinstance(config, dict) else None
+    max_steps = (config.get("train") or {}).get("max_steps")
     if records and max_steps and records[-1]["step"] >= max_steps:
         return "finished"
     log = _log_file(path)
@@ -204,7 +262,7 @@ def _infer_status(path: Path, config: dict, records: list[dict]) -> str:
         # The last word of the log since the run last (re)started.
         lines = [
             line
-            for line in log.read_text(errors="replace").splitlines()
+            for line in (_text(log) or "").splitlines()
             if "starting from step" in line
             or "resumed from" in line
             or "done: step" in line
@@ -231,12 +289,12 @@ def model_summary(run: Run) -> dict | None:
         if mc.speaker_channels:
             per = (run.data or {}).get("hours_per_speaker", {})
             speakers = len({s for split in per.values() for s in split})
-        model = WaveNet(mc, speakers=speakers)
+        parameters = mc.parameters(speakers)  # counted, not built: the config is untrusted
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     rate = (run.config.get("data") or {}).get("sample_rate") or 16000
     return {
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": parameters,
         "receptive_field": mc.receptive_field,
         "ms": 1000 * mc.receptive_field / rate,
     }
@@ -413,7 +471,7 @@ def _data_summary(run: Run, base: Path) -> dict:
         return {"state": "missing"}
     try:
         return {"state": "read", "href": href, **_data_facts(run.data)}
-    except (TypeError, ValueError, AttributeError):  # written by another version, or by hand
+    except (TypeError, ValueError, AttributeError, OverflowError):  # another version's, by hand
         return {"state": "unexpected", "href": href}
 
 

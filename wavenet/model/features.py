@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
-from wavenet.errors import one_line
+from wavenet.errors import check_regular_file, one_line
 from wavenet.model.config import MelConfig
 
 SILENCE = math.log(1e-5)  # the log-mel value of silence; pads frames beyond an utterance
@@ -97,16 +97,18 @@ def pad_frames(mel: torch.Tensor, context: int) -> torch.Tensor:
 
 
 def load_mel(path: str | Path, cfg: MelConfig) -> torch.Tensor:
-    """A saved log-mel (.npy or .pt) as (n_mels, frames) or (batch, n_mels, frames) float32.
+    """A saved log-mel (.npy of either byte order, or .pt) as (n_mels, frames) or
+    (batch, n_mels, frames) float32.
 
     Raises ValueError (one line naming the file) when it cannot be read or has the wrong shape.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: mel file not found")
+    path = check_regular_file(path)  # a FIFO or device would block or never end
     try:
         if path.suffix.lower() == ".npy":
-            mel = torch.from_numpy(np.load(path, allow_pickle=False))
+            array = np.load(path, allow_pickle=False)
+            if not array.dtype.isnative:  # e.g. big-endian '>f4', which torch does not take
+                array = array.astype(array.dtype.newbyteorder("="))
+            mel = torch.from_numpy(array)
         else:
             with warnings.catch_warnings():  # torch warns over 2 lines before refusing a pickle
                 warnings.simplefilter("ignore")

@@ -386,7 +386,10 @@ class RunOutputs:
             state.best = val_bits
             self.save(self.run_dir / "checkpoints" / "best.pt")
         self.save_last()
-        plots.plot_learning_curves([self.run_dir], self.run_dir / "learning_curves.png")
+        try:
+            plots.plot_learning_curves([self.run_dir], self.run_dir / "learning_curves.png")
+        except ValueError as e:  # metrics.jsonl edited by hand: no reason to stop training
+            log.warning("no learning_curves.png at step %d: %s", state.step, one_line(e))
         self.write_report("running")
 
     def write_report(self, status: str) -> None:
