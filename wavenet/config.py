@@ -185,7 +185,7 @@ class GenerateConfig:
     seconds: float = 2.0  # length of each generated file
     batch: int = 1  # number of files generated at once
     # Sampling temperature (0 is greedy); unset: the checkpoint's own (its run's
-    # train.sample_temperature; 0.6 for the shipped vocoder), 1.0 where it names none.
+    # train.sample_temperature, or export's: 0.8 for the shipped vocoder), else 1.0.
     temperature: float | None = None
     # Probability floor of each draw (categorical outputs; LPCNet's 0.002): each class's
     # probability less it, clipped at 0, renormalised; unset: the checkpoint's own, else 0.

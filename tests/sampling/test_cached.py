@@ -9,7 +9,7 @@ from wavenet.sampling import kernel as fast
 from wavenet.sampling.cached import generate_naive, resolve_impl
 from wavenet.sampling.sampler import UniformStream, draw
 
-needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
+needs_numba = pytest.mark.requires(fast.available(), "numba is not installed")
 needs_int8 = pytest.mark.skipif(
     not fast.int8_dot_available(), reason="the int8 path needs numba on an x86 CPU with AVX2"
 )

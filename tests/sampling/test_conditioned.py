@@ -15,7 +15,7 @@ from wavenet.sampling import kernel as fast
 from wavenet.sampling.cached import generate_naive
 from wavenet.sampling.sampler import UniformStream
 
-needs_numba = pytest.mark.skipif(not fast.available(), reason="numba is not installed")
+needs_numba = pytest.mark.requires(fast.available(), "numba is not installed")
 IMPLS = ["reference", pytest.param("compiled", marks=needs_numba)]
 
 

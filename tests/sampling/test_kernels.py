@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tools import has
 
 from wavenet.model.features import MelConfig, pad_frames
 from wavenet.model.network import WaveNet, WaveNetConfig
@@ -40,7 +41,7 @@ from wavenet.sampling.kernel.policy import busy_cores, kernel_pair, kernel_parts
 from wavenet.sampling.kernel.step import _project_int8
 from wavenet.sampling.sampler import CachedSampler, UniformStream
 
-needs_numba = pytest.mark.skipif(not kernel.available(), reason="numba is not installed")
+needs_numba = pytest.mark.requires(kernel.available(), "numba is not installed")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 ROOT = Path(__file__).resolve().parents[2]
 HOP = 16
@@ -365,7 +366,7 @@ def test_conditioned_generation_equals_the_reference_draws(impl):
 def test_auto_picks_by_device_and_dtype():
     small = small_model()
     assert {"auto", "compiled", "compiled-bf16", "reference", "cuda-graph"} <= set(IMPLS)
-    if kernel.available():
+    if has(kernel.available(), "numba is not installed"):
         # int8 storage where its integer dot product runs (measured fastest, docs/speed.md);
         # bfloat16 storage only by name; float64 models keep their own weights.
         fastest = "compiled-int8" if kernel.int8_dot_available() else "compiled"
@@ -450,7 +451,7 @@ def test_benchmark_script_prints_its_fields():
         assert lines[0]["cpu_family_model"] and isinstance(lines[0]["isa"], list)
     paths = {line["path"] for line in lines[1:]}
     assert {"reference", "naive"} <= paths
-    if kernel.available():
+    if has(kernel.available(), "numba is not installed"):
         assert {"compiled", "compiled-bf16"} <= paths
         assert lines[0]["read_gb_s_l2_256kb"] > 0
     for line in lines[1:]:
