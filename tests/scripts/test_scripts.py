@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from tools import has, require
 
+from wavenet import checkpoint
 from wavenet.metrics import listening
 from wavenet.sampling import kernel
 
@@ -156,7 +157,13 @@ def test_copy_synthesis_scores_the_shipped_vocoder_on_one_file(fake_run, repo_ro
     )
     rows = {r["system"]: r for r in json_lines(proc.stdout)}
     assert set(rows) == {"mulaw", "vocoder"}
-    assert rows["vocoder"]["temperature"] == 0.6  # the shipped vocoder's own
+    shipped = checkpoint.load(vocoder)  # each row names the settings it drew with: the vocoder's
+    assert {k: rows["vocoder"][k] for k in ("temperature", "floor", "sharpen")} == {
+        "temperature": shipped["temperature"],
+        "floor": shipped["floor"],
+        "sharpen": shipped["sharpen"],
+    }
+    assert rows["vocoder"]["sharpen"] > 0 and rows["vocoder"]["floor"] > 0
     # The μ-law round trip is the floor: the vocoder cannot be closer to the source than it,
     # nor, 8-bit noise and all, sound cleaner than it.
     assert rows["mulaw"]["log_mel_distance_db"] < rows["vocoder"]["log_mel_distance_db"]
