@@ -19,7 +19,7 @@ from wavenet.cli.common import check_interrupted, parse_key_values, run_tool
 from wavenet.config import MAX_BATCH, GenerateConfig
 from wavenet.data.dataset import read_audio, speaker_ids
 from wavenet.errors import DataError, check_int, one_line
-from wavenet.files import replace, temporary_beside
+from wavenet.files import replace, signals_held, temporary_beside
 from wavenet.model import envelope
 from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, utterance_mel
 from wavenet.model.network import WaveNet
@@ -256,8 +256,9 @@ def output_files(paths: list[Path], rate: int) -> Iterator[list[sf.SoundFile]]:
         with ExitStack() as stack:
             files = []
             for path in paths:
-                tmp = temporary_beside(path)
-                temps.append(tmp)
+                with signals_held():  # an interrupt after mkstemp would orphan the file
+                    temps.append(temporary_beside(path))
+                tmp = temps[-1]
                 files.append(
                     stack.enter_context(sf.SoundFile(tmp, "w", rate, 1, "PCM_16", format="WAV"))
                 )
