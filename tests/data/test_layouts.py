@@ -14,7 +14,6 @@ import soundfile as sf
 import torch
 from builders import sine, write_audio
 
-from wavenet.data import dataset as data
 from wavenet.data.dataset import load_dataset, read_audio, speaker_hours
 from wavenet.data.layouts import LAYOUTS, detect_layout, find_audio
 from wavenet.errors import DataError
@@ -313,10 +312,20 @@ def test_unknown_layout_names_value_and_choices(folder: Path) -> None:
         assert all(choice in str(err.value) for choice in LAYOUTS)
 
 
-def test_layout_takes_part_in_cache_key(folder: Path) -> None:
-    entries = find_audio(folder)
-    keys = {data._cache_key(folder, layout, entries, SR, None, 1) for layout in LAYOUTS[1:]}
-    assert len(keys) == len(LAYOUTS) - 1
+def test_each_layout_lists_its_own_files_from_one_store(vctk: Path, tmp_path: Path) -> None:
+    """The store holds decoded files by name, whatever the layout; the files and speakers a
+    load returns are the layout's (VCTK keeps mic1; a plain folder takes every file)."""
+    cache = tmp_path / "cache"
+    as_vctk = load_dataset(vctk, SR, layout="vctk", cache_dir=cache)
+    as_folder = load_dataset(vctk, SR, layout="folder", cache_dir=cache)
+    assert [(u.name, u.speaker) for u in as_vctk.utterances] == VCTK_092_KEPT
+    assert len(as_folder.utterances) == len(VCTK_092) and {
+        u.speaker for u in as_folder.utterances
+    } == {""}
+    assert len(list(cache.glob("store-*"))) == 1
+    folder = {u.name: u for u in as_folder.utterances}
+    for u in as_vctk.utterances:
+        assert torch.equal(u.audio, folder[u.name].audio)
 
 
 # ---------------------------------------------------------------------------- speaker_hours

@@ -12,6 +12,7 @@ and only rank 0 logs, validates, samples and writes into run_dir.
 
 import gc
 import hashlib
+import json
 import logging
 import math
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from wavenet import mulaw
 from wavenet.config import Config, TrainConfig
@@ -38,7 +40,7 @@ from wavenet.data.dataset import (
 )
 from wavenet.data.layouts import detect_layout
 from wavenet.errors import Interrupted, TrainingStopped
-from wavenet.metrics.baseline import LN2, bigram_bits_per_sample
+from wavenet.metrics.baseline import LN2
 from wavenet.model.network import WaveNet
 from wavenet.training import distributed
 from wavenet.training.distributed import World
@@ -230,12 +232,13 @@ class TrainingData:
 
 
 def build_data(cfg: Config, world: World) -> TrainingData:
-    """Decode (or read the cache of) the dataset, split it by file, and build the crop sampler,
-    the validation batch and data_report.json's content."""
+    """Decode the dataset into its store (or open it), split it by file, and build the crop
+    sampler, the validation batch and data_report.json's content."""
     dc, mc, tc = cfg.data, cfg.model, cfg.train
     r = mc.receptive_field
-    # Rank 0 decodes the data first and fills the cache; the other ranks then read the cache.
-    if not world.main:
+    # One process per machine (local rank 0) decodes into the store while the others wait;
+    # they then find it whole and map the same files (the page cache holds one copy).
+    if world.local_rank != 0:
         world.barrier()
     layout = detect_layout(dc.root) if dc.layout == "auto" else dc.layout
     dataset = load_dataset(
@@ -246,8 +249,9 @@ def build_data(cfg: Config, world: World) -> TrainingData:
         cache_dir=dc.cache_dir,
         progress=tc.progress and world.main,
         layout=layout,
+        workers=dc.workers,
     )
-    if world.main:
+    if world.local_rank == 0:
         world.barrier()
     for name, reason in dataset.skipped:
         log.warning("skipped %s: %s", name, reason)
@@ -266,7 +270,7 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     offset = mulaw.mean_log2_width(mc.codec, val_batch.audio[:, mc.receptive_field :])
     bigram = math.nan
     if world.main:
-        bigram = bigram_baseline(train_set, val_set, mc.codec, dc.preemphasis)
+        bigram = bigram_baseline(train_set, val_set, mc.codec, dc.preemphasis, tc.progress)
     log.info(
         "data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio; "
         "see data_report.json",
@@ -274,7 +278,7 @@ def build_data(cfg: Config, world: World) -> TrainingData:
         len(train_set),
         len(val_set),
         len(dataset.skipped),
-        sum(len(u.audio) for u in dataset.utterances) / dc.sample_rate,
+        sum(u.samples for u in dataset.utterances) / dc.sample_rate,
     )
     if speakers:
         log.info("speaker conditioning: %d speakers (%s)", len(speakers), ", ".join(speakers))
@@ -283,23 +287,82 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     )
 
 
+BIGRAM_ALPHA = 0.5  # add-alpha smoothing, as wavenet.metrics.baseline.bigram_bits_per_sample
+CHUNK_SAMPLES = 2**22  # audio encoded at once by the baseline: ~100 MB of working memory
+
+
 def bigram_baseline(
-    train_set: list[Utterance], val_set: list[Utterance], codec: mulaw.Codec, preemphasis: float
+    train_set: list[Utterance],
+    val_set: list[Utterance],
+    codec: mulaw.Codec,
+    preemphasis: float,
+    progress: bool = False,
 ) -> float:
     """The validation bits of a previous-sample model of μ-law classes, per code of `codec`:
     per μ-law sample for μ-law codes; per 16-bit sample for 16-bit codes (a 256-class bigram
     spreading each class's probability evenly over its 16-bit values; a 65536-level bigram
-    table would hold 4 G cells)."""
+    table would hold 4 G cells).
+
+    Equal to wavenet.metrics.baseline.bigram_bits_per_sample of the encoded utterances, counted
+    in chunks so memory stays bounded; utterances from a store remember the figure there, so a
+    run on the same split computes it once.
+    """
     mu = codec if codec.kind == "mulaw" else mulaw.Codec()
-
-    def encode(utts: list[Utterance]) -> list[torch.Tensor]:
-        return [mu.encode(mulaw.preemphasis(u.audio, preemphasis)) for u in utts]
-
-    val = encode(val_set)
-    bits = bigram_bits_per_sample(encode(train_set), val, mu.classes)
+    store = train_set[0].store
+    key = None
+    if store is not None and all(u.store is store for u in [*train_set, *val_set]):
+        where = [[(u.offset, u.samples) for u in s] for s in (train_set, val_set)]
+        blob = json.dumps([codec.kind, mu.classes, preemphasis, BIGRAM_ALPHA, where])
+        key = "bigram-" + hashlib.sha256(blob.encode()).hexdigest()
+        remembered = store.memo(key)
+        if remembered is not None:
+            return remembered
+    c = mu.classes
+    files = len(train_set) + len(val_set)
+    with tqdm(total=files, desc="bigram baseline", unit="file", disable=not progress) as bar:
+        train = bigram_counts(train_set, mu, preemphasis, bar).double().view(c, c)
+        val = bigram_counts(val_set, mu, preemphasis, bar).double().view(c, c)
+    n = val.sum()
+    if n == 0:
+        raise ValueError("bigram baseline needs test sequences of at least 2 samples")
+    counts = train + BIGRAM_ALPHA
+    logp = (counts / counts.sum(dim=1, keepdim=True)).log()
+    bits = float(-(val * logp).sum() / n / LN2)
     if codec.kind != "mulaw":
-        bits += mulaw.mean_log2_width(mu, torch.cat([s[1:] for s in val]))
+        bits += float((val.sum(dim=0) * mulaw.log2_widths(mu)).sum() / n)
+    if key is not None:
+        store.remember(key, bits)
     return bits
+
+
+def bigram_counts(
+    utterances: list[Utterance], codec: mulaw.Codec, preemphasis: float, bar: tqdm | None = None
+) -> torch.Tensor:
+    """(classes * classes,) int64 counts of (previous, current) code pairs within each
+    utterance (pre-emphasised, encoded), read CHUNK_SAMPLES at a time."""
+    c = codec.classes
+    counts = torch.zeros(c * c, dtype=torch.int64)
+    i = 0
+    while i < len(utterances):
+        group, size = [], 0
+        while i < len(utterances) and (not group or size + utterances[i].samples <= CHUNK_SAMPLES):
+            group.append(utterances[i])
+            size += utterances[i].samples
+            i += 1
+        audio = torch.cat([u.audio for u in group])
+        sizes = torch.tensor([u.samples for u in group])
+        first = torch.cumsum(sizes, 0) - sizes  # where each utterance starts in `audio`
+        emphasised = mulaw.preemphasis(audio, preemphasis)
+        if preemphasis:
+            emphasised[first] = audio[first]  # each utterance starts from silence
+        codes = codec.encode(emphasised)
+        pairs = codes[:-1] * c + codes[1:]
+        within = torch.ones(len(pairs), dtype=torch.bool)
+        within[first[1:] - 1] = False  # no pair across two utterances
+        counts += torch.bincount(pairs[within], minlength=c * c)
+        if bar is not None:
+            bar.update(len(group))
+    return counts
 
 
 def build_state(cfg: Config, data: TrainingData, world: World, clock: WallClock) -> TrainState:
