@@ -26,9 +26,10 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from stat import S_ISREG
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ SILENT = "silent (all samples are zero)"
 # Below this much audio to decode, one process is quicker than starting workers (each imports
 # torch: seconds); the bundled demo set (8 MB) decodes in about a second.
 POOL_MIN_BYTES = 64 * 2**20
+SYNC_SAMPLES = 2**27  # write decoded audio to disk every 256 MB, so the final sync is short
 TASK_FILES = 16  # files per worker task: few enough to keep the bar moving, enough to batch IPC
 
 
@@ -63,8 +65,7 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):  # a tuple: a store of 100,000 files makes 100,000 of them per start
     """One decoded file: its size and mtime when decoded, and its samples
     audio.pcm[offset : offset + length], or the reason it is unusable (then length 0)."""
 
@@ -164,12 +165,13 @@ def open_store(
         with _locked(path / LOCK):
             records = _recover(path, key, root, sample_rate, trim_db)
             stats = {}
-            for name in names:
+            folder = str(root).rstrip(os.sep) + os.sep
+            for name in names:  # strings, not Paths: this runs once per file on every start
                 try:
-                    stat = (root / name).stat()
+                    stat = os.stat(name if name.startswith(os.sep) else folder + name)
                 except OSError:
                     continue
-                if os.path.isfile(root / name):
+                if S_ISREG(stat.st_mode):
                     stats[name] = stat
             todo = [n for n in stats if n not in records or not records[n].current(stats[n])]
             if todo:
@@ -218,23 +220,33 @@ def _recover(
         atomic_write(journal, (json.dumps(header) + "\n").encode(), durable=False)
         return {}
     samples = audio.stat().st_size // DTYPE.itemsize
-    records: dict[str, Record] = {}
     body = lines[1:]
     whole = body[-1] == b""  # the journal ends with a newline: no torn last line
     if whole:
         body = body[:-1]
+    try:  # one parse of the whole journal; line by line only to find where it went bad
+        rows = json.loads(b"[" + b",".join(body) + b"]")
+        if len(rows) != len(body):
+            raise ValueError("a line holds more than one value")
+    except ValueError:
+        rows = []
+        for line in body:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break
+    records: dict[str, Record] = {}
     good = 0
-    for line in body:
+    for r in rows:
         try:
-            r = json.loads(line)
             record = Record(
                 int(r["size"]), int(r["mtime_ns"]), int(r["offset"]), int(r["length"]), r["reason"]
             )
             if record.offset < 0 or record.length < 0 or record.offset + record.length > samples:
                 raise ValueError("samples beyond audio.pcm")
+            records[str(r["name"])] = record
         except (ValueError, KeyError, TypeError):
             break
-        records[r["name"]] = record
         good += 1
     if good < len(body) or not whole:
         kept = [lines[0], *body[:good]]
@@ -262,7 +274,7 @@ def _decode(
         workers = 1
     tasks = [todo[i : i + TASK_FILES] for i in range(0, len(todo), TASK_FILES)]
     bar = tqdm(total=len(todo), desc=f"decoding {root}", unit="file", disable=not progress)
-    samples = 0
+    samples = synced = 0
     with open(path / AUDIO, "ab") as audio, open(path / JOURNAL, "ab") as journal, bar:
         offset = audio.tell() // DTYPE.itemsize
         for names, results in _results(root, tasks, sample_rate, trim_db, workers):
@@ -277,10 +289,13 @@ def _decode(
                     offset += len(result)
                     samples += len(result)
                 records[name] = record
-                lines.append(json.dumps({"name": name, **record.__dict__}) + "\n")
+                lines.append(json.dumps({"name": name, **record._asdict()}) + "\n")
             audio.flush()  # the samples reach the file before the lines that name them
             journal.write("".join(lines).encode())
             journal.flush()
+            if samples - synced >= SYNC_SAMPLES:  # to disk as we go, not all at the end
+                os.fdatasync(audio.fileno())
+                synced = samples
             bar.set_postfix_str(f"{samples / sample_rate / 3600:.2f} h", refresh=False)
             bar.update(len(names))
         os.fsync(audio.fileno())

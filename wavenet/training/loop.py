@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from wavenet import mulaw
 from wavenet.config import Config, TrainConfig
+from wavenet.data.audio import PCM16_SCALE
 from wavenet.data.dataset import (
     Batch,
     Conditioning,
@@ -341,7 +343,13 @@ def bigram_counts(
     """(classes * classes,) int64 counts of (previous, current) code pairs within each
     utterance (pre-emphasised, encoded), read CHUNK_SAMPLES at a time."""
     c = codec.classes
-    counts = torch.zeros(c * c, dtype=torch.int64)
+    counts = np.zeros(c * c, dtype=np.int64)
+    # Stored 16-bit samples without pre-emphasis: each sample's code by lookup, the code that
+    # encoding it as float gives (v / 32768 is exact), at a fraction of the cost.
+    # The table is indexed by the sample's bits read as unsigned with the sign bit flipped
+    # (v + 32768), which needs no widening copy of the samples.
+    pcm = torch.arange(-PCM16_SCALE, PCM16_SCALE, dtype=torch.float32) / PCM16_SCALE
+    table = codec.encode(pcm).to(codec.dtype).numpy()
     i = 0
     while i < len(utterances):
         group, size = [], 0
@@ -349,20 +357,25 @@ def bigram_counts(
             group.append(utterances[i])
             size += utterances[i].samples
             i += 1
-        audio = torch.cat([u.audio for u in group])
-        sizes = torch.tensor([u.samples for u in group])
-        first = torch.cumsum(sizes, 0) - sizes  # where each utterance starts in `audio`
-        emphasised = mulaw.preemphasis(audio, preemphasis)
-        if preemphasis:
-            emphasised[first] = audio[first]  # each utterance starts from silence
-        codes = codec.encode(emphasised)
-        pairs = codes[:-1] * c + codes[1:]
-        within = torch.ones(len(pairs), dtype=torch.bool)
-        within[first[1:] - 1] = False  # no pair across two utterances
-        counts += torch.bincount(pairs[within], minlength=c * c)
+        sizes = np.array([u.samples for u in group])
+        first = np.cumsum(sizes) - sizes  # where each utterance starts in the chunk
+        if not preemphasis and all(u.store is not None for u in group):
+            samples = np.concatenate([u.store.read(u.offset, u.samples) for u in group])
+            codes = table[samples.view(np.uint16) ^ np.uint16(PCM16_SCALE)]
+        else:
+            audio = torch.cat([u.audio for u in group])
+            emphasised = mulaw.preemphasis(audio, preemphasis)
+            if preemphasis:
+                emphasised[first] = audio[first]  # each utterance starts from silence
+            codes = codec.encode(emphasised).numpy()
+        pairs = codes[:-1].astype(np.intp)
+        pairs *= c
+        pairs += codes[1:]
+        counts += np.bincount(pairs, minlength=c * c)
+        np.subtract.at(counts, pairs[first[1:] - 1], 1)  # no pair across two utterances
         if bar is not None:
             bar.update(len(group))
-    return counts
+    return torch.from_numpy(counts)
 
 
 def build_state(cfg: Config, data: TrainingData, world: World, clock: WallClock) -> TrainState:
