@@ -16,9 +16,10 @@ Records ("what"):
   train   `wavenet-train data.root=SET model=tiny train.max_steps=3` as a user runs it, "cold"
           (no store) then "warm": first_step_s (command start to the first step's metrics
           line), wall_s, peak_rss_mb of the training process
-  ranks   the same under `torchrun --nproc_per_node=N` (warm): peak_rss_mb of each rank, and
-          of one process for comparison
-  crops   CropSampler draws from the store at model=small's crop (batch 8): crops_per_s, and
+  ranks   the same under `torchrun --nproc_per_node=N` (warm): first_step_s, peak_rss_mb
+          of each rank and total_rss_mb, their sum (one process: the warm train record)
+  crops   CropSampler draws from the store at model=small's crop (batch 8): crops_per_s,
+          mel_crops_per_s (each with its 80-band log-mel, computed per crop), and
           step_s of a model=small training step on this machine, crops_per_step_s (8 / step_s)
 Each record also has cpu, load (1-minute load average before it), hours and files.
 """
@@ -43,8 +44,9 @@ from machine import cpu_model, load
 
 from wavenet.config import model_config
 from wavenet.data import store
-from wavenet.data.dataset import CropSampler, load_dataset
+from wavenet.data.dataset import Conditioning, CropSampler, load_dataset
 from wavenet.data.layouts import find_audio
+from wavenet.model.features import MelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "speech" / "asterisk4"
@@ -255,6 +257,15 @@ def crops(root: Path, cache: Path, info: dict, seconds: float, step_model: str |
         "length": length,
         "threads": torch.get_num_threads(),
     }
+    # With an 80-band log-mel computed per crop (the vocoders' analysis), in whole hops.
+    mel = MelConfig(n_mels=80)
+    hop_length = math.ceil(length / mel.hop_length) * mel.hop_length
+    sampler = CropSampler(utterances, hop_length, small.codec, cond=Conditioning(mel=mel))
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sampler.draw(8)
+        n += 8
+    fields["mel_crops_per_s"] = round(n / (time.perf_counter() - start), 1)
     if step_model:  # what a training step consumes, on this machine
         step = bench(
             model_config(step_model), torch.device("cpu"), "fp32", False, "last", 8, 4000, 2, 0.999

@@ -309,8 +309,13 @@ def _results(
     (spawned: forking a process that has run torch's thread pools can hang), a few tasks in
     flight per worker so that memory holds only those."""
     if workers == 1:
-        for names in tasks:
-            yield names, _decode_files([str(root / n) for n in names], sample_rate, trim_db)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in a worker: resampling one file is too small to share
+        try:
+            for names in tasks:
+                yield names, _decode_files([str(root / n) for n in names], sample_rate, trim_db)
+        finally:
+            torch.set_num_threads(threads)
         return
     context = get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
