@@ -295,6 +295,7 @@ def main() -> None:
     p.add_argument("--ranks", type=int, default=0, help="also torchrun with this many ranks")
     p.add_argument("--crops", action="store_true", help="crops drawn per second")
     p.add_argument("--step-model", default="small", help="--crops: the model whose step to time")
+    p.add_argument("--threads", type=int, default=0, help="--crops: torch threads; 0: default")
     p.add_argument(
         "--tiny", action="store_true", help="CI: the demo set, every measurement, seconds"
     )
@@ -303,6 +304,8 @@ def main() -> None:
         args.source, args.hours = REPO / "data" / "demo", [0.1]
         args.decode = args.train = args.crops = True
         args.workers, args.ranks, args.step_model = [1, 2], 0, None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not args.source.is_dir():
         raise SystemExit(f"--source: {args.source} is not a folder")
     folder = Path(tempfile.mkdtemp(prefix="bench-data-", dir=args.tmp))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from wavenet import mulaw
-from wavenet.data.audio import from_pcm16, read_audio, trim_silence
+from wavenet.data.audio import PCM16_SCALE, from_pcm16, read_audio, trim_silence
 from wavenet.data.layouts import find_audio, resolve_layout, screen
 from wavenet.data.store import Store, default_cache_dir, open_store
 from wavenet.errors import DataError
@@ -30,6 +32,7 @@ from wavenet.errors import DataError
 from wavenet.model.features import SILENCE, MelConfig, _transform, usable_samples
 
 __all__ = [
+    "PCM16_SIGN",
     "Batch",
     "Conditioning",
     "CropSampler",
@@ -37,6 +40,7 @@ __all__ = [
     "Utterance",
     "default_cache_dir",  # wavenet.data.store's, and read_audio, trim_silence wavenet.data.audio's
     "load_dataset",
+    "pcm16_codes",
     "read_audio",
     "speaker_hours",
     "speaker_ids",
@@ -277,6 +281,8 @@ class _Crops:
     from the utterances' audio, when they are in memory), pre-emphasised and encoded when it is
     cut, and its mel computed from the same samples: frame i of an utterance describes samples
     [i * hop, (i + 1) * hop) of it, framed as wavenet.model.features.log_mel frames the whole.
+    Index arithmetic and gathers are numpy, and torch runs on one thread meanwhile (see
+    _one_thread).
     """
 
     def __init__(
@@ -292,18 +298,22 @@ class _Crops:
             raise ValueError(f"crop length {length} must be a multiple of the mel hop {cond.hop}")
         self.length, self.codec, self.cond = length, codec, cond
         store = utterances[0].store
+        self._table = None
         if store is not None and all(u.store is store for u in utterances):
-            self._flat: np.ndarray | torch.Tensor = store.pcm  # one vectorised gather per batch
-            self._starts = torch.tensor([u.offset for u in utterances], dtype=torch.int64)
+            self._flat: np.ndarray = store.pcm  # int16: one vectorised gather per batch
+            self._starts = np.array([u.offset for u in utterances], dtype=np.int64)
+            if not cond.preemphasis:
+                self._table = pcm16_codes(codec)
         else:
-            audio = [u.audio.float() for u in utterances]
-            self._flat = torch.cat(audio)
-            sizes = torch.tensor([len(a) for a in audio], dtype=torch.int64)
-            self._starts = torch.cumsum(sizes, 0) - sizes
+            audio = [u.audio.float().numpy() for u in utterances]
+            self._flat = np.concatenate(audio)  # float32
+            sizes = np.array([len(a) for a in audio], dtype=np.int64)
+            self._starts = np.cumsum(sizes) - sizes
         samples = torch.tensor([u.samples for u in utterances], dtype=torch.int64)
         self.usable = usable_samples(samples, cond.mel) if cond.mel else samples
         self.pad = (length - self.usable).clamp(min=0)  # leading silence of short files
         self.padded = self.usable + self.pad  # the length each utterance is cropped from
+        self._usable, self._pad = self.usable.numpy(), self.pad.numpy()
         self.speakers = None
         if cond.speakers is not None:
             self.speakers = speaker_ids(cond.speakers, [u.speaker for u in utterances])
@@ -314,31 +324,38 @@ class _Crops:
     def batch(self, files: torch.Tensor, starts: torch.Tensor) -> Batch:
         """The crops of utterances `files` (n,) from `starts` (n,) (hop-aligned, in the padded
         utterance), with their speaker ids and mel frames."""
+        with _one_thread():
+            return self._batch(files, starts)
+
+    def _batch(self, files: torch.Tensor, starts: torch.Tensor) -> Batch:
+        f = files.numpy()
         # One sample before each crop: pre-emphasis needs it (silence before the utterance).
-        span = starts[:, None] - 1 + torch.arange(self.length + 1)
-        audio = mulaw.preemphasis(self._samples(files, span), self.cond.preemphasis)[:, 1:]
-        out = Batch(self.codec.encode(audio))
+        span = starts.numpy()[:, None] - 1 + np.arange(self.length + 1)
+        samples = self._samples(f, span)
+        if self._table is not None:  # stored samples, no pre-emphasis: codes by lookup
+            codes = torch.from_numpy(self._table[samples[:, 1:].view(np.uint16) ^ PCM16_SIGN])
+        else:
+            audio = mulaw.preemphasis(_float(samples), self.cond.preemphasis)[:, 1:]
+            codes = self.codec.encode(audio)
+        out = Batch(codes.long())
         if self.speakers is not None:
             out.speaker = self.speakers[files]
         if self.cond.mel is not None:
-            out.mel = self._mels(files, starts // self.cond.hop)
+            out.mel = self._mels(f, starts.numpy() // self.cond.hop)
         return out
 
-    def _samples(self, files: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """(n, m) float32 samples at `positions` (n, m) of the padded utterances `files` (n,):
-        0 in the padding and outside the utterance."""
-        real = positions - self.pad[files][:, None]
-        usable = self.usable[files][:, None]
+    def _samples(self, files: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(n, m) samples (int16 from the store, else float32) at `positions` (n, m) of the
+        padded utterances `files` (n,): 0 in the padding and outside the utterance."""
+        real = positions - self._pad[files][:, None]
+        usable = self._usable[files][:, None]
         inside = (real >= 0) & (real < usable)
-        index = self._starts[files][:, None] + torch.minimum(real.clamp(min=0), usable - 1)
-        index.clamp_(min=0)  # an utterance shorter than one hop has nothing usable
-        if isinstance(self._flat, torch.Tensor):
-            samples = self._flat[index]
-        else:
-            samples = from_pcm16(self._flat[index.numpy()])
-        return samples.masked_fill_(~inside, 0.0)
+        index = self._starts[files][:, None] + np.minimum(real.clip(min=0), usable - 1)
+        samples = self._flat[index.clip(min=0)]  # (clip: a file shorter than one hop)
+        samples[~inside] = 0
+        return samples
 
-    def _mels(self, files: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    def _mels(self, files: np.ndarray, first: np.ndarray) -> torch.Tensor:
         """(n, n_mels, frames) log-mel of the crops whose first frame is `first` (n,), with
         `context` frames on each side (silence beyond the utterance)."""
         cfg = self.cond.mel
@@ -348,17 +365,47 @@ class _Crops:
         start = first - context  # the first frame, in the utterance's frames
         # log_mel reflect-pads the utterance by (left, right) and frames it without centring.
         span = self.frames * hop + cfg.n_fft - hop
-        padded = (start * hop - left)[:, None] + torch.arange(span)
-        n = self.padded[files][:, None]
-        mirrored = torch.where(padded < 0, -padded, padded)
-        mirrored = torch.where(mirrored >= n, 2 * (n - 1) - mirrored, mirrored)
+        padded = (start * hop - left)[:, None] + np.arange(span)
+        n = (self._usable + self._pad)[files][:, None]
+        mirrored = np.where(padded < 0, -padded, padded)
+        mirrored = np.where(mirrored >= n, 2 * (n - 1) - mirrored, mirrored)
         # log_mel zero-pads an utterance too short to reflect (_samples gives 0 outside it).
-        positions = torch.where(n > max(left, right), mirrored, padded)
-        mel = self._mel(self._samples(files, positions))
+        positions = np.where(n > max(left, right), mirrored, padded)
+        mel = self._mel(_float(self._samples(files, positions)))
         mel = torch.log(mel.clamp(min=1e-5))
-        frame = start[:, None] + torch.arange(self.frames)
-        beyond = (frame < 0) | (frame >= n // hop)
+        frame = start[:, None] + np.arange(self.frames)
+        beyond = torch.from_numpy((frame < 0) | (frame >= n // hop))
         return mel.masked_fill_(beyond[:, None, :], SILENCE)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one thread inside: a batch's ops are too small to share, and on busy cores
+    two threads ran them 10x slower than one (their pool waits for a core)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+PCM16_SIGN = np.uint16(PCM16_SCALE)  # a 16-bit sample's bits ^ this = sample + 32768
+
+
+def pcm16_codes(codec: mulaw.Codec) -> np.ndarray:
+    """(65536,) the code of every 16-bit sample v, at index v + 32768: what encoding v / 32768
+    (exact in float32, as read_audio gives it) gives, for a lookup instead."""
+    grid = torch.arange(-PCM16_SCALE, PCM16_SCALE, dtype=torch.float32) / PCM16_SCALE
+    return codec.encode(grid).to(codec.dtype).numpy()
+
+
+def _float(samples: np.ndarray) -> torch.Tensor:
+    """Gathered samples as float32 audio: int16 from the store scaled as read_audio reads."""
+    return from_pcm16(samples) if samples.dtype == np.int16 else torch.from_numpy(samples)
 
 
 class CropSampler:

@@ -29,13 +29,14 @@ from tqdm import tqdm
 
 from wavenet import mulaw
 from wavenet.config import Config, TrainConfig
-from wavenet.data.audio import PCM16_SCALE
 from wavenet.data.dataset import (
+    PCM16_SIGN,
     Batch,
     Conditioning,
     CropSampler,
     Utterance,
     load_dataset,
+    pcm16_codes,
     speaker_table,
     split_by_file,
     validation_batch,
@@ -344,12 +345,8 @@ def bigram_counts(
     utterance (pre-emphasised, encoded), read CHUNK_SAMPLES at a time."""
     c = codec.classes
     counts = np.zeros(c * c, dtype=np.int64)
-    # Stored 16-bit samples without pre-emphasis: each sample's code by lookup, the code that
-    # encoding it as float gives (v / 32768 is exact), at a fraction of the cost.
-    # The table is indexed by the sample's bits read as unsigned with the sign bit flipped
-    # (v + 32768), which needs no widening copy of the samples.
-    pcm = torch.arange(-PCM16_SCALE, PCM16_SCALE, dtype=torch.float32) / PCM16_SCALE
-    table = codec.encode(pcm).to(codec.dtype).numpy()
+    # Stored 16-bit samples without pre-emphasis: each sample's code by lookup.
+    table = pcm16_codes(codec)
     i = 0
     while i < len(utterances):
         group, size = [], 0
@@ -361,7 +358,7 @@ def bigram_counts(
         first = np.cumsum(sizes) - sizes  # where each utterance starts in the chunk
         if not preemphasis and all(u.store is not None for u in group):
             samples = np.concatenate([u.store.read(u.offset, u.samples) for u in group])
-            codes = table[samples.view(np.uint16) ^ np.uint16(PCM16_SCALE)]
+            codes = table[samples.view(np.uint16) ^ PCM16_SIGN]
         else:
             audio = torch.cat([u.audio for u in group])
             emphasised = mulaw.preemphasis(audio, preemphasis)
