@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -184,3 +185,23 @@ def test_crops_from_the_store_equal_crops_from_memory(
         )
         assert torch.equal(x.audio, y.audio)
         assert (x.mel is None and y.mel is None) or torch.equal(x.mel, y.mel)
+
+
+def test_a_waiting_process_reads_what_another_decodes(
+    many: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchrun's ranks besides local rank 0 (decode=False) wait for its store, however long."""
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(store, "WAIT_S", 0.05)
+    calls = counting_reads(monkeypatch)
+    waited: list = []
+    waiter = threading.Thread(
+        target=lambda: waited.append(load_dataset(many, cache_dir=cache, decode=False))
+    )
+    waiter.start()
+    time.sleep(0.5)
+    assert waiter.is_alive() and calls == []  # waiting, not decoding
+    built = load_dataset(many, cache_dir=cache)
+    waiter.join(timeout=60)
+    assert len(calls) == 40  # decoded once, by the decoding process
+    same(waited[0], built)

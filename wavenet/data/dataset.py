@@ -104,6 +104,7 @@ def load_dataset(
     progress: bool = False,
     layout: str = "auto",
     workers: int = 0,
+    decode: bool = True,
 ) -> Dataset:
     """Every file of the dataset at root (see find_audio), decoded into its store: utterances
     of (time,) float32 mono, read from the store on access.
@@ -112,6 +113,8 @@ def load_dataset(
     layout: one of LAYOUTS ("auto": detect_layout(root)); it decides the files and speakers.
     trim_db: trim edge silence quieter than this (dB re. the clip's peak), None to keep it.
     workers: decoding processes (0: every core).
+    decode: False leaves decoding to another process and waits for it (torchrun's ranks
+        besides each machine's first).
 
     Files that fail, or have fewer than min_samples samples after trimming, rows naming a file
     outside root and repeated rows are listed in Dataset.skipped with a reason. Raises
@@ -129,7 +132,7 @@ def load_dataset(
     entries, screened = screen(root, find_audio(root, layout))
     cache = Path(cache_dir or default_cache_dir())
     names = [name for name, _ in entries]
-    store, records = open_store(root, names, sample_rate, trim_db, cache, workers, progress)
+    store, records = open_store(root, names, sample_rate, trim_db, cache, workers, progress, decode)
 
     utterances: list[Utterance] = []
     skipped: list[tuple[str, str]] = list(screened)

@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ SILENT = "silent (all samples are zero)"
 # torch: seconds); the bundled demo set (8 MB) decodes in about a second.
 POOL_MIN_BYTES = 64 * 2**20
 SYNC_SAMPLES = 2**27  # write decoded audio to disk every 256 MB, so the final sync is short
+WAIT_S = 2.0  # how often a process waiting for another's decode looks again
 TASK_FILES = 16  # files per worker task: few enough to keep the bar moving, enough to batch IPC
 
 
@@ -150,32 +152,32 @@ def open_store(
     cache_dir: Path,
     workers: int = 0,
     progress: bool = False,
+    decode: bool = True,
 ) -> tuple[Store, dict[str, Record]]:
     """The store of the dataset at root, with every file of `names` decoded as it is now.
 
     Files not yet in the store, or changed since (size or mtime), are decoded (by `workers`
-    processes, 0 = every core) and appended; the rest are read from it. Returns the store and
-    the record of each name whose file exists now (a missing file has none). Raises DataError
-    when the cache folder cannot be written.
+    processes, 0 = every core) and appended; the rest are read from it. decode=False leaves
+    that to another process (torchrun's local rank 0) and waits for it, however long it takes.
+    Returns the store and the record of each name whose file exists now (a missing file has
+    none). Raises DataError when the cache folder cannot be written.
     """
     key = store_key(root, sample_rate, trim_db)
     path = cache_dir / f"store-{key[:32]}"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with _locked(path / LOCK):
-            records = _recover(path, key, root, sample_rate, trim_db)
-            stats = {}
-            folder = str(root).rstrip(os.sep) + os.sep
-            for name in names:  # strings, not Paths: this runs once per file on every start
-                try:
-                    stat = os.stat(name if name.startswith(os.sep) else folder + name)
-                except OSError:
-                    continue
-                if S_ISREG(stat.st_mode):
-                    stats[name] = stat
-            todo = [n for n in stats if n not in records or not records[n].current(stats[n])]
-            if todo:
-                _decode(path, root, todo, stats, records, sample_rate, trim_db, workers, progress)
+        while True:
+            with _locked(path / LOCK):
+                records = _recover(path, key, root, sample_rate, trim_db)
+                stats = _stats(root, names)
+                todo = [n for n in stats if n not in records or not records[n].current(stats[n])]
+                if todo and decode:
+                    _decode(
+                        path, root, todo, stats, records, sample_rate, trim_db, workers, progress
+                    )
+                if decode or not todo:
+                    break
+            time.sleep(WAIT_S)  # the decoding process takes the lock meanwhile
     except OSError as e:
         raise DataError(
             f"{cache_dir}: cannot write the dataset store ({one_line(e)}); "
@@ -183,6 +185,20 @@ def open_store(
         ) from e
     current = {n: records[n] for n in stats if n in records}
     return Store(path, sample_rate, records), current
+
+
+def _stats(root: Path, names: list[str]) -> dict[str, os.stat_result]:
+    """The stat of each name that is a regular file now."""
+    stats = {}
+    folder = str(root).rstrip(os.sep) + os.sep
+    for name in names:  # strings, not Paths: this runs once per file on every start
+        try:
+            stat = os.stat(name if name.startswith(os.sep) else folder + name)
+        except OSError:
+            continue
+        if S_ISREG(stat.st_mode):
+            stats[name] = stat
+    return stats
 
 
 @contextmanager

@@ -239,10 +239,9 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     sampler, the validation batch and data_report.json's content."""
     dc, mc, tc = cfg.data, cfg.model, cfg.train
     r = mc.receptive_field
-    # One process per machine (local rank 0) decodes into the store while the others wait;
-    # they then find it whole and map the same files (the page cache holds one copy).
-    if world.local_rank != 0:
-        world.barrier()
+    # One process per machine (local rank 0) decodes into the store while the others wait
+    # on the store's lock (no collective: a decode may outlast the process group's timeout);
+    # all then map the same files, which the page cache holds once.
     layout = detect_layout(dc.root) if dc.layout == "auto" else dc.layout
     dataset = load_dataset(
         dc.root,
@@ -253,9 +252,8 @@ def build_data(cfg: Config, world: World) -> TrainingData:
         progress=tc.progress and world.main,
         layout=layout,
         workers=dc.workers,
+        decode=world.local_rank == 0,
     )
-    if world.local_rank == 0:
-        world.barrier()
     for name, reason in dataset.skipped:
         log.warning("skipped %s: %s", name, reason)
     train_set, val_set = split_by_file(dataset.utterances, dc.val_fraction)
