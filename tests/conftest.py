@@ -125,9 +125,10 @@ def speech(tmp_path_factory, demo_root: Path) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache_dir(tmp_path_factory) -> Path:
-    """One dataset cache for the session (the key holds the data's path, size and mtime, so
-    tests cannot see each other's data), set in os.environ so the tools' subprocesses use it
-    too: no test writes ~/.cache, and each dataset is decoded once per session."""
+    """One dataset cache for the session (a store per dataset path, each file's size and mtime
+    recorded, so tests cannot see each other's data), set in os.environ so the tools'
+    subprocesses use it too: no test writes ~/.cache, and each dataset is decoded once per
+    session."""
     cache = tmp_path_factory.mktemp("wavenet-cache")
     patch = pytest.MonkeyPatch()
     patch.setenv("WAVENET_CACHE_DIR", str(cache))

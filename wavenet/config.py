@@ -61,10 +61,12 @@ class DataConfig(DatasetConfig):
     # generation undoes it, so 8-bit noise lies under the speech spectrum; 0 = off. Kept in the
     # checkpoint: generation and evaluation follow it.
     preemphasis: float = 0.0
+    workers: int = 0  # processes decoding the dataset into its store; 0 = every core
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_float("data.preemphasis", self.preemphasis, 0, 0.99)
+        check_int("data.workers", self.workers, 0, 4096)
         check_int("data.sample_rate", self.sample_rate, 1, MAX_SAMPLE_RATE)
         check_int("data.crop", self.crop, 1, 2**24)
         check_int("data.val_crops", self.val_crops, 1, 2**16)

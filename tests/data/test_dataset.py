@@ -3,6 +3,7 @@ layouts that find them: test_layouts.py; crops: test_crops.py)."""
 
 import hashlib
 import io
+import json
 import os
 import random
 import shutil
@@ -15,7 +16,7 @@ import soundfile as sf
 import torch
 from builders import SR, metadata_rows, sine, write_audio
 
-from wavenet.data import dataset as data
+from wavenet.data import store
 from wavenet.data.dataset import (
     Utterance,
     load_dataset,
@@ -235,22 +236,35 @@ def test_load_dataset_nothing_usable_names_root_and_reasons(tmp_path: Path) -> N
     assert "\n" not in message
 
 
-def test_load_dataset_cache_avoids_second_decode(
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the store decodes from now on (in this process: small sets use no pool)."""
+    calls: list[str] = []
+    real = store.read_audio
+
+    def counting(path, sample_rate):
+        calls.append(str(path))
+        return real(path, sample_rate)
+
+    monkeypatch.setattr(store, "read_audio", counting)
+    return calls
+
+
+def test_load_dataset_store_avoids_second_decode(
     real_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = tmp_path / "cache"
+    calls = _count_reads(monkeypatch)
     first = load_dataset(real_files, cache_dir=cache)
-
-    def fail(*args, **kwargs):
-        raise AssertionError("read_audio called although the dataset is cached")
-
-    monkeypatch.setattr(data, "read_audio", fail)
+    assert len(calls) == len(first.utterances) == 3
     second = load_dataset(real_files, cache_dir=cache)
+    assert len(calls) == 3  # nothing decoded again
     assert [u.name for u in second.utterances] == [u.name for u in first.utterances]
     for a, b in zip(first.utterances, second.utterances, strict=True):
+        # 16-bit files at their own rate are kept exactly
         assert torch.equal(a.audio, b.audio)
+        assert torch.equal(b.audio, read_audio(real_files / b.name, SR))
     assert second.skipped == first.skipped and second.sample_rate == first.sample_rate
-    assert not list(cache.glob("*.tmp"))  # the atomic write left no temp file behind
+    assert not list(cache.rglob("*.tmp"))  # the atomic writes left no temporary file behind
 
 
 def test_load_dataset_default_cache_dir_from_env(
@@ -259,22 +273,10 @@ def test_load_dataset_default_cache_dir_from_env(
     cache = tmp_path / "env-cache"
     monkeypatch.setenv("WAVENET_CACHE_DIR", str(cache))
     load_dataset(real_files)
-    assert len(list(cache.glob("*.pt"))) == 1
+    assert len(list(cache.glob("store-*/audio.pcm"))) == 1
 
 
-def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    real = data.read_audio
-
-    def counting(path, sample_rate):
-        calls.append(str(path))
-        return real(path, sample_rate)
-
-    monkeypatch.setattr(data, "read_audio", counting)
-    return calls
-
-
-def test_load_dataset_cache_invalidated_by_settings_and_file_changes(
+def test_load_dataset_store_per_rate_and_trim_and_only_changed_files_decoded_again(
     real_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = tmp_path / "cache"
@@ -282,30 +284,49 @@ def test_load_dataset_cache_invalidated_by_settings_and_file_changes(
     n = len(find_audio(real_files))
     load_dataset(real_files, cache_dir=cache)
     assert len(calls) == n
-    load_dataset(real_files, cache_dir=cache)
-    assert len(calls) == n  # cached
+    load_dataset(real_files, cache_dir=cache, min_samples=30000)  # the same store
+    assert len(calls) == n
 
     at_8k = load_dataset(real_files, sample_rate=8000, cache_dir=cache)
     assert len(calls) == 2 * n and at_8k.sample_rate == 8000
     load_dataset(real_files, trim_db=-40.0, cache_dir=cache)
     assert len(calls) == 3 * n
+    assert len(list(cache.glob("store-*"))) == 3
 
     touched = next(real_files.rglob("*.flac"))
     st = touched.stat()
     os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     load_dataset(real_files, cache_dir=cache)
-    assert len(calls) == 4 * n
+    assert calls[3 * n :] == [str(touched)]  # only the changed file
 
 
-def test_load_dataset_rebuilds_corrupt_cache(real_files: Path, tmp_path: Path) -> None:
+def test_load_dataset_sees_a_rewritten_file(real_files: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    before = load_dataset(real_files, cache_dir=cache)
+    changed = before.utterances[1]
+    # Same name, new content and length (the mtime may not move within its resolution).
+    write_audio(real_files / changed.name, sine(300, 0.3))
+    after = load_dataset(real_files, cache_dir=cache)
+    new = next(u for u in after.utterances if u.name == changed.name)
+    assert torch.equal(new.audio, read_audio(real_files / changed.name, SR))
+    assert new.samples == round(0.3 * SR)
+    for a, b in zip(before.utterances, after.utterances, strict=True):
+        if a.name != changed.name:
+            assert torch.equal(a.audio, b.audio)
+
+
+def test_load_dataset_rebuilds_a_foreign_or_corrupt_journal(
+    real_files: Path, tmp_path: Path
+) -> None:
     cache = tmp_path / "cache"
     first = load_dataset(real_files, cache_dir=cache)
-    (cache_file,) = cache.glob("*.pt")
-    cache_file.write_bytes(b"definitely not a torch file")
+    (journal,) = cache.glob("store-*/journal.jsonl")
+    journal.write_bytes(b"definitely not a journal")
     second = load_dataset(real_files, cache_dir=cache)
     for a, b in zip(first.utterances, second.utterances, strict=True):
         assert torch.equal(a.audio, b.audio)
-    torch.load(cache_file, weights_only=True)  # rewritten as a valid cache
+    lines = journal.read_text().splitlines()
+    assert json.loads(lines[0])["version"] == store.STORE_VERSION and len(lines) == 1 + 3
 
 
 def test_load_dataset_read_only_root_is_never_written(real_files: Path, tmp_path: Path) -> None:

@@ -14,9 +14,8 @@ import soundfile as sf
 import torch
 from builders import sine, write_audio
 
-from wavenet.data import dataset as data
 from wavenet.data.dataset import load_dataset, read_audio, speaker_hours
-from wavenet.data.layouts import LAYOUTS, detect_layout, find_audio
+from wavenet.data.layouts import DUPLICATE, LAYOUTS, OUTSIDE, detect_layout, find_audio, screen
 from wavenet.errors import DataError
 
 SR = 16000  # the demo files' rate, so decoding keeps every sample
@@ -313,10 +312,65 @@ def test_unknown_layout_names_value_and_choices(folder: Path) -> None:
         assert all(choice in str(err.value) for choice in LAYOUTS)
 
 
-def test_layout_takes_part_in_cache_key(folder: Path) -> None:
-    entries = find_audio(folder)
-    keys = {data._cache_key(folder, layout, entries, SR, None, 1) for layout in LAYOUTS[1:]}
-    assert len(keys) == len(LAYOUTS) - 1
+def test_each_layout_lists_its_own_files_from_one_store(vctk: Path, tmp_path: Path) -> None:
+    """The store holds decoded files by name, whatever the layout; the files and speakers a
+    load returns are the layout's (VCTK keeps mic1; a plain folder takes every file)."""
+    cache = tmp_path / "cache"
+    as_vctk = load_dataset(vctk, SR, layout="vctk", cache_dir=cache)
+    as_folder = load_dataset(vctk, SR, layout="folder", cache_dir=cache)
+    assert [(u.name, u.speaker) for u in as_vctk.utterances] == VCTK_092_KEPT
+    assert len(as_folder.utterances) == len(VCTK_092) and {
+        u.speaker for u in as_folder.utterances
+    } == {""}
+    assert len(list(cache.glob("store-*"))) == 1
+    folder = {u.name: u for u in as_folder.utterances}
+    for u in as_vctk.utterances:
+        assert torch.equal(u.audio, folder[u.name].audio)
+
+
+def test_screen_skips_names_outside_the_root_and_repeats(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    (root / "wavs" / "deeper").mkdir(parents=True)
+    for name in ("a.flac", "b.flac", "deeper/c.flac"):
+        (root / "wavs" / name).write_bytes(b"x")
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"x")
+    (root / "wavs" / "link.flac").symlink_to(secret)  # a link out
+    (root / "wavs" / "inside.flac").symlink_to(root / "wavs" / "a.flac")  # a link in: a repeat
+    (root / "out").symlink_to(tmp_path)  # a folder link out
+    rows = [
+        "wavs/a.flac",
+        "wavs/b.flac",
+        "wavs/deeper/c.flac",
+        "../secret.wav",
+        "../nothing_here.wav",
+        str(secret),
+        "wavs/link.flac",
+        "out/secret.wav",
+        "wavs/inside.flac",
+        "wavs/a.flac",
+        "wavs/../wavs/b.flac",
+        "wavs/deeper/../../wavs/deeper/c.flac",
+        "wavs/missing.flac",  # inside: kept, for load_dataset to report as not found
+    ]
+    kept, skipped = screen(root, [(r, "") for r in rows])
+    assert [n for n, _ in kept] == [
+        "wavs/a.flac",
+        "wavs/b.flac",
+        "wavs/deeper/c.flac",
+        "wavs/missing.flac",
+    ]
+    assert dict(skipped) == {
+        "../secret.wav": OUTSIDE,
+        "../nothing_here.wav": OUTSIDE,
+        str(secret): OUTSIDE,
+        "wavs/link.flac": OUTSIDE,
+        "out/secret.wav": OUTSIDE,
+        "wavs/inside.flac": DUPLICATE,
+        "wavs/a.flac": DUPLICATE,
+        "wavs/../wavs/b.flac": DUPLICATE,
+        "wavs/deeper/../../wavs/deeper/c.flac": DUPLICATE,
+    }
 
 
 # ---------------------------------------------------------------------------- speaker_hours

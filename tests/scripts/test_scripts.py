@@ -41,6 +41,7 @@ ELSEWHERE = {
 }
 HERE = {
     "bench_train.py",
+    "bench_data.py",
     "heldout_files.py",
     "copy_synthesis.py",
     "train.py",
@@ -110,6 +111,23 @@ def test_bench_train_quick_prints_a_line_per_setting():
         assert r["step_s"] > 0 and r["samples_per_s"] == pytest.approx(
             r["batch"] * r["crop"] / r["step_s"], rel=0.01
         )
+
+
+def test_bench_data_tiny_prints_every_measurement():
+    records = json_lines(run("bench_data.py", "--tiny").stdout)
+    assert [(r["what"], r.get("workers"), r.get("store")) for r in records] == [
+        ("decode", 1, None),
+        ("decode", 2, None),
+        ("train", None, "cold"),
+        ("train", None, "warm"),
+        ("crops", None, None),
+    ]
+    for r in records:
+        assert r["cpu"] and r["files"] == 154 and r["hours"] > 0
+    decode, _, cold, warm, crops = records
+    assert decode["decode_s"] > 0 and decode["files_per_s"] > 0 and decode["peak_rss_mb"] > 0
+    assert 0 < cold["first_step_s"] <= cold["wall_s"] and warm["first_step_s"] > 0
+    assert warm["peak_rss_mb"] > 0 and crops["crops_per_s"] > 0
 
 
 @pytest.fixture

@@ -1,52 +1,89 @@
-"""Reading, resampling, trimming, caching and cropping speech for WaveNet training.
+"""Decoding, storing, splitting and cropping speech for WaveNet training.
 
 A dataset is a folder in one of wavenet.layouts' layouts (plain folder, metadata.csv, LJSpeech,
 VCTK), which say which files it holds and their speakers.
 
-``load_dataset`` decodes it once to mono float32 at one sample rate, caches the result outside
-the dataset folder, and reports every file it could not use; ``speaker_hours`` sums it up.
-``CropSampler`` and ``validation_batch`` turn utterances into fixed-length μ-law class crops
-with their conditioning.
+``load_dataset`` decodes it once into a store on disk (wavenet.data.store: 16-bit PCM read by
+memory map, outside the dataset folder) and reports every file it could not use;
+``speaker_hours`` sums it up. ``CropSampler`` and ``validation_batch`` cut fixed-length crops of
+codes (μ-law classes or 16-bit) with their conditioning from it, encoding each batch as it is
+drawn, so memory holds only the batch.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import tempfile
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile as sf
+import numpy as np
 import torch
-import torchaudio.functional as AF
-from tqdm import tqdm
 
 from wavenet import mulaw
+from wavenet.data.audio import PCM16_SCALE, from_pcm16, read_audio, trim_silence
 from wavenet.data.layouts import find_audio, resolve_layout, screen
-from wavenet.errors import DataError, check_regular_file, one_line
-from wavenet.model.features import MelConfig, log_mel, pad_frames, usable_samples
+from wavenet.data.store import Store, default_cache_dir, open_store
+from wavenet.errors import DataError
 
-# Bump when the cached content or its meaning changes, so old caches are never reused.
-CACHE_VERSION = 1
+# log_mel's own transform: crops frame their span exactly as it frames a whole utterance.
+from wavenet.model.features import SILENCE, MelConfig, _transform, usable_samples
+
+__all__ = [
+    "PCM16_SIGN",
+    "Batch",
+    "Conditioning",
+    "CropSampler",
+    "Dataset",
+    "Utterance",
+    "default_cache_dir",  # wavenet.data.store's, and read_audio, trim_silence wavenet.data.audio's
+    "load_dataset",
+    "pcm16_codes",
+    "read_audio",
+    "speaker_hours",
+    "speaker_ids",
+    "speaker_table",
+    "split_by_file",
+    "trim_silence",
+    "validation_batch",
+]
 
 
-@dataclass
 class Utterance:
     """One usable audio file.
 
     name: path relative to the dataset root, posix style, e.g. "wavs/a.flac".
     speaker: from the layout (metadata.csv's ``speaker`` column, VCTK's pXXX folder); "" when
         the layout has none.
-    audio: (time,) float32 mono in [-1, 1] at the dataset sample rate.
+    audio: (time,) float32 mono in [-1, 1] at the dataset sample rate: held in memory, or read
+        from the store at each access (``Utterance.stored``: `store`, `offset`).
+    samples: its length, without reading it.
     """
 
-    name: str
-    speaker: str
-    audio: torch.Tensor
+    __slots__ = ("name", "speaker", "samples", "store", "offset", "_audio")
+
+    def __init__(self, name: str, speaker: str, audio: torch.Tensor) -> None:
+        self.name, self.speaker, self._audio = name, speaker, audio
+        self.samples, self.store, self.offset = audio.numel(), None, 0
+
+    @classmethod
+    def stored(cls, name: str, speaker: str, store: Store, offset: int, samples: int) -> Utterance:
+        """The utterance store.pcm[offset : offset + samples]."""
+        u = cls.__new__(cls)
+        u.name, u.speaker, u._audio = name, speaker, None
+        u.samples, u.store, u.offset = samples, store, offset
+        return u
+
+    @property
+    def audio(self) -> torch.Tensor:
+        if self._audio is not None:
+            return self._audio
+        return self.store.audio(self.offset, self.samples)
+
+    def __repr__(self) -> str:
+        return f"Utterance({self.name!r}, {self.speaker!r}, {self.samples} samples)"
 
 
 @dataclass
@@ -58,136 +95,6 @@ class Dataset:
     sample_rate: int
 
 
-def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Read one file as (time,) float32 mono in [-1, 1] at sample_rate.
-
-    Channels are averaged; other sample rates are resampled. Raises DataError(f"{path}: ...")
-    when the file is unreadable or not audio, has zero samples, or has NaN/inf samples.
-    """
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    check_regular_file(path)  # a FIFO or device would block or never end
-    try:
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: cannot read audio ({one_line(e)})") from e
-    if data.shape[0] == 0:
-        raise DataError(f"{path}: no audio samples")
-    audio = torch.from_numpy(data)  # (time, channels)
-    if not torch.isfinite(audio).all():
-        raise DataError(f"{path}: contains NaN or infinite samples")
-    audio = audio.mean(dim=1)
-    if file_rate != sample_rate:
-        audio = AF.resample(audio, int(file_rate), sample_rate)
-    # Float files may exceed full scale and resampling can overshoot slightly; μ-law encoding
-    # maps anything beyond ±1 outside [0, classes), so clip here once.
-    return audio.clamp_(-1.0, 1.0).contiguous()
-
-
-def trim_silence(audio: torch.Tensor, threshold_db: float, frame: int = 256) -> torch.Tensor:
-    """Drop leading/trailing frames whose peak is below threshold_db relative to the clip's peak.
-
-    audio: (time,) float. Returns a (time',) view of audio; frames are `frame` samples long,
-    so up to frame-1 quiet samples may remain at each edge. All-silent input gives (0,).
-    """
-    if audio.dim() != 1:
-        raise ValueError(f"audio must be 1-D (time,), got shape {tuple(audio.shape)}")
-    if frame < 1:
-        raise ValueError(f"frame must be >= 1, got {frame}")
-    if threshold_db > 0:
-        raise ValueError(
-            f"threshold_db is relative to the peak, so must be <= 0, got {threshold_db}"
-        )
-    magnitude = audio.abs()
-    peak = magnitude.max() if audio.numel() else audio.new_zeros(())
-    if peak <= 0:
-        return audio[:0]
-    n_frames = math.ceil(audio.numel() / frame)
-    padded = torch.nn.functional.pad(magnitude, (0, n_frames * frame - audio.numel()))
-    frame_peaks = padded.view(n_frames, frame).amax(dim=1)
-    loud = torch.nonzero(frame_peaks >= peak * 10.0 ** (threshold_db / 20.0)).flatten()
-    start = int(loud[0]) * frame
-    end = min((int(loud[-1]) + 1) * frame, audio.numel())
-    return audio[start:end]
-
-
-def default_cache_dir() -> Path:
-    """$WAVENET_CACHE_DIR, else ~/.cache/wavenet."""
-    env = os.environ.get("WAVENET_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "wavenet"
-
-
-def _cache_key(
-    root: Path,
-    layout: str,
-    entries: list[tuple[str, str]],
-    sample_rate: int,
-    trim_db: float | None,
-    min_samples: int,
-) -> str:
-    """Hash of everything the decoded dataset depends on; any file edit changes size or mtime."""
-    files = []
-    for name, speaker in entries:
-        try:
-            stat = (root / name).stat()
-            files.append([name, speaker, stat.st_size, stat.st_mtime_ns])
-        except OSError:
-            files.append([name, speaker, None, None])  # missing now; appearing later changes it
-    blob = json.dumps(
-        [CACHE_VERSION, str(root.resolve()), layout, files, sample_rate, trim_db, min_samples]
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _load_cache(path: Path, key: str) -> Dataset | None:
-    """The cached Dataset, or None when absent, corrupt or not for this key."""
-    if not path.is_file():
-        return None
-    try:
-        with warnings.catch_warnings():  # a refused pickle warns over 2 lines
-            warnings.simplefilter("ignore")
-            blob = torch.load(path, weights_only=True)
-        if blob["key"] != key or blob["version"] != CACHE_VERSION:
-            return None
-        names, speakers, audios = blob["names"], blob["speakers"], blob["audio"]
-        if not (len(names) == len(speakers) == len(audios)):
-            return None
-        utterances = [
-            Utterance(str(n), str(s), a) for n, s, a in zip(names, speakers, audios, strict=True)
-        ]
-        skipped = [(str(n), str(r)) for n, r in blob["skipped"]]
-        return Dataset(utterances, skipped, int(blob["sample_rate"]))
-    except Exception:  # any unreadable cache is simply rebuilt from the audio
-        return None
-
-
-def _save_cache(path: Path, key: str, dataset: Dataset) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves a half-written cache."""
-    blob = {
-        "version": CACHE_VERSION,
-        "key": key,
-        "sample_rate": dataset.sample_rate,
-        "names": [u.name for u in dataset.utterances],
-        "speakers": [u.speaker for u in dataset.utterances],
-        "audio": [u.audio for u in dataset.utterances],
-        "skipped": [list(s) for s in dataset.skipped],
-    }
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=path.name, suffix=".tmp", delete=False
-        ) as f:
-            tmp = f.name
-            torch.save(blob, f)
-        os.replace(tmp, path)
-    except OSError as e:
-        # A cache we cannot write only costs time on the next run; training can go on.
-        warnings.warn(f"{path}: cannot write dataset cache ({one_line(e)})", stacklevel=3)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def load_dataset(
     root: str | Path,
     sample_rate: int = 16000,
@@ -196,63 +103,56 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     progress: bool = False,
     layout: str = "auto",
+    workers: int = 0,
+    decode: bool = True,
 ) -> Dataset:
-    """Decode every file of the dataset at root (see find_audio) to (time,) float32 mono.
+    """Every file of the dataset at root (see find_audio), decoded into its store: utterances
+    of (time,) float32 mono, read from the store on access.
 
     sample_rate: the rate every utterance is resampled to.
     layout: one of LAYOUTS ("auto": detect_layout(root)); it decides the files and speakers.
-
     trim_db: trim edge silence quieter than this (dB re. the clip's peak), None to keep it.
+    workers: decoding processes (0: every core).
+    decode: False leaves decoding to another process and waits for it (torchrun's ranks
+        besides each machine's first).
+
     Files that fail, or have fewer than min_samples samples after trimming, rows naming a file
     outside root and repeated rows are listed in Dataset.skipped with a reason. Raises
-    DataError when no file is usable. Results are cached
-    in cache_dir (default: $WAVENET_CACHE_DIR or ~/.cache/wavenet); root is never written to.
+    DataError when no file is usable. The store lives in cache_dir (default: $WAVENET_CACHE_DIR
+    or ~/.cache/wavenet), one per (root, sample_rate, trim_db); root is never written to.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if min_samples < 1:
         raise ValueError(f"min_samples must be >= 1, got {min_samples}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0 (0: every core), got {workers}")
     root = Path(root)
     layout = resolve_layout(root, layout)
     entries, screened = screen(root, find_audio(root, layout))
-    key = _cache_key(root, layout, entries, sample_rate, trim_db, min_samples)
-    cache_path = Path(cache_dir or default_cache_dir()) / f"dataset-{key[:40]}.pt"
-    cached = _load_cache(cache_path, key)
-    if cached is not None:
-        return cached
+    cache = Path(cache_dir or default_cache_dir())
+    names = [name for name, _ in entries]
+    store, records = open_store(root, names, sample_rate, trim_db, cache, workers, progress, decode)
 
     utterances: list[Utterance] = []
     skipped: list[tuple[str, str]] = list(screened)
-    for name, speaker in tqdm(entries, desc=f"decoding {root}", unit="file", disable=not progress):
-        path = root / name
-        if not path.is_file():
+    for name, speaker in entries:
+        record = records.get(name)
+        if record is None:
             skipped.append((name, "file not found"))
-            continue
-        try:
-            audio = read_audio(path, sample_rate)
-        except DataError as e:
-            skipped.append((name, str(e).removeprefix(f"{path}: ")))
-            continue
-        if trim_db is not None:
-            audio = trim_silence(audio, trim_db)
-            if audio.numel() == 0:
-                skipped.append((name, "silent (all samples are zero)"))
-                continue
-        if audio.numel() < min_samples:
-            skipped.append((name, f"too short: {audio.numel()} samples < {min_samples}"))
-            continue
-        # clone: a trimmed view would otherwise save (and keep) the whole untrimmed storage.
-        utterances.append(Utterance(name, speaker, audio.clone()))
-
+        elif record.reason is not None:
+            skipped.append((name, record.reason))
+        elif record.length < min_samples:
+            skipped.append((name, f"too short: {record.length} samples < {min_samples}"))
+        else:
+            utterances.append(Utterance.stored(name, speaker, store, record.offset, record.length))
     if not utterances:
         reasons = "; ".join(f"{n}: {r}" for n, r in skipped[:3])
         more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         raise DataError(
             f"{root}: no usable audio, all {len(skipped)} files skipped ({reasons}{more})"
         )
-    dataset = Dataset(utterances, skipped, sample_rate)
-    _save_cache(cache_path, key, dataset)
-    return dataset
+    return Dataset(utterances, skipped, sample_rate)
 
 
 def speaker_hours(utterances: list[Utterance], sample_rate: int) -> dict[str, float]:
@@ -264,7 +164,7 @@ def speaker_hours(utterances: list[Utterance], sample_rate: int) -> dict[str, fl
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     samples: dict[str, int] = {}
     for u in utterances:
-        samples[u.speaker] = samples.get(u.speaker, 0) + u.audio.numel()
+        samples[u.speaker] = samples.get(u.speaker, 0) + u.samples
     return {speaker: samples[speaker] / sample_rate / 3600.0 for speaker in sorted(samples)}
 
 
@@ -322,29 +222,6 @@ def split_by_file(
     return train, val
 
 
-def _encode(
-    audio: torch.Tensor, length: int, codec: mulaw.Codec, preemphasis: float = 0.0
-) -> torch.Tensor:
-    """(time,) float -> (max(time, length),) compact-int codes of the (pre-emphasised) audio,
-    left-padded with silence."""
-    # uint8 holds 256 classes in a quarter of int32's memory; wider codes need int32.
-    encoded = codec.encode(mulaw.preemphasis(audio, preemphasis)).to(codec.dtype)
-    pad = length - encoded.numel()
-    if pad > 0:
-        silence = torch.full((pad,), codec.silence, dtype=codec.dtype)
-        encoded = torch.cat([silence, encoded])
-    return encoded
-
-
-def _check_crop_args(utterances: list[Utterance], length: int, classes: int) -> None:
-    if not utterances:
-        raise ValueError("utterances is empty: need at least one utterance to crop from")
-    if length < 1:
-        raise ValueError(f"length must be >= 1, got {length}")
-    if classes < 2:
-        raise ValueError(f"classes must be >= 2, got {classes}")
-
-
 @dataclass
 class Batch:
     """Crops and their conditioning, as the model takes them.
@@ -399,37 +276,149 @@ class Conditioning:
         return self.mel.hop_length if self.mel is not None else 1
 
 
-def _prepare(
-    utterances: list[Utterance], length: int, codec: mulaw.Codec, cond: Conditioning
-) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor | None]:
-    """Per utterance: codes (at least `length`, left-padded with silence), the padded log-mel
-    frames (with a mel), and the speaker ids (with a speaker table)."""
-    _check_crop_args(utterances, length, codec.classes)
-    if length % cond.hop:
-        raise ValueError(f"crop length {length} must be a multiple of the mel hop {cond.hop}")
-    ids = None
-    if cond.speakers is not None:
-        ids = speaker_ids(cond.speakers, [u.speaker for u in utterances])
-    if cond.mel is None:
-        return ([_encode(u.audio, length, codec, cond.preemphasis) for u in utterances], None, ids)
-    encoded, mels = [], []
-    for u in utterances:
-        # Whole hops only; short files get leading silence, which the mel then describes too.
-        audio = u.audio[: usable_samples(len(u.audio), cond.mel)]
-        audio = torch.nn.functional.pad(audio, (max(0, length - len(audio)), 0))
-        encoded.append(_encode(audio, length, codec, cond.preemphasis))  # the mel hears it plain
-        mels.append(pad_frames(log_mel(audio, cond.sample_rate, cond.mel), cond.mel.context))
-    return encoded, mels, ids
+class _Crops:
+    """Crops of `length` codes from a list of utterances, with their conditioning.
+
+    Each utterance is seen as it is cropped: cut to whole hops (with a mel), left-padded with
+    silence to at least `length` samples. A crop is gathered from the store's memory map (or
+    from the utterances' audio, when they are in memory), pre-emphasised and encoded when it is
+    cut, and its mel computed from the same samples: frame i of an utterance describes samples
+    [i * hop, (i + 1) * hop) of it, framed as wavenet.model.features.log_mel frames the whole.
+    Index arithmetic and gathers are numpy, and torch runs on one thread meanwhile (see
+    _one_thread).
+    """
+
+    def __init__(
+        self, utterances: list[Utterance], length: int, codec: mulaw.Codec, cond: Conditioning
+    ) -> None:
+        if not utterances:
+            raise ValueError("utterances is empty: need at least one utterance to crop from")
+        if length < 1:
+            raise ValueError(f"length must be >= 1, got {length}")
+        if codec.classes < 2:
+            raise ValueError(f"classes must be >= 2, got {codec.classes}")
+        if length % cond.hop:
+            raise ValueError(f"crop length {length} must be a multiple of the mel hop {cond.hop}")
+        self.length, self.codec, self.cond = length, codec, cond
+        store = utterances[0].store
+        self._table = None
+        if store is not None and all(u.store is store for u in utterances):
+            self._flat: np.ndarray = store.pcm  # int16: one vectorised gather per batch
+            self._starts = np.array([u.offset for u in utterances], dtype=np.int64)
+            if not cond.preemphasis:
+                self._table = pcm16_codes(codec)
+        else:
+            audio = [u.audio.float().numpy() for u in utterances]
+            self._flat = np.concatenate(audio)  # float32
+            sizes = np.array([len(a) for a in audio], dtype=np.int64)
+            self._starts = np.cumsum(sizes) - sizes
+        samples = torch.tensor([u.samples for u in utterances], dtype=torch.int64)
+        self.usable = usable_samples(samples, cond.mel) if cond.mel else samples
+        self.pad = (length - self.usable).clamp(min=0)  # leading silence of short files
+        self.padded = self.usable + self.pad  # the length each utterance is cropped from
+        self._usable, self._pad = self.usable.numpy(), self.pad.numpy()
+        self.speakers = None
+        if cond.speakers is not None:
+            self.speakers = speaker_ids(cond.speakers, [u.speaker for u in utterances])
+        if cond.mel is not None:
+            self._mel = _transform(cond.mel, cond.sample_rate)
+            self.frames = length // cond.hop + 2 * cond.mel.context
+
+    def batch(self, files: torch.Tensor, starts: torch.Tensor) -> Batch:
+        """The crops of utterances `files` (n,) from `starts` (n,) (hop-aligned, in the padded
+        utterance), with their speaker ids and mel frames."""
+        with _one_thread():
+            return self._batch(files, starts)
+
+    def _batch(self, files: torch.Tensor, starts: torch.Tensor) -> Batch:
+        f = files.numpy()
+        # One sample before each crop: pre-emphasis needs it (silence before the utterance).
+        span = starts.numpy()[:, None] - 1 + np.arange(self.length + 1)
+        samples = self._samples(f, span)
+        if self._table is not None:  # stored samples, no pre-emphasis: codes by lookup
+            codes = torch.from_numpy(self._table[samples[:, 1:].view(np.uint16) ^ PCM16_SIGN])
+        else:
+            audio = mulaw.preemphasis(_float(samples), self.cond.preemphasis)[:, 1:]
+            codes = self.codec.encode(audio)
+        out = Batch(codes.long())
+        if self.speakers is not None:
+            out.speaker = self.speakers[files]
+        if self.cond.mel is not None:
+            out.mel = self._mels(f, starts.numpy() // self.cond.hop)
+        return out
+
+    def _samples(self, files: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(n, m) samples (int16 from the store, else float32) at `positions` (n, m) of the
+        padded utterances `files` (n,): 0 in the padding and outside the utterance."""
+        real = positions - self._pad[files][:, None]
+        usable = self._usable[files][:, None]
+        inside = (real >= 0) & (real < usable)
+        index = self._starts[files][:, None] + np.minimum(real.clip(min=0), usable - 1)
+        samples = self._flat[index.clip(min=0)]  # (clip: a file shorter than one hop)
+        samples[~inside] = 0
+        return samples
+
+    def _mels(self, files: np.ndarray, first: np.ndarray) -> torch.Tensor:
+        """(n, n_mels, frames) log-mel of the crops whose first frame is `first` (n,), with
+        `context` frames on each side (silence beyond the utterance)."""
+        cfg = self.cond.mel
+        hop, context = cfg.hop_length, cfg.context
+        left = (cfg.n_fft - hop) // 2
+        right = cfg.n_fft - hop - left
+        start = first - context  # the first frame, in the utterance's frames
+        # log_mel reflect-pads the utterance by (left, right) and frames it without centring.
+        span = self.frames * hop + cfg.n_fft - hop
+        padded = (start * hop - left)[:, None] + np.arange(span)
+        n = (self._usable + self._pad)[files][:, None]
+        mirrored = np.where(padded < 0, -padded, padded)
+        mirrored = np.where(mirrored >= n, 2 * (n - 1) - mirrored, mirrored)
+        # log_mel zero-pads an utterance too short to reflect (_samples gives 0 outside it).
+        positions = np.where(n > max(left, right), mirrored, padded)
+        mel = self._mel(_float(self._samples(files, positions)))
+        mel = torch.log(mel.clamp(min=1e-5))
+        frame = start[:, None] + np.arange(self.frames)
+        beyond = torch.from_numpy((frame < 0) | (frame >= n // hop))
+        return mel.masked_fill_(beyond[:, None, :], SILENCE)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one thread inside: a batch's ops are too small to share, and on busy cores
+    two threads ran them 10x slower than one (their pool waits for a core)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+PCM16_SIGN = np.uint16(PCM16_SCALE)  # a 16-bit sample's bits ^ this = sample + 32768
+
+
+def pcm16_codes(codec: mulaw.Codec) -> np.ndarray:
+    """(65536,) the code of every 16-bit sample v, at index v + 32768: what encoding v / 32768
+    (exact in float32, as read_audio gives it) gives, for a lookup instead."""
+    grid = torch.arange(-PCM16_SCALE, PCM16_SCALE, dtype=torch.float32) / PCM16_SCALE
+    return codec.encode(grid).to(codec.dtype).numpy()
+
+
+def _float(samples: np.ndarray) -> torch.Tensor:
+    """Gathered samples as float32 audio: int16 from the store scaled as read_audio reads."""
+    return from_pcm16(samples) if samples.dtype == np.int16 else torch.from_numpy(samples)
 
 
 class CropSampler:
     """Random training crops of `length` codes, with their conditioning.
 
-    Every utterance is encoded once with `codec` (a wavenet.mulaw.Codec, or an int: that many μ-law
-    classes; files shorter than `length` are left-padded with the silence code). draw() picks files
-    with probability proportional to their length and a uniform offset inside each, from its own
-    generator seeded with `seed`; state_dict() and load_state_dict() let a resumed run draw exactly
-    the batches the original would have.
+    Crops are encoded with `codec` (a wavenet.mulaw.Codec, or an int: that many μ-law classes)
+    as they are drawn; files shorter than `length` are left-padded with silence. draw() picks
+    files with probability proportional to their (padded) length and a uniform offset inside
+    each, from its own generator seeded with `seed`; state_dict() and load_state_dict() let a
+    resumed run draw exactly the batches the original would have.
 
     With a mel (`cond.mel`), utterances are cut to whole hops, `length` must be a multiple of
     the hop, crops start on hop boundaries, and each carries its frames plus `context` frames
@@ -456,21 +445,12 @@ class CropSampler:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.cond = cond or Conditioning()
         self.codec = mulaw.as_codec(codec)
-        encoded, mels, self._speakers = _prepare(utterances, length, self.codec, self.cond)
+        self._crops = _Crops(utterances, length, self.codec, self.cond)
         self.length = length
         self.rank, self.world_size = rank, world_size
-        # One flat buffer + start offsets so a batch is a single vectorised gather.
-        self._flat = torch.cat(encoded)
-        lengths = torch.tensor([e.numel() for e in encoded], dtype=torch.int64)
-        self._starts = torch.cumsum(lengths, 0) - lengths
-        hop = self.cond.hop
-        self._n_offsets = (lengths - length) // hop + 1  # crop starts per file, always >= 1
-        self._weights = lengths.to(torch.float64)
-        if mels is not None:
-            self._mel = torch.cat(mels, dim=1)  # (n_mels, all frames)
-            frames = torch.tensor([m.shape[1] for m in mels], dtype=torch.int64)
-            self._mel_starts = torch.cumsum(frames, 0) - frames
-            self._mel_frames = length // hop + 2 * self.cond.mel.context
+        padded = self._crops.padded
+        self._n_offsets = (padded - length) // self.cond.hop + 1  # crop starts per file, >= 1
+        self._weights = padded.to(torch.float64)
         self.generator = torch.Generator().manual_seed(seed)
 
     def draw(self, batch: int) -> Batch:
@@ -484,14 +464,7 @@ class CropSampler:
         mine = slice(self.rank * batch, (self.rank + 1) * batch)
         files, u = files[mine], u[mine]
         steps = (u * self._n_offsets[files]).long()  # in hops
-        index = (self._starts[files] + steps * self.cond.hop)[:, None] + torch.arange(self.length)
-        out = Batch(self._flat[index].long())
-        if self._speakers is not None:
-            out.speaker = self._speakers[files]
-        if self.cond.mel is not None:
-            frames = (self._mel_starts[files] + steps)[:, None] + torch.arange(self._mel_frames)
-            out.mel = self._mel[:, frames].permute(1, 0, 2).contiguous()
-        return out
+        return self._crops.batch(files, steps * self.cond.hop)
 
     def state_dict(self) -> dict:
         """{"generator": ByteTensor}; round-trips through torch.save/torch.load(weights_only)."""
@@ -517,20 +490,13 @@ def validation_batch(
     """
     if max_crops < 1:
         raise ValueError(f"max_crops must be >= 1, got {max_crops}")
-    cond = cond or Conditioning()
-    encoded, mels, ids = _prepare(utterances, length, mulaw.as_codec(codec), cond)
-    n_windows = [e.numel() // length for e in encoded]
-    picked: list[tuple[int, int]] = []  # (file, window)
-    for k in range(max(n_windows)):
-        picked += [(i, k) for i, n in enumerate(n_windows) if k < n]
-    picked = picked[:max_crops]
-    out = Batch(torch.stack([encoded[i][k * length : (k + 1) * length] for i, k in picked]).long())
-    if ids is not None:
-        out.speaker = ids[[i for i, _ in picked]]
-    if mels is not None:
-        m = length // cond.hop + 2 * cond.mel.context
-        first = [k * length // cond.hop for _, k in picked]
-        out.mel = torch.stack(
-            [mels[i][:, f : f + m] for (i, _), f in zip(picked, first, strict=True)]
-        )
-    return out
+    crops = _Crops(utterances, length, mulaw.as_codec(codec), cond or Conditioning())
+    n_windows = crops.padded // length
+    files, windows = [], []
+    for k in range(int(n_windows.max())):
+        have = sum(len(f) for f in files)
+        if have >= max_crops:
+            break
+        files.append(torch.nonzero(n_windows > k).flatten()[: max_crops - have])
+        windows.append(torch.full_like(files[-1], k))
+    return crops.batch(torch.cat(files), torch.cat(windows) * length)

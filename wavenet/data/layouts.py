@@ -17,6 +17,7 @@ wavenet.data decodes, caches and crops them.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path, PurePosixPath
 
@@ -130,13 +131,23 @@ def screen(
     after following symlinks (`../x.wav`, an absolute path, a link out) is skipped, with no
     word on whether its file exists; a file listed again (by any spelling) is used once."""
     base = Path(root).resolve()
+    prefix = str(base).rstrip(os.sep) + os.sep
     kept, skipped, seen = [], [], set()
+    # Each folder resolved and listed once (100,000 files share a few): its real path, and
+    # which of its entries are symlinks, to be resolved one by one.
+    folders: dict[str, tuple[str | None, set[str]]] = {}
     for name, speaker in entries:
-        try:
-            target = (base / name).resolve()
-        except (OSError, RuntimeError):  # a symlink loop
-            target = None
-        if target is None or not target.is_relative_to(base):
+        path = name if name.startswith(os.sep) else prefix + name  # os.path.join, quicker
+        folder, _, leaf = path.rpartition(os.sep)
+        if folder not in folders:
+            folders[folder] = (_resolve(folder or os.sep), _symlinks(folder or os.sep))
+        real, links = folders[folder]
+        target = None
+        if real is not None:
+            target = real.rstrip(os.sep) + os.sep + leaf
+            if leaf in ("", ".", "..") or leaf in links:
+                target = _resolve(target)
+        if target is None or not (target + os.sep).startswith(prefix):
             skipped.append((name, OUTSIDE))
         elif target in seen:
             skipped.append((name, DUPLICATE))
@@ -144,6 +155,23 @@ def screen(
             seen.add(target)
             kept.append((name, speaker))
     return kept, skipped
+
+
+def _symlinks(folder: str) -> set[str]:
+    """The names of the symlinks in `folder` (none where it cannot be listed)."""
+    try:
+        with os.scandir(folder) as listing:
+            return {entry.name for entry in listing if entry.is_symlink()}
+    except OSError:
+        return set()
+
+
+def _resolve(path: str) -> str | None:
+    """The real path, following every symlink; None for a symlink loop."""
+    try:
+        return os.path.realpath(path, strict=False)
+    except (OSError, RuntimeError):
+        return None
 
 
 def _find_folder(root: Path) -> list[tuple[str, str]]:
@@ -214,20 +242,37 @@ def _read_metadata(path: Path) -> list[tuple[str, str]]:
     try:
         # utf-8-sig: spreadsheets often save CSV with a byte-order mark before "file".
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or "file" not in reader.fieldnames:
-                raise DataError(
-                    f"{path}: needs a header with a 'file' column, got {reader.fieldnames}"
-                )
-            rows = list(reader)
+            rows = [row for row in csv.reader(f) if row]  # blank lines hold nothing
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: cannot read metadata ({one_line(e)})") from e
+    header = rows[0] if rows else None
+    if header is None or "file" not in header:
+        raise DataError(f"{path}: needs a header with a 'file' column, got {header}")
+
+    def column(name: str) -> int | None:  # the last of a repeated name, as csv.DictReader
+        return len(header) - 1 - header[::-1].index(name) if name in header else None
+
+    file, speaker = column("file"), column("speaker")
     entries = []
-    for row in rows:
-        name = (row.get("file") or "").strip()
-        if not name:  # blank line or empty cell: nothing to load
+    for row in rows[1:]:
+        name = row[file].strip() if file < len(row) else ""
+        if not name:  # an empty cell: nothing to load
             continue
         # Names are posix so they hash and cache identically on every OS.
-        name = PurePosixPath(name.replace("\\", "/")).as_posix()
-        entries.append((name, (row.get("speaker") or "").strip()))
+        who = row[speaker].strip() if speaker is not None and speaker < len(row) else ""
+        entries.append((_posix(name), who))
     return entries
+
+
+def _posix(name: str) -> str:
+    """PurePosixPath(name with "\\" as "/").as_posix(), without building a path for the usual
+    plain relative name (a metadata.csv may list 100,000 of them)."""
+    plain = not (
+        "\\" in name
+        or "//" in name
+        or "/./" in name
+        or name.startswith("./")
+        or name.endswith(("/", "/."))
+        or name == "."
+    )
+    return name if plain else PurePosixPath(name.replace("\\", "/")).as_posix()

@@ -17,11 +17,13 @@ from torch import nn
 
 @dataclass(frozen=True)
 class World:
-    """This process's place: rank in [0, size) and its device (cuda:LOCAL_RANK on a GPU node)."""
+    """This process's place: rank in [0, size), its device (cuda:LOCAL_RANK on a GPU node) and
+    local_rank, its rank among the processes of its machine."""
 
     rank: int = 0
     size: int = 1
     device: torch.device = torch.device("cpu")
+    local_rank: int = 0
 
     @property
     def main(self) -> bool:
@@ -88,7 +90,7 @@ def setup(device: str = "auto") -> World:
         dev = torch.device("cpu")
     if size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
-    return World(rank, size, dev)
+    return World(rank, size, dev, local_rank)
 
 
 def teardown(world: World) -> None:

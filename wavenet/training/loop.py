@@ -12,6 +12,7 @@ and only rank 0 logs, validates, samples and writes into run_dir.
 
 import gc
 import hashlib
+import json
 import logging
 import math
 import signal
@@ -20,25 +21,29 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from wavenet import mulaw
 from wavenet.config import Config, TrainConfig
 from wavenet.data.dataset import (
+    PCM16_SIGN,
     Batch,
     Conditioning,
     CropSampler,
     Utterance,
     load_dataset,
+    pcm16_codes,
     speaker_table,
     split_by_file,
     validation_batch,
 )
 from wavenet.data.layouts import detect_layout
 from wavenet.errors import Interrupted, TrainingStopped
-from wavenet.metrics.baseline import LN2, bigram_bits_per_sample
+from wavenet.metrics.baseline import LN2
 from wavenet.model.network import WaveNet
 from wavenet.training import distributed
 from wavenet.training.distributed import World
@@ -230,13 +235,13 @@ class TrainingData:
 
 
 def build_data(cfg: Config, world: World) -> TrainingData:
-    """Decode (or read the cache of) the dataset, split it by file, and build the crop sampler,
-    the validation batch and data_report.json's content."""
+    """Decode the dataset into its store (or open it), split it by file, and build the crop
+    sampler, the validation batch and data_report.json's content."""
     dc, mc, tc = cfg.data, cfg.model, cfg.train
     r = mc.receptive_field
-    # Rank 0 decodes the data first and fills the cache; the other ranks then read the cache.
-    if not world.main:
-        world.barrier()
+    # One process per machine (local rank 0) decodes into the store while the others wait
+    # on the store's lock (no collective: a decode may outlast the process group's timeout);
+    # all then map the same files, which the page cache holds once.
     layout = detect_layout(dc.root) if dc.layout == "auto" else dc.layout
     dataset = load_dataset(
         dc.root,
@@ -246,9 +251,9 @@ def build_data(cfg: Config, world: World) -> TrainingData:
         cache_dir=dc.cache_dir,
         progress=tc.progress and world.main,
         layout=layout,
+        workers=dc.workers,
+        decode=world.local_rank == 0,
     )
-    if world.main:
-        world.barrier()
     for name, reason in dataset.skipped:
         log.warning("skipped %s: %s", name, reason)
     train_set, val_set = split_by_file(dataset.utterances, dc.val_fraction)
@@ -266,7 +271,7 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     offset = mulaw.mean_log2_width(mc.codec, val_batch.audio[:, mc.receptive_field :])
     bigram = math.nan
     if world.main:
-        bigram = bigram_baseline(train_set, val_set, mc.codec, dc.preemphasis)
+        bigram = bigram_baseline(train_set, val_set, mc.codec, dc.preemphasis, tc.progress)
     log.info(
         "data: %d files used (%d train, %d validation), %d skipped, %.1f s of audio; "
         "see data_report.json",
@@ -274,7 +279,7 @@ def build_data(cfg: Config, world: World) -> TrainingData:
         len(train_set),
         len(val_set),
         len(dataset.skipped),
-        sum(len(u.audio) for u in dataset.utterances) / dc.sample_rate,
+        sum(u.samples for u in dataset.utterances) / dc.sample_rate,
     )
     if speakers:
         log.info("speaker conditioning: %d speakers (%s)", len(speakers), ", ".join(speakers))
@@ -283,23 +288,89 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     )
 
 
+BIGRAM_ALPHA = 0.5  # add-alpha smoothing, as wavenet.metrics.baseline.bigram_bits_per_sample
+CHUNK_SAMPLES = 2**22  # audio encoded at once by the baseline: ~100 MB of working memory
+
+
 def bigram_baseline(
-    train_set: list[Utterance], val_set: list[Utterance], codec: mulaw.Codec, preemphasis: float
+    train_set: list[Utterance],
+    val_set: list[Utterance],
+    codec: mulaw.Codec,
+    preemphasis: float,
+    progress: bool = False,
 ) -> float:
     """The validation bits of a previous-sample model of μ-law classes, per code of `codec`:
     per μ-law sample for μ-law codes; per 16-bit sample for 16-bit codes (a 256-class bigram
     spreading each class's probability evenly over its 16-bit values; a 65536-level bigram
-    table would hold 4 G cells)."""
+    table would hold 4 G cells).
+
+    Equal to wavenet.metrics.baseline.bigram_bits_per_sample of the encoded utterances, counted
+    in chunks so memory stays bounded; utterances from a store remember the figure there, so a
+    run on the same split computes it once.
+    """
     mu = codec if codec.kind == "mulaw" else mulaw.Codec()
-
-    def encode(utts: list[Utterance]) -> list[torch.Tensor]:
-        return [mu.encode(mulaw.preemphasis(u.audio, preemphasis)) for u in utts]
-
-    val = encode(val_set)
-    bits = bigram_bits_per_sample(encode(train_set), val, mu.classes)
+    store = train_set[0].store
+    key = None
+    if store is not None and all(u.store is store for u in [*train_set, *val_set]):
+        where = [[(u.offset, u.samples) for u in s] for s in (train_set, val_set)]
+        blob = json.dumps([codec.kind, mu.classes, preemphasis, BIGRAM_ALPHA, where])
+        key = "bigram-" + hashlib.sha256(blob.encode()).hexdigest()
+        remembered = store.memo(key)
+        if remembered is not None:
+            return remembered
+    c = mu.classes
+    files = len(train_set) + len(val_set)
+    with tqdm(total=files, desc="bigram baseline", unit="file", disable=not progress) as bar:
+        train = bigram_counts(train_set, mu, preemphasis, bar).double().view(c, c)
+        val = bigram_counts(val_set, mu, preemphasis, bar).double().view(c, c)
+    n = val.sum()
+    if n == 0:
+        raise ValueError("bigram baseline needs test sequences of at least 2 samples")
+    counts = train + BIGRAM_ALPHA
+    logp = (counts / counts.sum(dim=1, keepdim=True)).log()
+    bits = float(-(val * logp).sum() / n / LN2)
     if codec.kind != "mulaw":
-        bits += mulaw.mean_log2_width(mu, torch.cat([s[1:] for s in val]))
+        bits += float((val.sum(dim=0) * mulaw.log2_widths(mu)).sum() / n)
+    if key is not None:
+        store.remember(key, bits)
     return bits
+
+
+def bigram_counts(
+    utterances: list[Utterance], codec: mulaw.Codec, preemphasis: float, bar: tqdm | None = None
+) -> torch.Tensor:
+    """(classes * classes,) int64 counts of (previous, current) code pairs within each
+    utterance (pre-emphasised, encoded), read CHUNK_SAMPLES at a time."""
+    c = codec.classes
+    counts = np.zeros(c * c, dtype=np.int64)
+    # Stored 16-bit samples without pre-emphasis: each sample's code by lookup.
+    table = pcm16_codes(codec)
+    i = 0
+    while i < len(utterances):
+        group, size = [], 0
+        while i < len(utterances) and (not group or size + utterances[i].samples <= CHUNK_SAMPLES):
+            group.append(utterances[i])
+            size += utterances[i].samples
+            i += 1
+        sizes = np.array([u.samples for u in group])
+        first = np.cumsum(sizes) - sizes  # where each utterance starts in the chunk
+        if not preemphasis and all(u.store is not None for u in group):
+            samples = np.concatenate([u.store.read(u.offset, u.samples) for u in group])
+            codes = table[samples.view(np.uint16) ^ PCM16_SIGN]
+        else:
+            audio = torch.cat([u.audio for u in group])
+            emphasised = mulaw.preemphasis(audio, preemphasis)
+            if preemphasis:
+                emphasised[first] = audio[first]  # each utterance starts from silence
+            codes = codec.encode(emphasised).numpy()
+        pairs = codes[:-1].astype(np.intp)
+        pairs *= c
+        pairs += codes[1:]
+        counts += np.bincount(pairs, minlength=c * c)
+        np.subtract.at(counts, pairs[first[1:] - 1], 1)  # no pair across two utterances
+        if bar is not None:
+            bar.update(len(group))
+    return torch.from_numpy(counts)
 
 
 def build_state(cfg: Config, data: TrainingData, world: World, clock: WallClock) -> TrainState:
