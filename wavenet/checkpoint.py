@@ -148,7 +148,9 @@ def check(ckpt: dict[str, Any], training: bool = False) -> None:
     if config.output != "categorical" and (ckpt.get("floor") or ckpt.get("sharpen")):
         raise ValueError(f"floor and sharpen apply to a categorical output, not {config.output}")
     with torch.device("meta"):  # shapes only: nothing is allocated
-        skeleton = WaveNet(config, speakers=len(names))
+        skeleton = WaveNet(
+            config, len(names), ckpt["sample_rate"], float(ckpt.get("preemphasis", 0.0))
+        )
     shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     check_weights("model", ckpt["model"], shapes)
     if training:
@@ -275,7 +277,9 @@ def build_model(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> WaveNe
     Raises CheckpointError naming `path` when the config or the weights do not make a model.
     """
     try:
-        model = WaveNet(model_config(ckpt), speakers=len(speakers(ckpt)))
+        model = WaveNet(
+            model_config(ckpt), len(speakers(ckpt)), ckpt["sample_rate"], preemphasis(ckpt)
+        )
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot build the model ({one_line(e, 200)})") from e

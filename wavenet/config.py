@@ -89,6 +89,10 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # after warmup: cosine (to lr * min_lr_ratio at max_steps) or
     # inverse_sqrt (lr * sqrt(warmup_steps / step), floored at lr * min_lr_ratio)
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    # Noise in the past the network reads (LPCNet's): each crop's input codes moved by up to
+    # +-L μ-law codes, L uniform in [0, input_noise] per crop, while the target stays the clean
+    # signal, so training sees a past as imperfect as generation's. 0 = off; categorical only.
+    input_noise: float = 0.0
     # Crops per optimizer step: batch_size x accumulate (micro-batches) x processes (torchrun).
     accumulate: int = 1
     # EMA of the weights, used for validation, best.pt, samples and the checkpoint's `model`
@@ -139,6 +143,7 @@ class TrainConfig:
             "weight_decay": (0, 1e3, False),
             "min_lr_ratio": (0, 1, False),
             "grad_clip": (0, 1e12, False),
+            "input_noise": (0, 64, False),
             "ema_decay": (0, 1, False),
             "checkpoint_minutes": (0, 1e6, False),
             "max_minutes": (0, 1e7, False),
@@ -178,6 +183,11 @@ class Config:
     def __post_init__(self) -> None:
         if self.logger not in ("none", "tensorboard"):
             raise ValueError(f"logger must be none or tensorboard, got {self.logger!r}")
+        if self.train.input_noise and self.model.output != "categorical":
+            raise ValueError(
+                f"train.input_noise is in μ-law codes: it needs model.output=categorical, "
+                f"got {self.model.output}"
+            )
 
 
 @dataclass

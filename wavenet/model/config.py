@@ -90,6 +90,7 @@ BOUNDS = {
     "classes": (2, 65536),
     "speaker_channels": (0, 4096),
     "mixtures": (1, 256),
+    "lpc_order": (0, 64),
 }
 MAX_PARAMETERS = 2**28  # 1 GiB of float32 weights
 MAX_RECEPTIVE_FIELD = 2**22  # samples (4.4 minutes at 16 kHz): the sampler queues one per layer
@@ -114,6 +115,9 @@ class WaveNetConfig:
     # (how many, their names) comes from the training data and is saved in the checkpoint.
     speaker_channels: int = 0
     mel: MelConfig = field(default_factory=MelConfig)  # local conditioning; n_mels=0 = none
+    # Linear prediction from the mel (wavenet.model.lpc): the network models the excitation of
+    # an order-`lpc_order` predictor; 0 = none. Needs the mel and a categorical output.
+    lpc_order: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.mel, dict):  # from a checkpoint's or a YAML file's plain dict
@@ -129,6 +133,11 @@ class WaveNetConfig:
             )
         for name, (low, high) in BOUNDS.items():
             check_int(f"model.{name}", getattr(self, name), low, high)
+        if self.lpc_order and not (self.mel.enabled and self.output == "categorical"):
+            raise ValueError(
+                f"model.lpc_order={self.lpc_order} needs mel conditioning (model.mel.n_mels > 0) "
+                f"and output=categorical, got n_mels={self.mel.n_mels}, output={self.output}"
+            )
         if self.gate_channels % 2:
             raise ValueError(
                 f"model.gate_channels must be even (tanh/sigmoid halves), got {self.gate_channels}"
@@ -159,6 +168,7 @@ class WaveNetConfig:
         local = m.channels if m.enabled else 0
         layer = r * g * k + g + self.speaker_channels * g + local * g + (g // 2 + 1) * (r + s)
         inputs = self.classes * r if self.output == "categorical" else 2 * r
+        inputs += 2 * self.classes * r if self.lpc_order else 0  # prediction, excitation
         n = inputs + speakers * self.speaker_channels + len(self.dilations) * layer
         n += s * s + s + s * c + c  # the head
         if m.enabled:

@@ -116,10 +116,18 @@ def levinson(r: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
 NOISE_FLOOR, LAG_WINDOW = 1e-4, 6e-5
 
 
-def lpc(mel: torch.Tensor, sample_rate: int, cfg: MelConfig, order: int) -> torch.Tensor:
+def lpc(
+    mel: torch.Tensor, sample_rate: int, cfg: MelConfig, order: int, preemphasis: float = 0.0
+) -> torch.Tensor:
     """(..., n_mels, frames) log-mel -> (..., frames, order + 1) float64 prediction
-    coefficients per frame (a[0] = 1), from the autocorrelation of the mel's power."""
-    r = autocorrelation(mel, sample_rate, cfg)[..., : order + 1, :].double().transpose(-1, -2)
+    coefficients per frame (a[0] = 1), from the autocorrelation of the mel's power; with
+    `preemphasis` a, of the pre-emphasised signal x[t] - a x[t-1] (the power weighted by
+    |1 - a e^{-jw}|^2 = 1 + a^2 - 2a cos w)."""
+    p = power(mel, sample_rate, cfg)
+    if preemphasis:
+        w = torch.linspace(0.0, torch.pi, p.shape[-2], dtype=torch.float64)
+        p = p * (1.0 + preemphasis**2 - 2.0 * preemphasis * torch.cos(w)).float()[:, None]
+    r = torch.fft.irfft(p, n=cfg.n_fft, dim=-2)[..., : order + 1, :].double().transpose(-1, -2)
     lags = torch.arange(order + 1, dtype=torch.float64)
     r = r * (1.0 - LAG_WINDOW * lags.square())
     r[..., 0] = r[..., 0] * (1.0 + NOISE_FLOOR) + 1e-10

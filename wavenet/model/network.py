@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavenet import mulaw
+from wavenet.model import lpc
 from wavenet.model import output as outputs
 from wavenet.model.config import MelConfig, WaveNetConfig
 from wavenet.model.features import SILENCE, pad_frames
@@ -182,9 +183,18 @@ class WaveNet(nn.Module):
     torch.Size([2, 256, 100])
 
     speakers: size of the speaker table (from the data); needed when config.speaker_channels > 0.
+    sample_rate, preemphasis: of the audio the codes encode; a model with linear prediction
+    (`lpc_order` > 0) computes its coefficients from the mel with them (wavenet.model.lpc).
     """
 
-    def __init__(self, config: WaveNetConfig | None = None, speakers: int = 0, **overrides):
+    def __init__(
+        self,
+        config: WaveNetConfig | None = None,
+        speakers: int = 0,
+        sample_rate: int | None = None,
+        preemphasis: float = 0.0,
+        **overrides,
+    ):
         super().__init__()
         if config is None:
             config = WaveNetConfig(**overrides)
@@ -196,15 +206,24 @@ class WaveNet(nn.Module):
                 f"table and a table needs speaker_channels > 0, got {speakers} "
                 f"speakers"
             )
+        if config.lpc_order and sample_rate is None:
+            raise ValueError(
+                f"model.lpc_order={config.lpc_order} needs the sample rate of its audio"
+            )
         self.config = config
         c = config
         self.speakers = speakers
+        self.sample_rate, self.preemphasis = sample_rate, preemphasis
         self.distribution = outputs.build(c.output, c.classes, c.mixtures)
         self.embed = (
             nn.Embedding(c.classes, c.residual_channels)
             if c.output == "categorical"
             else LinearInput(c.residual_channels)
         )
+        # With linear prediction: the prediction's and the excitation's codes, read beside the
+        # signal's (wavenet.model.lpc).
+        self.embed_p = nn.Embedding(c.classes, c.residual_channels) if c.lpc_order else None
+        self.embed_e = nn.Embedding(c.classes, c.residual_channels) if c.lpc_order else None
         self.speaker_embed = nn.Embedding(speakers, c.speaker_channels) if speakers else None
         self.upsampler = Upsampler(c.mel) if c.mel.enabled else None
         local = c.mel.channels if c.mel.enabled else 0
@@ -245,7 +264,11 @@ class WaveNet(nn.Module):
     @torch.no_grad()
     def input_table(self) -> torch.Tensor:
         """(codes, residual): the first layer's input vector of every code (a copy), which the
-        cached sampler looks up: the embedding, or the linear input map of all 65536 values."""
+        cached sampler looks up: the embedding, or the linear input map of all 65536 values.
+        With linear prediction (3 * classes, residual): the signal's, the prediction's and the
+        excitation's embeddings, one after the other."""
+        if self.embed_p is not None:
+            return torch.cat([self.embed.weight, self.embed_p.weight, self.embed_e.weight]).clone()
         if isinstance(self.embed, nn.Embedding):
             return self.embed.weight.detach().clone()
         return self.embed(torch.arange(mulaw.LINEAR16_LEVELS, device=self.embed.weight.device))
@@ -290,13 +313,60 @@ class WaveNet(nn.Module):
                 f"the context frames"
             )
 
-    def shifted_input(self, x: torch.Tensor) -> torch.Tensor:
+    def shifted_input(
+        self, x: torch.Tensor, lpc_codes: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """(batch, time) codes -> (batch, residual, time) first-layer input at t = embed(x[t-1]).
 
         Position 0 has no past and gets zeros, as do the causal convolutions' left pads.
+        lpc_codes: (prediction, excitation) codes (batch, time) of a model with linear
+        prediction, which reads embed(x[t-1]) + embed_e(e[t-1]) + embed_p(p[t]).
         """
-        h = self.embed(x.long()).transpose(1, 2)
-        return F.pad(h, (1, 0))[:, :, :-1]
+        h = self.embed(x.long())
+        if lpc_codes is not None:
+            h = h + self.embed_e(lpc_codes[1].long())
+        h = F.pad(h.transpose(1, 2), (1, 0))[:, :, :-1]
+        if lpc_codes is not None:
+            h = h + self.embed_p(lpc_codes[0].long()).transpose(1, 2)
+        return h
+
+    def lpc_coefficients(self, mel: torch.Tensor) -> torch.Tensor:
+        """(batch, n_mels, frames + 2 * context) log-mel, as `forward` takes it -> (batch,
+        frames, lpc_order + 1) float64 prediction coefficients (wavenet.model.lpc)."""
+        m = self.config.mel
+        frames = mel[:, :, m.context : mel.shape[-1] - m.context].detach().float().cpu()
+        return lpc.coefficients(
+            frames, self.sample_rate, m, self.config.lpc_order, self.preemphasis
+        )
+
+    def lpc_codes(
+        self, x: torch.Tensor, mel: torch.Tensor, clean: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(batch, time) codes and their mel (as `forward`) -> (prediction codes, excitation
+        codes, target codes), each (batch, time) on x's device: see `lpc.analyse`."""
+        a = self.lpc_coefficients(mel)
+        p, e, target = lpc.analyse(
+            x.cpu(),
+            a,
+            self.config.mel.hop_length,
+            self.config.classes,
+            None if clean is None else clean.cpu(),
+        )
+        return p.to(x.device), e.to(x.device), target.to(x.device)
+
+    def targets(
+        self,
+        x: torch.Tensor,
+        mel: torch.Tensor | None = None,
+        clean: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The codes the output at each position predicts, (batch, time): x's own (`clean`'s
+        where the input x carries noise), or with linear prediction the excitation's."""
+        if self.embed_p is None:
+            return x if clean is None else clean
+        if mel is None:
+            raise ValueError("a model with linear prediction needs the mel")
+        return self.lpc_codes(x, mel, clean)[2]
 
     def upsample(self, mel: torch.Tensor) -> torch.Tensor:
         """(batch, n_mels, frames + 2 * context) -> (batch, mel.channels, frames * hop) features.
@@ -335,7 +405,8 @@ class WaveNet(nn.Module):
         `upsample`), for a mel-conditioned model.
         """
         local = self.upsample(mel) if mel is not None else None
-        return self.run(x, speaker=speaker, local=local, last=last)[0]
+        codes = self.lpc_codes(x, mel)[:2] if self.embed_p is not None and mel is not None else None
+        return self.run(x, speaker=speaker, local=local, last=last, lpc_codes=codes)[0]
 
     def run(
         self,
@@ -344,6 +415,7 @@ class WaveNet(nn.Module):
         speaker: torch.Tensor | None = None,
         local: torch.Tensor | None = None,
         last: int = 0,
+        lpc_codes: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and, when tail > 0, the last `tail` steps of every residual layer's input.
 
@@ -356,15 +428,23 @@ class WaveNet(nn.Module):
         only what they see: each layer's output where a later layer reads it, the skip outputs
         and the head at those positions alone (a quarter less work for crops of
         receptive_field + 2000).
+        lpc_codes: (prediction, excitation) codes (batch, time) of x, for a model with linear
+        prediction (`lpc_codes`).
         """
         self._check_input(x)
+        if (lpc_codes is None) != (self.embed_p is None):
+            raise ValueError(
+                "this model predicts an excitation: pass its lpc codes"
+                if lpc_codes is None
+                else "this model has no linear prediction"
+            )
         self.check_conditioning(x.shape[0], speaker, local, x.shape[1])
         if last and tail:
             raise ValueError("run: pass last or tail, not both")
         if not 0 <= last <= x.shape[1]:
             raise ValueError(f"run: last={last} is outside 0..{x.shape[1]} (the input's length)")
         g = self.speaker_embed(speaker.long()) if speaker is not None else None
-        h = self.shifted_input(x)
+        h = self.shifted_input(x, lpc_codes)
         if last:
             return self.head(self._last_skips(h, g, local, last) * self.skip_scale), []
         skips = 0

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import torch
 from tqdm import tqdm
 
+from wavenet.model import envelope, lpc
+from wavenet.model.features import pad_frames
 from wavenet.model.network import WaveNet
 from wavenet.sampling import kernel
 from wavenet.sampling.cuda_graph import GraphStep
@@ -49,10 +51,13 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
         )
     if impl == "cuda-graph" and weight.device.type != "cuda":
         raise ValueError("the cuda-graph sampler needs a model on a CUDA device")
+    lpc = model.config.lpc_order > 0
+    if impl == "cuda-graph" and lpc:
+        raise ValueError("the cuda-graph sampler has no linear predictor yet: impl=reference")
     if impl != "auto":
         return impl
     if weight.device.type == "cuda":
-        return "cuda-graph"
+        return "reference" if lpc else "cuda-graph"
     if int8_ok:
         return "compiled-int8"
     return "compiled" if compiled_ok else "reference"
@@ -204,8 +209,7 @@ def generate(
                 out = torch.empty(batch, n, dtype=torch.long)
                 for i in range(n):
                     ti = t[i] if isinstance(t, torch.Tensor) else t
-                    out[:, i] = draw(logits, ti, u[i], model, floor)
-                    logits = sampler.step(state, out[:, i])
+                    out[:, i], logits = sampler.feed(state, draw(logits, ti, u[i], model, floor))
             bar.update(n)
             yield out
 
@@ -233,6 +237,8 @@ def score(
     impl = resolve_impl(impl, model, threads)
     if impl not in STORAGE:
         raise ValueError(f"scoring runs a compiled path, got impl={impl!r}")
+    if model.config.lpc_order:
+        raise ValueError("scoring through the kernel does not take a model with linear prediction")
     model.eval()
     batch = codes.shape[0]
     sampler = CachedSampler(model)
@@ -260,7 +266,8 @@ def generate_naive(
     """Reference generator: a full forward pass over the receptive-field window per sample.
 
     Same contract and random draws as `generate`; O(receptive field) per sample, for tests and
-    benchmarks. Returns (batch, samples) int64.
+    benchmarks. A model with linear prediction analyses the whole output so far each sample
+    (`lpc.analyse`, O(samples)). Returns (batch, samples) int64.
     """
     model.eval()
     samples = output_length(model, samples, prime, mel)
@@ -270,13 +277,25 @@ def generate_naive(
     seq = (prime if prime is not None else torch.zeros(batch, 0)).long().to(device)
     start = seq.shape[1]
     uniforms = UniformStream(batch, generator)
+    lpc_on = model.config.lpc_order > 0
+    if lpc_on:
+        a = model.lpc_coefficients(pad_frames(mel, model.config.mel.context))
+        hop, classes = model.config.mel.hop_length, model.config.classes
     for _ in range(samples):
         # The window's left edge is never read; shorter contexts are zero-padded like forward.
-        ctx = torch.cat([seq[:, -window:], seq.new_zeros(batch, 1)], dim=1)
-        end = seq.shape[1] + 1  # positions end - len(ctx) .. end - 1
+        x = torch.cat([seq, seq.new_zeros(batch, 1)], dim=1)
+        ctx = x[:, -window - 1 :]
+        end = x.shape[1]  # positions end - len(ctx) .. end - 1
         ctx_local = local[:, :, end - ctx.shape[1] : end] if local is not None else None
-        logits = model.run(ctx, speaker=speaker, local=ctx_local)[0][:, :, -1]
-        seq = torch.cat(
-            [seq, draw(logits, temperature, uniforms.take(1)[0], model)[:, None]], dim=1
-        )
+        codes = None
+        if lpc_on:
+            p, e, _ = lpc.analyse(x.cpu(), a, hop, classes)
+            codes = (p[:, -ctx.shape[1] :].to(device), e[:, -ctx.shape[1] :].to(device))
+        logits = model.run(ctx, speaker=speaker, local=ctx_local, lpc_codes=codes)[0][:, :, -1]
+        new = draw(logits, temperature, uniforms.take(1)[0], model)
+        if lpc_on:  # the signal: the prediction of the new sample plus the drawn excitation
+            signal = lpc.levels(classes)[x.cpu()]
+            predicted = envelope.predict(signal, a, hop)[:, -1]
+            new = lpc.quantize((predicted + lpc.levels(classes)[new.cpu()]).clamp(-1, 1), classes)
+        seq = torch.cat([seq, new.to(device)[:, None]], dim=1)
     return seq[:, start:]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from wavenet.model.features import pad_frames
+from wavenet.model.lpc import Predictor
 from wavenet.model.network import WaveNet
 from wavenet.model.output import KINDS, categorical_draw
 
@@ -65,6 +67,8 @@ class SamplerState:
     local: (batch, mel.channels, samples + 1) the upsampled mel of the whole output (and a zero
       position after it), or None; the per-layer projections of position t are computed from
       local[:, :, t] when t is reached.
+    lpc: the linear predictor of a model with `lpc_order` > 0 (wavenet.model.lpc), at sample
+      position - 1, whose excitation is drawn next; else None.
     """
 
     buffer: torch.Tensor
@@ -72,6 +76,7 @@ class SamplerState:
     position: int
     bias: torch.Tensor
     local: torch.Tensor | None = None
+    lpc: Predictor | None = None
 
     @property
     def batch(self) -> int:
@@ -179,7 +184,11 @@ class CachedSampler:
             # One zero position past the end: the step after the last draw computes logits
             # there, which are never drawn from.
             local = F.pad(model.local_features(mel.to(buffer.device)), (0, 1))
-        return SamplerState(buffer, queues, 0, bias.contiguous(), local)
+        predictor = None
+        if model.embed_p is not None:
+            a = model.lpc_coefficients(pad_frames(mel, model.config.mel.context))
+            predictor = Predictor(a, model.config.mel.hop_length, model.config.classes)
+        return SamplerState(buffer, queues, 0, bias.contiguous(), local, predictor)
 
     @torch.no_grad()
     def start(
@@ -202,8 +211,12 @@ class CachedSampler:
             raise ValueError(f"batch must be >= 1, got {batch}")
         state = self.new_state(batch, speaker, mel)
         if prime is None or prime.shape[-1] == 0:
-            # Position 0 sees only the zero padding: one step with a zero input, no forward pass.
-            return state, self._advance(state, self.conv_w[0].new_zeros(batch, self.residual))
+            # Position 0 sees only the zero padding: one step with a zero input (and the
+            # prediction of sample 0, from silence), no forward pass.
+            h = self.conv_w[0].new_zeros(batch, self.residual)
+            if state.lpc is not None:
+                h = h + self.model.embed_p(state.lpc.first().to(h.device))
+            return state, self._advance(state, h)
         if prime.dim() != 2 or prime.shape[0] != batch:
             raise ValueError(f"prime must be (batch={batch}, time), got {tuple(prime.shape)}")
         length = prime.shape[1]
@@ -218,7 +231,12 @@ class CachedSampler:
         # One placeholder sample at position P: layer inputs and logits at P see only x[<P].
         x = torch.cat([prime.long(), prime.new_zeros(batch, 1, dtype=torch.long)], dim=1)
         tail = max(self.spans) + 1
-        logits, inputs = self.model.run(x, tail=tail, speaker=speaker, local=local)
+        codes = None
+        if state.lpc is not None:
+            p, e, _ = self.model.lpc_codes(x, pad_frames(mel, self.model.config.mel.context))
+            codes = (p, e)
+            state.lpc.prime(prime)
+        logits, inputs = self.model.run(x, tail=tail, speaker=speaker, local=local, lpc_codes=codes)
         first = length + 1 - inputs[0].shape[-1]  # time index of the first kept input
         for queue, h, span in zip(state.queues, inputs, self.spans, strict=True):
             times = torch.arange(first, length + 1)
@@ -233,9 +251,22 @@ class CachedSampler:
 
         x: (batch,) int codes of sample `state.position - 1`.
         Returns (batch, channels) output parameters (logits of a categorical model) for sample
-        `state.position`; advances the state.
+        `state.position`; advances the state. A model with linear prediction: see `feed`.
         """
-        return self._advance(state, self.model.embed(x.long()))
+        return self.feed(state, x)[1]
+
+    @torch.no_grad()
+    def feed(self, state: SamplerState, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`step` returning (the sample's codes (batch,), the next logits): x itself, or for a
+        model with linear prediction x is the drawn excitation and the codes are the signal's
+        (its prediction plus x, `Predictor.feed`)."""
+        model = self.model
+        if state.lpc is None:
+            return x, self._advance(state, model.embed(x.long()))
+        s, e, p = state.lpc.feed(x)
+        device = model.embed.weight.device
+        h = model.embed(s.to(device)) + model.embed_e(e.to(device))
+        return s, self._advance(state, h + model.embed_p(p.to(device)))
 
     def local_bias(self, state: SamplerState, n: int) -> torch.Tensor:
         """(batch, n, layers * gate): every layer's mel projection at positions

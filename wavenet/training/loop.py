@@ -268,7 +268,11 @@ def build_data(cfg: Config, world: World) -> TrainingData:
         train_set, length, mc.codec, seed=tc.seed, rank=world.rank, world_size=world.size, cond=cond
     )
     val_batch = validation_batch(val_set, length, dc.val_crops, mc.codec, cond)
-    offset = mulaw.mean_log2_width(mc.codec, val_batch.audio[:, mc.receptive_field :])
+    targets = val_batch.audio
+    if mc.lpc_order:  # the model's codes are the excitation's
+        model = WaveNet(mc, len(speakers), dc.sample_rate, dc.preemphasis)
+        targets = torch.cat([model.targets(b.audio, b.mel) for b in val_batch.split(64)])
+    offset = mulaw.mean_log2_width(mc.codec, targets[:, mc.receptive_field :])
     bigram = math.nan
     if world.main:
         bigram = bigram_baseline(train_set, val_set, mc.codec, dc.preemphasis, tc.progress)
@@ -379,7 +383,7 @@ def build_state(cfg: Config, data: TrainingData, world: World, clock: WallClock)
     With train.max_minutes the schedule's progress is the share of that time `clock` has run.
     """
     mc, tc = cfg.model, cfg.train
-    model = WaveNet(mc, speakers=len(data.speakers))
+    model = WaveNet(mc, len(data.speakers), cfg.data.sample_rate, cfg.data.preemphasis)
     r = mc.receptive_field
     log.info(
         "model: %.2f M parameters, receptive field %d samples (%.1f ms); "
@@ -493,6 +497,15 @@ def train_step(
     # One draw per optimizer step, split into micro-batches: batch b x accumulate k trains on
     # exactly the crops of batch k*b x accumulate 1, in the same order.
     micro = crops.draw(tc.batch_size * tc.accumulate).to(device, non_blocking=True)
+    noise = None
+    if tc.input_noise:
+        seed = (tc.seed * 1_000_003 + state.step) * 4099 + world.rank  # exact on resume
+        noise = input_noise(
+            micro.audio,
+            tc.input_noise,
+            distributed.unwrap(net).config.classes,
+            torch.Generator().manual_seed(seed),
+        ).split(tc.batch_size)
     micro = micro.split(tc.batch_size)
     state.optimizer.zero_grad(set_to_none=True)
     bits = 0.0
@@ -501,7 +514,7 @@ def train_step(
         sync = ddp.no_sync() if ddp is not None and i < len(micro) - 1 else nullcontext()
         with sync:
             with autocast(device, precision):
-                loss = bits_per_sample(net, batch)
+                loss = bits_per_sample(net, batch, None if noise is None else noise[i])
             finite = bool(torch.isfinite(loss))
             if not world.all_true(finite):  # every rank skips, or none does
                 return StepResult(
@@ -578,16 +591,36 @@ def check_ranks_agree(model: WaveNet, world: World) -> None:
 # ----------------------------------------------------------------------------- the pieces
 
 
-def bits_per_sample(model: nn.Module, batch: Batch) -> torch.Tensor:
+def bits_per_sample(
+    model: nn.Module, batch: Batch, noisy: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean NLL in bits per code of the samples that have a full receptive field of context.
 
     batch: crops (batch, receptive_field + n) int64 and their conditioning -> scalar tensor
-    (differentiable). Only the last n positions of each crop are scored.
+    (differentiable). Only the last n positions of each crop are scored. noisy: the crops'
+    codes with noise (`input_noise`) for the network to read instead; it predicts the clean
+    ones (a model with linear prediction: the excitation of the clean signal from the noisy
+    signal's prediction, `WaveNet.targets`).
     """
     r = _receptive_field(model)
-    params = model(batch.audio, batch.speaker, batch.mel, last=batch.audio.shape[1] - r)
-    nll = distributed.unwrap(model).nll(params.float(), batch.audio[:, r:])
+    x = batch.audio if noisy is None else noisy
+    params = model(x, batch.speaker, batch.mel, last=batch.audio.shape[1] - r)
+    bare = distributed.unwrap(model)
+    target = bare.targets(x, batch.mel, None if noisy is None else batch.audio)
+    nll = bare.nll(params.float(), target[:, r:])
     return nll.mean().float() / LN2
+
+
+def input_noise(
+    codes: torch.Tensor, level: float, classes: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(batch, time) μ-law codes moved by round(L * u), u uniform in [-1, 1] per sample and L
+    uniform in [0, level] per crop, clipped to [0, classes) (LPCNet's noise injection)."""
+    batch, time = codes.shape
+    crop = torch.rand(batch, 1, generator=generator, dtype=torch.float64) * level
+    u = torch.rand(batch, time, generator=generator, dtype=torch.float64) * 2.0 - 1.0
+    moved = codes.cpu().long() + torch.round(crop * u).long()
+    return moved.clamp(0, classes - 1).to(codes.device)
 
 
 def _receptive_field(model: nn.Module) -> int:

@@ -9,6 +9,7 @@ import numpy as np
 
 from wavenet.sampling.kernel.draws import _next_code
 from wavenet.sampling.kernel.intrinsics import _LINE, _store_release, _wait, njit
+from wavenet.sampling.kernel.predictor import _lookup, _publish
 from wavenet.sampling.kernel.step import (
     _gates,
     _head,
@@ -86,7 +87,7 @@ def _chain(n, t0, io, ring, net, weights, exchange, options, past, xq):
         t = t0 + i
         _wait(sync, _LINE, i + 1)
         for r in range(rows):
-            h[r] = embed[codes[r]]
+            _lookup(h, r, codes, embed, io[7][0])
         for layer in range(n_layers):
             slot = offsets[layer] + t % spans[layer]
             for r in range(rows):
@@ -131,7 +132,8 @@ def _tail(n, t0, io, weights, exchange, options, past, xq):
     for i in range(n):
         t = t0 + i
         for r in range(rows):
-            codes[r] = _next_code(r, i, t, logits, io, options, scratch, True)
+            x = _next_code(r, i, t, logits, io, options, scratch, True)
+            _publish(codes, r, x, t, io[7], io[2], i)
         _store_release(sync, _LINE, i + 1)
         for r in range(rows):
             for j in range(skip_c):
@@ -168,7 +170,8 @@ def _run_pair(role, n, t0, io, ring, net, weights, exchange, options):
 
     weights: `CompiledWeights.arrays` of one part, then its `pair` arrays (the current tap's
     and the older taps' convolution matrices, the skip projection per layer). exchange: (sync
-    counters: the chain's published layers at 0, draws at _LINE; the drawn codes (rows,);
+    counters: the chain's published layers at 0, draws at _LINE; the rows of `embed` the
+    chain sums, (rows, 3) (kernel.predictor._publish);
     gated units (layers, rows, gate / 2); the older taps' products and gate biases (layers,
     rows, gate)). Other arguments as `_run_part`. Both roles read the ring: role 1 reads
     position t + 1's older taps before it publishes the draw that lets the chain write t + 1.

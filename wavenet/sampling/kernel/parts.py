@@ -10,6 +10,7 @@ import numpy as np
 
 from wavenet.sampling.kernel.draws import _next_code
 from wavenet.sampling.kernel.intrinsics import _barrier, njit
+from wavenet.sampling.kernel.predictor import _first_input
 from wavenet.sampling.kernel.step import (
     _gates,
     _head,
@@ -94,7 +95,8 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     io: (logits (batch, classes) in/out, uniforms (n, batch), out (batch, n), local (batch, n,
     layers * gate) or a dummy, forced (batch, n) codes to feed instead of drawing when scoring,
     nll (batch,) float64 accumulating -ln p of each forced code from sample 1 on,
-    temperatures (n, batch) float64, one a draw); ring:
+    temperatures (n, batch) float64, one a draw, the linear predictor's state
+    (kernel.predictor)); ring:
     (buffer, row_bias) of the SamplerState; net: (offsets, spans, dilations); weights:
     `CompiledWeights.arrays`; exchange: (sync counters, residual, skip and logits partials,
     each (2, parts, batch, width)); options: (floor: the categorical draws' probability floor,
@@ -139,7 +141,8 @@ def _run_part(part, parts, n, t0, io, ring, net, weights, exchange, options):
     for i in range(n):
         t = t0 + i
         for r in range(rows):
-            h[r] = embed[_next_code(r, i, t, logits, io, options, scratch, part == 0)]
+            code = _next_code(r, i, t, logits, io, options, scratch, part == 0)
+            _first_input(h, r, code, t, embed, io[7], out, i, part == 0)
         for layer in range(n_layers):
             base, span = offsets[layer], spans[layer]
             _read_taps(buffer, h, xcat, held[layer], base, span, dilations[layer], t, parts == 1)

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import torch
 
+from wavenet.model.lpc import levels as lpc_levels
 from wavenet.sampling.kernel.intrinsics import _LINE
 from wavenet.sampling.kernel.pair import _run_pair
 from wavenet.sampling.kernel.parts import _run_part
@@ -103,10 +104,11 @@ def _run(weights, state, logits, uniforms, draws, threads, local, forced, pair):
         temps = np.full((n, batch), float(temperature))
     buffer, bias = state.buffer.numpy(), state.bias.numpy()
     parts = weights.parts
+    lpc = _predictor(state, batch)
     net = (weights.offsets, weights.spans, weights.dilations, weights.taps)
     options = (float(floor), dt == np.float64, has_local, weights.kind, forced is not None)
 
-    def rows_args(b0: int, b1: int, parts: int) -> tuple:
+    def rows_args(b0: int, b1: int, parts: int, own: bool = False) -> tuple:
         embed, skip_b, b2 = weights.arrays[0], weights.arrays[5], weights.arrays[9]
         rows = b1 - b0
         exchange = (
@@ -123,6 +125,7 @@ def _run(weights, state, logits, uniforms, draws, threads, local, forced, pair):
             forced_np[b0:b1],
             nll[b0:b1],
             temps[:, b0:b1],
+            _rows(lpc, b0, b1, own),
         )
         return (
             n,
@@ -138,8 +141,8 @@ def _run(weights, state, logits, uniforms, draws, threads, local, forced, pair):
     if parts > 1:
         # Plain threads, not numba's pool: the parts spin-wait on each other, so all of them
         # must be running at once. _run_part releases the GIL.
-        args = rows_args(0, batch, parts)
-        jobs = [(_run_part, (p, parts, *args)) for p in range(parts)]
+        # Each part runs the predictor on its own copy (part 0 on the state's).
+        jobs = [(_run_part, (p, parts, *rows_args(0, batch, parts, p > 0))) for p in range(parts)]
     elif pair and threads >= 2:
         groups = max(1, min(batch, threads // 2))
         bounds = [p * batch // groups for p in range(groups + 1)]
@@ -149,7 +152,7 @@ def _run(weights, state, logits, uniforms, draws, threads, local, forced, pair):
             args = rows_args(b0, b1, 1)
             exchange = (
                 np.zeros(2 * _LINE, np.int64),
-                np.zeros(b1 - b0, np.int64),
+                np.zeros((b1 - b0, 3), np.int64),
                 np.empty((layers, b1 - b0, gate // 2), dt),
                 np.empty((layers, b1 - b0, gate), dt),
             )
@@ -168,4 +171,30 @@ def _run(weights, state, logits, uniforms, draws, threads, local, forced, pair):
     for th in others:
         th.join()
     state.position += n
+    if state.lpc is not None:
+        state.lpc.t += n
     return torch.from_numpy(out), torch.from_numpy(nll)
+
+
+def _predictor(state, batch: int) -> tuple:
+    """The kernel's view of the state's linear predictor (kernel.predictor): its arrays share
+    memory with `state.lpc`, so the kernel advances it; dummies without one."""
+    lp = state.lpc
+    if lp is None:
+        return (
+            False,
+            np.zeros((batch, 1, 2)),
+            np.zeros((batch, 1)),
+            np.zeros(batch),
+            np.zeros(2),
+            1,
+        )
+    levels = lpc_levels(lp.classes).numpy()
+    return (True, lp.a.numpy(), lp.past.numpy(), lp.p.numpy(), levels, lp.hop)
+
+
+def _rows(lpc: tuple, b0: int, b1: int, own: bool) -> tuple:
+    """Rows b0 .. b1 - 1 of the predictor's arrays; `own`: copies of its state."""
+    on, a, past, p, levels, hop = lpc
+    past, p = past[b0:b1], p[b0:b1]
+    return (on, a[b0:b1], past.copy() if own else past, p.copy() if own else p, levels, hop)
