@@ -102,7 +102,7 @@ CONFIG_KEYS = (
     "skip_channels",
     "classes",
 )
-LATER_CONFIG_KEYS = ("speaker_channels", "mel", "output", "mixtures")
+LATER_CONFIG_KEYS = ("speaker_channels", "mel", "output", "mixtures", "lpc_order")
 MAX_SPEAKERS = 2**16
 
 

@@ -269,3 +269,18 @@ def test_init_from_another_model_writes_nothing(
     )
     one_line(capsys, call, names=["wavenet-train: error:", *names])
     assert sorted(p.name for p in run.iterdir()) == [".lock"]
+
+
+@pytest.mark.parametrize("args", [["hydra.run.dir="], ["-m", "hydra.sweep.dir= "]])
+def test_an_empty_run_dir_is_refused_before_the_current_dir_is_touched(
+    world, capsys, monkeypatch, tmp_path, args
+):
+    """An empty hydra.run.dir (or sweep dir) would make the current directory the run's, its
+    files resumed from or overwritten; -m after the overrides means a sweep as before them."""
+    (tmp_path / "keep.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    call = train_in_process(
+        monkeypatch, tmp_path, *TRAIN, f"data.root={world['data']}", *args[::-1]
+    )
+    one_line(capsys, call, names=["wavenet-train: error:", args[-1].split("=")[0], "empty"])
+    assert snapshot(tmp_path) == before

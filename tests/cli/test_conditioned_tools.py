@@ -4,6 +4,7 @@ errors (wavenet-generate and -evaluate through their main() in process)."""
 
 import csv
 import json
+import math
 import re
 import shutil
 import sys
@@ -392,3 +393,82 @@ def test_conditioning_mismatches_are_one_line(
     )
     one_line(capsys, train_cli.main, names=("with speakers ['carlo', 'june'] differs",))
     assert (copy / "data_report.json").read_bytes() == report  # the run's record is unchanged
+
+
+# ------------------------------------------------------------------------ linear prediction
+
+
+@pytest.fixture(scope="module")
+def lpc_run(tmp_path_factory, speech, train_run) -> Path:
+    """A vocoder with linear prediction from its mel, pre-emphasis and noise in its input."""
+    run = tmp_path_factory.mktemp("lpc_run")
+    train_run(
+        run,
+        *TINY,
+        *MEL,
+        "model.lpc_order=8",
+        "data.preemphasis=0.85",
+        "train.input_noise=2",
+        f"data.root={speech}",
+    )
+    return run
+
+
+def test_a_vocoder_with_linear_prediction_generates_alike_on_every_path(
+    lpc_run, speech, tmp_path, cli_main
+):
+    ckpt = lpc_run / "checkpoints" / "last.pt"
+    assert checkpoint.load(ckpt)["model_config"]["lpc_order"] == 8
+    wav = sorted(speech.glob("*.flac"))[0]
+    outputs = []
+    for impl in ("reference", "compiled"):
+        proc = cli_main(
+            "wavenet-generate",
+            f"checkpoint={ckpt}",
+            f"mel_from={wav}",
+            "seed=4",
+            f"impl={impl}",
+            f"out={tmp_path / impl}",
+            "progress=false",
+            ok=True,
+        )
+        [path] = proc.stdout.split()
+        outputs.append(sf.read(path)[0])
+    assert len(outputs[0]) == sf.info(wav).frames // 64 * 64
+    assert np.array_equal(outputs[0], outputs[1])
+    assert np.abs(outputs[0]).max() > 0
+
+
+def test_a_vocoder_with_linear_prediction_is_scored_on_its_excitation(
+    lpc_run, speech, tmp_path, cli_main
+):
+    """wavenet-evaluate's chunks score what the teacher-forced forward pass over each whole
+    file scores against its excitation's codes (`WaveNet.targets`), in bits per 16-bit sample
+    through the excitation codes' widths."""
+    proc = cli_main(
+        "wavenet-evaluate",
+        f"checkpoint={lpc_run / 'checkpoints' / 'last.pt'}",
+        f"data.root={speech}",
+        "progress=false",
+        "chunk=3000",
+        ok=True,
+    )
+    result = json.loads(proc.stdout)
+    model = checkpoint.build_model(checkpoint.load(lpc_run / "checkpoints" / "last.pt"))
+    from wavenet import mulaw
+    from wavenet.model.features import pad_frames
+
+    total = count = width = 0.0
+    for path in sorted(speech.glob("*.flac")):
+        audio = torch.from_numpy(sf.read(path, dtype="float32")[0])
+        audio = audio[: len(audio) // 64 * 64]
+        x = mulaw.encode(mulaw.preemphasis(audio, 0.85))[None]
+        mel = pad_frames(log_mel(audio, 16000, MEL_CFG), MEL_CFG.context)[None]
+        with torch.no_grad():
+            target = model.targets(x, mel)
+            nll = model.nll(model(x, mel=mel), target)[0, 1:]
+        total, count = total + float(nll.double().sum()), count + nll.numel()
+        width += float(mulaw.log2_widths(model.config.codec)[target[0, 1:]].sum())
+    bits = total / count / math.log(2)
+    assert result["bits_per_sample"] == pytest.approx(bits, abs=2e-5)
+    assert result["bits_per_16bit_sample"] == pytest.approx(bits + width / count, abs=2e-5)

@@ -64,13 +64,21 @@ class ValidateFirst(Callback):
     turns a callback's exceptions into warnings, so this one exits itself."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "run")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "sweep")  # the swept values are checked by each job
+
+    @staticmethod
+    def _check(config: DictConfig, mode: str) -> None:
         try:
+            # An empty dir would make the current directory the run's: its files resumed from
+            # or overwritten.
+            if not str(config.hydra[mode].dir or "").strip():
+                raise ValueError(f"hydra.{mode}.dir is empty: give the run's directory")
             typed_config(config)
         except ValueError as e:
             fail(NAME, e)
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.on_run_start(config)  # the swept values are checked by each job
 
 
 def write_record(run_dir: Path, dcfg: DictConfig) -> None:
@@ -124,6 +132,9 @@ def main() -> None:
     lines and exits 1; with HYDRA_FULL_ERROR set it raises instead, so we can print one line.
     Set HYDRA_FULL_ERROR=1 yourself to get Hydra's full traceback.
     """
+    # Hydra's parser takes -m/--multirun only before the overrides; anywhere is meant.
+    flags = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]
+    sys.argv[1:] = flags + [a for a in sys.argv[1:] if a not in flags]
     if os.environ.get("HYDRA_FULL_ERROR"):
         hydra_main()
         return

@@ -78,6 +78,15 @@ def evaluate(
     mels = None
     if mel_cfg is not None:
         mels = [pad_frames(log_mel(a, sample_rate, mel_cfg), mel_cfg.context) for a in audios]
+    # A model with linear prediction reads the prediction and excitation codes and predicts the
+    # excitation's (wavenet.model.lpc), analysed over each whole file: (3, time) per file.
+    lpcs = None
+    if model.embed_p is not None:
+        lpcs = [
+            torch.stack(model.lpc_codes(s[None], m[None])).cpu()[:, 0]
+            for s, m in zip(seqs, mels, strict=True)
+        ]
+    targets = [lp[2] for lp in lpcs] if lpcs is not None else seqs
     used = [i for i, s in enumerate(seqs) if s.numel() >= 2]
     if not used:
         raise ValueError(f"nothing to score: {len(utterances)} utterances, none with >= 2 samples")
@@ -103,12 +112,17 @@ def evaluate(
         for b in range(0, len(windows), batch):
             group = windows[b : b + batch]
             width = group[0][3] - group[0][1]
-            x = torch.full((len(group), width), codec.silence, dtype=torch.long)
+            # Rows: the signal's codes, and with linear prediction the prediction's, the
+            # excitation's and the targets.
+            x = torch.full((len(group), 4, width), codec.silence, dtype=torch.long)
             mask = torch.zeros(len(group), width, dtype=torch.bool)
             for row, (i, start, first, end) in enumerate(group):
-                x[row, : end - start] = seqs[i][start:end]
+                x[row, 0, : end - start] = seqs[i][start:end]
+                if lpcs is not None:
+                    x[row, 1:, : end - start] = lpcs[i][:, start:end]
                 mask[row, first - start : end - start] = True
             x, mask = x.to(device), mask.to(device)
+            codes = (x[:, 1], x[:, 2]) if lpcs is not None else None
             speaker = ids[[w[0] for w in group]].to(device) if ids is not None else None
             local = None
             if mels is not None:
@@ -119,8 +133,8 @@ def evaluate(
                     ]
                 )
             # Right padding cannot reach earlier positions (the model is causal); it is masked.
-            params = model.run(x, speaker=speaker, local=local)[0]
-            nll = model.nll(params, x).double() * mask
+            params = model.run(x[:, 0], speaker=speaker, local=local, lpc_codes=codes)[0]
+            nll = model.nll(params, x[:, 3] if lpcs is not None else x[:, 0]).double() * mask
             totals.index_add_(0, torch.tensor([w[0] for w in group]), nll.sum(dim=1).cpu())
             bar.update(int(mask.sum()))
     model.train(was_training)
@@ -131,7 +145,7 @@ def evaluate(
         idx = torch.tensor([i for i in used if utterances[i].speaker == speaker])
         per_speaker[speaker] = float(totals[idx].sum() / counts[idx].sum()) / LN2
     bits = float(totals.sum() / counts.sum()) / LN2
-    offset = mulaw.mean_log2_width(codec, torch.cat([seqs[i][1:] for i in used]))
+    offset = mulaw.mean_log2_width(codec, torch.cat([targets[i][1:] for i in used]))
     if not math.isfinite(bits) or not all(map(math.isfinite, per_speaker.values())):
         raise ValueError(
             f"the model's bits/sample is not finite ({bits}): its logits overflow "
@@ -146,7 +160,7 @@ def evaluate(
         "files": len(used),
         "uniform_bits_per_sample": math.log2(codec.classes),
         "unigram_bits_per_sample": unigram_bits_per_sample(
-            [seqs[i][1:] for i in used], codec.classes
+            [targets[i][1:] for i in used], codec.classes
         ),
     }
 

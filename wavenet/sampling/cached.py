@@ -49,11 +49,11 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
             "the compiled-int8 sampler needs numba, a float32 model on the CPU and "
             "an x86 CPU with AVX2"
         )
-    if impl == "cuda-graph" and weight.device.type != "cuda":
-        raise ValueError("the cuda-graph sampler needs a model on a CUDA device")
     lpc = model.config.lpc_order > 0
     if impl == "cuda-graph" and lpc:
         raise ValueError("the cuda-graph sampler has no linear predictor yet: impl=reference")
+    if impl == "cuda-graph" and weight.device.type != "cuda":
+        raise ValueError("the cuda-graph sampler needs a model on a CUDA device")
     if impl != "auto":
         return impl
     if weight.device.type == "cuda":

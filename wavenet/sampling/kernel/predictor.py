@@ -61,8 +61,8 @@ def _first_input(h, r, code, t, embed, lpc, out, i, record):
 @njit(cache=True, inline="always")
 def _publish(codes, r, x, t, lpc, out, i):
     """The pair layout's draw side: codes[r] = the rows of `embed` the chain sums for the
-    drawn code x (sample t - 1): [x] or with linear prediction [s, 2C + e, C + p] (e read back from s), the signal's
-    code recorded in `out[r, i]`."""
+    drawn code x (sample t - 1): [x], or with linear prediction [s, 2C + e, C + p] (e read
+    back from s), the signal's code recorded in `out[r, i]`."""
     if not lpc[0]:
         codes[r, 0] = x
         return

@@ -108,7 +108,7 @@ def _run(weights, state, logits, uniforms, draws, threads, local, forced, pair):
     net = (weights.offsets, weights.spans, weights.dilations, weights.taps)
     options = (float(floor), dt == np.float64, has_local, weights.kind, forced is not None)
 
-    def rows_args(b0: int, b1: int, parts: int, own: bool = False) -> tuple:
+    def rows_args(b0: int, b1: int, parts: int) -> tuple:
         embed, skip_b, b2 = weights.arrays[0], weights.arrays[5], weights.arrays[9]
         rows = b1 - b0
         exchange = (
@@ -125,7 +125,7 @@ def _run(weights, state, logits, uniforms, draws, threads, local, forced, pair):
             forced_np[b0:b1],
             nll[b0:b1],
             temps[:, b0:b1],
-            _rows(lpc, b0, b1, own),
+            _rows(lpc, b0, b1, False),
         )
         return (
             n,
@@ -141,8 +141,13 @@ def _run(weights, state, logits, uniforms, draws, threads, local, forced, pair):
     if parts > 1:
         # Plain threads, not numba's pool: the parts spin-wait on each other, so all of them
         # must be running at once. _run_part releases the GIL.
-        # Each part runs the predictor on its own copy (part 0 on the state's).
-        jobs = [(_run_part, (p, parts, *rows_args(0, batch, parts, p > 0))) for p in range(parts)]
+        # One exchange for all parts; each runs the predictor on its own copy (part 0 on the
+        # state's).
+        args = rows_args(0, batch, parts)
+        jobs = [(_run_part, (0, parts, *args))]
+        for p in range(1, parts):
+            io = (*args[2][:7], _rows(lpc, 0, batch, True))
+            jobs.append((_run_part, (p, parts, *args[:2], io, *args[3:])))
     elif pair and threads >= 2:
         groups = max(1, min(batch, threads // 2))
         bounds = [p * batch // groups for p in range(groups + 1)]
