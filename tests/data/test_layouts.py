@@ -461,3 +461,17 @@ def test_find_audio_missing_or_empty_dir_names_it(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a directory") as err:
         find_audio(not_dir)
     assert str(not_dir) in str(err.value)
+
+
+@pytest.mark.parametrize("layout", ["metadata", "ljspeech"])
+def test_a_nul_byte_in_a_listed_name_is_named_with_its_file(tmp_path: Path, layout: str) -> None:
+    """NUL cannot be in a file name (open() would fail with 'embedded null byte', naming
+    nothing): the metadata file and its row are named instead."""
+    (tmp_path / "wavs").mkdir()
+    if layout == "metadata":
+        text = "file,speaker\nwavs/a.wav,x\nwavs/b\x00.wav,y\n"
+    else:
+        text = "a|one|one\nb\x00|two|two\n"
+    (tmp_path / "metadata.csv").write_text(text)
+    with pytest.raises(DataError, match=r"metadata.csv: .*NUL"):
+        find_audio(tmp_path, layout)

@@ -234,6 +234,8 @@ def _read_ljspeech(path: Path) -> list[tuple[str, str]]:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: cannot read metadata ({one_line(e)})") from e
     ids = [row[0].strip() for row in rows if row and row[0].strip()]
+    if any("\0" in i for i in ids):
+        raise DataError(f"{path}: an id holds a NUL byte (a damaged or binary file)")
     return [(f"{LJSPEECH_AUDIO_DIR}/{utterance}.wav", "") for utterance in ids]
 
 
@@ -254,10 +256,12 @@ def _read_metadata(path: Path) -> list[tuple[str, str]]:
 
     file, speaker = column("file"), column("speaker")
     entries = []
-    for row in rows[1:]:
+    for number, row in enumerate(rows[1:], start=2):
         name = row[file].strip() if file < len(row) else ""
         if not name:  # an empty cell: nothing to load
             continue
+        if "\0" in name:  # no file system names a file so; a damaged or binary file
+            raise DataError(f"{path}: row {number}: the file name holds a NUL byte")
         # Names are posix so they hash and cache identically on every OS.
         who = row[speaker].strip() if speaker is not None and speaker < len(row) else ""
         entries.append((_posix(name), who))
