@@ -7,6 +7,7 @@
     python scripts/bench_generate.py --end-to-end data/pretrained/asterisk4-small.pt
     python scripts/bench_generate.py --device cuda --impl reference cuda-graph
     python scripts/bench_generate.py --output categorical mol gaussian --impl compiled
+    python scripts/bench_generate.py --condition mel --lpc-order 0 16 --impl compiled-int8
     python scripts/bench_generate.py --quick                       # tiny settings, for CI
 
 The first line (`"kind": "machine"`) names the CPU and the read bandwidth one core gets from
@@ -53,7 +54,7 @@ from machine import cpu_id, cpu_model, load
 from wavenet import checkpoint
 from wavenet.config import model_config
 from wavenet.model.features import MelConfig
-from wavenet.model.network import WaveNet
+from wavenet.model.network import WaveNet, WaveNetConfig
 from wavenet.model.output import OUTPUTS
 from wavenet.sampling import kernel
 from wavenet.sampling.cached import STORAGE, generate, generate_naive
@@ -96,11 +97,15 @@ def bandwidths(quick: bool) -> dict:
 
 
 def build(
-    model_name: str, checkpoint_path: str | None, condition: str, output: str | None = None
+    model_name: str,
+    checkpoint_path: str | None,
+    condition: str,
+    output: str | None = None,
+    lpc_order: int = 0,
 ) -> tuple[str, WaveNet]:
     """(name to report, model in eval mode): from a checkpoint, or conf/model/NAME.yaml with
-    the conditioning of `condition` (none, speaker, mel or both) and the output distribution
-    `output` (default: the config's)."""
+    the conditioning of `condition` (none, speaker, mel or both), the output distribution
+    `output` (default: the config's) and linear prediction of `lpc_order` (mel only)."""
     if checkpoint_path:
         return Path(checkpoint_path).stem, checkpoint.build_model(checkpoint.load(checkpoint_path))
     try:
@@ -113,8 +118,13 @@ def build(
         config.speaker_channels, speakers = 16, 4
     if condition in ("mel", "both"):
         config.mel = MelConfig(n_mels=80, channels=64)
+    config.lpc_order = lpc_order
     torch.manual_seed(0)
-    return model_name, WaveNet(config, speakers=speakers).eval()
+    try:
+        model = WaveNet(WaveNetConfig(**dataclasses.asdict(config)), speakers, RATE, 0.85)
+    except ValueError as e:
+        raise SystemExit(f"--lpc-order: {e}") from None
+    return model_name, model.eval()
 
 
 def conditioning(model: WaveNet, samples: int, batch: int) -> dict:
@@ -334,6 +344,13 @@ def main() -> None:
     parser.add_argument("--model", default="wavenet", help="conf/model/NAME.yaml, random weights")
     parser.add_argument("--checkpoint", help="benchmark a trained checkpoint instead of --model")
     parser.add_argument(
+        "--lpc-order",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="linear prediction orders (with --condition mel), timed side by side",
+    )
+    parser.add_argument(
         "--condition",
         choices=["none", "speaker", "mel", "both"],
         default="none",
@@ -382,8 +399,10 @@ def main() -> None:
     print(json.dumps(machine), flush=True)
     models = {}
     for output in args.output or [None]:
-        name, model = build(args.model, args.checkpoint, args.condition, output)
-        models[model.config.output] = (name, model.to(args.device, DTYPES[args.dtype]))
+        for order in args.lpc_order:
+            name, model = build(args.model, args.checkpoint, args.condition, output, order)
+            key = model.config.output + (f"+lpc{order}" if order else "")
+            models[key] = (name, model.to(args.device, DTYPES[args.dtype]))
     name, model = next(iter(models.values()))  # the baseline's
     on_cpu, wanted = args.device == "cpu", set(args.impl)
     runs_here = {
@@ -464,6 +483,7 @@ def main() -> None:
                 "params": sum(p.numel() for p in model.parameters()),
                 "speaker_conditioned": model.speaker_embed is not None,
                 "mel_conditioned": model.upsampler is not None,
+                "lpc_order": model.config.lpc_order,
             }
             if "bound_samples_per_s" in facts and args.batch == 1:
                 line["fraction_of_bound"] = round(per_stream / facts["bound_samples_per_s"], 3)

@@ -637,3 +637,32 @@ def test_floor_and_per_draw_temperatures_need_a_categorical_output():
         generated(model, "reference", 1.0, floor=0.001)
     with pytest.raises(ValueError, match="per-draw temperatures need a categorical output"):
         generated(model, "reference", sharpened(2))
+
+
+def test_benchmark_times_linear_prediction_beside_the_plain_model():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_generate.py"),
+            "--quick",
+            "--threads",
+            "1",
+            "--impl",
+            "reference",
+            "--condition",
+            "mel",
+            "--lpc-order",
+            "0",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    lines = [json.loads(line) for line in out.splitlines()[1:]]
+    assert [(line["lpc_order"], line["output"]) for line in lines] == [
+        (0, "categorical"),
+        (16, "categorical+lpc16"),
+    ]
+    assert all(line["mel_conditioned"] and line["samples_per_s_per_stream"] > 0 for line in lines)
