@@ -447,3 +447,20 @@ def test_a_ctrl_c_lost_in_a_finalizer_still_stops_the_tool(capsys):
     assert capsys.readouterr().err.strip() == "wavenet-generate: interrupted"
     assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
     common.run_tool("wavenet-generate", "usage", lambda argv: common.check_interrupted(), [])
+
+
+def test_an_output_path_in_the_way_is_named_before_any_file_is_replaced(world, capsys, tmp_path):
+    """batch=2 into a folder whose second output name is a folder: refused before generating,
+    so the first file (from an earlier run) is not replaced by a run that cannot finish."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tiny_seed0_0.wav").write_bytes(b"earlier")
+    (out / "tiny_seed0_1.wav").mkdir()
+    before = snapshot(out)
+    args = [f"checkpoint={world['ckpt']}", "seconds=0.01", f"out={out}", "batch=2"]
+    one_line(
+        capsys,
+        lambda: generate_cli.main([*args, "impl=reference"]),
+        names=["tiny_seed0_1.wav", "in the way"],
+    )
+    assert snapshot(out) == before

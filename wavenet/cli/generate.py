@@ -7,6 +7,7 @@ wav files chunk by chunk, so long generations run in flat memory.
 import os
 import resource
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
@@ -145,6 +146,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
             for tag, i in zip(tags, speaker, strict=True)
         ]
     paths = [out / f"{stem}{tag}_seed{cfg.seed}_{i}.wav" for i, tag in enumerate(tags)]
+    check_targets(paths)
     check_resources(model, out, batch, primed, samples, mel is not None)
 
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -241,6 +243,19 @@ def available_memory() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_targets(paths: list[Path]) -> None:
+    """OSError naming the first output path that a finished file could not replace (a folder,
+    a FIFO, ...), before anything is generated: every rename into place then succeeds, so no
+    output is left half replaced. An existing regular file is replaced, as a rerun expects."""
+    for path in paths:
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # a rename replaces a link itself
+            raise OSError(f"{path}: is in the way of an output file (not a regular file)")
 
 
 @contextmanager
