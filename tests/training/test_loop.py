@@ -342,10 +342,17 @@ def test_resume_never_starts_afresh_beside_a_checkpoint(tmp_path, speech, run):
     reference, again = tmp_path / "reference", tmp_path / "again"
     run(reference, speech, "train.max_steps=2")
     run(again, speech, "train.max_steps=3")
+    earlier = (again / "metrics.jsonl").read_text()
     run(again, speech, "train.max_steps=2", "train.resume=never")
     last = checkpoint.load(again / "checkpoints" / "last.pt")
     assert last["step"] == 2
     assert same_weights(last["model"], weights(reference / "checkpoints" / "last.pt"))
+    # The first run's records are kept beside the new run's, not cut to step 0.
+    assert (again / "metrics.1.jsonl").read_text() == earlier
+    steps = [
+        json.loads(line)["step"] for line in (again / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2]
 
 
 def test_resume_from_a_path_continues_that_run_exactly(tmp_path, speech, run):

@@ -271,8 +271,18 @@ class RunOutputs:
             )
         else:
             log.info("starting from step 0")
-        if self.main:
-            truncate_metrics(self.run_dir / "metrics.jsonl", self.state.step)
+        if not self.main:
+            return
+        metrics = self.run_dir / "metrics.jsonl"
+        if ckpt is None and metrics.is_file() and metrics.stat().st_size:
+            # A fresh start in a folder holding another run's records (its checkpoints gone,
+            # or it died before the first): they are kept beside, not appended to or lost.
+            kept = next(
+                p for n in range(1, 10**6) if not (p := metrics.with_suffix(f".{n}.jsonl")).exists()
+            )
+            metrics.rename(kept)
+            log.warning("%s holds an earlier run's records: kept as %s", metrics.name, kept.name)
+        truncate_metrics(metrics, self.state.step)
 
     # ----------------------------------------------------------------- writing
     def __enter__(self) -> RunOutputs:
