@@ -1,6 +1,7 @@
 """The training loop's bigram baseline: counted in chunks from the store, equal to the
 in-memory reference (wavenet.metrics.baseline), and remembered in the store."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,11 @@ def test_bigram_is_remembered_in_the_store(
     assert loop.bigram_baseline(train, val, mulaw.Codec(), 0.0) == first
     with pytest.raises(AssertionError, match="counted again"):  # another split is counted
         loop.bigram_baseline(val, train, mulaw.Codec(), 0.0)
+
+
+def test_the_bigram_is_add_alpha_transition_probabilities_worked_by_hand() -> None:
+    """Train 0,1,0,1 over 2 classes, alpha 0.5: rows (0.5, 2.5) and (1.5, 0.5), so
+    P(1|0) = 5/6 and P(1|1) = 1/4; test 0,1,1 costs the mean of their -log2."""
+    want = -(math.log2(5 / 6) + math.log2(1 / 4)) / 2
+    bits = bigram_bits_per_sample([torch.tensor([0, 1, 0, 1])], [torch.tensor([0, 1, 1])], 2, 0.5)
+    assert bits == pytest.approx(want, abs=1e-12)

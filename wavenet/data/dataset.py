@@ -29,7 +29,7 @@ from wavenet.data.store import Store, default_cache_dir, open_store
 from wavenet.errors import DataError
 
 # log_mel's own transform: crops frame their span exactly as it frames a whole utterance.
-from wavenet.model.features import SILENCE, MelConfig, _transform, usable_samples
+from wavenet.model.features import SILENCE, MelConfig, mel_transform, usable_samples
 
 __all__ = [
     "PCM16_SIGN",
@@ -321,7 +321,7 @@ class _Crops:
         if cond.speakers is not None:
             self.speakers = speaker_ids(cond.speakers, [u.speaker for u in utterances])
         if cond.mel is not None:
-            self._mel = _transform(cond.mel, cond.sample_rate)
+            self._mel = mel_transform(cond.mel, cond.sample_rate)
             self.frames = length // cond.hop + 2 * cond.mel.context
 
     def batch(self, files: torch.Tensor, starts: torch.Tensor) -> Batch:

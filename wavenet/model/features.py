@@ -31,7 +31,8 @@ MEL_FILE_EXTENSIONS = (".npy", ".pt")
 MAX_LOG_MEL = 100.0  # |log-mel| bound of a saved mel: e^100 is no magnitude of real audio
 
 
-def _transform(cfg: MelConfig, sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
+def mel_transform(cfg: MelConfig, sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
+    """The torchaudio transform behind `log_mel` (frames already padded: center=False)."""
     fmax = cfg.fmax if cfg.fmax is not None else sample_rate / 2
     if fmax > sample_rate / 2:
         raise ValueError(f"model.mel.fmax={fmax} is above half the sample rate ({sample_rate})")
@@ -73,7 +74,7 @@ def log_mel(audio: torch.Tensor, sample_rate: int, cfg: MelConfig) -> torch.Tens
     # Reflection needs a pad shorter than the signal; very short clips are zero-padded instead.
     mode = "reflect" if max(left, right) < shape[-1] else "constant"
     flat = F.pad(flat, (left, right), mode=mode)
-    mel = _transform(cfg, sample_rate)(flat[:, 0])
+    mel = mel_transform(cfg, sample_rate)(flat[:, 0])
     return torch.log(mel.clamp(min=1e-5)).reshape(*shape[:-1], cfg.n_mels, frames)
 
 

@@ -43,7 +43,7 @@ from wavenet.data.dataset import (
 )
 from wavenet.data.layouts import detect_layout
 from wavenet.errors import Interrupted, TrainingStopped
-from wavenet.metrics.baseline import LN2
+from wavenet.metrics.baseline import BIGRAM_ALPHA, LN2, bigram_cross_entropy
 from wavenet.model.network import WaveNet
 from wavenet.training import distributed
 from wavenet.training.distributed import World
@@ -292,7 +292,6 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     )
 
 
-BIGRAM_ALPHA = 0.5  # add-alpha smoothing, as wavenet.metrics.baseline.bigram_bits_per_sample
 CHUNK_SAMPLES = 2**22  # audio encoded at once by the baseline: ~100 MB of working memory
 
 
@@ -327,14 +326,9 @@ def bigram_baseline(
     with tqdm(total=files, desc="bigram baseline", unit="file", disable=not progress) as bar:
         train = bigram_counts(train_set, mu, preemphasis, bar).double().view(c, c)
         val = bigram_counts(val_set, mu, preemphasis, bar).double().view(c, c)
-    n = val.sum()
-    if n == 0:
-        raise ValueError("bigram baseline needs test sequences of at least 2 samples")
-    counts = train + BIGRAM_ALPHA
-    logp = (counts / counts.sum(dim=1, keepdim=True)).log()
-    bits = float(-(val * logp).sum() / n / LN2)
+    bits = bigram_cross_entropy(train, val, BIGRAM_ALPHA)
     if codec.kind != "mulaw":
-        bits += float((val.sum(dim=0) * mulaw.log2_widths(mu)).sum() / n)
+        bits += float((val.sum(dim=0) * mulaw.log2_widths(mu)).sum() / val.sum())
     if key is not None:
         store.remember(key, bits)
     return bits
