@@ -475,3 +475,15 @@ def test_a_nul_byte_in_a_listed_name_is_named_with_its_file(tmp_path: Path, layo
     (tmp_path / "metadata.csv").write_text(text)
     with pytest.raises(DataError, match=r"metadata.csv: .*NUL"):
         find_audio(tmp_path, layout)
+
+
+def test_many_repeated_rows_are_summarised_not_listed(tmp_path: Path) -> None:
+    """A metadata.csv listing one file 12 times: it is used once and the 11 repeats make six
+    log lines (five named, then the count), not eleven."""
+    write_audio(tmp_path / "a.wav", sine(220, 0.2))
+    (tmp_path / "metadata.csv").write_text("file,speaker\n" + "a.wav,x\n" * 12)
+    dataset = load_dataset(tmp_path, 16000, cache_dir=tmp_path / "cache")
+    assert len(dataset.utterances) == 1 and len(dataset.skipped) == 11
+    lines = dataset.skipped_lines()
+    assert lines[:5] == [f"skipped a.wav: {DUPLICATE}"] * 5
+    assert lines[5:] == [f"skipped 6 more files: {DUPLICATE}"]

@@ -44,8 +44,8 @@ def run(cfg: EvaluateConfig) -> dict:
         progress=cfg.progress,
         layout=cfg.data.layout,
     )
-    for name, reason in dataset.skipped:
-        print(f"wavenet-evaluate: skipped {name}: {reason}", file=sys.stderr)
+    for line in dataset.skipped_lines():
+        print(f"wavenet-evaluate: {line}", file=sys.stderr)
     result = evaluate(
         model,
         dataset.utterances,

@@ -94,6 +94,21 @@ class Dataset:
     skipped: list[tuple[str, str]]
     sample_rate: int
 
+    SHOWN = 5  # skipped files named per reason; the rest are counted
+
+    def skipped_lines(self) -> list[str]:
+        """What was skipped, for a log: up to SHOWN names per reason, then a count of the rest
+        (100,000 repeated metadata rows make a few lines, not 100,000)."""
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in self.skipped:
+            by_reason.setdefault(reason, []).append(name)
+        lines = []
+        for reason, names in by_reason.items():
+            lines += [f"skipped {name}: {reason}" for name in names[: self.SHOWN]]
+            if len(names) > self.SHOWN:
+                lines.append(f"skipped {len(names) - self.SHOWN} more files: {reason}")
+        return lines
+
 
 def load_dataset(
     root: str | Path,

@@ -254,8 +254,8 @@ def build_data(cfg: Config, world: World) -> TrainingData:
         workers=dc.workers,
         decode=world.local_rank == 0,
     )
-    for name, reason in dataset.skipped:
-        log.warning("skipped %s: %s", name, reason)
+    for line in dataset.skipped_lines():  # every one is in data_report.json
+        log.warning(line)
     train_set, val_set = split_by_file(dataset.utterances, dc.val_fraction)
     report = data_report(dc.root, layout, dataset, train_set, val_set)
     if not val_set:
