@@ -319,7 +319,7 @@ PRIME_MEL_CASES = [
     (["checkpoint={speaker}", "speaker=[anna,zoe]"], ["zoe"]),
     (["out={base}/tiny.pt"], ["tiny.pt"]),  # a file, not a folder
     (["out={base}/tiny.pt/sub"], ["tiny.pt"]),
-    (["out={base}/primes/clash", "impl=reference"], ["clash/tiny_seed0_0.wav", "Is a directory"]),
+    (["out={base}/primes/clash", "impl=reference"], ["clash/tiny_seed0_0.wav", "in the way"]),
     (["seconds=80000", "batch=4000"], ["MiB free"]),  # more than the disk holds
     (["checkpoint={base}/rate48k.pt", "seconds=86400"], ["4 GiB"]),  # past the wav format
     (["prime={prime}", "batch=4096"], ["memory"]),  # the primed pass would not fit

@@ -508,7 +508,11 @@ def train_step(
         sync = ddp.no_sync() if ddp is not None and i < len(micro) - 1 else nullcontext()
         with sync:
             with autocast(device, precision):
-                loss = bits_per_sample(net, batch, None if noise is None else noise[i])
+                loss = (
+                    bits_per_sample(net, batch)
+                    if noise is None
+                    else bits_per_sample(net, batch, noise[i])
+                )
             finite = bool(torch.isfinite(loss))
             if not world.all_true(finite):  # every rank skips, or none does
                 return StepResult(
@@ -600,7 +604,9 @@ def bits_per_sample(
     x = batch.audio if noisy is None else noisy
     params = model(x, batch.speaker, batch.mel, last=batch.audio.shape[1] - r)
     bare = distributed.unwrap(model)
-    target = bare.targets(x, batch.mel, None if noisy is None else batch.audio)
+    target = batch.audio
+    if getattr(bare, "embed_p", None) is not None:  # linear prediction: the excitation's codes
+        target = bare.targets(x, batch.mel, None if noisy is None else batch.audio)
     nll = bare.nll(params.float(), target[:, r:])
     return nll.mean().float() / LN2
 
