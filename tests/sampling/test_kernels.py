@@ -470,27 +470,24 @@ def test_benchmark_script_prints_its_fields():
             assert field in line, field
 
 
-def test_benchmark_times_every_output_side_by_side():
+def bench_lines(*args: str) -> list[dict]:
+    """The path lines of `bench_generate.py --quick --threads 1 --impl reference ARGS`."""
     out = subprocess.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "bench_generate.py"),
-            "--quick",
-            "--threads",
-            "1",
-            "--impl",
-            "reference",
-            "--output",
-            "categorical",
-            "mol",
-            "gaussian",
+            *("--quick", "--threads", "1", "--impl", "reference", *args),
         ],
         capture_output=True,
         text=True,
         check=True,
         timeout=600,
     ).stdout
-    lines = [json.loads(line) for line in out.splitlines()[1:]]
+    return [json.loads(line) for line in out.splitlines()[1:]]
+
+
+def test_benchmark_times_every_output_side_by_side():
+    lines = bench_lines("--output", "categorical", "mol", "gaussian")
     assert [(line["output"], line["path"]) for line in lines] == [
         ("categorical", "reference"),
         ("mol", "reference"),
@@ -640,27 +637,7 @@ def test_floor_and_per_draw_temperatures_need_a_categorical_output():
 
 
 def test_benchmark_times_linear_prediction_beside_the_plain_model():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "bench_generate.py"),
-            "--quick",
-            "--threads",
-            "1",
-            "--impl",
-            "reference",
-            "--condition",
-            "mel",
-            "--lpc-order",
-            "0",
-            "16",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    ).stdout
-    lines = [json.loads(line) for line in out.splitlines()[1:]]
+    lines = bench_lines("--condition", "mel", "--lpc-order", "0", "16")
     assert [(line["lpc_order"], line["output"]) for line in lines] == [
         (0, "categorical"),
         (16, "categorical+lpc16"),
