@@ -27,6 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from wavenet.cli import search
 from wavenet.cli.common import check_known_keys, fail, register
 from wavenet.config import Config
 from wavenet.data.layouts import find_audio
@@ -67,7 +68,21 @@ class ValidateFirst(Callback):
         self._check(config, "run")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "sweep")  # the swept values are checked by each job
+        self._check(config, "sweep")  # a grid's swept values are checked by each job
+        with read_write(config.hydra):
+            # Fixed now: a job requeued on a cluster finds its run dir (and last.pt) again,
+            # where `${now:...}` would name a new one.
+            config.hydra.sweep.dir = str(config.hydra.sweep.dir)
+        if search.searching(config.hydra):
+            try:
+                search.check_search(config.hydra, kwargs.get("config_name"), typed_config)
+                search.prepare_storage(config.hydra)
+            except (ValueError, OSError) as e:
+                fail(NAME, e)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if search.searching(config.hydra) and (line := search.best_command(config.hydra)):
+            print(line)
 
     @staticmethod
     def _check(config: DictConfig, mode: str) -> None:
@@ -94,11 +109,14 @@ def write_record(run_dir: Path, dcfg: DictConfig) -> None:
 
 
 @hydra.main(config_path="pkg://wavenet.conf", config_name="config", version_base="1.3")
-def hydra_main(dcfg: DictConfig) -> None:
-    """The Hydra task: typed config in, training run out. User errors print one line."""
+def hydra_main(dcfg: DictConfig) -> float:
+    """The Hydra task: typed config in, training run out; returns the run's objective (its best
+    validation bits per 16-bit sample) for a sweeper. User errors print one line and exit 2,
+    or, in a search (a trial the sweeper ranks), return the worst value so the search goes on."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    in_search = search.searching(HydraConfig.get(), job=True)
     try:
         cfg, resolved = typed_config(dcfg)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         # Under torchrun only rank 0 writes into the run dir, so only rank 0 holds it.
         main_rank = os.environ.get("RANK", "0") == "0"
         with locked_dir(run_dir, NAME) if main_rank else nullcontext():
@@ -113,16 +131,19 @@ def hydra_main(dcfg: DictConfig) -> None:
                     read_init(cfg, Path(cfg.train.init))
                 write_record(run_dir, dcfg)
             train(cfg, run_dir, resolved)
+        return search.objective(run_dir)
     except Interrupted as e:  # SIGINT: 130 like any Ctrl-C'd tool; SIGTERM: a requested stop
         print(f"{NAME}: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one
         print(f"{NAME}: interrupted", file=sys.stderr)
         sys.exit(130)
-    except TrainingStopped as e:
-        fail(NAME, e, 1)
-    except (ValueError, OSError) as e:  # DataError, CheckpointError and bad values
-        fail(NAME, e)
+    except (TrainingStopped, ValueError, OSError) as e:  # and DataError, CheckpointError
+        status = 1 if isinstance(e, TrainingStopped) else 2
+        if not in_search:
+            fail(NAME, e, status)
+        print(f"{NAME}: trial {run_dir}: {one_line(e)}", file=sys.stderr)
+        return search.objective(run_dir)  # its best before it stopped, else the worst
 
 
 def main() -> None:

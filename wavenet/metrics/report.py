@@ -2,6 +2,8 @@
 
     write_report(run_dir)               -> run_dir/report.html (one run)
     write_comparison([run, ...], out)   -> out (a sweep: sortable table, curves, latest samples)
+    write_comparison(runs, out, ranked=True)  -> a search's trials, best first
+    sweep_runs(dir)                     -> the run dirs under a sweep (or search) dir
 
 The page needs no server and no network: CSS, the learning-curve SVG and the little JavaScript
 are inline, and audio and spectrograms are relative links to the run's own files, so the page
@@ -150,7 +152,7 @@ def read_run(run_dir: str | Path, status: str | None = None) -> Run:
     if not path.is_dir():
         raise ValueError(f"{run_dir}: {'not a' if path.exists() else 'no such'} directory")
     hydra_dir = path / ".hydra"
-    if not (hydra_dir / "config.yaml").exists() and not (path / "metrics.jsonl").exists():
+    if not _is_run(path):
         raise ValueError(
             f"{run_dir}: not a wavenet-train run directory "
             f"(no .hydra/config.yaml, no metrics.jsonl)"
@@ -597,9 +599,34 @@ def _score(value, show) -> tuple[str, object]:
     return show(value), "" if value is None else value
 
 
-def render_comparison(runs: list[Run], base: Path) -> str:
+def objective(run: Run) -> float:
+    """The value a search ranks a run by: its best validation bits per 16-bit sample (bits per
+    code for a run that predates them), inf without a validation."""
+    values = [r.get("val_bits16", r.get("val_bits")) for r in run.records if "val_bits" in r]
+    return min((v for v in values if v is not None), default=math.inf)
+
+
+def sweep_runs(sweep_dir: Path) -> list[Path]:
+    """The run directories under `sweep_dir` at any depth (a search keeps one sweep dir per
+    invocation), in path order; [] when there is none or `sweep_dir` is itself a run."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir() or _is_run(sweep_dir):
+        return []
+    found = {p.parent for p in sweep_dir.rglob("metrics.jsonl")}
+    found |= {p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")}
+    return sorted(d for d in found if d != sweep_dir)
+
+
+def _is_run(path: Path) -> bool:
+    return (path / ".hydra" / "config.yaml").exists() or (path / "metrics.jsonl").exists()
+
+
+def render_comparison(runs: list[Run], base: Path, ranked: bool = False) -> str:
     """One page comparing `runs`: a sortable table of the overrides that differ and the
-    scores, their curves on one chart, and each run's latest sample; links relative to `base`."""
+    scores, their curves on one chart, and each run's latest sample; links relative to `base`.
+    `ranked`: rows best first by `objective`, numbered (a search's trials)."""
+    if ranked:
+        runs = sorted(runs, key=objective)
     labels = run_labels([r.path for r in runs])
     keys, values = _override_table(runs)
     scores = [
@@ -647,21 +674,23 @@ def render_comparison(runs: list[Run], base: Path) -> str:
     return _render(
         "comparison.html.j2",
         title=f"{len(runs)} wavenet runs",
-        headers=["", "run", "status", *keys, *(name for name, *_ in scores)],
+        ranked=ranked,
+        headers=["rank" if ranked else "", "run", "status", *keys, *(n for n, *_ in scores)],
         rows=rows,
         chart=chart,
         chart_error=chart_error,
     )
 
 
-def write_comparison(run_dirs: list[Path], out: Path) -> Path:
+def write_comparison(run_dirs: list[Path], out: Path, ranked: bool = False) -> Path:
     """Write the comparison page of `run_dirs` to `out` (atomically); returns out. Raises
     ValueError naming a directory that is not a run directory."""
     if not run_dirs:
         raise ValueError("no run directories given")
     out = Path(out)
     runs = [read_run(d) for d in run_dirs]
-    atomic_write(out, render_comparison(runs, out.absolute().parent).encode(), durable=False)
+    page = render_comparison(runs, out.absolute().parent, ranked)
+    atomic_write(out, page.encode(), durable=False)
     return out
 
 

@@ -115,7 +115,14 @@ class StopSignals:
     between steps, never in the middle of one or of a checkpoint write. A second SIGINT raises
     KeyboardInterrupt as usual, for when the user will not wait. The previous handlers are
     restored on exit. Outside the main thread (where Python cannot set handlers) it does nothing.
+
+    A job scheduler's preemption signal (SIGUSR1/SIGUSR2 with a handler installed, as submitit
+    does for SLURM and its local executor) stops the loop the same way; on exit, with last.pt
+    saved, the signal is raised again for the scheduler's own handler, which requeues the job:
+    the requeued job resumes from last.pt.
     """
+
+    PREEMPTION = (signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -131,11 +138,16 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
+            for signum in self.PREEMPTION:
+                if callable(signal.getsignal(signum)):  # a scheduler's handler, not the default
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        if self.received in self.PREEMPTION and self.received in self._previous:
+            signal.raise_signal(self.received)  # the scheduler's handler: requeue
 
 
 class WallClock:
