@@ -68,7 +68,7 @@ def study_trials(db: Path) -> list:
 
 
 def test_the_objective_is_the_best_validation_not_the_last(tmp_path):
-    from wavenet.cli.search import objective
+    from wavenet.cli.sweeps import objective
 
     assert objective(tmp_path) == math.inf  # no metrics.jsonl: ranked last
     lines = [
@@ -267,3 +267,31 @@ def test_a_preempted_job_is_requeued_and_resumes_from_last_pt(tmp_path, speech):
     trained = [r["step"] for r in records if "train_bits" in r]
     assert trained == list(range(1, steps + 1))
     assert len(list(sweep.glob(".submitit/*/*_log.out"))) == 1  # one job, run twice
+
+
+@needs_submitit
+def test_the_tasks_of_one_job_train_as_one_ddp_group(tmp_path, speech, cli):
+    # Two tasks of one submitit job x batch 2 against one process x batch 4: torchrun's
+    # equivalence (tests/training/test_distributed.py), so the tasks formed one group.
+    from builders import assert_weights_close
+
+    from wavenet import checkpoint
+
+    proc = subprocess.run(
+        submitit_sweep(tmp_path, speech, "hydra.launcher.tasks_per_node=2", "train.max_steps=2"),
+        cwd=tmp_path,
+        env=tools.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run] = run_dirs(tmp_path / "sweep")
+    assert "scale: 2 process(es)" in (run / "train.log").read_text()
+    single = tmp_path / "single"
+    args = [*TINY, f"data.root={speech}", "train.max_steps=2", "train.batch_size=4"]
+    cli("wavenet-train", *args, f"hydra.run.dir={single}", cwd=tmp_path)
+    a = checkpoint.load(run / "checkpoints" / "last.pt")
+    b = checkpoint.load(single / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 2
+    assert_weights_close(a["train_model"], b["train_model"])

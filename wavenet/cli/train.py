@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from wavenet.cli import search
+from wavenet.cli import sweeps
 from wavenet.cli.common import check_known_keys, fail, register
 from wavenet.config import Config
 from wavenet.data.layouts import find_audio
@@ -73,15 +73,15 @@ class ValidateFirst(Callback):
             # Fixed now: a job requeued on a cluster finds its run dir (and last.pt) again,
             # where `${now:...}` would name a new one.
             config.hydra.sweep.dir = str(config.hydra.sweep.dir)
-        if search.searching(config.hydra):
+        if sweeps.searching(config.hydra):
             try:
-                search.check_search(config.hydra, kwargs.get("config_name"), typed_config)
-                search.prepare_storage(config.hydra)
+                sweeps.check_search(config.hydra, kwargs.get("config_name"), typed_config)
+                sweeps.prepare_storage(config.hydra)
             except (ValueError, OSError) as e:
                 fail(NAME, e)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if search.searching(config.hydra) and (line := search.best_command(config.hydra)):
+        if sweeps.searching(config.hydra) and (line := sweeps.best_command(config.hydra)):
             print(line)
 
     @staticmethod
@@ -113,8 +113,9 @@ def hydra_main(dcfg: DictConfig) -> float:
     """The Hydra task: typed config in, training run out; returns the run's objective (its best
     validation bits per 16-bit sample) for a sweeper. User errors print one line and exit 2,
     or, in a search (a trial the sweeper ranks), return the worst value so the search goes on."""
+    sweeps.join_job_tasks()  # before the rank decides who holds the run dir
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    in_search = search.searching(HydraConfig.get(), job=True)
+    in_search = sweeps.searching(HydraConfig.get(), job=True)
     try:
         cfg, resolved = typed_config(dcfg)
         # Under torchrun only rank 0 writes into the run dir, so only rank 0 holds it.
@@ -131,7 +132,7 @@ def hydra_main(dcfg: DictConfig) -> float:
                     read_init(cfg, Path(cfg.train.init))
                 write_record(run_dir, dcfg)
             train(cfg, run_dir, resolved)
-        return search.objective(run_dir)
+        return sweeps.objective(run_dir)
     except Interrupted as e:  # SIGINT: 130 like any Ctrl-C'd tool; SIGTERM: a requested stop
         print(f"{NAME}: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -143,7 +144,7 @@ def hydra_main(dcfg: DictConfig) -> float:
         if not in_search:
             fail(NAME, e, status)
         print(f"{NAME}: trial {run_dir}: {one_line(e)}", file=sys.stderr)
-        return search.objective(run_dir)  # its best before it stopped, else the worst
+        return sweeps.objective(run_dir)  # its best before it stopped, else the worst
 
 
 def main() -> None:

@@ -11,10 +11,13 @@
   (lr <= 0) fails the sweep at once with one line.
 - `prepare_storage(hydra_cfg)`: the folder of an SQLite study exists before Optuna opens it.
 - `best_command(hydra_cfg)`: after a search, the best trial's value and the command that reruns it.
+- `join_job_tasks()`: the tasks of one submitit job (`hydra.launcher.tasks_per_node`, `nodes`)
+  given torchrun's variables, so they train as one DDP group as torchrun's processes do.
 """
 
 import json
 import math
+import os
 import shlex
 from pathlib import Path
 
@@ -138,3 +141,16 @@ def best_command(hydra_cfg: DictConfig) -> str | None:
     params = [f"{k}={v}" for k, v in best.best_params.items()]
     command = shlex.join(["wavenet-train", *fixed, *params])
     return f"best trial: {best.best_value:.4f} bits per 16-bit sample; rerun it with: {command}"
+
+
+def join_job_tasks() -> None:
+    """In a submitit job of several tasks, export RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+    MASTER_PORT from the job's environment (submitit's own helper), unless a launcher such as
+    torchrun has set them; the training then forms one group (wavenet.training.distributed)."""
+    if not os.environ.get("SUBMITIT_EXECUTOR") or "RANK" in os.environ:
+        return
+    import submitit
+
+    if submitit.JobEnvironment().num_tasks > 1:
+        # Every GPU stays visible: each task takes cuda:LOCAL_RANK (train.device=auto).
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
