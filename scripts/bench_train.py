@@ -133,7 +133,7 @@ def bench(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--model", default="wavenet", help="wavenet/conf/model/NAME.yaml (default: wavenet)"
+        "--model", default="wavenet", help="conf/model/NAME.yaml (default: wavenet)"
     )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=4000)

@@ -19,7 +19,20 @@ from wavenet.model.config import WaveNetConfig
 from wavenet.sampling.paths import IMPLS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-CONF_DIR = Path(__file__).resolve().parent / "conf"  # Hydra's groups, shipped in the package
+
+
+def _conf_dir() -> Path:
+    """Hydra's groups: the package wavenet.conf, which is the checkout's top-level conf/ (mapped
+    by pyproject.toml, editable installs included) or the wheel's wavenet/conf."""
+    from importlib.util import find_spec
+
+    spec = find_spec("wavenet.conf")
+    if spec is None or not spec.submodule_search_locations:
+        return PROJECT_DIR / "conf"  # a checkout on sys.path, not installed
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+CONF_DIR = _conf_dir()
 PRETRAINED = PROJECT_DIR / "data" / "pretrained" / "asterisk4-small.pt"
 MISSING = "???"  # OmegaConf's mark of a required value
 MAX_SAMPLE_RATE = 384_000

@@ -19,9 +19,10 @@ def unpacked_wheel(tmp_path_factory, repo_root):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(repo_root / name, source / name)
-    shutil.copytree(
-        repo_root / "wavenet", source / "wavenet", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for name in ("wavenet", "conf"):
+        shutil.copytree(
+            repo_root / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
     subprocess.run(
         [
             sys.executable,
@@ -44,6 +45,15 @@ def unpacked_wheel(tmp_path_factory, repo_root):
     with zipfile.ZipFile(wheel) as z:
         z.extractall(site)
     return site
+
+
+def test_the_wheel_holds_every_package(unpacked_wheel, repo_root):
+    # pyproject.toml lists the packages (conf/ mapped in as wavenet.conf): a new sub-package
+    # left off the list fails here.
+    def packages(root):
+        return {str(p.parent.relative_to(root)) for p in (root / "wavenet").rglob("__init__.py")}
+
+    assert packages(unpacked_wheel) == packages(repo_root) | {"wavenet/conf"}
 
 
 def test_the_wheel_holds_every_config(unpacked_wheel):

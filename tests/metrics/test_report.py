@@ -20,12 +20,13 @@ import yaml
 from tools import run_tool
 
 from wavenet.cli.report import main as report_main
+from wavenet.config import CONF_DIR
 from wavenet.metrics.plots import learning_curves_figure, read_metrics
 from wavenet.metrics.report import read_run, write_comparison, write_report, write_run_page
 from wavenet.model import WaveNet, WaveNetConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TINY = yaml.safe_load((REPO_ROOT / "wavenet" / "conf" / "model" / "tiny.yaml").read_text())
+TINY = yaml.safe_load((CONF_DIR / "model" / "tiny.yaml").read_text())
 HOSTILE = '<script>alert("x")</script>&amp;'
 # A 1x1 PNG: the report links spectrograms, it never reads them.
 PNG = bytes.fromhex(

@@ -8,7 +8,7 @@ once, and handed to `train` with the run directory Hydra made. User errors print
 2 for bad config, data or checkpoints, 1 for a run that cannot go on, 130/0 after SIGINT/SIGTERM.
 
 The run directory is untouched until the config is valid: `ValidateFirst` checks it before Hydra
-makes the directory (Hydra's own .hydra/ writing is off, see wavenet/conf/config.yaml), then the
+makes the directory (Hydra's own .hydra/ writing is off, see conf/config.yaml), then the
 task locks the directory (one process at a time: a second run on it is refused), checks the
 checkpoint it would resume, and only then writes .hydra/ and starts training.
 """
@@ -61,7 +61,7 @@ def typed_config(dcfg: DictConfig) -> tuple[Config, dict]:
 
 class ValidateFirst(Callback):
     """Check the composed config before Hydra makes the run directory: a rejected config
-    creates no directory and changes none (registered in wavenet/conf/config.yaml). Hydra
+    creates no directory and changes none (registered in conf/config.yaml). Hydra
     turns a callback's exceptions into warnings, so this one exits itself."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:

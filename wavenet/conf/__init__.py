@@ -1,1 +1,0 @@
-# Hydra's config groups, shipped in the package (searched as pkg://wavenet.conf).
