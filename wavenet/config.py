@@ -21,19 +21,13 @@ from wavenet.sampling.paths import IMPLS
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-def _conf_dir() -> Path:
-    """Hydra's groups: the package wavenet.conf, which is the checkout's top-level conf/ (mapped
-    by pyproject.toml, editable installs included) or the wheel's wavenet/conf."""
-    from importlib.util import find_spec
-
-    spec = find_spec("wavenet.conf")
-    if spec is None or not spec.submodule_search_locations:
-        return PROJECT_DIR / "conf"  # a checkout on sys.path, not installed
-    return Path(next(iter(spec.submodule_search_locations))).resolve()
-
-
-CONF_DIR = _conf_dir()
-PRETRAINED = PROJECT_DIR / "data" / "pretrained" / "asterisk4-small.pt"
+# What an installed wheel carries in the package (pyproject.toml maps the checkout's folders in):
+# the Hydra groups (conf/ -> wavenet/conf) and what the defaults read of data/ (-> wavenet/shipped:
+# the demo speech, the shipped models). A checkout, installed editable or not, reads its own.
+_PACKAGE = Path(__file__).resolve().parent
+CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf").is_dir() else PROJECT_DIR / "conf"
+DATA_DIR = _PACKAGE / "shipped" if (_PACKAGE / "shipped").is_dir() else PROJECT_DIR / "data"
+PRETRAINED = DATA_DIR / "pretrained" / "asterisk4-small.pt"
 MISSING = "???"  # OmegaConf's mark of a required value
 MAX_SAMPLE_RATE = 384_000
 MAX_SECONDS = 86_400.0  # one day; the wav format's 4 GiB limit is checked against the rate

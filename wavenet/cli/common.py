@@ -15,18 +15,22 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from wavenet.config import PROJECT_DIR, Config
+from wavenet.config import DATA_DIR, PROJECT_DIR, Config
 from wavenet.errors import one_line
 
 T = TypeVar("T")
 
 
 def register() -> None:
-    """Register the training schema and the `project_dir` resolver with Hydra (idempotent)."""
+    """Register the training schema and the `project_dir` and `shipped` resolvers with Hydra
+    (idempotent)."""
     ConfigStore.instance().store(name="config_schema", node=Config)
     if not OmegaConf.has_resolver("project_dir"):
-        # ${project_dir:data/demo} -> absolute path inside the project, whatever the cwd.
+        # ${project_dir:../shared/x} -> absolute path beside the project, whatever the cwd.
         OmegaConf.register_new_resolver("project_dir", lambda rel="": str(PROJECT_DIR / rel))
+    if not OmegaConf.has_resolver("shipped"):
+        # ${shipped:demo} -> the checkout's data/demo, or the installed package's copy.
+        OmegaConf.register_new_resolver("shipped", lambda rel="": str(DATA_DIR / rel))
 
 
 def check_known_keys(node: DictConfig, schema: type = Config, prefix: str = "") -> None:
