@@ -14,6 +14,14 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 print('torch', torch.__version__, torch.cuda.get_device_name())"
 status=0
 timeout 180 "$PY" -m pytest -q -p no:cacheprovider tests/sampling/test_kernels.py -k cuda || status=$?
+# wavenet-generate device=cuda (impl=cuda-graph through the command line), where the machine has
+# the tools' packages (hydra-core, soundfile: `pip install -e .` where PyPI is reachable).
+if "$PY" -c "import hydra, soundfile" 2>/dev/null; then
+  timeout 180 "$PY" -m pytest -q -p no:cacheprovider tests/cli/test_generate.py -k device \
+    || status=$?
+else
+  echo "skipped tests/cli/test_generate.py -k device: hydra-core or soundfile is not installed"
+fi
 for batch in 1 16; do
   timeout 90 "$PY" scripts/bench_generate.py --device cuda --impl reference cuda-graph \
     --batch "$batch" --samples 1000 --repeats 3

@@ -7,6 +7,7 @@
 rest of the package only sees plain typed objects and never imports Hydra.
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,10 @@ class GenerateConfig:
     mel_from: str | None = None
     out: str = "generated"  # output folder
     impl: str = "auto"  # sampler path: auto (the fastest here) or one of sampling.paths.IMPLS
+    # Where the model runs: auto (the CPU where the compiled sampler runs, faster than the CUDA
+    # graph at batch 1 and 16 as measured, docs/speed.md; else CUDA where there is one; CUDA
+    # for impl=cuda-graph), cpu, or cuda / cuda:N.
+    device: str = "auto"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True
 
@@ -245,6 +250,11 @@ class GenerateConfig:
                 raise ValueError(f"{name}= is empty; give a path or leave the argument out")
         if self.impl not in IMPLS:
             raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
+        device = str(self.device)
+        if not (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d{1,3}", device)):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if device == "cpu" and self.impl == "cuda-graph":
+            raise ValueError("impl=cuda-graph runs on a CUDA device, not device=cpu")
         if isinstance(self.speaker, list | tuple):
             self.speaker = [str(name) for name in self.speaker]
             if not self.speaker:

@@ -67,6 +67,18 @@ GENERATE_ARGS = [
     (["threads=100000"], ["threads"]),
     (["impl=warp"], ["impl", "warp"]),
     (["impl="], ["impl="]),
+    (["device=gpu"], ["device", "gpu"]),
+    (["device=cuda:x"], ["device", "cuda:x"]),
+    (["device=cpu", "impl=cuda-graph"], ["impl=cuda-graph", "device=cpu"]),
+    *(
+        []  # where CUDA is, these are not errors (tests/cli/test_generate.py runs them)
+        if torch.cuda.is_available()
+        else [
+            (["device=cuda"], ["device=cuda", "no", "device=cpu"]),
+            (["device=cuda:1"], ["device=cuda:1", "device=cpu"]),
+            (["impl=cuda-graph"], ["impl=cuda-graph", "CUDA"]),
+        ]
+    ),
     (["out="], ["out="]),
     (["checkpoint="], ["checkpoint="]),
     (["prime="], ["prime="]),

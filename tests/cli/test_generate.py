@@ -103,3 +103,41 @@ def test_temperature_defaults_to_the_checkpoints_own(tiny_checkpoint, tmp_path, 
     assert np.array_equal(default, drawn(cold, "temperature=0.3"))
     assert not np.array_equal(default, drawn(cold, "temperature=1.0"))
     assert np.array_equal(drawn(tiny_checkpoint), drawn(cold, "temperature=1"))
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.mark.parametrize(
+    "device, impl",
+    [
+        ("cpu", "reference"),
+        ("auto", "reference"),
+        pytest.param("cuda", "reference", marks=needs_cuda),
+        pytest.param("cuda", "cuda-graph", marks=needs_cuda),
+        pytest.param("auto", "cuda-graph", marks=needs_cuda),
+    ],
+)
+def test_device_moves_the_model_and_the_file_holds_its_draws(
+    device, impl, tiny_checkpoint, tmp_path, cli_main, monkeypatch
+):
+    """device= puts the model where the sampler runs (cuda-graph on a GPU from the command
+    line); the file holds what the same path draws there with the seed."""
+    seen = []
+    real = cli_generate.generate
+
+    def spy(model, *args, **kwargs):
+        seen.append(model.embed.weight.device.type)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(cli_generate, "generate", spy)
+    args = [f"checkpoint={tiny_checkpoint}", f"impl={impl}", f"device={device}", "seed=5"]
+    proc = cli_main(
+        "wavenet-generate", *args, "seconds=0.02", f"out={tmp_path}", "progress=false", ok=True
+    )
+    on = "cuda" if device == "cuda" or impl == "cuda-graph" else "cpu"
+    assert seen == [on]
+    model = checkpoint.build_model(checkpoint.load(tiny_checkpoint)).to(on)
+    drawn = next(generate(model, 320, generator=torch.Generator().manual_seed(5), impl=impl))
+    audio, _ = sf.read(proc.stdout.strip())
+    assert np.abs(audio - mulaw.decode(drawn[0].cpu()).numpy()).max() <= 1 / 32767

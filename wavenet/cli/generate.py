@@ -24,13 +24,14 @@ from wavenet.files import replace, signals_held, temporary_beside
 from wavenet.model import envelope
 from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, utterance_mel
 from wavenet.model.network import WaveNet
-from wavenet.sampling.cached import generate, output_length, resolve_impl
+from wavenet.sampling.cached import generate, generation_device, output_length, resolve_impl
 
 USAGE = """usage: wavenet-generate [checkpoint=PATH] [seconds=2] [batch=1] [temperature=T]
                         [floor=P] [sharpen=S]
                         [seed=0] [prime=WAV] [prime_seconds=1.0] [out=DIR]
                         [speaker=NAME | speaker=[NAME,NAME,...]] [mel_from=WAV|NPY|PT]
-                        [impl=auto|compiled|compiled-int8|reference] [threads=0] [progress=true]
+                        [impl=auto|compiled|compiled-int8|reference|cuda-graph]
+                        [device=auto|cpu|cuda|cuda:N] [threads=0] [progress=true]
 checkpoint defaults to the shipped model, data/pretrained/asterisk4-small.pt
 temperature, floor, sharpen default to the checkpoint's own, else 1.0, 0, 0 (docs/listening.md)
 speaker: for speaker-conditioned checkpoints (an unknown name lists the known ones)
@@ -133,6 +134,8 @@ def run(cfg: GenerateConfig) -> list[Path]:
             f"{cfg.mel_from}: the mel covers {primed + samples} samples, "
             f"none after the {primed}-sample prime"
         )
+    device = generation_device(str(cfg.device), cfg.impl)
+    model.to(device)
     resolve_impl(cfg.impl, model, cfg.threads or torch.get_num_threads())
 
     out = Path(cfg.out)
@@ -156,17 +159,21 @@ def run(cfg: GenerateConfig) -> list[Path]:
     temperature = envelope.sharpened_temperature(
         settings["temperature"], settings["sharpen"], mel, rate, model.config.mel, primed, samples
     )
+
+    def on(x):  # the conditioning where the model is (the outputs are written from the CPU)
+        return x.to(device) if x is not None else None
+
     chunks = generate(
         model,
         samples,
         batch,
-        temperature,
-        prime,
+        on(temperature) if isinstance(temperature, torch.Tensor) else temperature,
+        on(prime),
         gen,
         progress=cfg.progress,
         impl=cfg.impl,
-        speaker=speaker,
-        mel=mel,
+        speaker=on(speaker),
+        mel=on(mel),
         floor=settings["floor"],
     )
     deemphasis = mulaw.Deemphasis(checkpoint.preemphasis(ckpt), batch)  # no-op without
@@ -176,7 +183,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
                 f.write(row)
         for chunk in chunks:
             check_interrupted()
-            for f, row in zip(files, deemphasis(codec.decode(chunk)).numpy(), strict=True):
+            for f, row in zip(files, deemphasis(codec.decode(chunk.cpu())).numpy(), strict=True):
                 f.write(row)
     return paths
 

@@ -63,6 +63,28 @@ def resolve_impl(impl: str, model: WaveNet, threads: int = 1) -> str:
     return "compiled" if compiled_ok else "reference"
 
 
+def generation_device(device: str, impl: str) -> torch.device:
+    """The device `wavenet-generate device=... impl=...` runs on (see GenerateConfig.device).
+    ValueError (one line) for CUDA asked of a machine without it."""
+    wants_cuda = device.startswith("cuda") or impl == "cuda-graph"
+    if wants_cuda and not torch.cuda.is_available():
+        asked = "impl=cuda-graph" if impl == "cuda-graph" else f"device={device}"
+        raise ValueError(f"{asked} needs a CUDA device and torch sees none here: use device=cpu")
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device}: torch sees {torch.cuda.device_count()} CUDA device(s)"
+            )
+        return torch.device("cuda", index)
+    if device == "auto" and (
+        impl == "cuda-graph"
+        or (impl == "auto" and not kernel.available() and torch.cuda.is_available())
+    ):
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def output_length(
     model: WaveNet, samples: int | None, prime: torch.Tensor | None, mel: torch.Tensor | None
 ) -> int:
