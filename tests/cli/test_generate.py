@@ -141,3 +141,25 @@ def test_device_moves_the_model_and_the_file_holds_its_draws(
     drawn = next(generate(model, 320, generator=torch.Generator().manual_seed(5), impl=impl))
     audio, _ = sf.read(proc.stdout.strip())
     assert np.abs(audio - mulaw.decode(drawn[0].cpu()).numpy()).max() <= 1 / 32767
+
+
+def test_two_checkpoints_of_one_name_do_not_overwrite_each_other(
+    tiny_checkpoint, tmp_path, cli_main
+):
+    """Two runs' last.pt into one out= share file names: the second is refused, naming the
+    first's checkpoint, and leaves its wav as it was; the same checkpoint again replaces it."""
+    a, b = tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt"
+    for path in (a, b):
+        path.parent.mkdir()
+        path.write_bytes(tiny_checkpoint.read_bytes())
+    out = tmp_path / "out"
+    args = ["seconds=0.01", f"out={out}", "progress=false"]
+    [wav] = cli_main("wavenet-generate", f"checkpoint={a}", *args, ok=True).stdout.split()
+    before = Path(wav).read_bytes()
+    proc = cli_main("wavenet-generate", f"checkpoint={b}", *args)
+    one_line_error(proc, "wavenet-generate: error:", wav, str(a), "out=")
+    assert Path(wav).read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == [Path(wav).name]  # no temporary left
+    again = cli_main("wavenet-generate", f"checkpoint={a}", *args, "seed=1", ok=True)
+    assert again.stdout.split() != [wav]  # another seed, another name
+    cli_main("wavenet-generate", f"checkpoint={a}", *args, ok=True)  # a rerun replaces

@@ -149,7 +149,8 @@ def run(cfg: GenerateConfig) -> list[Path]:
             for tag, i in zip(tags, speaker, strict=True)
         ]
     paths = [out / f"{stem}{tag}_seed{cfg.seed}_{i}.wav" for i, tag in enumerate(tags)]
-    check_targets(paths)
+    source = str(Path(cfg.checkpoint).resolve())
+    check_targets(paths, source)
     check_resources(model, out, batch, primed, samples, mel is not None)
 
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -177,7 +178,7 @@ def run(cfg: GenerateConfig) -> list[Path]:
         floor=settings["floor"],
     )
     deemphasis = mulaw.Deemphasis(checkpoint.preemphasis(ckpt), batch)  # no-op without
-    with output_files(paths, rate) as files:
+    with output_files(paths, rate, source) as files:
         if prime is not None:  # outputs continue the prime, so it starts each file
             for f, row in zip(files, deemphasis(codec.decode(prime)).numpy(), strict=True):
                 f.write(row)
@@ -252,10 +253,15 @@ def available_memory() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_targets(paths: list[Path]) -> None:
+SOURCE_TAG = "wavenet-generate checkpoint="  # the wav's comment: what made it
+
+
+def check_targets(paths: list[Path], source: str | None = None) -> None:
     """OSError naming the first output path that a finished file could not replace (a folder,
     a FIFO, ...), before anything is generated: every rename into place then succeeds, so no
-    output is left half replaced. An existing regular file is replaced, as a rerun expects."""
+    output is left half replaced. An existing regular file is replaced, as a rerun expects,
+    unless its comment says another checkpoint than `source` made it (two runs' last.pt into
+    one out= would share file names): that is refused, naming both."""
     for path in paths:
         try:
             mode = path.lstat().st_mode
@@ -263,13 +269,35 @@ def check_targets(paths: list[Path]) -> None:
             continue
         if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # a rename replaces a link itself
             raise OSError(f"{path}: is in the way of an output file (not a regular file)")
+        made_by = made_from(path)
+        if source is not None and made_by is not None and made_by != source:
+            raise OSError(
+                f"{path}: generated from another checkpoint ({made_by}), not replaced: "
+                f"give another out= or remove it"
+            )
+
+
+def made_from(path: Path) -> str | None:
+    """The checkpoint a wav of wavenet-generate records in its comment, or None."""
+    try:
+        if path.stat().st_size > 0:
+            with sf.SoundFile(path) as f:
+                comment = f.comment or ""
+                if comment.startswith(SOURCE_TAG):
+                    return comment[len(SOURCE_TAG) :]
+    except (OSError, sf.SoundFileError, RuntimeError):
+        pass  # not a wav we can read: replaced as any file
+    return None
 
 
 @contextmanager
-def output_files(paths: list[Path], rate: int) -> Iterator[list[sf.SoundFile]]:
+def output_files(
+    paths: list[Path], rate: int, source: str | None = None
+) -> Iterator[list[sf.SoundFile]]:
     """16-bit wav files open for writing, each a temporary file beside its path, renamed into
-    place when the block completes. On any exception (Ctrl-C too) the temporaries are deleted
-    and every existing file is left as it was; a folder made for them and left empty goes."""
+    place when the block completes; `source`, the checkpoint, is recorded in each comment. On
+    any exception (Ctrl-C too) the temporaries are deleted and every existing file is left as
+    it was; a folder made for them and left empty goes."""
     out = paths[0].parent
     made = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
@@ -281,9 +309,10 @@ def output_files(paths: list[Path], rate: int) -> Iterator[list[sf.SoundFile]]:
                 with signals_held():  # an interrupt after mkstemp would orphan the file
                     temps.append(temporary_beside(path))
                 tmp = temps[-1]
-                files.append(
-                    stack.enter_context(sf.SoundFile(tmp, "w", rate, 1, "PCM_16", format="WAV"))
-                )
+                f = stack.enter_context(sf.SoundFile(tmp, "w", rate, 1, "PCM_16", format="WAV"))
+                if source is not None:
+                    f.comment = SOURCE_TAG + source
+                files.append(f)
             yield files
         for tmp, path in zip(temps, paths, strict=True):
             replace(tmp, path)  # an error names the output, not the temporary
