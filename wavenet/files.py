@@ -14,6 +14,17 @@ from wavenet.errors import RunDirInUse, one_line
 LOCK_FILE = ".lock"
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable), or the physical total."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def atomic_write(path: str | Path, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` atomically.
 

@@ -55,6 +55,9 @@ TRAIN_CASES = [
     ("train.sample_temperature=nan", ["train.sample_temperature"]),
     ("train.max_steps=0", ["train.max_steps"]),
     ("train.batch_size=0", ["train.batch_size"]),
+    # A step beyond any machine's memory: refused before any work, not after filling RAM.
+    ("train.batch_size=65536", ["train.batch_size=65536", "GiB", "available"]),
+    ("data.crop=16777216", ["data.crop=16777216", "GiB", "available"]),
     ("train.accumulate=0", ["train.accumulate"]),
     ("train.threads=-1", ["train.threads"]),
     ("train.seed=-1", ["train.seed"]),

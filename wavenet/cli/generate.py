@@ -4,7 +4,6 @@ Arguments are key=value pairs checked against `GenerateConfig`. Output is stream
 wav files chunk by chunk, so long generations run in flat memory.
 """
 
-import os
 import resource
 import shutil
 import stat
@@ -20,7 +19,7 @@ from wavenet.cli.common import check_interrupted, parse_key_values, run_tool
 from wavenet.config import MAX_BATCH, GenerateConfig
 from wavenet.data.dataset import read_audio, speaker_ids
 from wavenet.errors import DataError, check_int, one_line
-from wavenet.files import replace, signals_held, temporary_beside
+from wavenet.files import available_memory, replace, signals_held, temporary_beside
 from wavenet.model import envelope
 from wavenet.model.features import MEL_FILE_EXTENSIONS, load_mel, utterance_mel
 from wavenet.model.network import WaveNet
@@ -240,17 +239,6 @@ def check_resources(
                 f"(ulimit -n): lower batch"
             )
         resource.setrlimit(resource.RLIMIT_NOFILE, (files, hard))
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (MemAvailable), or the physical total."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 SOURCE_TAG = "wavenet-generate checkpoint="  # the wav's comment: what made it

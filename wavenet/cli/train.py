@@ -33,7 +33,7 @@ from wavenet.config import Config
 from wavenet.data.layouts import find_audio
 from wavenet.errors import Interrupted, TrainingStopped, one_line
 from wavenet.files import atomic_write, locked_dir
-from wavenet.training.loop import train
+from wavenet.training.loop import check_step_memory, train
 from wavenet.training.outputs import read_init, read_resume, resume_path
 
 NAME = "wavenet-train"
@@ -91,7 +91,9 @@ class ValidateFirst(Callback):
             # or overwritten.
             if not str(config.hydra[mode].dir or "").strip():
                 raise ValueError(f"hydra.{mode}.dir is empty: give the run's directory")
-            typed_config(config)
+            cfg, _ = typed_config(config)
+            if mode == "run":  # a sweep's jobs check their own
+                check_step_memory(cfg)
         except ValueError as e:
             fail(NAME, e)
 
@@ -125,6 +127,7 @@ def hydra_main(dcfg: DictConfig) -> float:
                 # What can be checked cheaply is, before the run's record changes: the data
                 # folder lists audio, and the checkpoint to resume (or start from) fits this model.
                 find_audio(cfg.data.root, cfg.data.layout)
+                check_step_memory(cfg)
                 path = resume_path(cfg, run_dir)
                 if path is not None:
                     read_resume(cfg, path)

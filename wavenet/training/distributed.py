@@ -72,22 +72,28 @@ class World:
             dist.barrier()
 
 
+def process_device(device: str = "auto") -> torch.device:
+    """This process's device for train.device: cuda:LOCAL_RANK for "cuda", or for "auto" where
+    CUDA is available; else the CPU. ValueError for "cuda" on a machine without CUDA."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but CUDA is not available; use train.device=auto")
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
 def setup(device: str = "auto") -> World:
     """Join the torchrun process group if there is one and pick this process's device.
 
     device: "auto" (cuda:LOCAL_RANK when CUDA is available, else cpu), "cpu" or "cuda".
     Raises ValueError for "cuda" on a machine without CUDA.
     """
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but CUDA is not available; use train.device=auto")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    dev = process_device(device)
+    use_cuda = dev.type == "cuda"
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
-        dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
     if size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
     return World(rank, size, dev, local_rank)

@@ -43,6 +43,7 @@ from wavenet.data.dataset import (
 )
 from wavenet.data.layouts import detect_layout
 from wavenet.errors import Interrupted, TrainingStopped
+from wavenet.files import available_memory
 from wavenet.metrics.baseline import BIGRAM_ALPHA, LN2, bigram_cross_entropy
 from wavenet.model.network import WaveNet
 from wavenet.training import distributed
@@ -66,6 +67,7 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     net = ddp = None
     try:
         precision = set_up_process(tc, world)
+        check_step_memory(cfg, world.device)
         data = build_data(cfg, world)
         clock = WallClock()  # seconds trained, across resumes
         state = build_state(cfg, data, world, clock)
@@ -153,6 +155,37 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------ the steps
+
+
+def step_memory(cfg: Config) -> int:
+    """Bytes one training step's activations and their gradients take at least, per process:
+    every layer's gate, residual and skip outputs and the output layers over each crop with its
+    receptive field, forward and backward in float32 (measured 0.5-1x of the peak, 2026-12-07)."""
+    c = cfg.model
+    per_sample = len(c.dilations) * (c.gate_channels + 2 * c.residual_channels + c.skip_channels)
+    per_sample += 2 * c.skip_channels + 4 * c.output_channels + c.mel.channels * (c.mel.n_mels > 0)
+    length = cfg.data.crop + c.receptive_field
+    return 4 * cfg.train.batch_size * length * per_sample
+
+
+def check_step_memory(cfg: Config, device: torch.device | None = None) -> None:
+    """ValueError (one line) before any work when a step cannot fit in the memory available
+    (on a GPU, its free memory): an absurd batch or crop, not a traceback after filling RAM.
+    `device`: where the step runs; None: where train.device puts this process."""
+    need = step_memory(cfg)
+    if device is None:
+        device = distributed.process_device(cfg.train.device)
+    if device.type == "cuda":
+        available, where = torch.cuda.mem_get_info(device)[0], f"{device} has"
+    else:
+        available, where = available_memory(), "the machine has"
+    if need > available:
+        raise ValueError(
+            f"train.batch_size={cfg.train.batch_size} crops of data.crop={cfg.data.crop} "
+            f"samples (+{cfg.model.receptive_field} of receptive field) need about "
+            f"{need / 2**30:.1f} GiB a step, {where} {available / 2**30:.1f} GiB available: "
+            f"lower train.batch_size (train.accumulate keeps the batch) or data.crop"
+        )
 
 
 def set_up_process(tc: TrainConfig, world: World) -> str:
