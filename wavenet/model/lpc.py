@@ -64,6 +64,24 @@ def analyse(
     return quantize(p, classes), e, target
 
 
+def codes(
+    x: torch.Tensor,
+    mel: torch.Tensor,
+    cfg: MelConfig,
+    order: int,
+    sample_rate: int,
+    preemphasis: float,
+    classes: int,
+    clean: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(batch, time) codes and their log-mel with `cfg.context` frames on each side (as the
+    network takes it) -> `analyse`'s (p codes, e codes, target codes) on x's device."""
+    frames = mel[:, :, cfg.context : mel.shape[-1] - cfg.context].detach().float().cpu()
+    a = coefficients(frames, sample_rate, cfg, order, preemphasis)
+    out = analyse(x.cpu(), a, cfg.hop_length, classes, None if clean is None else clean.cpu())
+    return tuple(t.to(x.device) for t in out)
+
+
 class Predictor:
     """The predictor one sample at a time, for the PyTorch sampler paths: each row's last
     `order` signal values and the pending prediction, equal to `analyse` over what was drawn.

@@ -343,16 +343,11 @@ class WaveNet(nn.Module):
         self, x: torch.Tensor, mel: torch.Tensor, clean: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(batch, time) codes and their mel (as `forward`) -> (prediction codes, excitation
-        codes, target codes), each (batch, time) on x's device: see `lpc.analyse`."""
-        a = self.lpc_coefficients(mel)
-        p, e, target = lpc.analyse(
-            x.cpu(),
-            a,
-            self.config.mel.hop_length,
-            self.config.classes,
-            None if clean is None else clean.cpu(),
+        codes, target codes), each (batch, time) on x's device: see `lpc.codes`."""
+        c = self.config
+        return lpc.codes(
+            x, mel, c.mel, c.lpc_order, self.sample_rate, self.preemphasis, c.classes, clean
         )
-        return p.to(x.device), e.to(x.device), target.to(x.device)
 
     def targets(
         self,
@@ -395,6 +390,7 @@ class WaveNet(nn.Module):
         speaker: torch.Tensor | None = None,
         mel: torch.Tensor | None = None,
         last: int = 0,
+        lpc_codes: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Teacher-forced output parameters (logits of a categorical model).
         x: (batch, time) int codes -> (batch, output_channels, time), or (..., last) with
@@ -403,10 +399,13 @@ class WaveNet(nn.Module):
         speaker: (batch,) int ids into the speaker table, for a speaker-conditioned model.
         mel: (batch, n_mels, time / hop + 2 * context) log-mel frames of x with context (see
         `upsample`), for a mel-conditioned model.
+        lpc_codes: a model with linear prediction: x's (prediction, excitation) codes when the
+        caller has them (`lpc_codes`, with the targets), else they are analysed from the mel.
         """
         local = self.upsample(mel) if mel is not None else None
-        codes = self.lpc_codes(x, mel)[:2] if self.embed_p is not None and mel is not None else None
-        return self.run(x, speaker=speaker, local=local, last=last, lpc_codes=codes)[0]
+        if lpc_codes is None and self.embed_p is not None and mel is not None:
+            lpc_codes = self.lpc_codes(x, mel)[:2]
+        return self.run(x, speaker=speaker, local=local, last=last, lpc_codes=lpc_codes)[0]
 
     def run(
         self,

@@ -45,6 +45,7 @@ from wavenet.data.layouts import detect_layout
 from wavenet.errors import Interrupted, TrainingStopped
 from wavenet.files import available_memory
 from wavenet.metrics.baseline import BIGRAM_ALPHA, LN2, bigram_cross_entropy
+from wavenet.model import lpc
 from wavenet.model.network import WaveNet
 from wavenet.training import distributed
 from wavenet.training.distributed import World
@@ -303,8 +304,14 @@ def build_data(cfg: Config, world: World) -> TrainingData:
     val_batch = validation_batch(val_set, length, dc.val_crops, mc.codec, cond)
     targets = val_batch.audio
     if mc.lpc_order:  # the model's codes are the excitation's
-        model = WaveNet(mc, len(speakers), dc.sample_rate, dc.preemphasis)
-        targets = torch.cat([model.targets(b.audio, b.mel) for b in val_batch.split(64)])
+        targets = torch.cat(
+            [
+                lpc.codes(
+                    b.audio, b.mel, mc.mel, mc.lpc_order, dc.sample_rate, dc.preemphasis, mc.classes
+                )[2]
+                for b in val_batch.split(64)
+            ]
+        )
     offset = mulaw.mean_log2_width(mc.codec, targets[:, mc.receptive_field :])
     bigram = math.nan
     if world.main:
@@ -635,11 +642,13 @@ def bits_per_sample(
     """
     r = _receptive_field(model)
     x = batch.audio if noisy is None else noisy
-    params = model(x, batch.speaker, batch.mel, last=batch.audio.shape[1] - r)
     bare = distributed.unwrap(model)
-    target = batch.audio
+    target, codes = batch.audio, None
     if getattr(bare, "embed_p", None) is not None:  # linear prediction: the excitation's codes
-        target = bare.targets(x, batch.mel, None if noisy is None else batch.audio)
+        # One analysis gives the inputs and the targets (the clean signal's excitation).
+        p, e, target = bare.lpc_codes(x, batch.mel, None if noisy is None else batch.audio)
+        codes = (p, e)
+    params = model(x, batch.speaker, batch.mel, last=batch.audio.shape[1] - r, lpc_codes=codes)
     nll = bare.nll(params.float(), target[:, r:])
     return nll.mean().float() / LN2
 
