@@ -193,10 +193,10 @@ def submitit_sweep(tmp_path: Path, speech: Path, *args: str) -> list[str]:
     ]
 
 
-@needs_submitit
-def test_submitit_local_runs_each_job_in_its_own_process_and_run_dir(tmp_path, speech):
+def run_sweep(tmp_path: Path, speech: Path, *args: str) -> None:
+    """The submitit_local sweep of `args`, asserted to exit 0."""
     proc = subprocess.run(
-        submitit_sweep(tmp_path, speech, "train.lr=1e-3,2e-3"),
+        submitit_sweep(tmp_path, speech, *args),
         cwd=tmp_path,
         env=tools.env(),
         capture_output=True,
@@ -204,6 +204,11 @@ def test_submitit_local_runs_each_job_in_its_own_process_and_run_dir(tmp_path, s
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@needs_submitit
+def test_submitit_local_runs_each_job_in_its_own_process_and_run_dir(tmp_path, speech):
+    run_sweep(tmp_path, speech, "train.lr=1e-3,2e-3")
     runs = run_dirs(tmp_path / "sweep")
     assert sorted(float(overrides(run)["train.lr"]) for run in runs) == [1e-3, 2e-3]
     for run in runs:
@@ -277,15 +282,7 @@ def test_the_tasks_of_one_job_train_as_one_ddp_group(tmp_path, speech, cli):
 
     from wavenet import checkpoint
 
-    proc = subprocess.run(
-        submitit_sweep(tmp_path, speech, "hydra.launcher.tasks_per_node=2", "train.max_steps=2"),
-        cwd=tmp_path,
-        env=tools.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_sweep(tmp_path, speech, "hydra.launcher.tasks_per_node=2", "train.max_steps=2")
     [run] = run_dirs(tmp_path / "sweep")
     assert "scale: 2 process(es)" in (run / "train.log").read_text()
     single = tmp_path / "single"
