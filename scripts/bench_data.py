@@ -17,7 +17,9 @@ Records ("what"):
           (no store) then "warm": first_step_s (command start to the first step's metrics
           line), wall_s, peak_rss_mb of the training process
   ranks   the same under `torchrun --nproc_per_node=N` (warm): first_step_s, peak_rss_mb
-          of each rank and total_rss_mb, their sum (one process: the warm train record)
+          of each rank and total_rss_mb, their sum (one process: the warm train record);
+          peak_pss_mb (train and ranks): the largest sum of the process tree's proportional set
+          sizes, shared pages counted once, what the run takes of the machine
   crops   CropSampler draws from the store at model=small's crop (batch 8): crops_per_s,
           mel_crops_per_s (each with its 80-band log-mel, computed per crop), and
           step_s of a model=small training step on this machine, crops_per_step_s (8 / step_s)
@@ -116,17 +118,33 @@ def peak_rss(pid: int) -> tuple[int, str] | None:
     return None
 
 
+def pss(pid: int) -> int:
+    """Proportional set size of a live process in kB (shared pages divided among the processes
+    that map them: the store in the page cache, torch's libraries), 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def watch(cmd: list[str], env: dict, first_line: Path | None = None) -> dict:
-    """Run cmd, polling its process tree's peak RSS; the seconds until `first_line` holds a
-    line (None: not waited for) and in all."""
+    """Run cmd, polling its process tree's peak RSS per process and the largest sum of their
+    PSS (what the tree takes of the machine); the seconds until `first_line` holds a line
+    (None: not waited for) and in all."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peaks: dict[int, tuple[int, str]] = {}
+    peak_pss = 0
     first = None
     output = []
     os.set_blocking(proc.stdout.fileno(), False)
     while proc.poll() is None:
-        for pid in tree(proc.pid):
+        pids = tree(proc.pid)
+        peak_pss = max(peak_pss, sum(pss(pid) for pid in pids))
+        for pid in pids:
             got = peak_rss(pid)
             if got is not None and got[0] >= peaks.get(pid, (0, ""))[0]:
                 peaks[pid] = got
@@ -140,7 +158,7 @@ def watch(cmd: list[str], env: dict, first_line: Path | None = None) -> dict:
     if proc.returncode != 0:
         tail = b"".join(output).decode(errors="replace")[-3000:]
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
-    return {"first": first, "wall": time.perf_counter() - start, "peaks": peaks}
+    return {"first": first, "wall": time.perf_counter() - start, "peaks": peaks, "pss": peak_pss}
 
 
 def _has_a_line(path: Path) -> bool:
@@ -209,6 +227,7 @@ def train(root: Path, cache: Path, folder: Path, info: dict, label: str) -> None
         first_step_s=round(ran["first"], 1),
         wall_s=round(ran["wall"], 1),
         peak_rss_mb=mb(main),
+        peak_pss_mb=mb(ran["pss"]),
     )
     shutil.rmtree(run, ignore_errors=True)
 
@@ -237,6 +256,7 @@ def ranks(root: Path, cache: Path, folder: Path, info: dict, n: int) -> None:
         first_step_s=round(ran["first"], 1),
         peak_rss_mb=per_rank,
         total_rss_mb=round(sum(per_rank), 1),
+        peak_pss_mb=mb(ran["pss"]),
     )
     shutil.rmtree(run, ignore_errors=True)
 

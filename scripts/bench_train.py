@@ -132,9 +132,7 @@ def bench(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--model", default="wavenet", help="conf/model/NAME.yaml (default: wavenet)"
-    )
+    p.add_argument("--model", default="wavenet", help="conf/model/NAME.yaml (default: wavenet)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=4000)
     p.add_argument("--steps", type=int, default=5, help="timed steps (after one untimed)")
