@@ -7,6 +7,7 @@ what it printed or wrote. A script added to scripts/ without a case here fails
 
 import csv
 import json
+import math
 import os
 import runpy
 import subprocess
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tools import has, require
 
 from wavenet import checkpoint
@@ -49,6 +51,7 @@ HERE = {
     "evaluate.py",
     "plot.py",
     "storage_accuracy.py",
+    "prediction_gain.py",
 }
 
 
@@ -244,3 +247,30 @@ def test_demo_vocodes_a_file_the_shipped_vocoder_never_trained_on(asterisk_root)
     train, held_out = split_by_file(found, 0.1)
     assert Path(mel_from).name in {Path(u.name).name for u in held_out}
     assert Path(mel_from).name not in {Path(u.name).name for u in train}
+
+
+def test_prediction_gain_of_each_predictor(demo_root):
+    proc = run("prediction_gain.py", "--root", str(demo_root), "--files", "2", "--hop", "256", "16")
+    gains = {(r["coefficients"], r["preemphasis"]): r["gain_db"] for r in json_lines(proc.stdout)}
+    assert len(gains) == 6 and all(math.isfinite(g) and g > 0 for g in gains.values()), gains
+    # Pre-emphasis whitens speech: less is left for any predictor to take.
+    for name in ("mel", "past, every 256", "past, every 16"):
+        assert gains[name, 0.0] > gains[name, 0.85], gains
+
+
+def test_the_backward_predictor_reads_only_the_past():
+    """A frame's coefficients come from the samples before it: changing samples from a frame's
+    start on leaves that frame's (and earlier frames') coefficients as they were."""
+    sys.path.insert(0, str(SCRIPTS))
+    from prediction_gain import backward_coefficients
+
+    s = torch.randn(4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a = backward_coefficients(s, 16, 64, 256)
+    assert a.shape == (63, 17)
+    assert torch.equal(a[0, 1:], torch.zeros(16))  # the first frame's past is silence
+    for frame in (1, 10, 40):
+        t = s.clone()
+        t[frame * 64 :] = torch.randn(4000 - frame * 64, dtype=torch.float64)
+        b = backward_coefficients(t, 16, 64, 256)
+        assert torch.equal(a[: frame + 1], b[: frame + 1])
+        assert not torch.equal(a[frame + 1], b[frame + 1])
