@@ -168,7 +168,10 @@ def main() -> None:
         hydra_main()
     except (HydraException, OmegaConfBaseException) as e:
         cause = f" ({one_line(e.__cause__)})" if e.__cause__ else ""
-        print(f"{NAME}: error: {one_line(e)}{cause}", file=sys.stderr)
+        text = f"{one_line(e)}{cause}"
+        if any(name in text for name in ("optuna", "submitit")):  # the sweeps extra's plugins
+            text += "; searches and cluster sweeps need: pip install 'wavenet[sweeps]'"
+        print(f"{NAME}: error: {text}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # Hydra cannot make the run dir (a file is in the way, ...)
         fail(NAME, e)
