@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -292,3 +293,23 @@ def test_the_tasks_of_one_job_train_as_one_ddp_group(tmp_path, speech, cli):
     b = checkpoint.load(single / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == 2
     assert_weights_close(a["train_model"], b["train_model"])
+
+
+def test_without_the_sweeps_extra_a_search_says_what_to_install(tmp_path, speech):
+    # The plugins hidden from import, as in a base install.
+    code = (
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('optuna', 'submitit') or 'optuna_sweeper' in name:\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        f"sys.argv = ['wavenet-train', '-m', 'hparams_search=budget', 'data.root={speech}']\n"
+        "from wavenet.cli.train import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=tools.env(), capture_output=True, text=True
+    )
+    tools.one_line_error(proc, "wavenet-train: error:", "pip install 'wavenet[sweeps]'")
+    assert not (tmp_path / "multirun").exists()

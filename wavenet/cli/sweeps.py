@@ -9,6 +9,8 @@
 - `check_search(hydra_cfg, config_name, check)`: every value a search can propose is composed
   and checked before the first trial: an unknown key, an empty interval or an out-of-range end
   (lr <= 0) fails the sweep at once with one line.
+- `check_plugins(hydra_cfg)`: the sweeper, sampler and launcher named can be imported (a base
+  install without the `sweeps` extra is told what to install, before anything is written).
 - `prepare_storage(hydra_cfg)`: the folder of an SQLite study exists before Optuna opens it.
 - `best_command(hydra_cfg)`: after a search, the best trial's value and the command that reruns it.
 - `join_job_tasks()`: the tasks of one submitit job (`hydra.launcher.tasks_per_node`, `nodes`)
@@ -119,6 +121,25 @@ def check_search(hydra_cfg: DictConfig, config_name: str | None, check) -> None:
             except Exception as e:  # Hydra's composition errors and the schema's ValueError
                 cause = f" ({one_line(e.__cause__)})" if e.__cause__ else ""
                 raise ValueError(f"search space: {line}: {one_line(e)}{cause}") from e
+
+
+INSTALL = "searches and cluster sweeps need: pip install 'wavenet[sweeps]'"
+
+
+def check_plugins(hydra_cfg: DictConfig) -> None:
+    """ValueError (one line, saying what to install) unless the sweeper, its sampler and the
+    launcher this multirun names can be imported: checked before anything is written."""
+    from hydra.utils import get_class
+
+    for key in ("sweeper._target_", "sweeper.sampler._target_", "launcher._target_"):
+        target = OmegaConf.select(hydra_cfg, key, default=None)
+        if target:
+            try:
+                get_class(str(target))
+            except Exception as e:  # ImportError, or Hydra's wrapping of it
+                raise ValueError(
+                    f"hydra.{key.rsplit('.', 1)[0]}: cannot load {target}; {INSTALL}"
+                ) from e
 
 
 def prepare_storage(hydra_cfg: DictConfig) -> None:

@@ -73,6 +73,10 @@ class ValidateFirst(Callback):
             # Fixed now: a job requeued on a cluster finds its run dir (and last.pt) again,
             # where `${now:...}` would name a new one.
             config.hydra.sweep.dir = str(config.hydra.sweep.dir)
+        try:
+            sweeps.check_plugins(config.hydra)
+        except ValueError as e:
+            fail(NAME, e)
         if sweeps.searching(config.hydra):
             try:
                 sweeps.check_search(config.hydra, kwargs.get("config_name"), typed_config)
@@ -170,7 +174,7 @@ def main() -> None:
         cause = f" ({one_line(e.__cause__)})" if e.__cause__ else ""
         text = f"{one_line(e)}{cause}"
         if any(name in text for name in ("optuna", "submitit")):  # the sweeps extra's plugins
-            text += "; searches and cluster sweeps need: pip install 'wavenet[sweeps]'"
+            text += f"; {sweeps.INSTALL}"
         print(f"{NAME}: error: {text}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # Hydra cannot make the run dir (a file is in the way, ...)
