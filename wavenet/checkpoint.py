@@ -18,6 +18,7 @@ from wavenet.errors import (
     CheckpointWriteError,
     check_float,
     check_int,
+    check_regular_file,
     one_line,
 )
 from wavenet.files import atomic_write
@@ -56,8 +57,12 @@ def load(
     Raises CheckpointError (one line naming the file); nothing is allocated for the model.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    try:  # a FIFO would block the read, a device never end
+        check_regular_file(path)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
     try:
         with warnings.catch_warnings():  # torch warns over 2 lines before refusing a pickle
             warnings.simplefilter("ignore")

@@ -163,3 +163,18 @@ def test_two_checkpoints_of_one_name_do_not_overwrite_each_other(
     again = cli_main("wavenet-generate", f"checkpoint={a}", *args, "seed=1", ok=True)
     assert again.stdout.split() != [wav]  # another seed, another name
     cli_main("wavenet-generate", f"checkpoint={a}", *args, ok=True)  # a rerun replaces
+
+
+def test_a_fifo_as_checkpoint_is_refused_without_blocking(tmp_path):
+    """checkpoint= a FIFO (a read would wait for a writer forever): one line naming it, in a
+    real process so a regression times out instead of hanging the suite."""
+    import os
+
+    from tools import run_tool
+
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    proc = run_tool(
+        "wavenet-generate", f"checkpoint={fifo}", f"out={tmp_path}", cwd=tmp_path, timeout=60
+    )
+    one_line_error(proc, "wavenet-generate: error:", str(fifo), "FIFO")
