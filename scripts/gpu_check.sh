@@ -5,7 +5,8 @@
 #   2. benchmark JSON lines for batch 1 and 16: the eager CachedSampler step (path reference)
 #      against the same step captured as a CUDA graph (path cuda-graph).
 # Usage: scripts/gpu_check.sh [PYTHON]    (default python3; needs torch with CUDA, numpy,
-# pytest, pyyaml, tqdm, torchaudio; runs from the checkout without installing it)
+# pytest, pyyaml, tqdm, torchaudio; runs from the checkout without installing it: the test
+# helpers import Hydra, omegaconf, soundfile and matplotlib only where a test uses them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-${PYTHON:-python3}}

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import tools
 import torch
-from omegaconf import DictConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +139,7 @@ def _session_cache_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def compose() -> Callable[..., DictConfig]:
+def compose() -> Callable[..., "DictConfig"]:  # noqa: F821 (omegaconf, imported where used)
     """compose(*overrides) -> the DictConfig wavenet-train would run (wavenet.conf + overrides)."""
     return tools.compose
 

@@ -14,13 +14,9 @@ from typing import NoReturn
 
 import pytest
 import torch
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
 
-from wavenet.cli.common import register
-from wavenet.config import CONF_DIR
-from wavenet.training.loop import train
+# Hydra, omegaconf and the training loop are imported where used: the sampler's CUDA tests run
+# on a bare GPU machine with torch, numpy and pytest (scripts/gpu_check.sh).
 
 BIN = Path(sys.executable).parent
 # In-process entry points, by console-script name.
@@ -136,8 +132,14 @@ def one_line_error(proc: CompletedProcess, *names: str, code: int = 2) -> str:
     return lines[0]
 
 
-def compose(*overrides: str) -> DictConfig:
+def compose(*overrides: str):
     """The DictConfig wavenet-train would run: Hydra compose over wavenet.conf + overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from wavenet.cli.common import register
+    from wavenet.config import CONF_DIR
+
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides))
@@ -146,6 +148,10 @@ def compose(*overrides: str) -> DictConfig:
 def train_run(run_dir: Path, *overrides: str) -> dict:
     """wavenet.training.loop.train in this process on compose(*overrides), writing into run_dir;
     returns the last metrics record. Restores one torch thread (train.threads sets them)."""
+    from omegaconf import OmegaConf
+
+    from wavenet.training.loop import train
+
     dcfg = compose(*overrides)
     try:
         return train(OmegaConf.to_object(dcfg), run_dir, OmegaConf.to_container(dcfg, resolve=True))
