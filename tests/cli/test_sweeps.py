@@ -234,7 +234,7 @@ def task_pid(sweep: Path) -> int | None:
 @needs_submitit
 def test_a_preempted_job_is_requeued_and_resumes_from_last_pt(tmp_path, speech):
     sweep = tmp_path / "sweep"
-    steps = 40
+    steps = 100  # long enough that the signal lands mid-run on a fast machine
     sweeper = subprocess.Popen(
         submitit_sweep(
             tmp_path,
