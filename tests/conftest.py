@@ -48,6 +48,7 @@ FILE_GROUPS = {
 LONGEST_FIRST = (
     "world",
     "tests/cli/test_faults.py",
+    "tests/cli/test_sweeps.py",
     "tests/training/test_learning_asterisk4.py",
     "demo_run",
     "sampling",
