@@ -648,7 +648,8 @@ def bits_per_sample(
         # One analysis gives the inputs and the targets (the clean signal's excitation).
         p, e, target = bare.lpc_codes(x, batch.mel, None if noisy is None else batch.audio)
         codes = (p, e)
-    params = model(x, batch.speaker, batch.mel, last=batch.audio.shape[1] - r, lpc_codes=codes)
+    extra = {} if codes is None else {"lpc_codes": codes}  # stand-in networks take no codes
+    params = model(x, batch.speaker, batch.mel, last=batch.audio.shape[1] - r, **extra)
     nll = bare.nll(params.float(), target[:, r:])
     return nll.mean().float() / LN2
 
