@@ -68,7 +68,6 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     net = ddp = None
     try:
         precision = set_up_process(tc, world)
-        check_step_memory(cfg, world.device)
         data = build_data(cfg, world)
         clock = WallClock()  # seconds trained, across resumes
         state = build_state(cfg, data, world, clock)
@@ -169,13 +168,12 @@ def step_memory(cfg: Config) -> int:
     return 4 * cfg.train.batch_size * length * per_sample
 
 
-def check_step_memory(cfg: Config, device: torch.device | None = None) -> None:
-    """ValueError (one line) before any work when a step cannot fit in the memory available
-    (on a GPU, its free memory): an absurd batch or crop, not a traceback after filling RAM.
-    `device`: where the step runs; None: where train.device puts this process."""
+def check_step_memory(cfg: Config) -> None:
+    """ValueError (one line) when a step cannot fit in the memory available where train.device
+    puts this process (on a GPU, its free memory): an absurd batch or crop, not a traceback
+    after filling RAM. wavenet-train calls it before the run dir changes."""
     need = step_memory(cfg)
-    if device is None:
-        device = distributed.process_device(cfg.train.device)
+    device = distributed.process_device(cfg.train.device)
     if device.type == "cuda":
         available, where = torch.cuda.mem_get_info(device)[0], f"{device} has"
     else:
