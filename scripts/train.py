@@ -1,6 +1,8 @@
 """Same as `wavenet-train`: python scripts/train.py experiment=demo"""
 
-from wavenet.cli.train import main
-
 if __name__ == "__main__":
+    # Imported here, not above: a spawned decoding worker re-runs this file, and should not
+    # load the training loop to decode files.
+    from wavenet.cli.train import main
+
     main()

@@ -6,8 +6,10 @@ errors/files/mulaw, model, sampling and data, config and checkpoint, metrics, tr
 """
 
 import ast
+import importlib
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -147,6 +149,7 @@ TORCH_FREE = (
     "wavenet.model.config",
     "wavenet.sampling.paths",
     "wavenet.config",
+    "wavenet.cli.entry",  # what the console scripts import, and a spawned decode worker re-runs
 )
 
 
@@ -155,6 +158,27 @@ def test_leaves_import_no_torch(module):
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'numba') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", f"import {module} loaded {out.stdout.strip()}"
+
+
+def test_console_scripts_go_through_the_light_entry_module():
+    scripts = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    from wavenet.cli import entry
+
+    for script, target in scripts.items():
+        module, _, function = target.partition(":")
+        assert module == "wavenet.cli.entry", f"{script} imports {module} at the top"
+        command = script.removeprefix("wavenet-")
+        assert function == command and callable(getattr(entry, function))
+        assert callable(importlib.import_module(f"wavenet.cli.{command}").main)
+
+
+def test_a_training_run_starts_without_plotting_or_the_sampler_kernels():
+    """matplotlib draws after the first validation and the compiled sampler makes samples:
+    neither is in the seconds before the first step."""
+    heavy = ("matplotlib", "numba", "wavenet.sampling.cached")
+    code = f"import sys, wavenet.cli.train; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"import wavenet.cli.train loaded {out.stdout.strip()}"
 
 
 def test_public_names_still_import():

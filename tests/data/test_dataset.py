@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 from builders import SR, metadata_rows, sine, write_audio
 
 from wavenet.data import store
@@ -69,6 +70,25 @@ def test_read_audio_resamples_and_keeps_frequency(tmp_path: Path, file_rate: int
     assert peak_hz(audio, SR) == pytest.approx(freq, abs=2.0)
     # the tone's amplitude survives (not attenuated or amplified by the resampler)
     assert float(audio[1000:-1000].abs().max()) == pytest.approx(0.5, abs=0.02)
+
+
+def test_resampling_is_within_half_a_16_bit_step_of_float64(tmp_path: Path, demo_root) -> None:
+    """Speech at 22,050 and 44,100 Hz read at 16 kHz matches torchaudio's resampler run in
+    float64 on the same samples to within half a 16-bit step, whether the rate's kernel is new
+    or reused (files of both rates read in turn)."""
+    audio, rate = sf.read(sorted((demo_root / "wavs").glob("*.flac"))[0], dtype="float32")
+    exact = {}
+    for file_rate in (22050, 44100):
+        file = torchaudio.functional.resample(torch.from_numpy(audio).double(), rate, file_rate)
+        path = write_audio(
+            tmp_path / f"{file_rate}.wav", file.clamp(-1, 1).numpy(), sr=file_rate, subtype="FLOAT"
+        )
+        samples = torch.from_numpy(sf.read(path)[0])
+        exact[path] = torchaudio.functional.resample(samples, file_rate, SR).clamp(-1, 1)
+    for path in [*exact, *exact]:
+        got = read_audio(path, SR)
+        assert got.shape == exact[path].shape, path.name
+        assert float((got.double() - exact[path]).abs().max()) < 0.5 / 32768, path.name
 
 
 @pytest.mark.parametrize(

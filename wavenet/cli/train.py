@@ -126,11 +126,12 @@ def hydra_main(dcfg: DictConfig) -> float:
         cfg, resolved = typed_config(dcfg)
         # Under torchrun only rank 0 writes into the run dir, so only rank 0 holds it.
         main_rank = os.environ.get("RANK", "0") == "0"
+        listing = None
         with locked_dir(run_dir, NAME) if main_rank else nullcontext():
             if main_rank:
                 # What can be checked cheaply is, before the run's record changes: the data
                 # folder lists audio, and the checkpoint to resume (or start from) fits this model.
-                find_audio(cfg.data.root, cfg.data.layout)
+                listing = find_audio(cfg.data.root, cfg.data.layout)
                 check_step_memory(cfg)
                 path = resume_path(cfg, run_dir)
                 if path is not None:
@@ -138,7 +139,7 @@ def hydra_main(dcfg: DictConfig) -> float:
                 elif cfg.train.init:
                     read_init(cfg, Path(cfg.train.init))
                 write_record(run_dir, dcfg)
-            train(cfg, run_dir, resolved)
+            train(cfg, run_dir, resolved, listing)
         return sweeps.objective(run_dir)
     except Interrupted as e:  # SIGINT: 130 like any Ctrl-C'd tool; SIGTERM: a requested stop
         print(f"{NAME}: {e}", file=sys.stderr)

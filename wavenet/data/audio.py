@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio
 
 from wavenet.errors import DataError, check_regular_file, one_line
 
@@ -36,10 +37,18 @@ def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
         raise DataError(f"{path}: contains NaN or infinite samples")
     audio = audio.mean(dim=1)
     if file_rate != sample_rate:
-        audio = AF.resample(audio, int(file_rate), sample_rate)
+        audio = resampler(int(file_rate), sample_rate)(audio)
     # Float files may exceed full scale and resampling can overshoot slightly; μ-law encoding
     # maps anything beyond ±1 outside [0, classes), so clip here once.
     return audio.clamp_(-1.0, 1.0).contiguous()
+
+
+@functools.lru_cache(maxsize=8)
+def resampler(file_rate: int, sample_rate: int) -> torchaudio.transforms.Resample:
+    """torchaudio's windowed-sinc resampler from file_rate to sample_rate, its kernel computed
+    once (in float64, kept as float32): a set of thousands of files shares a rate or two, and
+    building the kernel was half of resampling a file of a few seconds."""
+    return torchaudio.transforms.Resample(file_rate, sample_rate)
 
 
 def trim_silence(audio: torch.Tensor, threshold_db: float, frame: int = 256) -> torch.Tensor:

@@ -120,6 +120,7 @@ def load_dataset(
     layout: str = "auto",
     workers: int = 0,
     decode: bool = True,
+    listing: list[tuple[str, str]] | None = None,
 ) -> Dataset:
     """Every file of the dataset at root (see find_audio), decoded into its store: utterances
     of (time,) float32 mono, read from the store on access.
@@ -130,6 +131,7 @@ def load_dataset(
     workers: decoding processes (0: every core).
     decode: False leaves decoding to another process and waits for it (torchrun's ranks
         besides each machine's first).
+    listing: find_audio(root, layout) where the caller has just read it, else None.
 
     Files that fail, or have fewer than min_samples samples after trimming, rows naming a file
     outside root and repeated rows are listed in Dataset.skipped with a reason. Raises
@@ -144,7 +146,7 @@ def load_dataset(
         raise ValueError(f"workers must be >= 0 (0: every core), got {workers}")
     root = Path(root)
     layout = resolve_layout(root, layout)
-    entries, screened = screen(root, find_audio(root, layout))
+    entries, screened = screen(root, find_audio(root, layout) if listing is None else listing)
     cache = Path(cache_dir or default_cache_dir())
     names = [name for name, _ in entries]
     store, records = open_store(root, names, sample_rate, trim_db, cache, workers, progress, decode)

@@ -3,25 +3,29 @@
 Figures are drawn with matplotlib's object API on an Agg canvas: no pyplot, so no display, no
 global figure registry to leak from a long training loop, and no backend switch imposed on a
 notebook that imports this module. Files are written atomically (temporary file, then rename),
-so a viewer never shows a half-written image while training redraws it.
+so a viewer never shows a half-written image while training redraws it. matplotlib is
+imported by the functions that draw (a second of a training run's start otherwise).
 """
+
+from __future__ import annotations
 
 import io
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torchaudio.functional as AF
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from wavenet.errors import check_regular_file
 from wavenet.files import atomic_write
 from wavenet.model.features import MelConfig, log_mel
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METRICS_FILE = "metrics.jsonl"
 DPI = 120
@@ -201,8 +205,7 @@ def learning_curves_figure(run_dirs: list[Path]) -> Figure:
         scale, unit = _time_unit(max(walls))
         panels.append(("wall_s", scale, f"wall-clock time ({unit})"))
 
-    fig = Figure(figsize=(5.5 * len(panels) + 3, 4.5), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure((5.5 * len(panels) + 3, 4.5))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for k, curve in enumerate(curves.runs):
         color = f"C{k % 10}"
@@ -222,6 +225,8 @@ def learning_curves_figure(run_dirs: list[Path]) -> Figure:
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(curves.unit)
+
+    from matplotlib.lines import Line2D
 
     styles = [
         Line2D([], [], color="gray", lw=1, alpha=0.45, label="train"),
@@ -313,8 +318,7 @@ def spectrograms_figure(
     # Panel widths follow the durations, so one second looks the same in both.
     widths = [max(d, 0.25 * max(durations)) for d in durations]
 
-    fig = Figure(figsize=(12, 4), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure((12, 4))
     axes = fig.subplots(1, 2, sharey=True, width_ratios=widths)
     n_mels = specs[0].shape[0]
     ticks = [
@@ -337,6 +341,16 @@ def spectrograms_figure(
     )
     axes[0].set_ylabel("frequency (Hz, mel scale)")
     fig.colorbar(image, ax=axes, label="magnitude (dB)")
+    return fig
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    """An empty figure of `size` inches on an Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
     return fig
 
 

@@ -56,10 +56,14 @@ from wavenet.training.state import StopSignals, TrainState, WallClock
 log = logging.getLogger("wavenet.train")
 
 
-def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
+def train(
+    cfg: Config, run_dir: Path, resolved: dict, listing: list[tuple[str, str]] | None = None
+) -> dict:
     """Train per `cfg`, writing into `run_dir`; returns the last metrics record.
 
-    `resolved` is the full resolved config, stored in every checkpoint. Raises Interrupted after
+    `resolved` is the full resolved config, stored in every checkpoint. `listing` is
+    find_audio's list of the dataset's files where the caller has read it (the metadata of
+    100,000 files is read once, not twice). Raises Interrupted after
     SIGINT/SIGTERM (last.pt saved), TrainingStopped after `max_bad_steps` non-finite steps in a
     row, and ValueError/OSError for bad data, config or checkpoints, each with a one-line message.
     """
@@ -68,7 +72,7 @@ def train(cfg: Config, run_dir: Path, resolved: dict) -> dict:
     net = ddp = None
     try:
         precision = set_up_process(tc, world)
-        data = build_data(cfg, world)
+        data = build_data(cfg, world, listing)
         clock = WallClock()  # seconds trained, across resumes
         state = build_state(cfg, data, world, clock)
         out = RunOutputs(cfg, run_dir, resolved, state, data.speakers, world.main, clock)
@@ -266,9 +270,12 @@ class TrainingData:
     report: dict  # data_report.json, written once the run is known to go on (after resume)
 
 
-def build_data(cfg: Config, world: World) -> TrainingData:
+def build_data(
+    cfg: Config, world: World, listing: list[tuple[str, str]] | None = None
+) -> TrainingData:
     """Decode the dataset into its store (or open it), split it by file, and build the crop
-    sampler, the validation batch and data_report.json's content."""
+    sampler, the validation batch and data_report.json's content. `listing`: find_audio's
+    result for the dataset, if the caller has it."""
     dc, mc, tc = cfg.data, cfg.model, cfg.train
     r = mc.receptive_field
     # One process per machine (local rank 0) decodes into the store while the others wait
@@ -285,6 +292,7 @@ def build_data(cfg: Config, world: World) -> TrainingData:
         layout=layout,
         workers=dc.workers,
         decode=world.local_rank == 0,
+        listing=listing,
     )
     for line in dataset.skipped_lines():  # every one is in data_report.json
         log.warning(line)

@@ -35,7 +35,6 @@ from wavenet.files import atomic_write, remove_temporaries
 from wavenet.metrics import listening, plots, report
 from wavenet.model.features import utterance_mel
 from wavenet.model.network import WaveNet
-from wavenet.sampling.cached import generate
 from wavenet.training.state import CheckpointSchedule, TrainState, WallClock, truncate_metrics
 
 log = logging.getLogger("wavenet.train")
@@ -97,6 +96,9 @@ def write_sample(
         source = run_dir / "samples" / "source.wav"
         if not source.exists():
             write_wav(source, real, dc.sample_rate)
+    # The sampler's compiled kernels are imported only by runs that write samples.
+    from wavenet.sampling.cached import generate
+
     gen = torch.Generator().manual_seed(tc.seed + step)
     audio = torch.cat(
         list(
