@@ -25,7 +25,13 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
@@ -291,7 +297,13 @@ def _decode(
     tasks = [todo[i : i + TASK_FILES] for i in range(0, len(todo), TASK_FILES)]
     bar = tqdm(total=len(todo), desc=f"decoding {root}", unit="file", disable=not progress)
     samples = synced = 0
-    with open(path / AUDIO, "ab") as audio, open(path / JOURNAL, "ab") as journal, bar:
+    syncing: Future | None = None  # audio.pcm going to disk in a thread: decoding goes on
+    with (
+        open(path / AUDIO, "ab") as audio,
+        open(path / JOURNAL, "ab") as journal,
+        bar,
+        ThreadPoolExecutor(1) as syncer,
+    ):
         offset = audio.tell() // DTYPE.itemsize
         for names, results in _results(root, tasks, sample_rate, trim_db, workers):
             lines = []
@@ -309,11 +321,16 @@ def _decode(
             audio.flush()  # the samples reach the file before the lines that name them
             journal.write("".join(lines).encode())
             journal.flush()
-            if samples - synced >= SYNC_SAMPLES:  # to disk as we go, not all at the end
-                os.fdatasync(audio.fileno())
+            # To disk as we go, so the last sync is short; one sync at a time.
+            if samples - synced >= SYNC_SAMPLES and (syncing is None or syncing.done()):
+                if syncing is not None:
+                    syncing.result()  # its OSError, if any
+                syncing = syncer.submit(os.fdatasync, audio.fileno())
                 synced = samples
             bar.set_postfix_str(f"{samples / sample_rate / 3600:.2f} h", refresh=False)
             bar.update(len(names))
+        if syncing is not None:
+            syncing.result()
         os.fsync(audio.fileno())
         os.fsync(journal.fileno())
 
@@ -321,33 +338,47 @@ def _decode(
 def _results(
     root: Path, tasks: list[list[str]], sample_rate: int, trim_db: float | None, workers: int
 ) -> Iterator[tuple[list[str], list]]:
-    """(names, decode results) per task: in this process, or from a pool of `workers` processes
-    (spawned: forking a process that has run torch's thread pools can hang), a few tasks in
-    flight per worker so that memory holds only those."""
-    if workers == 1:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # as in a worker: resampling one file is too small to share
-        try:
+    """(names, decode results) per task, in no fixed order: in this process, or from a pool of
+    `workers` processes (spawned: forking a process that has run torch's thread pools can hang),
+    a few tasks in flight per worker so that memory holds only those. While the workers start
+    (each imports torch: seconds of a core), this process decodes tasks itself."""
+
+    def here(names: list[str]) -> list:
+        return _decode_files([str(root / n) for n in names], sample_rate, trim_db)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a worker: resampling one file is too small to share
+    try:
+        if workers == 1:
             for names in tasks:
-                yield names, _decode_files([str(root / n) for n in names], sample_rate, trim_db)
-        finally:
-            torch.set_num_threads(threads)
-        return
-    context = get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
-        pending: dict[Future, list[str]] = {}
-        queue = iter(tasks)
-        while True:
-            while len(pending) < 4 * workers and (names := next(queue, None)) is not None:
-                future = pool.submit(
-                    _decode_files, [str(root / n) for n in names], sample_rate, trim_db
-                )
-                pending[future] = names
-            if not pending:
-                return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield pending.pop(future), future.result()
+                yield names, here(names)
+            return
+        context = get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+            pending: dict[Future, list[str]] = {}
+            queue = iter(tasks)
+            answered = False  # has a worker finished a task yet
+            while True:
+                while len(pending) < 4 * workers and (names := next(queue, None)) is not None:
+                    future = pool.submit(
+                        _decode_files, [str(root / n) for n in names], sample_rate, trim_db
+                    )
+                    pending[future] = names
+                if not pending:
+                    return
+                done: set[Future] = set()
+                if not answered:  # the workers are still starting: decode here meanwhile
+                    done, _ = wait(pending, timeout=0)
+                    if not done and (names := next(queue, None)) is not None:
+                        yield names, here(names)
+                        continue
+                if not done:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                answered = True
+                for future in done:
+                    yield pending.pop(future), future.result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _one_thread() -> None:
