@@ -343,8 +343,11 @@ def _results(
     a few tasks in flight per worker so that memory holds only those. While the workers start
     (each imports torch: seconds of a core), this process decodes tasks itself."""
 
+    def paths(names: list[str]) -> list[str]:
+        return [str(root / n) for n in names]
+
     def here(names: list[str]) -> list:
-        return _decode_files([str(root / n) for n in names], sample_rate, trim_db)
+        return _decode_files(paths(names), sample_rate, trim_db)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a worker: resampling one file is too small to share
@@ -360,10 +363,7 @@ def _results(
             answered = False  # has a worker finished a task yet
             while True:
                 while len(pending) < 4 * workers and (names := next(queue, None)) is not None:
-                    future = pool.submit(
-                        _decode_files, [str(root / n) for n in names], sample_rate, trim_db
-                    )
-                    pending[future] = names
+                    pending[pool.submit(_decode_files, paths(names), sample_rate, trim_db)] = names
                 if not pending:
                     return
                 done: set[Future] = set()
