@@ -54,7 +54,7 @@ SILENT = "silent (all samples are zero)"
 # Below this much audio to decode, one process is quicker than starting workers (each imports
 # torch: seconds); the bundled demo set (8 MB) decodes in about a second.
 POOL_MIN_BYTES = 64 * 2**20
-SYNC_SAMPLES = 2**27  # write decoded audio to disk every 256 MB, so the final sync is short
+SYNC_SAMPLES = 2**25  # write decoded audio to disk every 64 MB, so the final sync is short
 WAIT_S = 2.0  # how often a process waiting for another's decode looks again
 TASK_FILES = 16  # files per worker task: few enough to keep the bar moving, enough to batch IPC
 
@@ -338,10 +338,12 @@ def _decode(
 def _results(
     root: Path, tasks: list[list[str]], sample_rate: int, trim_db: float | None, workers: int
 ) -> Iterator[tuple[list[str], list]]:
-    """(names, decode results) per task, in no fixed order: in this process, or from a pool of
-    `workers` processes (spawned: forking a process that has run torch's thread pools can hang),
-    a few tasks in flight per worker so that memory holds only those. While the workers start
-    (each imports torch: seconds of a core), this process decodes tasks itself."""
+    """(names, decode results) per task, in no fixed order, from `workers` processes: this one
+    and a pool of `workers - 1` (spawned: forking a process that has run torch's thread pools
+    can hang), a few tasks in flight per pool worker so that memory holds only those. This
+    process decodes a task itself whenever no worker's result is waiting, from the start (each
+    worker first imports torch: seconds of a core) to the end, so one core is never left to a
+    process that only collects."""
 
     def paths(names: list[str]) -> list[str]:
         return [str(root / n) for n in names]
@@ -357,26 +359,28 @@ def _results(
                 yield names, here(names)
             return
         context = get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        pool_size = workers - 1
+        pool = ProcessPoolExecutor(pool_size, mp_context=context, initializer=_one_thread)
+        try:
             pending: dict[Future, list[str]] = {}
             queue = iter(tasks)
-            answered = False  # has a worker finished a task yet
             while True:
-                while len(pending) < 4 * workers and (names := next(queue, None)) is not None:
+                while len(pending) < 4 * pool_size and (names := next(queue, None)) is not None:
                     pending[pool.submit(_decode_files, paths(names), sample_rate, trim_db)] = names
                 if not pending:
                     return
-                done: set[Future] = set()
-                if not answered:  # the workers are still starting: decode here meanwhile
-                    done, _ = wait(pending, timeout=0)
-                    if not done and (names := next(queue, None)) is not None:
-                        yield names, here(names)
-                        continue
+                done, _ = wait(pending, timeout=0)
+                if not done and (names := next(queue, None)) is not None:
+                    yield names, here(names)
+                    continue
                 if not done:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                answered = True
                 for future in done:
                     yield pending.pop(future), future.result()
+        finally:
+            # Not waiting for the idle workers to exit (torch's teardown: a second): the
+            # executor's thread joins them while this process goes on.
+            pool.shutdown(wait=False, cancel_futures=True)
     finally:
         torch.set_num_threads(threads)
 
