@@ -15,6 +15,8 @@ import torchaudio
 from wavenet.errors import DataError, check_regular_file, one_line
 
 PCM16_SCALE = 32768  # a 16-bit sample v stands for v / 32768, as soundfile reads PCM_16
+# soundfile subtypes whose samples are integers (FLAC files report PCM_16, PCM_24, PCM_S8).
+INTEGER_SUBTYPES = ("PCM_", "ALAC_", "ULAW", "ALAW", "DPCM_", "DWVW_")
 
 
 def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
@@ -27,15 +29,19 @@ def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     check_regular_file(path)  # a FIFO or device would block or never end
     try:
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as file:
+            data = file.read(dtype="float32", always_2d=True)
+            file_rate, subtype = file.samplerate, file.subtype
     except (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as e:
         raise DataError(f"{path}: cannot read audio ({one_line(e)})") from e
     if data.shape[0] == 0:
         raise DataError(f"{path}: no audio samples")
     audio = torch.from_numpy(data)  # (time, channels)
-    if not torch.isfinite(audio).all():
+    # Integer samples (PCM, FLAC, ALAC, A-law, μ-law) are finite by construction: the check,
+    # a pass over every sample, is for float and lossy-coded files.
+    if not subtype.startswith(INTEGER_SUBTYPES) and not torch.isfinite(audio).all():
         raise DataError(f"{path}: contains NaN or infinite samples")
-    audio = audio.mean(dim=1)
+    audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(dim=1)
     if file_rate != sample_rate:
         audio = resampler(int(file_rate), sample_rate)(audio)
     # Float files may exceed full scale and resampling can overshoot slightly; μ-law encoding

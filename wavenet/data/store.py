@@ -290,88 +290,122 @@ def _decode(
     workers: int,
     progress: bool,
 ) -> None:
-    """Decode the files `todo`, appending each one's samples and line, and add their records."""
+    """Decode the files `todo`, writing each one's samples and then its line, and add their
+    records. Every decoding process writes its own samples into audio.pcm, at offsets it takes
+    from one shared counter (after the last record: _recover cut what lies beyond), so only
+    offsets travel back to this process, which writes the journal."""
     workers = workers or default_workers()
     if sum(stats[n].st_size for n in todo) < POOL_MIN_BYTES:
         workers = 1
     tasks = [todo[i : i + TASK_FILES] for i in range(0, len(todo), TASK_FILES)]
     bar = tqdm(total=len(todo), desc=f"decoding {root}", unit="file", disable=not progress)
+    end = (path / AUDIO).stat().st_size // DTYPE.itemsize
+    sink = _Sink(path / AUDIO, get_context("spawn").Value("q", end))
     samples = synced = 0
     syncing: Future | None = None  # audio.pcm going to disk in a thread: decoding goes on
-    with (
-        open(path / AUDIO, "ab") as audio,
-        open(path / JOURNAL, "ab") as journal,
-        bar,
-        ThreadPoolExecutor(1) as syncer,
-    ):
-        offset = audio.tell() // DTYPE.itemsize
-        for names, results in _results(root, tasks, sample_rate, trim_db, workers):
-            lines = []
-            for name, result in zip(names, results, strict=True):
-                stat = stats[name]
-                if isinstance(result, str):
-                    record = Record(stat.st_size, stat.st_mtime_ns, reason=result)
-                else:
-                    audio.write(result.astype(DTYPE, copy=False).tobytes())
-                    record = Record(stat.st_size, stat.st_mtime_ns, offset, len(result))
-                    offset += len(result)
-                    samples += len(result)
-                records[name] = record
-                lines.append(json.dumps({"name": name, **record._asdict()}) + "\n")
-            audio.flush()  # the samples reach the file before the lines that name them
-            journal.write("".join(lines).encode())
-            journal.flush()
-            # To disk as we go, so the last sync is short; one sync at a time.
-            if samples - synced >= SYNC_SAMPLES and (syncing is None or syncing.done()):
-                if syncing is not None:
-                    syncing.result()  # its OSError, if any
-                syncing = syncer.submit(os.fdatasync, audio.fileno())
-                synced = samples
-            bar.set_postfix_str(f"{samples / sample_rate / 3600:.2f} h", refresh=False)
-            bar.update(len(names))
-        if syncing is not None:
-            syncing.result()
-        os.fsync(audio.fileno())
-        os.fsync(journal.fileno())
+    try:
+        with open(path / JOURNAL, "ab") as journal, bar, ThreadPoolExecutor(1) as syncer:
+            for names, results in _results(root, tasks, sample_rate, trim_db, workers, sink):
+                lines = []
+                for name, result in zip(names, results, strict=True):
+                    stat = stats[name]
+                    if isinstance(result, str):
+                        record = Record(stat.st_size, stat.st_mtime_ns, reason=result)
+                    else:
+                        record = Record(stat.st_size, stat.st_mtime_ns, *result)
+                        samples += result[1]
+                    records[name] = record
+                    lines.append(json.dumps({"name": name, **record._asdict()}) + "\n")
+                journal.write("".join(lines).encode())  # the samples are written already
+                journal.flush()
+                # To disk as we go, so the last sync is short; one sync at a time.
+                if samples - synced >= SYNC_SAMPLES and (syncing is None or syncing.done()):
+                    if syncing is not None:
+                        syncing.result()  # its OSError, if any
+                    syncing = syncer.submit(os.fdatasync, sink.fd)
+                    synced = samples
+                bar.set_postfix_str(f"{samples / sample_rate / 3600:.2f} h", refresh=False)
+                bar.update(len(names))
+            if syncing is not None:
+                syncing.result()
+            os.fsync(sink.fd)
+            os.fsync(journal.fileno())
+    finally:
+        sink.close()
+
+
+class _Sink:
+    """audio.pcm opened for writing in one decoding process, and the counter every process
+    takes its offsets from (a multiprocessing.Value: its lock makes each take atomic)."""
+
+    def __init__(self, audio: Path, counter) -> None:
+        self.audio, self.counter = audio, counter
+        self.fd = os.open(audio, os.O_WRONLY)
+
+    def write(self, pcm: list[np.ndarray]) -> list[tuple[int, int]]:
+        """Write these files' samples end to end; (offset, length) of each."""
+        lengths = [len(x) for x in pcm]
+        with self.counter.get_lock():
+            offset = self.counter.value
+            self.counter.value += sum(lengths)
+        data = memoryview(np.concatenate(pcm).astype(DTYPE, copy=False)).cast("B")
+        at, done = offset * DTYPE.itemsize, 0
+        while done < len(data):  # pwrite may write less than asked
+            done += os.pwrite(self.fd, data[done:], at + done)
+        starts = np.cumsum([offset, *lengths[:-1]])
+        return [(int(start), length) for start, length in zip(starts, lengths, strict=True)]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __getstate__(self) -> dict:  # to a spawned worker: the path and counter, not the fd
+        return {"audio": self.audio, "counter": self.counter}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["audio"], state["counter"])
 
 
 def _results(
-    root: Path, tasks: list[list[str]], sample_rate: int, trim_db: float | None, workers: int
+    root: Path,
+    tasks: list[list[str]],
+    sample_rate: int,
+    trim_db: float | None,
+    workers: int,
+    sink: _Sink,
 ) -> Iterator[tuple[list[str], list]]:
     """(names, decode results) per task, in no fixed order, from `workers` processes: this one
     and a pool of `workers - 1` (spawned: forking a process that has run torch's thread pools
-    can hang), a few tasks in flight per pool worker so that memory holds only those. This
-    process decodes a task itself whenever no worker's result is waiting, from the start (each
-    worker first imports torch: seconds of a core) to the end, so one core is never left to a
-    process that only collects."""
+    can hang), a few tasks in flight per pool worker. This process decodes a task itself
+    whenever no worker's result is waiting, from the start (each worker first imports torch:
+    seconds of a core) to the end, so no core is left to a process that only collects."""
 
     def paths(names: list[str]) -> list[str]:
         return [str(root / n) for n in names]
-
-    def here(names: list[str]) -> list:
-        return _decode_files(paths(names), sample_rate, trim_db)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a worker: resampling one file is too small to share
     try:
         if workers == 1:
             for names in tasks:
-                yield names, here(names)
+                yield names, _decode_task(paths(names), sample_rate, trim_db, sink)
             return
-        context = get_context("spawn")
-        pool_size = workers - 1
-        pool = ProcessPoolExecutor(pool_size, mp_context=context, initializer=_one_thread)
+        pool = ProcessPoolExecutor(
+            workers - 1,
+            mp_context=get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(sink,),
+        )
         try:
             pending: dict[Future, list[str]] = {}
             queue = iter(tasks)
             while True:
-                while len(pending) < 4 * pool_size and (names := next(queue, None)) is not None:
-                    pending[pool.submit(_decode_files, paths(names), sample_rate, trim_db)] = names
+                while len(pending) < 4 * (workers - 1) and (names := next(queue, None)):
+                    pending[pool.submit(_decode_task, paths(names), sample_rate, trim_db)] = names
                 if not pending:
                     return
                 done, _ = wait(pending, timeout=0)
-                if not done and (names := next(queue, None)) is not None:
-                    yield names, here(names)
+                if not done and (names := next(queue, None)):
+                    yield names, _decode_task(paths(names), sample_rate, trim_db, sink)
                     continue
                 if not done:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -385,14 +419,25 @@ def _results(
         torch.set_num_threads(threads)
 
 
-def _one_thread() -> None:
-    """Worker set-up: the pool is the parallelism, so each worker's torch uses one thread."""
+_worker_sink: _Sink | None = None  # a pool worker's, from _start_worker
+
+
+def _start_worker(sink: _Sink) -> None:
+    """Pool worker set-up: the pool is the parallelism, so its torch uses one thread."""
+    global _worker_sink
     torch.set_num_threads(1)
+    _worker_sink = sink
 
 
-def _decode_files(paths: list[str], sample_rate: int, trim_db: float | None) -> list:
-    """Per path: its int16 samples, or the reason it is unusable."""
-    return [decode_file(path, sample_rate, trim_db) for path in paths]
+def _decode_task(
+    paths: list[str], sample_rate: int, trim_db: float | None, sink: _Sink | None = None
+) -> list:
+    """Decode these files and write their samples: per path, its (offset, length) in audio.pcm
+    or the reason it is unusable."""
+    decoded = [decode_file(path, sample_rate, trim_db) for path in paths]
+    pcm = [x for x in decoded if not isinstance(x, str)]
+    places = iter((sink or _worker_sink).write(pcm) if pcm else [])
+    return [x if isinstance(x, str) else next(places) for x in decoded]
 
 
 def decode_file(path: str | Path, sample_rate: int, trim_db: float | None) -> np.ndarray | str:
