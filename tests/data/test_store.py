@@ -8,8 +8,11 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from builders import SR, sine, write_audio
@@ -32,12 +35,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def many(demo_root: Path, tmp_path: Path) -> Path:
-    """40 files: copies of the 8 shortest demo files under new names."""
+    """40 files: copies of the 7 shortest demo files under new names (7, not a divisor of a
+    task's 16 files: a file decoded into another's place rarely holds the same samples)."""
     root = tmp_path / "many"
     root.mkdir()
-    shortest = sorted((demo_root / "wavs").glob("*.flac"), key=lambda p: p.stat().st_size)[:8]
+    shortest = sorted((demo_root / "wavs").glob("*.flac"), key=lambda p: p.stat().st_size)[:7]
     for i in range(40):
-        shutil.copy(shortest[i % 8], root / f"{i:02d}.flac")
+        shutil.copy(shortest[i % 7], root / f"{i:02d}.flac")
     return root
 
 
@@ -65,6 +69,8 @@ def journal_lines(cache: Path) -> int:
     return journal.read_bytes().count(b"\n")
 
 
+# A script, not -c: a spawned pool worker re-imports it (all but the main block), so the
+# workers decode slowly too.
 SLOW_DECODE = """
 import sys, time
 from wavenet.data import store
@@ -74,21 +80,31 @@ def slow(*args):
     time.sleep(0.15)
     return real(*args)
 store.decode_file = slow
-load_dataset(sys.argv[1], cache_dir=sys.argv[2])
+if __name__ == "__main__":
+    store.POOL_MIN_BYTES = 0
+    load_dataset(sys.argv[1], cache_dir=sys.argv[2], workers=int(sys.argv[3]))
 """
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_killed_decode_goes_on_from_where_it_stopped(
-    many: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    many: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
+    """Killed mid-way, with one process or a pool (whose processes write at offsets taken in
+    turn, so the journal's records need not be in offset order), the next run decodes only
+    what no line names, and the store equals a fresh one."""
     cache = tmp_path / "cache"
+    script = tmp_path / "slow_decode.py"
+    script.write_text(SLOW_DECODE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
-    child = subprocess.Popen([sys.executable, "-c", SLOW_DECODE, str(many), str(cache)], env=env)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(many), str(cache), str(workers)], env=env
+    )
     try:
         deadline = time.monotonic() + 120
-        # Kill once the first task's files are in (16 lines after the header), mid-decode.
+        # Kill once two tasks' files are in (32 lines after the header), mid-decode.
         while not (cache.is_dir() and list(cache.glob("store-*/journal.jsonl"))) or (
-            journal_lines(cache) < 1 + store.TASK_FILES
+            journal_lines(cache) < 1 + 2 * store.TASK_FILES
         ):
             assert child.poll() is None, "the decode ended before it could be killed"
             assert time.monotonic() < deadline
@@ -161,6 +177,29 @@ def test_this_process_is_one_of_the_decoders(
     pooled = load_dataset(many, cache_dir=tmp_path / "pool", workers=2)
     same(pooled, one)
     assert 0 < len(here) <= 40 - 4, f"decoded here: {len(here)} of 40"
+
+
+def test_decoding_processes_write_to_disjoint_places(many: Path, tmp_path: Path) -> None:
+    """This process and a pool worker write into one audio.pcm, taking offsets in turn from the
+    shared counter (however long ago the worker started): no two files' samples overlap, and
+    each file's place holds its own samples."""
+    audio = tmp_path / store.AUDIO
+    audio.touch()
+    spawn = get_context("spawn")
+    sink = store._Sink(audio, spawn.Value("q", 0))
+    paths = [str(p) for p in sorted(many.glob("*.flac"))[:12]]
+    with ProcessPoolExecutor(
+        1, mp_context=spawn, initializer=store._start_worker, initargs=(sink,)
+    ) as pool:
+        places = pool.submit(store._decode_task, paths[:4], SR, None).result()
+        places += store._decode_task(paths[4:8], SR, None, sink)  # after the worker's
+        places += pool.submit(store._decode_task, paths[8:], SR, None).result()
+    sink.close()
+    ranges = sorted((offset, offset + length) for offset, length in places)
+    assert all(end <= start for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False))
+    pcm = np.fromfile(audio, dtype=store.DTYPE)
+    for path, (offset, length) in zip(paths, places, strict=True):
+        assert np.array_equal(pcm[offset : offset + length], store.decode_file(path, SR, None))
 
 
 def test_an_unwritable_cache_is_a_one_line_data_error(many: Path, tmp_path: Path) -> None:
