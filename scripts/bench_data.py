@@ -2,6 +2,7 @@
 
     python scripts/bench_data.py --hours 2 6 20 100 --train      # docs/data.md's table
     python scripts/bench_data.py --hours 2 --decode --rate 22050 --workers 1 2   # decode scaling
+    python scripts/bench_data.py --hours 4 --ceiling --rate 22050 --workers 2   # its ceiling
     python scripts/bench_data.py --hours 2 --ranks 2             # two torchrun ranks on one set
     python scripts/bench_data.py --tiny                          # seconds: what CI runs
 
@@ -13,6 +14,9 @@ resamples. Nothing is written into the repository, and the folder is removed at 
 Records ("what"):
   decode  load_dataset into a fresh store by `workers` processes: decode_s, files_per_s,
           hours_per_s, peak_rss_mb (the largest process: the main one or a worker)
+  ceiling the machine's own ceiling for --decode: decode_file on every file in one process,
+          then on 1/N of them in each of N independent processes (no pool, no transfer, no
+          writer), every process timed from one start after its imports: one_s, n_s, speedup
   train   `wavenet-train data.root=SET model=tiny train.max_steps=3` as a user runs it, "cold"
           (no store) then "warm": first_step_s (command start to the first step's metrics
           line), wall_s, peak_rss_mb of the training process
@@ -205,6 +209,52 @@ def decode(root: Path, cache: Path, workers: int, info: dict) -> None:
     )
 
 
+CEILING = """
+import sys, time
+from pathlib import Path
+import torch
+from wavenet.data.layouts import find_audio
+from wavenet.data.store import decode_file
+torch.set_num_threads(1)
+root, k, n, start = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+mine = [str(root / name) for name, _ in find_audio(root)][k::n]
+while time.time() < start:
+    time.sleep(0.01)
+for path in mine:
+    decode_file(path, 16000, None)
+print(time.time())
+"""
+
+
+def ceiling(root: Path, processes: int, info: dict) -> None:
+    """decode_file on every file: one process, then `processes` independent ones."""
+    before = load()
+    took = {}
+    for n in (1, processes):
+        start = time.time() + 10  # every process has imported torch by then
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", CEILING, str(root), str(k), str(n), str(start)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for k in range(n)
+        ]
+        ends = [float(child.communicate()[0]) for child in children]
+        if any(child.returncode for child in children):
+            raise SystemExit("a ceiling process failed")
+        took[n] = max(ends) - start
+    record(
+        "ceiling",
+        **info,
+        load=before,
+        processes=processes,
+        one_s=round(took[1], 1),
+        n_s=round(took[processes], 1),
+        speedup=round(took[1] / took[processes], 2),
+    )
+
+
 def train_args(root: Path, run: Path) -> list[str]:
     return [
         f"data.root={root}",
@@ -317,6 +367,9 @@ def main() -> None:
     p.add_argument(
         "--workers", type=int, nargs="+", default=[0], help="for --decode; 0: every core"
     )
+    p.add_argument(
+        "--ceiling", action="store_true", help="--decode's ceiling: independent processes"
+    )
     p.add_argument("--train", action="store_true", help="wavenet-train cold and warm")
     p.add_argument("--ranks", type=int, default=0, help="also torchrun with this many ranks")
     p.add_argument("--crops", action="store_true", help="crops drawn per second")
@@ -343,6 +396,9 @@ def main() -> None:
             if args.decode:
                 for workers in args.workers:
                     decode(root, cache, workers or store.default_workers(), info)
+            if args.ceiling:
+                for workers in args.workers:
+                    ceiling(root, workers or store.default_workers(), info)
             if args.train:
                 shutil.rmtree(cache, ignore_errors=True)
                 train(root, cache, folder, info, "cold")
