@@ -32,7 +32,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from multiprocessing import get_context
 from pathlib import Path
 from stat import S_ISREG
@@ -300,7 +300,10 @@ def _decode(
     tasks = [todo[i : i + TASK_FILES] for i in range(0, len(todo), TASK_FILES)]
     bar = tqdm(total=len(todo), desc=f"decoding {root}", unit="file", disable=not progress)
     end = (path / AUDIO).stat().st_size // DTYPE.itemsize
-    sink = _Sink(path / AUDIO, get_context("spawn").Value("q", end))
+    # Shared between processes only where there are several (a shared Value starts
+    # multiprocessing's resource tracker: a process of its own).
+    counter = get_context("spawn").Value("q", end) if workers > 1 else _Counter(end)
+    sink = _Sink(path / AUDIO, counter)
     samples = synced = 0
     syncing: Future | None = None  # audio.pcm going to disk in a thread: decoding goes on
     try:
@@ -332,6 +335,16 @@ def _decode(
             os.fsync(journal.fileno())
     finally:
         sink.close()
+
+
+class _Counter:
+    """One process's offset counter, with the interface of a multiprocessing.Value."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def get_lock(self) -> nullcontext:
+        return nullcontext()
 
 
 class _Sink:
