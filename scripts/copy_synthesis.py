@@ -165,9 +165,12 @@ def main() -> None:
     systems = {"mulaw": ([mulaw.decode(mulaw.encode(a, 256), 256) for a in refs], {})}
     threads = args.threads or torch.get_num_threads()
     given = {"temperature": args.temperature, "floor": args.floor, "sharpen": args.sharpen}
-    grid = [dict(zip(given, map(float, g.split(":")), strict=True)) for g in args.grid or []]
-    for setting in grid or [given]:
-        settings = checkpoint.sampling(ckpt, **setting)
+    try:  # every setting checked before minutes of synthesis
+        grid = [dict(zip(given, map(float, g.split(":")), strict=True)) for g in args.grid or []]
+        every = [checkpoint.sampling(ckpt, **setting) for setting in grid or [given]]
+    except ValueError as e:
+        raise SystemExit(f"copy_synthesis.py: {e}") from None
+    for settings in every:
         voc, seconds = synthesise(
             vocoder,
             rate,

@@ -154,6 +154,24 @@ def test_heldout_files_copies_the_validation_files_with_speakers(fake_run, tmp_p
     assert [r["file"] for r in rows] == report["validation"] and all(r["speaker"] for r in rows)
 
 
+@pytest.mark.parametrize("grid", ["1.0:0.5:1.5", "1.0:0.002", "one:0:0"])
+def test_copy_synthesis_refuses_a_bad_grid_before_synthesising(fake_run, repo_root, grid):
+    """A setting out of range (a floor above 0.9/256), short or not a number: one line naming
+    it, before minutes of synthesis of the settings before it."""
+    vocoder = repo_root / "data" / "pretrained" / "asterisk4-vocoder.pt"
+    args = ["--vocoder", str(vocoder), "--run", str(fake_run), "--files", "1"]
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "copy_synthesis.py"), *args, "--grid", "1:0:0", grid],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.startswith("copy_synthesis.py: ") and proc.stderr.count("\n") == 1
+
+
 def test_copy_synthesis_scores_the_shipped_vocoder_on_one_file(fake_run, repo_root, tmp_path):
     require(
         listening.available(), f"the listening metrics extra is not installed: {listening.INSTALL}"
