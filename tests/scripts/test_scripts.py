@@ -129,6 +129,7 @@ def test_bench_data_tiny_prints_every_measurement():
         assert r["cpu"] and r["files"] == 154 and r["hours"] > 0
     decode, _, cold, warm, crops = records
     assert decode["decode_s"] > 0 and decode["files_per_s"] > 0 and decode["peak_rss_mb"] > 0
+    assert decode["decode_s"] < decode["command_s"]  # the command also starts an interpreter
     assert 0 < cold["first_step_s"] <= cold["wall_s"] and warm["first_step_s"] > 0
     assert warm["peak_rss_mb"] > 0 and crops["crops_per_s"] > 0
 
