@@ -33,6 +33,7 @@ Each record also has cpu, load (1-minute load average before it), hours and file
 """
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -137,9 +138,7 @@ def pss(pid: int) -> int:
     return 0
 
 
-def watch(
-    cmd: list[str], env: dict, first_line: Path | None = None, poll_s: float = 0.05
-) -> dict:
+def watch(cmd: list[str], env: dict, first_line: Path | None = None, poll_s: float = 0.05) -> dict:
     """Run cmd, polling its process tree's peak RSS per process (every poll_s) and the largest
     sum of their PSS (what the tree takes of the machine); the seconds until `first_line`
     holds a line (None: not waited for) and in all, and what the command printed."""
@@ -167,10 +166,8 @@ def watch(
         chunk = proc.stdout.read()
         if chunk:
             output.append(chunk)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=poll_s)  # returns as the command ends: its wall time is exact
-        except subprocess.TimeoutExpired:
-            pass
     wall = time.perf_counter() - start
     output.append(proc.stdout.read() or b"")
     text = b"".join(output).decode(errors="replace")
