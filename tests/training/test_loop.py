@@ -295,14 +295,14 @@ def test_unreadable_file_is_skipped_and_reported(tmp_path, speech, monkeypatch, 
     data = tmp_path / "data"
     shutil.copytree(speech, data)
     locked = sorted(data.iterdir())[0]
-    real_read = soundfile.read
+    real_open = soundfile.SoundFile
 
-    def read(path, *args, **kwargs):
+    def open_(path, *args, **kwargs):  # how wavenet.data.audio opens every file
         if Path(path) == locked:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return real_read(path, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(soundfile, "read", read)
+    monkeypatch.setattr(soundfile, "SoundFile", open_)
     run(tmp_path / "run", data, "train.max_steps=1")
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert [s["file"] for s in report["skipped"]] == [locked.name]
