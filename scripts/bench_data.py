@@ -2,7 +2,7 @@
 
     python scripts/bench_data.py --hours 2 6 20 100 --train      # docs/data.md's table
     python scripts/bench_data.py --hours 2 --decode --rate 22050 --workers 1 2   # decode scaling
-    python scripts/bench_data.py --hours 4 --ceiling --rate 22050 --workers 2   # its ceiling
+    python scripts/bench_data.py --hours 20 --ceiling --rate 22050 --workers 2  # its ceiling
     python scripts/bench_data.py --hours 2 --ranks 2             # two torchrun ranks on one set
     python scripts/bench_data.py --tiny                          # seconds: what CI runs
 
@@ -205,7 +205,8 @@ def decode(root: Path, cache: Path, workers: int, info: dict) -> None:
     # of a core from the decoders (peaks are VmHWM, kept by Linux; the processes live on).
     cmd = [sys.executable, "-c", code, str(root), str(cache), str(workers)]
     ran = watch(cmd, os.environ, poll_s=0.5)
-    took = float(ran["output"].split("load_s")[-1])
+    # Its own line: a warning printed after it (stderr is merged) must not be parsed with it.
+    took = next(float(x.split()[1]) for x in ran["output"].splitlines() if x.startswith("load_s "))
     record(
         "decode",
         **info,
