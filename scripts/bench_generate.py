@@ -378,6 +378,8 @@ def main() -> None:
         args.model, args.samples, args.naive_samples, args.repeats = "tiny", 200, 2, 1
     if args.output and args.checkpoint:
         parser.error("--output builds models of --model; a checkpoint has its own output")
+    if args.lpc_order != [0] and args.checkpoint:
+        parser.error("--lpc-order builds models of --model; a checkpoint has its own predictor")
     for name in ("batch", "threads", "samples", "naive_samples", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -401,7 +403,8 @@ def main() -> None:
     for output in args.output or [None]:
         for order in args.lpc_order:
             name, model = build(args.model, args.checkpoint, args.condition, output, order)
-            key = model.config.output + (f"+lpc{order}" if order else "")
+            lpc = model.config.lpc_order  # a checkpoint's own, not --lpc-order's default
+            key = model.config.output + (f"+lpc{lpc}" if lpc else "")
             models[key] = (name, model.to(args.device, DTYPES[args.dtype]))
     name, model = next(iter(models.values()))  # the baseline's
     on_cpu, wanted = args.device == "cpu", set(args.impl)

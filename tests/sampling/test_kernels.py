@@ -496,6 +496,30 @@ def test_benchmark_times_every_output_side_by_side():
     assert all(line["samples_per_s_per_stream"] > 0 for line in lines)
 
 
+def test_benchmark_labels_a_checkpoint_with_its_own_predictor():
+    """The shipped vocoder predicts linearly: its line says so (not --lpc-order's default 0)."""
+    vocoder = ROOT / "data" / "pretrained" / "asterisk4-vocoder.pt"
+    (line,) = bench_lines("--checkpoint", str(vocoder), "--samples", "64")
+    assert line["lpc_order"] == 16
+    assert line["output"] == "categorical+lpc16"
+    refused = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_generate.py"),
+            "--checkpoint",
+            str(vocoder),
+            "--lpc-order",
+            "0",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "--lpc-order" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 def test_the_layer_split_needs_free_cores():
     weights = CachedSampler(WaveNet()).merged_weights()  # 5 MB: more than any core's L2 here
     cores = os.cpu_count() or 1
