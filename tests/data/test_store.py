@@ -1,6 +1,7 @@
 """Tests for wavenet.data.store: the decoded dataset on disk survives kills and torn writes,
 notices changed files, decodes alike in a pool, and crops from it equal crops from memory."""
 
+import gc
 import os
 import shutil
 import signal
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -84,6 +86,29 @@ if __name__ == "__main__":
     store.POOL_MIN_BYTES = 0
     load_dataset(sys.argv[1], cache_dir=sys.argv[2], workers=int(sys.argv[3]))
 """
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_a_dropped_store_closes_its_file_without_a_warning(demo_root: Path, tmp_path: Path):
+    """A store read from and dropped closes what it opened, silently: no descriptor left, no
+    ResourceWarning (which the suite turns into a failure of whichever test is running when
+    the collector finds it)."""
+    names = sorted(p.relative_to(demo_root).as_posix() for p in demo_root.glob("wavs/*.flac"))[:2]
+    opened, _ = store.open_store(demo_root, names, SR, None, tmp_path / "cache", workers=1)
+    before = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # several stores opened and dropped
+            s, records = store.open_store(demo_root, names, SR, None, tmp_path / "cache")
+            record = records[names[0]]
+            assert np.array_equal(
+                s.read(record.offset, record.length),
+                opened.pcm[record.offset : record.offset + record.length],
+            )
+            del s
+            gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -100,14 +101,17 @@ class Store:
             if end
             else np.zeros(0, dtype=DTYPE)
         )
-        self._file = None
+        self._fd: int | None = None
 
     def read(self, offset: int, length: int) -> np.ndarray:
         """(length,) int16 samples from `offset`, read (not mapped), so scanning the whole
         store leaves nothing of it in this process's memory."""
-        if self._file is None:
-            self._file = open(self.path / AUDIO, "rb")  # noqa: SIM115 (kept for the store's life)
-        raw = os.pread(self._file.fileno(), length * DTYPE.itemsize, offset * DTYPE.itemsize)
+        if self._fd is None:
+            # A descriptor kept for the store's life, closed when the store is collected
+            # (a file object left to the collector would warn: ResourceWarning).
+            self._fd = os.open(self.path / AUDIO, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._fd)
+        raw = os.pread(self._fd, length * DTYPE.itemsize, offset * DTYPE.itemsize)
         if len(raw) != length * DTYPE.itemsize:
             raise DataError(f"{self.path / AUDIO}: truncated (delete the folder to rebuild it)")
         return np.frombuffer(raw, dtype=DTYPE)
